@@ -1,0 +1,57 @@
+# AlignScope: `make run` opens the app on the demo project, `make test` runs the whole suite offscreen.
+# Both create .venv when missing and install only what changed since the last run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.alignscope-installed
+SYSSTAMP := $(VENV)/.alignscope-system
+# The Debian packages Qt (xcb, offscreen) and VTK (EGL/GL) need; installed only when we are root.
+APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 \
+	libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libxkbcommon-x11-0 libxkbcommon0 \
+	libxcb-cursor0 libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri libfontconfig1 libdbus-1-3 \
+	libxrender1 libxext6 libsm6 libice6 libxi6 libxtst6 x11-utils
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: run test setup system bench demo clean lint-imports
+
+run: setup
+	$(PY) main.py gui --demo
+
+test: setup
+	QT_QPA_PLATFORM=offscreen PYTHONUNBUFFERED=1 $(PY) -m pytest
+
+bench: setup
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+demo: setup
+	$(PY) main.py demo --out demo_out
+
+setup: system $(STAMP)
+
+# Debian packages: only as root, only once per venv, and only those missing.
+system: $(SYSSTAMP)
+$(SYSSTAMP):
+	@mkdir -p $(VENV)
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null) \
+			|| echo "warning: could not install$$missing (Xvfb tests will skip)"; fi; \
+	else echo "not root: skipping Debian packages (Xvfb tests skip where no X server can start)"; fi
+	@touch $@
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first (the CPU wheel on disk here, unless a CUDA torch is already in the venv), then the project.
+$(STAMP): $(PY) pyproject.toml
+	@if ! $(PY) -c "import torch" 2>/dev/null; then \
+		$(PY) -m pip install -q "torch==$(TORCH_VERSION)" 2>&1 | grep -v "is ignored: it is neither" || true; fi
+	@$(PY) -c "import torch" || { echo "torch failed to install"; exit 1; }
+	$(PY) -m pip install -q -e ".[test]" 2>&1 | grep -v "is ignored: it is neither" || true
+	@$(PY) -c "import PySide6, pyvista, transformers, nilearn, himalaya, av, cv2, h5py" || { echo "install incomplete"; exit 1; }
+	@touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

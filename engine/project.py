@@ -1,0 +1,157 @@
+"""The project file: what was loaded, how runs pair with episodes, which results exist.
+
+A project is a JSON file (``*.alignscope.json``), schema-versioned, whose paths are
+relative to the file's folder so a project folder can move. ``Project.load(p).save(q)``
+round-trips exactly. A file written by a newer schema is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from .errors import DataError, SchemaError
+
+SCHEMA_VERSION = 1
+PROJECT_SUFFIX = ".alignscope.json"
+
+
+@dataclass
+class Episode:
+    """A stimulus: one video (with its audio track) and its text."""
+
+    name: str
+    video: Optional[str] = None        # relative path
+    audio: Optional[str] = None        # separate audio file, when the video has none
+    subtitles: Optional[str] = None    # .srt / .vtt
+    words: Optional[str] = None        # word timings (TSV, TextGrid, Algonauts transcript)
+    events: Optional[str] = None       # BIDS events TSV
+
+
+@dataclass
+class RunRef:
+    """An fMRI run recorded while an episode was watched."""
+
+    name: str
+    path: str                          # relative path to the data file
+    episode: str                       # Episode.name it pairs with
+    subject: str = "sub-01"
+    space: str = "fsaverage5"          # fsaverage5 | fsLR32k | parcels | volume | ...
+    tr_s: float = 1.49
+    onset_s: float = 0.0               # episode time of the first kept volume
+    dropped_volumes: int = 0
+    dataset: Optional[str] = None      # HDF5 dataset name, CIFTI map, ...
+    atlas: Optional[str] = None        # for parcel tables: Atlas name
+
+
+@dataclass
+class AtlasRef:
+    name: str
+    path: str
+    space: str = "fsaverage5"
+
+
+@dataclass
+class Project:
+    """Everything AlignScope knows about one study."""
+
+    name: str = "untitled"
+    episodes: List[Episode] = field(default_factory=list)
+    runs: List[RunRef] = field(default_factory=list)
+    atlases: List[AtlasRef] = field(default_factory=list)
+    preprocessing: Dict[str, Any] = field(default_factory=dict)
+    features: Dict[str, Any] = field(default_factory=dict)   # feature-space name -> spec
+    results: Dict[str, str] = field(default_factory=dict)    # result name -> relative path
+    extra: Dict[str, Any] = field(default_factory=dict)
+    root: Optional[Path] = field(default=None, compare=False, repr=False)
+
+    # ---- lookup -------------------------------------------------------------------
+    def episode(self, name: str) -> Episode:
+        for e in self.episodes:
+            if e.name == name:
+                return e
+        raise DataError(f"episode: expected one of {[e.name for e in self.episodes]}, found {name!r}")
+
+    def runs_for(self, episode: str) -> List[RunRef]:
+        return [r for r in self.runs if r.episode == episode]
+
+    def path(self, relative: Optional[str]) -> Optional[Path]:
+        """Absolute path of a project-relative path (None stays None)."""
+        if relative is None:
+            return None
+        p = Path(relative)
+        if p.is_absolute() or self.root is None:
+            return p
+        return (self.root / p).resolve()
+
+    # ---- (de)serialisation --------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        d = {"schema_version": SCHEMA_VERSION, "application": "AlignScope"}
+        for f in fields(self):
+            if f.name == "root":
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, list):
+                v = [asdict(x) for x in v]
+            d[f.name] = v
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any], root: Optional[Path] = None) -> "Project":
+        version = d.get("schema_version")
+        if not isinstance(version, int):
+            raise SchemaError(f"project file: expected an integer 'schema_version', found {version!r}")
+        if version > SCHEMA_VERSION:
+            raise SchemaError(
+                f"project file: written by a newer AlignScope (schema {version}); this version reads "
+                f"schema <= {SCHEMA_VERSION}. Update AlignScope to open it.")
+        try:
+            return cls(
+                name=d.get("name", "untitled"),
+                episodes=[Episode(**e) for e in d.get("episodes", [])],
+                runs=[RunRef(**r) for r in d.get("runs", [])],
+                atlases=[AtlasRef(**a) for a in d.get("atlases", [])],
+                preprocessing=dict(d.get("preprocessing", {})),
+                features=dict(d.get("features", {})),
+                results=dict(d.get("results", {})),
+                extra=dict(d.get("extra", {})),
+                root=root,
+            )
+        except TypeError as exc:
+            raise SchemaError(f"project file: unexpected field ({exc})") from None
+
+    def save(self, path) -> Path:
+        """Write atomically (temp file + rename) so a crash never leaves half a project."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / f"{self.name}{PROJECT_SUFFIX}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+        self.root = path.parent.resolve()
+        return path
+
+    @classmethod
+    def load(cls, path) -> "Project":
+        path = Path(path)
+        if path.is_dir():
+            found = sorted(path.glob(f"*{PROJECT_SUFFIX}"))
+            if not found:
+                raise DataError(f"project folder {path}: expected a *{PROJECT_SUFFIX} file, found none")
+            path = found[0]
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"project file: expected {path} to exist, found nothing there") from None
+        except json.JSONDecodeError as exc:
+            raise DataError(f"project file {path}: expected JSON, found a syntax error ({exc})") from None
+        if not isinstance(d, dict):
+            raise DataError(f"project file {path}: expected a JSON object, found {type(d).__name__}")
+        return cls.from_dict(d, root=path.parent.resolve())

@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""AlignScope entry point: argument parsing only.
+
+``python main.py`` (or ``python main.py gui``) opens the desktop application; the other
+sub-commands run the same engine headless. Every sub-command lives in
+``engine/cli/<name>.py`` (``gui`` in ``gui/app.py``) and exposes ``add_arguments(parser)``
+and ``run(args) -> int``; nothing heavy is imported until a command runs, so ``--help``
+answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Modules are imported only when their command runs,
+# except for add_arguments, which must stay import-light (no torch, no Qt at module level).
+COMMANDS = {
+    "gui": ("gui.app", "open the desktop application (default)"),
+    "demo": ("engine.cli.demo", "write the demo project and run the whole pipeline headless"),
+    "info": ("engine.cli.info", "report what a file or folder holds and what is wrong with it"),
+    "extract": ("engine.cli.extract", "extract per-TR model features from an episode"),
+    "encode": ("engine.cli.encode", "fit cross-validated encoding models and save the scores"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alignscope",
+        description="AlignScope: align multimodal AI models with fMRI of people watching TV.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module_name)
+        try:
+            module = importlib.import_module(module_name) if name != "gui" else None
+        except ImportError:
+            module = None
+        if name == "gui":
+            _add_gui_arguments(p)
+        elif module is not None and hasattr(module, "add_arguments"):
+            module.add_arguments(p)
+    return parser
+
+
+def _add_gui_arguments(p: argparse.ArgumentParser) -> None:
+    # Kept here so that `--help` never imports Qt.
+    p.add_argument("project", nargs="?", help="project file (.alignscope.json) or data folder to open")
+    p.add_argument("--demo", action="store_true", help="open the bundled demo project (written on first use)")
+    p.add_argument("--screenshot", metavar="PNG", help="render the window to PNG once it is shown, then quit")
+    p.add_argument("--quit-after", type=float, default=None, metavar="S", help="quit after S seconds (tests)")
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["gui"] + argv
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = importlib.import_module(args._module)
+    from engine.errors import AlignScopeError
+
+    try:
+        return int(module.run(args) or 0)
+    except AlignScopeError as exc:  # a user's mistake: a message, never a traceback
+        print(f"alignscope {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"alignscope {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
