@@ -1,0 +1,532 @@
+"""Frame-exact video reading and audio extraction (PyAV).
+
+Time conventions (shared with :mod:`engine.timeline`)
+-----------------------------------------------------
+- Episode time 0 is the container's start time (the earliest stream start), so that
+  the video's frames and the audio returned by :func:`read_audio` share one clock.
+- ``frame_times_s[i]`` is the presentation time of frame ``i`` computed from its packet
+  PTS; frame ``i`` is on screen during ``[frame_times_s[i], frame_times_s[i+1])``.
+  Variable frame rates are therefore handled exactly: nothing assumes a constant rate.
+- ``frame_at(t_s)`` returns the frame on screen at ``t_s`` (clamped to the first / last frame).
+
+How a frame is found
+--------------------
+The stream's packets are scanned once (demuxing only, no decoding) to build the table
+of frame times and key frames; the table is cached per file (path, size, mtime). To get
+frame ``i`` the reader either keeps decoding forward from where the decoder is (when the
+target is a little ahead), or seeks to the last key frame at or before frame ``i`` and
+decodes forward, converting only the target frame to RGB. Decoded RGB frames sit in a
+small LRU cache so that scrubbing back and forth is smooth.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, Optional, Tuple
+
+import numpy as np
+
+from ..errors import DataError
+
+# Decoding forward costs one frame decode per step; a seek costs a flush, a demuxer seek
+# and decoding from the key frame. Stay on the current decoder when the target is at most
+# this many frames further than the keyframe route would need.
+_SEEK_OVERHEAD_FRAMES = 4
+
+
+def _open_container(path: Path):
+    import av
+
+    if not path.exists():
+        raise DataError(f"media file: expected an existing file, found no file at {path}")
+    if path.is_dir():
+        raise DataError(f"media file: expected a file, found a directory at {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"media file {path.name}: expected audio/video data, found an empty file")
+    try:
+        return av.open(str(path), mode="r")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(
+            f"media file {path.name}: expected a readable audio/video container, "
+            f"found data FFmpeg cannot open ({exc})"
+        ) from exc
+
+
+def _container_start_s(container) -> float:
+    start = container.start_time  # AV_TIME_BASE (microseconds) or None
+    return float(start) / 1e6 if start is not None else 0.0
+
+
+@dataclass(frozen=True)
+class _FrameTable:
+    """What one scan of a video stream's packets tells."""
+
+    pts: np.ndarray  # n_frames, int64 presentation stamps in stream time base, sorted
+    times_s: np.ndarray  # n_frames, float64 seconds from episode start
+    key_indices: np.ndarray  # n_keyframes, int64 frame indices of key frames, sorted
+    duration_s: float
+    video_end_s: float
+
+
+_TABLE_CACHE: "OrderedDict[tuple, _FrameTable]" = OrderedDict()
+_TABLE_CACHE_MAX = 64
+_TABLE_LOCK = threading.Lock()
+
+
+def _scan_frame_table(container, stream, path: Path) -> _FrameTable:
+    """Read every video packet's PTS (no decoding) and build the frame-time table."""
+    import av
+
+    tb = stream.time_base
+    pts_list = []
+    key_pts = []
+    last_dur = 0
+    missing_pts = False
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0 or packet.is_discard:
+                # The flush packet, or a packet an edit list cuts away (never displayed).
+                continue
+            pts = packet.pts
+            if pts is None:
+                missing_pts = True
+                break
+            pts_list.append(pts)
+            if packet.is_keyframe:
+                key_pts.append(pts)
+            last_dur = packet.duration or 0
+    except av.error.FFmpegError as exc:
+        raise DataError(
+            f"video {path.name}: expected a readable video stream, found corrupt data while "
+            f"scanning packets ({exc})"
+        ) from exc
+    if missing_pts:
+        # Some containers (AVI) leave PTS unset; fall back to decoding once.
+        pts_list, key_pts, last_dur = _decode_frame_stamps(container, stream, path)
+    if not pts_list:
+        raise DataError(f"video {path.name}: expected at least one video frame, found none")
+    pts = np.unique(np.asarray(pts_list, dtype=np.int64))
+    if len(pts) != len(pts_list):
+        # Duplicate stamps would make two frames share a time; keep one of each.
+        pass
+    origin_s = _container_start_s(container)
+    times_s = pts.astype(np.float64) * float(tb) - origin_s
+    key_pts_arr = np.asarray(sorted(set(key_pts)) or [pts[0]], dtype=np.int64)
+    key_indices = np.searchsorted(pts, key_pts_arr)
+    key_indices = key_indices[key_indices < len(pts)]
+    if len(key_indices) == 0 or key_indices[0] != 0:
+        # Decoding must start somewhere: the first frame is reachable by seeking to the start.
+        key_indices = np.concatenate([[0], key_indices])
+    key_indices = np.unique(key_indices)
+
+    if len(times_s) > 1:
+        typical_step = float(np.median(np.diff(times_s)))
+    else:
+        typical_step = float(last_dur * tb) if last_dur else 0.04
+    video_end_s = float(times_s[-1]) + (float(last_dur * tb) if last_dur else typical_step)
+    if stream.duration is not None and stream.start_time is not None:
+        stream_end_s = float((stream.start_time + stream.duration) * tb) - origin_s
+        if stream_end_s > times_s[-1]:
+            video_end_s = stream_end_s
+    duration_s = video_end_s
+    if container.duration is not None:
+        container_s = float(container.duration) / 1e6
+        if container_s > times_s[-1]:
+            duration_s = container_s
+    return _FrameTable(pts, times_s, key_indices.astype(np.int64), duration_s, video_end_s)
+
+
+def _decode_frame_stamps(container, stream, path: Path):
+    """Fallback when packets carry no PTS: decode once and read best-effort stamps."""
+    import av
+
+    container.seek(0)
+    pts_list, key_pts = [], []
+    last_dur = 0
+    try:
+        for frame in container.decode(stream):
+            pts = frame.pts if frame.pts is not None else frame.best_effort_timestamp  # type: ignore[attr-defined]
+            if pts is None:
+                pts = (pts_list[-1] + 1) if pts_list else 0
+            pts_list.append(int(pts))
+            if frame.key_frame:
+                key_pts.append(int(pts))
+            last_dur = frame.duration or 0
+    except av.error.FFmpegError as exc:
+        raise DataError(
+            f"video {path.name}: expected decodable video, found corrupt data ({exc})"
+        ) from exc
+    return pts_list, key_pts, last_dur
+
+
+def _frame_table(container, stream, path: Path) -> _FrameTable:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _TABLE_LOCK:
+        table = _TABLE_CACHE.get(key)
+        if table is not None:
+            _TABLE_CACHE.move_to_end(key)
+            return table
+    table = _scan_frame_table(container, stream, path)
+    container.seek(0)
+    with _TABLE_LOCK:
+        _TABLE_CACHE[key] = table
+        while len(_TABLE_CACHE) > _TABLE_CACHE_MAX:
+            _TABLE_CACHE.popitem(last=False)
+    return table
+
+
+class VideoReader:
+    """Frame-exact random access to a video file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A video file PyAV can open (mp4, mkv, avi, mov, webm...; H.264, HEVC, MPEG-4, VP9, AV1...).
+    cache_mb : float
+        Memory budget of the LRU cache of decoded RGB frames.
+    threads : int or None
+        Decoder threads (0 or None = let FFmpeg choose).
+
+    Attributes
+    ----------
+    n_frames : int
+        Number of displayed frames.
+    frame_times_s : ndarray, shape (n_frames,)
+        Presentation time of each frame (seconds from episode start).
+    fps : float
+        Average frame rate over the video (``(n_frames - 1) / span``).
+    duration_s : float
+        Length of the media (the longest stream).
+    width, height : int
+        Frame size in pixels.
+    has_audio : bool
+        Whether the file has an audio stream.
+    """
+
+    def __init__(self, path, cache_mb: float = 192.0, threads: Optional[int] = None):
+        import av
+
+        self.path = Path(path)
+        self._container = _open_container(self.path)
+        if not self._container.streams.video:
+            kinds = sorted({s.type for s in self._container.streams}) or ["no streams"]
+            self._container.close()
+            raise DataError(
+                f"video {self.path.name}: expected a video stream, found {', '.join(kinds)}"
+            )
+        self._stream = self._container.streams.video[0]
+        try:
+            table = _frame_table(self._container, self._stream, self.path)
+        except DataError:
+            self._container.close()
+            raise
+        self._table = table
+        self._pts = table.pts
+        self._pts_to_index = {int(p): i for i, p in enumerate(table.pts)}
+        self.frame_times_s = table.times_s
+        self.frame_times_s.setflags(write=False)
+        self.n_frames = int(len(table.pts))
+        self.duration_s = float(table.duration_s)
+        span = float(table.times_s[-1] - table.times_s[0])
+        if self.n_frames > 1 and span > 0:
+            self.fps = (self.n_frames - 1) / span
+        else:
+            rate = self._stream.average_rate or self._stream.guessed_rate
+            self.fps = float(rate) if rate else 0.0
+        cc = self._stream.codec_context
+        self.width = int(cc.width)
+        self.height = int(cc.height)
+        self.has_audio = bool(self._container.streams.audio)
+        self.codec = cc.name
+        self._key_indices = table.key_indices
+        # Frame + slice threading: much higher decode throughput on multi-core machines.
+        cc.thread_type = "AUTO"
+        cc.thread_count = int(threads) if threads else 0
+        self._frame_bytes = max(1, self.width * self.height * 3)
+        self._cache_max = max(2, int(cache_mb * 1e6 // self._frame_bytes))
+        self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
+        self._lock = threading.RLock()
+        self._decoder: Optional[Iterator] = None
+        self._pos = -1  # index of the last frame the decoder produced (-1 = none)
+        self._closed = False
+        self._av_error = av.error.FFmpegError
+
+    # ------------------------------------------------------------------ public API
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"VideoReader({self.path.name!r}, {self.n_frames} frames, {self.width}x{self.height}, "
+            f"{self.fps:.3f} fps, {self.duration_s:.3f} s)"
+        )
+
+    def close(self) -> None:
+        """Release the file and the decoder."""
+        with self._lock:
+            if not self._closed:
+                self._decoder = None
+                self._container.close()
+                self._cache.clear()
+                self._closed = True
+
+    def frame_index(self, t_s: float) -> int:
+        """Index of the frame on screen at ``t_s`` (clamped to ``[0, n_frames - 1]``)."""
+        i = int(np.searchsorted(self.frame_times_s, float(t_s) + 1e-9, side="right")) - 1
+        return min(max(i, 0), self.n_frames - 1)
+
+    def frame_at(self, t_s: float) -> np.ndarray:
+        """RGB frame on screen at ``t_s`` seconds, shape (H, W, 3) uint8."""
+        return self.frame(self.frame_index(t_s))
+
+    def frame(self, i: int) -> np.ndarray:
+        """RGB frame ``i``, shape (H, W, 3) uint8 (a read-only array; copy to modify)."""
+        i = int(i)
+        if i < 0:
+            i += self.n_frames
+        if not 0 <= i < self.n_frames:
+            raise IndexError(f"frame index: expected 0..{self.n_frames - 1}, found {i}")
+        with self._lock:
+            self._check_open()
+            cached = self._cache.get(i)
+            if cached is not None:
+                self._cache.move_to_end(i)
+                return cached
+            rgb = self._decode_to(i)
+            self._remember(i, rgb)
+            return rgb
+
+    def iter_frames(self, start_s: float = 0.0, stop_s: Optional[float] = None):
+        """Yield ``(i, t_s, rgb)`` for every frame on screen in ``[start_s, stop_s)``.
+
+        Decodes sequentially (one seek at the start), so it is the fast way to visit all
+        frames of a range. Frames are not put in the LRU cache.
+        """
+        first = self.frame_index(start_s)
+        if stop_s is None:
+            last = self.n_frames - 1
+        else:
+            last = int(np.searchsorted(self.frame_times_s, float(stop_s) - 1e-9, side="left")) - 1
+            last = min(last, self.n_frames - 1)
+        i = first
+        while i <= last:
+            with self._lock:
+                self._check_open()
+                cached = self._cache.get(i)
+                rgb = cached if cached is not None else self._decode_to(i)
+            yield i, float(self.frame_times_s[i]), rgb
+            i += 1
+
+    def keyframe_indices(self) -> np.ndarray:
+        """Indices of the key frames (where decoding can start)."""
+        return self._key_indices.copy()
+
+    # ------------------------------------------------------------------ decoding
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DataError(f"video {self.path.name}: expected an open reader, found it closed")
+
+    def _remember(self, i: int, rgb: np.ndarray) -> None:
+        self._cache[i] = rgb
+        self._cache.move_to_end(i)
+        while len(self._cache) > self._cache_max:
+            self._cache.popitem(last=False)
+
+    def _key_before(self, i: int) -> int:
+        k = int(np.searchsorted(self._key_indices, i, side="right")) - 1
+        return int(self._key_indices[max(k, 0)])
+
+    def _to_rgb(self, frame) -> np.ndarray:
+        rgb = frame.to_ndarray(format="rgb24")
+        if rgb.shape[0] != self.height or rgb.shape[1] != self.width:
+            import cv2
+
+            rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        rgb.setflags(write=False)
+        return rgb
+
+    def _frame_index_of(self, frame) -> int:
+        pts = frame.pts
+        if pts is None:
+            pts = getattr(frame, "best_effort_timestamp", None)
+        if pts is None:
+            return self._pos + 1
+        idx = self._pts_to_index.get(int(pts))
+        if idx is None:
+            idx = int(np.searchsorted(self._pts, int(pts), side="right")) - 1
+        return idx
+
+    def _seek_to_key(self, key_index: int) -> None:
+        self._decoder = None
+        if key_index <= 0:
+            self._container.seek(0)
+        else:
+            self._container.seek(
+                int(self._pts[key_index]), stream=self._stream, backward=True, any_frame=False
+            )
+        self._decoder = self._container.decode(self._stream)
+        self._pos = -1 if key_index <= 0 else key_index - 1
+
+    def _next_frame(self):
+        if self._decoder is None:
+            return None
+        try:
+            return next(self._decoder)
+        except StopIteration:
+            self._decoder = None
+            return None
+        except self._av_error as exc:
+            self._decoder = None
+            raise DataError(
+                f"video {self.path.name}: expected decodable frames, found corrupt data ({exc})"
+            ) from exc
+
+    def _decode_to(self, i: int) -> np.ndarray:
+        key = self._key_before(i)
+        forward_ok = (
+            self._decoder is not None
+            and self._pos < i
+            and (i - self._pos) <= (i - key) + _SEEK_OVERHEAD_FRAMES
+        )
+        if not forward_ok:
+            self._seek_to_key(key)
+        tries = 0
+        last_frame, last_idx = None, -1
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                if last_frame is not None and last_idx <= i:
+                    # The stream ended before the target (a frame the decoder could not
+                    # produce): give the last frame shown before it.
+                    return self._to_rgb(last_frame)
+                if tries < 2:
+                    tries += 1
+                    self._seek_to_key(0)
+                    continue
+                raise DataError(
+                    f"video {self.path.name}: expected frame {i} to be decodable, found the "
+                    f"stream ends before it"
+                )
+            idx = self._frame_index_of(frame)
+            if idx > i and last_frame is None:
+                # The demuxer landed after the target: restart from an earlier key frame.
+                if tries >= 3:
+                    raise DataError(
+                        f"video {self.path.name}: expected frame {i} after seeking, found "
+                        f"frame {idx} first"
+                    )
+                tries += 1
+                earlier = int(np.searchsorted(self._key_indices, key, side="left")) - 1
+                key = int(self._key_indices[max(earlier, 0)]) if tries < 3 else 0
+                self._seek_to_key(key)
+                continue
+            self._pos = idx
+            if idx == i:
+                return self._to_rgb(frame)
+            if idx > i:
+                # Target frame missing from the decoded stream: show the one before.
+                return self._to_rgb(last_frame)
+            last_frame, last_idx = frame, idx
+
+
+def read_audio(path, sr: int = 16000) -> Tuple[np.ndarray, int]:
+    """Read the first audio stream of a file as mono float32 at ``sr`` Hz.
+
+    Works for audio files (wav, mp3, flac, ogg...) and the audio track of video files.
+    Sample 0 is episode time 0 (the container's start), the same clock as
+    :attr:`VideoReader.frame_times_s`: if the audio stream starts late, leading zeros
+    are inserted; if it starts early, the early samples are dropped.
+
+    Parameters
+    ----------
+    path : str or Path
+        Media file.
+    sr : int
+        Output sampling rate in Hz.
+
+    Returns
+    -------
+    samples : ndarray, shape (n_samples,), float32
+        Mono signal (channels averaged), nominally in [-1, 1].
+    sr : int
+        The sampling rate of ``samples``.
+
+    Raises
+    ------
+    DataError
+        If the file is missing, unreadable or has no audio stream.
+    """
+    import av
+
+    path = Path(path)
+    sr = int(sr)
+    if sr <= 0:
+        raise DataError(f"audio sampling rate: expected a positive integer, found {sr}")
+    container = _open_container(path)
+    try:
+        if not container.streams.audio:
+            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            raise DataError(
+                f"audio {path.name}: expected an audio stream, found only {', '.join(kinds)}"
+            )
+        stream = container.streams.audio[0]
+        stream.codec_context.thread_type = "AUTO"
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        chunks = []
+        first_t_s = None
+        origin_s = _container_start_s(container)
+        end_s = None
+        if stream.duration is not None and stream.start_time is not None:
+            # Encoders pad the last packet (AAC frames are 1024 samples); the stream
+            # duration says where the real signal ends.
+            end_s = float((stream.start_time + stream.duration) * stream.time_base) - origin_s
+        try:
+            for frame in container.decode(stream):
+                if first_t_s is None and frame.pts is not None:
+                    first_t_s = float(frame.pts * frame.time_base) - origin_s
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            raise DataError(
+                f"audio {path.name}: expected decodable audio, found corrupt data ({exc})"
+            ) from exc
+    finally:
+        container.close()
+    samples = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    if not len(samples):
+        raise DataError(f"audio {path.name}: expected audio samples, found an empty audio stream")
+    offset = int(round((first_t_s or 0.0) * sr))
+    if offset > 0:
+        samples = np.concatenate([np.zeros(offset, np.float32), samples])
+    elif offset < 0:
+        samples = samples[-offset:]
+    if end_s is not None and end_s > 0:
+        n_end = int(round(end_s * sr))
+        if len(samples) > n_end:
+            samples = samples[:n_end]
+    return np.ascontiguousarray(samples), sr
+
+
+def probe_frame_count(path) -> int:
+    """Count frames by decoding the whole video stream (slow; for checks and tests)."""
+    container = _open_container(Path(path))
+    try:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_type = "AUTO"
+        return sum(1 for _ in container.decode(stream))
+    finally:
+        container.close()
