@@ -35,7 +35,8 @@ from ..jobs import CancelToken, Progress
 
 __all__ = [
     "MODALITIES", "POOLINGS", "ABLATIONS", "FeatureSpace", "ModelSpec", "EpisodeInputs",
-    "Extractor", "AttentionMaps", "ExtractResult", "tr_windows", "resolve_layers", "layer_name",
+    "Extractor", "AttentionMaps", "ExtractResult", "BatchFeatures", "tr_windows", "resolve_layers",
+    "layer_name", "check_ablation",
 ]
 
 MODALITIES = ("vision", "language", "audio", "multimodal")
@@ -87,6 +88,26 @@ class FeatureSpace:
     @property
     def n_features(self) -> int:
         return int(self.data.shape[1])
+
+
+@dataclass
+class BatchFeatures:
+    """A finished batch, sent as ``Progress.payload`` while an extractor runs.
+
+    Extractors that yield these let the caller cache each finished chunk at once (a
+    cancelled run then resumes where it stopped); an extractor that only returns its
+    result at the end works too, but a cancel loses its unfinished work.
+
+    Parameters
+    ----------
+    tr_indices : ndarray, (n_batch,) int
+        The TRs of this batch.
+    features : dict
+        ``{layer: (n_batch, n_features) float32}``.
+    """
+
+    tr_indices: np.ndarray
+    features: Dict[str, np.ndarray]
 
 
 LayerSpec = Union[int, float, str]
@@ -332,8 +353,8 @@ class Extractor(Protocol):
                 ) -> Generator[Progress, None, ExtractResult]:
         """Features of the TRs ``tr_indices`` (all when None), one array per layer.
 
-        Yields Progress (one per batch; call ``token.raise_if_cancelled()`` between
-        batches), returns ``{layer: (len(tr_indices), n_features) float32}``.
+        Yields Progress (one per batch, ideally with a :class:`BatchFeatures` payload; call
+        ``token.raise_if_cancelled()`` between batches), returns ``{layer: (len(tr_indices), n_features) float32}``.
         ``ablate`` removes one input: ``"vision"`` (blank frames), ``"audio"`` (silence),
         ``"text"`` (no words); ``"none"`` keeps all.
         """
