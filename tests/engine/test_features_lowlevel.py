@@ -182,3 +182,111 @@ def test_cancel_stops_frame_job():
 
 def test_feature_columns_cover_every_key():
     assert set(FEATURE_COLUMNS) == {"luminance", "contrast", "motion", "audio_envelope", "mel", "word_rate"}
+
+
+# --------------------------------------------------------------------------- through real files
+
+def _write_movie(path, frames, fps, audio=None, sr=16000):
+    """Write (t_s, rgb) frames (+ optional mono audio) with PyAV: H.264 video, AAC audio in MKV."""
+    import av
+    from fractions import Fraction
+
+    h, w = frames[0][1].shape[:2]
+    with av.open(str(path), "w") as container:
+        vs = container.add_stream("libx264", rate=Fraction(int(fps), 1))
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        vs.options = {"crf": "10", "preset": "ultrafast"}
+        astream = None
+        if audio is not None:
+            astream = container.add_stream("aac", rate=sr)
+            astream.layout = "mono"
+        for _t, rgb in frames:
+            for packet in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                container.mux(packet)
+        for packet in vs.encode():
+            container.mux(packet)
+        if astream is not None:
+            block = 1024
+            for start in range(0, len(audio), block):
+                chunk = audio[start:start + block].astype(np.float32)[None, :]
+                frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+                frame.sample_rate, frame.pts = sr, start
+                for packet in astream.encode(frame):
+                    container.mux(packet)
+            for packet in astream.encode():
+                container.mux(packet)
+
+
+def _write_wav(path, samples, sr):
+    from scipy.io import wavfile
+
+    wavfile.write(str(path), sr, (np.clip(samples, -1, 1) * 32767).astype(np.int16))
+
+
+def test_lowlevel_features_from_files_recover_planted_truth(tmp_path):
+    pytest.importorskip("engine.io.video")
+    rng = np.random.default_rng(7)
+    n_trs, tr_s, fps, sr = 10, 1.0, 10, 16000
+    levels = rng.uniform(20, 235, n_trs)
+    speeds = rng.integers(0, 5, n_trs).astype(float)
+    # luminance planted in the background, motion in a square moving at the TR's speed
+    frames, x = [], 2.0
+    for k in range(n_trs):
+        for j in range(fps):
+            img = np.full((48, 96, 3), levels[k], np.uint8)
+            x0 = int(round(x)) % 70
+            img[16:32, x0:x0 + 16] = 255 if levels[k] < 128 else 0
+            frames.append(((k * fps + j) / fps, img))
+            x += speeds[k]
+    video = tmp_path / "episode.mkv"
+    _write_movie(video, frames, fps)
+    amps = rng.uniform(0.05, 0.8, n_trs)
+    audio = _am_tone(amps, carrier_hz=700.0, sr=sr)
+    wav = tmp_path / "episode.wav"
+    _write_wav(wav, audio, sr)
+    onsets = np.sort(rng.uniform(0, n_trs * tr_s, 23))
+    words = pd.DataFrame({"onset_s": onsets, "duration_s": 0.1, "word": ["a"] * 23})
+
+    reports = []
+    gen = lowlevel.lowlevel_features_job(video, words, n_trs, tr_s, audio_path=wav)
+    out = run_sync(gen, on_progress=reports.append)
+    assert reports and reports[-1].step == reports[-1].total
+    for key, cols in FEATURE_COLUMNS.items():
+        assert out[key].shape == (n_trs, len(cols)) and out[key].dtype == np.float32, key
+    square_share = 16 * 16 / (48 * 96)
+    expected_lum = (levels * (1 - square_share) + np.where(levels < 128, 255, 0) * square_share) / 255
+    assert np.corrcoef(out["luminance"][:, 0], expected_lum)[0, 1] > 0.99
+    assert np.corrcoef(out["motion"][1:, 1], speeds[1:])[0, 1] > 0.9
+    assert np.corrcoef(out["audio_envelope"][:, 0], amps)[0, 1] > 0.99
+    centres = mel_band_centres_hz(sr)
+    assert np.all(np.argmax(out["mel"], axis=1) == np.argmin(np.abs(centres - 700.0)))
+    np.testing.assert_array_equal(out["word_rate"][:, 0], np.histogram(onsets, np.arange(n_trs + 1))[0])
+
+
+def test_lowlevel_features_reads_audio_track_of_the_video_with_onset(tmp_path):
+    pytest.importorskip("engine.io.video")
+    n_trs, tr_s, fps, sr, onset_s = 6, 1.5, 10, 16000, 1.0
+    n_frames = int((onset_s + n_trs * tr_s) * fps)
+    levels = np.linspace(30, 220, n_frames)
+    frames = [(i / fps, np.full((32, 32, 3), levels[i], np.uint8)) for i in range(n_frames)]
+    t = np.arange(int(n_frames / fps * sr)) / sr
+    amp = 0.1 + 0.7 * (t / t[-1])
+    audio = amp * np.sin(2 * np.pi * 440.0 * t)
+    video = tmp_path / "with_audio.mkv"
+    _write_movie(video, frames, fps, audio=audio, sr=sr)
+    out = lowlevel.lowlevel_features(video, None, n_trs, tr_s, onset_s=onset_s)
+    times = np.arange(n_frames) / fps
+    expected = [levels[(times >= onset_s + k * tr_s) & (times < onset_s + (k + 1) * tr_s)].mean() / 255
+                for k in range(n_trs)]
+    np.testing.assert_allclose(out["luminance"][:, 0], expected, atol=0.02)
+    assert np.all(np.diff(out["audio_envelope"][:, 0]) > 0)  # the ramp is monotone
+    assert np.all(out["word_rate"] == 0)
+
+
+def test_run_longer_than_video_raises_mismatch(tmp_path):
+    pytest.importorskip("engine.io.video")
+    frames = [(i / 10, np.full((16, 16, 3), 100, np.uint8)) for i in range(20)]
+    video = tmp_path / "short.mkv"
+    _write_movie(video, frames, 10)
+    with pytest.raises(MismatchError, match="video duration"):
+        lowlevel.lowlevel_features(video, None, n_trs=20, tr_s=1.0)
