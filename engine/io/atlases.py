@@ -1,0 +1,408 @@
+"""Cortical atlases: the bundled ones (Schaefer 100/200/400, Glasser 360, Desikan-Killiany)
+and a user's own (FreeSurfer ``.annot``, GIFTI ``.label.gii``, CIFTI ``.dlabel.nii``, or a
+volumetric label image projected to the surface).
+
+Labels are one integer per vertex over both hemispheres (left first); 0 is the medial wall
+or "no parcel"; parcel ``k`` (1-based) is named ``names[k - 1]``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, MismatchError, expected_found
+from .surfaces import N_VERTICES_PER_HEMI, RESOURCES, space_for_n_vertices
+
+ATLAS_DIR = RESOURCES / "atlases"
+
+# canonical name -> accepted spellings (case-insensitive, '-', '_' and ' ' ignored)
+BUNDLED = {
+    "schaefer100": ("schaefer100", "schaefer2018100", "schaefer100parcels7networks"),
+    "schaefer200": ("schaefer200", "schaefer2018200", "schaefer200parcels7networks"),
+    "schaefer400": ("schaefer400", "schaefer2018400", "schaefer400parcels7networks"),
+    "glasser360": ("glasser360", "glasser", "hcpmmp1", "hcpmmp", "mmp"),
+    "aparc": ("aparc", "desikan", "desikankilliany", "dk", "dk68"),
+}
+ATLAS_SPACES = ("fsaverage5", "fsLR32k")
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", name).lower()
+
+
+@dataclass
+class Atlas:
+    """A cortical parcellation on one surface space.
+
+    Attributes
+    ----------
+    name : str
+    space : str
+    labels : ndarray (n_vertices,) int64
+        0 = medial wall / unlabelled, parcels 1..n_parcels.
+    names : list of str
+        ``names[k - 1]`` names parcel ``k``.
+    """
+
+    name: str
+    space: str
+    labels: np.ndarray                       # n_vertices int64
+    names: List[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if self.labels.ndim != 1:
+            raise DataError(expected_found(f"atlas {self.name} labels", "one label per vertex (1-D)",
+                                           f"shape {self.labels.shape}"))
+        if self.labels.size and self.labels.min() < 0:
+            raise DataError(expected_found(f"atlas {self.name} labels", "labels >= 0", f"min {self.labels.min()}"))
+        top = int(self.labels.max()) if self.labels.size else 0
+        if not self.names:
+            self.names = [f"parcel_{k}" for k in range(1, top + 1)]
+        if top > len(self.names):
+            raise DataError(expected_found(f"atlas {self.name}", f"a name for each of {top} labels",
+                                           f"{len(self.names)} names"))
+
+    # ---- shape --------------------------------------------------------------------
+    @property
+    def n_vertices(self) -> int:
+        return int(self.labels.size)
+
+    @property
+    def n_parcels(self) -> int:
+        return len(self.names)
+
+    @property
+    def medial_wall(self) -> np.ndarray:
+        """Boolean (n_vertices,), True where no parcel."""
+        return self.labels == 0
+
+    def vertices_per_parcel(self) -> np.ndarray:
+        """Vertex count of each parcel, (n_parcels,) int64 (label 0 not counted)."""
+        return np.bincount(self.labels, minlength=self.n_parcels + 1)[1:self.n_parcels + 1]
+
+    # ---- lookup -------------------------------------------------------------------
+    def parcel_at_vertex(self, vertex: int) -> int:
+        """The parcel label (1-based; 0 = medial wall) at a vertex of the whole brain."""
+        v = int(vertex)
+        if not 0 <= v < self.n_vertices:
+            raise DataError(expected_found("vertex index", f"0..{self.n_vertices - 1}", v))
+        return int(self.labels[v])
+
+    def name_at_vertex(self, vertex: int) -> str:
+        """The parcel name at a vertex (``"medial wall"`` for label 0)."""
+        k = self.parcel_at_vertex(vertex)
+        return self.names[k - 1] if k > 0 else "medial wall"
+
+    def parcel_index(self, name: str) -> int:
+        """1-based label of a parcel name."""
+        try:
+            return self.names.index(name) + 1
+        except ValueError:
+            raise DataError(expected_found(f"parcel of atlas {self.name}", "one of its names "
+                                           f"(e.g. {self.names[:3]})", repr(name))) from None
+
+    # ---- mapping ------------------------------------------------------------------
+    def parcel_to_vertex(self, values, fill: float = np.nan) -> np.ndarray:
+        """Paint parcel values on vertices.
+
+        Parameters
+        ----------
+        values : array (n_parcels,) or (n_rows, n_parcels)
+        fill : float
+            Value on the medial wall.
+
+        Returns
+        -------
+        ndarray (n_vertices,) or (n_rows, n_vertices) float32
+        """
+        values = np.asarray(values, dtype=np.float32)
+        if values.shape[-1] != self.n_parcels or values.ndim > 2:
+            raise MismatchError(expected_found(f"values for atlas {self.name}",
+                                               f"last axis of {self.n_parcels} parcels",
+                                               f"shape {values.shape}"))
+        pad = np.full(values.shape[:-1] + (1,), fill, dtype=np.float32)
+        table = np.concatenate([pad, values], axis=-1)   # [..., n_parcels + 1]; column 0 = wall
+        return table[..., self.labels]
+
+    def vertex_to_parcel(self, values) -> np.ndarray:
+        """Mean of vertex values within each parcel, ignoring NaN.
+
+        Parameters
+        ----------
+        values : array (n_vertices,) or (n_rows, n_vertices)
+
+        Returns
+        -------
+        ndarray (n_parcels,) or (n_rows, n_parcels) float32; NaN where a parcel has no finite value.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape[-1] != self.n_vertices or values.ndim > 2:
+            raise MismatchError(expected_found(f"vertex values for atlas {self.name} ({self.space})",
+                                               f"last axis of {self.n_vertices} vertices",
+                                               f"shape {values.shape}"))
+        from scipy import sparse
+
+        v2 = np.atleast_2d(values)                   # n_rows, n_vertices
+        finite = np.isfinite(v2)
+        inside = self.labels > 0
+        cols = np.flatnonzero(inside)
+        onehot = sparse.csr_matrix((np.ones(cols.size), (cols, self.labels[inside] - 1)),
+                                   shape=(self.n_vertices, self.n_parcels))
+        sums = np.asarray(onehot.T @ np.where(finite, v2, 0.0).T).T      # n_rows, n_parcels
+        counts = np.asarray(onehot.T @ finite.astype(np.float64).T).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        means = np.asarray(means, dtype=np.float32)
+        return means[0] if values.ndim == 1 else means
+
+
+# ---- bundled atlases ---------------------------------------------------------------
+def list_atlases() -> List[str]:
+    """Names of the bundled atlases."""
+    return list(BUNDLED)
+
+
+def _canonical(name: str) -> Optional[str]:
+    n = _norm(name)
+    for canon, aliases in BUNDLED.items():
+        if n in aliases:
+            return canon
+    return None
+
+
+def load_atlas(name: str, space: str = "fsaverage5") -> Atlas:
+    """A bundled atlas by name, or a user's atlas file by path.
+
+    Parameters
+    ----------
+    name : str or path
+        ``"schaefer100"``, ``"schaefer200"``, ``"schaefer400"``, ``"glasser360"``, ``"aparc"``
+        (aliases such as ``"Schaefer-400"``, ``"glasser"``, ``"desikan"`` accepted), or the path of
+        a ``.annot`` / ``.label.gii`` / ``.dlabel.nii`` / label ``.nii[.gz]`` file (for a pair of
+        hemisphere files give the left one; the right is found by ``lh``->``rh``, ``L``->``R``).
+    space : {"fsaverage5", "fsLR32k"}
+    """
+    if space in ("fsLR", "fs_LR_32k", "fsLR_32k", "conte69"):
+        space = "fsLR32k"
+    canon = _canonical(str(name))
+    if canon is None:
+        p = Path(name)
+        if p.exists() or p.suffix in (".annot", ".gii", ".nii", ".gz"):
+            return load_atlas_file(p, space=space)
+        raise ConfigError(f"atlas: expected one of {list_atlases()} or an atlas file, found {name!r}")
+    if space not in ATLAS_SPACES:
+        raise ConfigError(f"atlas space: expected one of {ATLAS_SPACES}, found {space!r}")
+    path = ATLAS_DIR / f"{canon}.npz"
+    try:
+        with np.load(path) as d:
+            labels = d[f"labels_{space}"].astype(np.int64)
+            names = [str(x) for x in d["names"]]
+    except FileNotFoundError:
+        raise DataError(expected_found("bundled atlas", str(path), "no file (broken installation)")) from None
+    return Atlas(canon, space, labels, names)
+
+
+# ---- user atlases ------------------------------------------------------------------
+def _other_hemisphere(path: Path) -> Optional[Path]:
+    name = path.name
+    swaps = [("lh.", "rh."), ("_lh", "_rh"), (".lh", ".rh"), ("hemi-L", "hemi-R"), (".L.", ".R."),
+             ("_L_", "_R_"), ("left", "right")]
+    for a, b in swaps:
+        if a in name:
+            cand = path.with_name(name.replace(a, b, 1))
+            if cand.exists():
+                return cand
+    return None
+
+
+def _relabel(per_hemi_labels: Sequence[np.ndarray], per_hemi_names: Sequence[Dict[int, str]],
+             zero_names=("unknown", "???", "medial_wall", "medialwall", "background", "corpuscallosum")):
+    """Merge hemispheres into consecutive labels 1..K (left first), 0 = unlabelled."""
+    out, names = [], []
+    for lab, nm in zip(per_hemi_labels, per_hemi_names):
+        lab = np.asarray(lab).astype(np.int64).ravel()
+        new = np.zeros_like(lab)
+        for key in sorted(set(np.unique(lab).tolist())):
+            label_name = nm.get(key, f"label_{key}")
+            if key <= 0 or _norm(label_name) in zero_names:
+                continue
+            names.append(label_name)
+            new[lab == key] = len(names)
+        out.append(new)
+    return np.concatenate(out), names
+
+
+def load_annot(left_path, right_path=None, name: Optional[str] = None) -> Atlas:
+    """FreeSurfer ``lh.*.annot`` + ``rh.*.annot``."""
+    import nibabel as nib
+
+    left_path = Path(left_path)
+    right_path = Path(right_path) if right_path else _other_hemisphere(left_path)
+    labels, names = [], []
+    for p in [left_path] + ([right_path] if right_path else []):
+        try:
+            lab, _ctab, nm = nib.freesurfer.read_annot(str(p))
+        except FileNotFoundError:
+            raise DataError(expected_found("annot file", "an existing file", f"nothing at {p}")) from None
+        except Exception as exc:
+            raise DataError(expected_found(f"annot file {p}", "a FreeSurfer .annot",
+                                           f"unreadable content ({exc.__class__.__name__}: {exc})")) from None
+        nm = [x.decode() if isinstance(x, bytes) else str(x) for x in nm]
+        prefix = "" if right_path is None else ("L_" if p == left_path else "R_")
+        labels.append(lab)
+        names.append({i: prefix + n for i, n in enumerate(nm)})
+    lab, nm = _relabel(labels, names)
+    return Atlas(name or left_path.name, space_for_n_vertices(lab.size) or "custom", lab, nm)
+
+
+def load_label_gifti(left_path, right_path=None, name: Optional[str] = None) -> Atlas:
+    """GIFTI label files (``*.label.gii``), one per hemisphere."""
+    import nibabel as nib
+
+    left_path = Path(left_path)
+    right_path = Path(right_path) if right_path else _other_hemisphere(left_path)
+    labels, names = [], []
+    for p in [left_path] + ([right_path] if right_path else []):
+        try:
+            img = nib.load(str(p))
+        except FileNotFoundError:
+            raise DataError(expected_found("GIFTI label file", "an existing file", f"nothing at {p}")) from None
+        except Exception as exc:
+            raise DataError(expected_found(f"GIFTI label file {p}", "a .label.gii",
+                                           f"unreadable content ({exc.__class__.__name__}: {exc})")) from None
+        if not getattr(img, "darrays", None):
+            raise DataError(expected_found(f"GIFTI label file {p}", "one data array of labels", "none"))
+        lab = np.asarray(img.darrays[0].data)
+        if not np.issubdtype(lab.dtype, np.integer):
+            raise DataError(expected_found(f"GIFTI label file {p}", "integer labels", f"{lab.dtype} values"))
+        prefix = "" if right_path is None else ("L_" if p == left_path else "R_")
+        table = {int(k): prefix + str(v) for k, v in img.labeltable.get_labels_as_dict().items()}
+        labels.append(lab)
+        names.append(table)
+    lab, nm = _relabel(labels, names)
+    return Atlas(name or left_path.name, space_for_n_vertices(lab.size) or "custom", lab, nm)
+
+
+def load_dlabel(path, name: Optional[str] = None) -> Atlas:
+    """A CIFTI-2 ``.dlabel.nii``: cortex of both hemispheres expanded to full fsLR meshes."""
+    import nibabel as nib
+
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+        label_axis = img.header.get_axis(0)
+        bm = img.header.get_axis(1)
+    except FileNotFoundError:
+        raise DataError(expected_found("CIFTI dlabel", "an existing file", f"nothing at {path}")) from None
+    except Exception as exc:
+        raise DataError(expected_found(f"CIFTI dlabel {path}", "a CIFTI-2 .dlabel.nii",
+                                       f"unreadable content ({exc.__class__.__name__}: {exc})")) from None
+    if not isinstance(label_axis, nib.cifti2.LabelAxis) or not isinstance(bm, nib.cifti2.BrainModelAxis):
+        raise DataError(expected_found(f"CIFTI dlabel {path}", "a label axis and a brain-model axis",
+                                       f"{type(label_axis).__name__} and {type(bm).__name__}"))
+    data = np.asarray(img.get_fdata(dtype=np.float32))[0].astype(np.int64)
+    table = {int(k): v[0] for k, v in label_axis.label[0].items()}
+    labels, names = [], []
+    for struct, prefix in (("CIFTI_STRUCTURE_CORTEX_LEFT", "L_"), ("CIFTI_STRUCTURE_CORTEX_RIGHT", "R_")):
+        hemi = None
+        for s_name, slc, model in bm.iter_structures():
+            if s_name == struct:
+                hemi = np.zeros(model.nvertices[struct], dtype=np.int64)
+                hemi[model.vertex] = data[slc]
+        if hemi is None:
+            raise DataError(expected_found(f"CIFTI dlabel {path}", f"a {struct} brain model", "none"))
+        labels.append(hemi)
+        names.append(table)
+    lab, nm = _relabel(labels, names)
+    return Atlas(name or path.name, space_for_n_vertices(lab.size) or "custom", lab, nm)
+
+
+def project_volume_labels(img, space: str = "fsaverage5", name: Optional[str] = None,
+                          names: Optional[Dict[int, str]] = None) -> Atlas:
+    """Project a volumetric label image (NIfTI, MNI space) to a template surface.
+
+    Each vertex takes the most frequent label sampled between the white and pial surfaces
+    (nilearn ``vol_to_surf(..., interpolation="nearest_most_frequent")``).
+    """
+    from nilearn import datasets, surface
+
+    if space != "fsaverage5":
+        raise ConfigError(f"volume-to-surface projection: expected space 'fsaverage5', found {space!r}")
+    img = _load_nifti(img, "label image")
+    data = np.asarray(img.dataobj)
+    if data.ndim != 3:
+        raise DataError(expected_found("label image", "a 3-D volume", f"{data.ndim}-D data of shape {data.shape}"))
+    if not np.allclose(data, np.round(data)):
+        raise DataError(expected_found("label image", "integer labels", "non-integer values (a statistical map?)"))
+    fs = datasets.load_fsaverage("fsaverage5")
+    labels = []
+    for hemi in ("left", "right"):
+        lab = surface.vol_to_surf(img, fs["pial"].parts[hemi], inner_mesh=fs["white_matter"].parts[hemi],
+                                  interpolation="nearest_most_frequent")
+        labels.append(np.nan_to_num(lab).round().astype(np.int64))
+    table = names or {}
+    lab, nm = _relabel(labels, [table, table])
+    return Atlas(name or "volume labels", space, lab, nm)
+
+
+def volume_to_surface(img, space: str = "fsaverage5") -> np.ndarray:
+    """Sample a volumetric map (3-D or 4-D NIfTI, MNI space) on fsaverage5 (linear interpolation).
+
+    Returns
+    -------
+    ndarray (n_vertices,) or (n_volumes, n_vertices) float32, left then right.
+    """
+    from nilearn import datasets, surface
+
+    if space != "fsaverage5":
+        raise ConfigError(f"volume-to-surface projection: expected space 'fsaverage5', found {space!r}")
+    img = _load_nifti(img, "volume")
+    fs = datasets.load_fsaverage("fsaverage5")
+    parts = [surface.vol_to_surf(img, fs["pial"].parts[h], inner_mesh=fs["white_matter"].parts[h])
+             for h in ("left", "right")]
+    out = np.concatenate(parts, axis=0).astype(np.float32)   # n_vertices[, n_volumes]
+    return out.T if out.ndim == 2 else out
+
+
+def _load_nifti(img, what: str):
+    import nibabel as nib
+
+    if isinstance(img, (str, Path)):
+        p = Path(img)
+        try:
+            return nib.load(str(p))
+        except FileNotFoundError:
+            raise DataError(expected_found(what, "an existing NIfTI file", f"nothing at {p}")) from None
+        except Exception as exc:
+            raise DataError(expected_found(f"{what} {p}", "a NIfTI image",
+                                           f"unreadable content ({exc.__class__.__name__}: {exc})")) from None
+    return img
+
+
+def load_atlas_file(path, space: Optional[str] = None, name: Optional[str] = None) -> Atlas:
+    """A user's atlas file, dispatching on its extension."""
+    p = Path(path)
+    low = p.name.lower()
+    if not p.exists():
+        raise DataError(expected_found("atlas file", "an existing file", f"nothing at {p}"))
+    if low.endswith(".annot"):
+        atlas = load_annot(p, name=name)
+    elif low.endswith(".label.gii") or low.endswith(".gii"):
+        atlas = load_label_gifti(p, name=name)
+    elif low.endswith(".dlabel.nii"):
+        atlas = load_dlabel(p, name=name)
+    elif low.endswith(".nii") or low.endswith(".nii.gz"):
+        atlas = project_volume_labels(p, space=space or "fsaverage5", name=name or p.name)
+    else:
+        raise ConfigError(f"atlas file {p.name}: expected .annot, .label.gii, .dlabel.nii or .nii[.gz], "
+                          f"found {p.suffix or 'no extension'}")
+    if space is not None and atlas.space not in ("custom", space):
+        raise MismatchError(expected_found(f"atlas {p.name}", f"{space} ({2 * N_VERTICES_PER_HEMI.get(space, 0)} vertices)",
+                                           f"{atlas.space} ({atlas.n_vertices} vertices)"))
+    return atlas
