@@ -86,9 +86,12 @@ def _scan_frame_table(container, stream, path: Path) -> _FrameTable:
     pts_list = []
     key_pts = []
     last_dur = 0
+    n_packets = 0
     missing_pts = False
     try:
         for packet in container.demux(stream):
+            if packet.size:
+                n_packets += 1
             if packet.size == 0 or packet.is_discard:
                 # The flush packet, or a packet an edit list cuts away (never displayed).
                 continue
@@ -133,12 +136,45 @@ def _scan_frame_table(container, stream, path: Path) -> _FrameTable:
         stream_end_s = float((stream.start_time + stream.duration) * tb) - origin_s
         if stream_end_s > times_s[-1]:
             video_end_s = stream_end_s
+    _check_not_truncated(stream, path, n_packets, video_end_s, origin_s)
     duration_s = video_end_s
     if container.duration is not None:
         container_s = float(container.duration) / 1e6
         if container_s > times_s[-1]:
             duration_s = container_s
     return _FrameTable(pts, times_s, key_indices.astype(np.int64), duration_s, video_end_s)
+
+
+def _parse_clock(text: str) -> Optional[float]:
+    """'HH:MM:SS.fffffffff' (Matroska DURATION tag) -> seconds."""
+    try:
+        h, m, sec = text.strip().split(":")
+        return int(h) * 3600 + int(m) * 60 + float(sec)
+    except (ValueError, AttributeError):
+        return None
+
+
+def _check_not_truncated(stream, path: Path, n_packets: int, video_end_s: float, origin_s: float):
+    """Compare what the header declares with the packets actually present."""
+    declared_frames = int(stream.frames or 0)
+    if declared_frames > 10 and n_packets < 0.98 * declared_frames - 1:
+        raise DataError(
+            f"video {path.name}: expected {declared_frames} video packets (declared in the file "
+            f"header), found only {n_packets}; the file looks truncated or damaged"
+        )
+    declared_end_s = None
+    tag = {k.upper(): v for k, v in (stream.metadata or {}).items()}.get("DURATION")
+    if tag:
+        declared_end_s = _parse_clock(tag)
+    elif stream.duration is not None:
+        start = stream.start_time or 0
+        declared_end_s = float((start + stream.duration) * stream.time_base) - origin_s
+    if declared_end_s is not None and declared_end_s - video_end_s > max(1.0, 0.05 * declared_end_s):
+        raise DataError(
+            f"video {path.name}: expected frames up to {declared_end_s:.2f} s (declared in the "
+            f"file header), found frames only up to {video_end_s:.2f} s; the file looks "
+            f"truncated or damaged"
+        )
 
 
 def _decode_frame_stamps(container, stream, path: Path):
@@ -459,7 +495,8 @@ def read_audio(path, sr: int = 16000) -> Tuple[np.ndarray, int]:
     Returns
     -------
     samples : ndarray, shape (n_samples,), float32
-        Mono signal (channels averaged), nominally in [-1, 1].
+        Mono signal (left and right averaged; more than two channels are first
+        downmixed to stereo by FFmpeg), nominally in [-1, 1].
     sr : int
         The sampling rate of ``samples``.
 
@@ -483,7 +520,13 @@ def read_audio(path, sr: int = 16000) -> Tuple[np.ndarray, int]:
             )
         stream = container.streams.audio[0]
         stream.codec_context.thread_type = "AUTO"
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+        # Mono = the plain average of left and right. (FFmpeg's own stereo->mono downmix
+        # scales by 1/sqrt(2) instead, which would change the level of a mono recording
+        # stored as two identical channels.) Multichannel audio is first downmixed to
+        # stereo with FFmpeg's standard matrix.
+        n_channels = stream.codec_context.channels or 2
+        out_layout = "mono" if n_channels == 1 else "stereo"
+        resampler = av.AudioResampler(format="fltp", layout=out_layout, rate=sr)
         chunks = []
         first_t_s = None
         origin_s = _container_start_s(container)
@@ -497,9 +540,9 @@ def read_audio(path, sr: int = 16000) -> Tuple[np.ndarray, int]:
                 if first_t_s is None and frame.pts is not None:
                     first_t_s = float(frame.pts * frame.time_base) - origin_s
                 for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                    chunks.append(out.to_ndarray().mean(axis=0))
             for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                chunks.append(out.to_ndarray().mean(axis=0))
         except av.error.FFmpegError as exc:
             raise DataError(
                 f"audio {path.name}: expected decodable audio, found corrupt data ({exc})"
