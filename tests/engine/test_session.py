@@ -1,0 +1,117 @@
+"""ProjectSession: the numbers the views show come from the right arrays."""
+
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from engine.errors import DataError, MismatchError
+from engine.session import LoadedRun, ProjectSession, RegionAtlas
+from engine.state import Target
+from tests.gui.synthetic import FPS, N_START, TR_S, frame_level_to_index, make_session, write_project
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory):
+    return write_project(tmp_path_factory.mktemp("proj"), n_targets=100, n_trs=6, seconds=6.0)
+
+
+@pytest.fixture
+def session(syn):
+    s = make_session(syn, load_mesh=False)
+    yield s
+    s.close()
+
+
+def test_frame_at_shows_the_timeline_frame(session, syn):
+    tl = session.timeline()
+    assert tl.n_frames == syn.n_frames == 60
+    for t in [0.0, 0.05, 0.1, 1.23, 2.999, 4.5, 5.95]:
+        i = tl.frame_index(t)
+        assert i == int(np.floor(t * FPS + 1e-9))
+        assert frame_level_to_index(session.frame_at(t)) == i
+
+
+def test_cue_at_follows_subtitles(session):
+    assert session.cue_at(0.2) == ""
+    assert session.cue_at(0.5) == "Hello there."
+    assert session.cue_at(1.49) == "Hello there."
+    assert session.cue_at(1.5) == ""
+    assert session.cue_at(3.0) == "How are you?"
+    assert session.cue_at(4.9) == "Fine, thanks."
+    assert session.words_between(2.0, 3.0) == ["How", "are", "you"]
+
+
+def test_vertex_timecourse_is_the_result_column(session, syn):
+    for k, run in enumerate(syn.runs):
+        times, meas, pred = session.roi_timecourse(run, Target.vertex_target(0))
+        n = syn.runs[run].shape[0] - N_START
+        np.testing.assert_allclose(times, (N_START + np.arange(n)) * TR_S)
+        np.testing.assert_array_equal(meas, syn.measured[k][:, 0])
+        np.testing.assert_array_equal(pred, syn.predictions[k][:, 0])
+        # the planted vertex: 10 * TR + run number, TR counted in the raw run
+        np.testing.assert_array_equal(meas, (np.arange(N_START, N_START + n) * 10 + k + 1).astype(np.float32))
+
+
+def test_region_timecourse_is_the_mean_of_its_vertices(session, syn):
+    cols = np.flatnonzero(syn.labels == 2)
+    assert cols.size > 5
+    _, meas, pred = session.roi_timecourse("sub-01_run-2", Target.region_target("Region 2"))
+    np.testing.assert_allclose(meas, syn.measured[1][:, cols].mean(1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pred, syn.predictions[1][:, cols].mean(1), rtol=1e-5, atol=1e-6)
+    assert session.region_of_vertex(int(cols[0])) == "Region 2"
+    assert session.region_of_vertex(0) is None  # medial wall
+    assert session.region_names() == ["Region 1", "Region 2", "Region 3", "Region 4"]
+    with pytest.raises(DataError, match="one of the 5 names"):
+        session.roi_timecourse("sub-01_run-1", Target.region_target("Nowhere"))
+
+
+def test_maps(session, syn):
+    np.testing.assert_array_equal(session.score_map(), syn.scores)
+    assert np.isnan(session.map_at("sub-01_run-1", "measured", 0)).all()  # dropped edge TR
+    np.testing.assert_array_equal(session.map_at("sub-01_run-1", "measured", 3), syn.measured[0][3 - N_START])
+    np.testing.assert_array_equal(session.map_at("sub-01_run-2", "predicted", 5), syn.predictions[1][5 - N_START])
+    assert session.target_score(Target.vertex_target(7)) == pytest.approx(float(syn.scores[7]))
+
+
+def test_without_result_measured_is_the_raw_run(syn):
+    p = syn.project
+    s = ProjectSession(p, p.episodes[0], runs=[LoadedRun(r, syn.runs[r.name]) for r in p.runs])
+    times, meas, pred = s.roi_timecourse("sub-01_run-1", Target.vertex_target(3))
+    np.testing.assert_array_equal(meas, syn.runs["sub-01_run-1"][:, 3])
+    assert np.isnan(pred).all() and len(times) == 6
+    assert np.isnan(s.score_map()).all()
+    with pytest.raises(DataError, match="atlas"):
+        s.roi_timecourse("sub-01_run-1", Target.region_target("Region 1"))
+
+
+def test_mismatched_sizes_are_refused(syn):
+    p = syn.project
+    runs = [LoadedRun(p.runs[0], syn.runs["sub-01_run-1"]), LoadedRun(p.runs[1], syn.runs["sub-01_run-2"][:, :50])]
+    with pytest.raises(MismatchError, match="expected 100, found 50"):
+        ProjectSession(p, p.episodes[0], runs=runs)
+
+    from engine.session import load_surface
+
+    with pytest.raises(MismatchError, match="20484 vertices"):
+        ProjectSession(p, p.episodes[0], runs=runs[:1], surface=load_surface("inflated"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("engine.io.text") is None, reason="engine.io.text not written yet")
+def test_open_reads_the_project_file(syn):
+    with ProjectSession.open(syn.project_path, load_mesh=False) as s:
+        assert s.run_names == ["sub-01_run-1", "sub-01_run-2"]
+        assert s.timeline("sub-01_run-1").n_trs == 6
+        assert s.cue_at(3.0) == "How are you?"
+        np.testing.assert_array_equal(s.run("sub-01_run-2").data, syn.runs["sub-01_run-2"])
+        if syn.project.results:
+            np.testing.assert_allclose(s.score_map(), syn.scores)
+
+
+def test_session_imports_no_qt_and_no_torch():
+    code = ("import engine.session, sys; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'PySide6','vtk','pyvista','torch','transformers'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,153 @@
+"""A tiny synthetic project with planted, checkable content (no Qt here).
+
+- a video whose frame ``i`` has a uniform left half of grey level ``LEVEL_STEP * i``
+  (so a displayed frame can be identified from its pixels),
+- subtitle cues and word timings,
+- two fMRI runs (n_trs, n_targets) with known values,
+- an encoding result with predictions / measured per run where edges were dropped.
+
+Used by tests/engine/test_session.py and the GUI tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Dict, List
+
+import numpy as np
+import pandas as pd
+
+from engine.project import AtlasRef, Episode, Project, RunRef
+
+FPS = 10
+LEVEL_STEP = 4
+TR_S = 1.0
+N_START = 1  # edges the planted result dropped at each run's start
+
+
+@dataclass
+class Synthetic:
+    project_path: Path
+    project: Project
+    n_frames: int
+    runs: Dict[str, np.ndarray]          # name -> (n_trs, n_targets)
+    predictions: List[np.ndarray]
+    measured: List[np.ndarray]
+    scores: np.ndarray
+    cues: pd.DataFrame
+    words: pd.DataFrame
+    labels: np.ndarray
+    region_names: List[str]
+    result: object = None
+    extra: dict = field(default_factory=dict)
+
+
+def write_video(path: Path, n_frames: int, fps: int = FPS, size=(64, 48)) -> None:
+    import av
+
+    w, h = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps, 1))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": "10", "g": "10"}
+        for i in range(n_frames):
+            rgb = np.zeros((h, w, 3), np.uint8)
+            rgb[:, : w // 2] = LEVEL_STEP * i
+            rgb[:, w // 2:, 2] = 200  # a blue right half: colour for the screenshot checks
+            rgb[: h // 4, w // 2:, 0] = 255
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+def frame_level_to_index(rgb: np.ndarray) -> int:
+    """Invert the planted grey level of a frame's left half."""
+    h, w = rgb.shape[:2]
+    level = float(rgb[h // 4: 3 * h // 4, w // 8: 3 * w // 8].mean())
+    return int(round(level / LEVEL_STEP))
+
+
+def write_project(root: Path, n_targets: int = 20484, n_trs: int = 6, seconds: float = 6.0,
+                  seed: int = 0, n_regions: int = 4) -> Synthetic:
+    """Write the synthetic project under ``root`` and return its ground truth."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "stimuli").mkdir(exist_ok=True)
+    (root / "fmri").mkdir(exist_ok=True)
+    n_frames = int(seconds * FPS)
+    write_video(root / "stimuli" / "ep.mp4", n_frames)
+
+    cues = pd.DataFrame({"onset_s": [0.5, 2.0, 4.2], "duration_s": [1.0, 1.5, 1.0],
+                         "text": ["Hello there.", "How are you?", "Fine, thanks."]})
+    words = pd.DataFrame({"onset_s": [0.5, 0.8, 2.0, 2.2, 2.5, 4.2, 4.6],
+                          "duration_s": [0.3] * 7,
+                          "word": ["Hello", "there", "How", "are", "you", "Fine", "thanks"]})
+    (root / "stimuli" / "ep.srt").write_text(
+        "1\n00:00:00,500 --> 00:00:01,500\nHello there.\n\n"
+        "2\n00:00:02,000 --> 00:00:03,500\nHow are you?\n\n"
+        "3\n00:00:04,200 --> 00:00:05,200\nFine, thanks.\n")
+    words.to_csv(root / "stimuli" / "ep_words.tsv", sep="\t", index=False)
+
+    runs = {}
+    refs = []
+    for k in (1, 2):
+        name = f"sub-01_run-{k}"
+        data = rng.standard_normal((n_trs, n_targets)).astype(np.float32)
+        data[:, 0] = np.arange(n_trs) * 10 + k  # a planted vertex
+        np.save(root / "fmri" / f"{name}.npy", data)
+        runs[name] = data
+        refs.append(RunRef(name=name, path=f"fmri/{name}.npy", episode="ep", tr_s=TR_S))
+
+    measured = [r[N_START:] for r in runs.values()]
+    predictions = [(0.5 * m + 0.1 * rng.standard_normal(m.shape)).astype(np.float32) for m in measured]
+    scores = np.array([np.corrcoef(np.concatenate([p[:, j] for p in predictions]),
+                                   np.concatenate([m[:, j] for m in measured]))[0, 1]
+                       for j in range(min(n_targets, 64))], dtype=np.float32)
+    scores = np.resize(scores, n_targets).astype(np.float32)
+    labels = (np.arange(n_targets) * n_regions // n_targets + 1).astype(int)
+    labels[: max(n_targets // 50, 1)] = 0  # a "medial wall" without a region
+    region_names = ["unknown"] + [f"Region {i}" for i in range(1, n_regions + 1)]
+
+    project = Project(name="synthetic", episodes=[Episode(name="ep", video="stimuli/ep.mp4",
+                                                           subtitles="stimuli/ep.srt",
+                                                           words="stimuli/ep_words.tsv")],
+                      runs=refs, atlases=[], extra={"n_start": N_START})
+    result = SimpleNamespace(scores=scores, predictions=predictions, measured=measured,
+                             run_names=list(runs), provenance={"n_start": N_START}, space="fsaverage5")
+    if importlib.util.find_spec("engine.encoding.results") is not None:
+        try:
+            from engine.encoding.results import EncodingResult
+
+            real = EncodingResult(scores=scores, alphas=np.ones(n_targets, np.float32), predictions=predictions,
+                                  measured=measured, run_names=list(runs), space="fsaverage5",
+                                  feature_names=["synthetic"], provenance={"n_start": N_START})
+            (root / "results").mkdir(exist_ok=True)
+            real.save(root / "results" / "synthetic.h5")
+            project.results["synthetic"] = "results/synthetic.h5"
+            result = real
+        except TypeError:
+            pass  # a constructor that differs: keep the plain container
+    path = project.save(root / "synthetic.alignscope.json")
+    return Synthetic(path, project, n_frames, runs, predictions, measured, scores, cues, words,
+                     labels, region_names, result)
+
+
+def make_session(syn: Synthetic, load_mesh: bool = True):
+    """A ProjectSession over the synthetic project, built from the engine's own loaders
+    where they exist (video reader, surface) and from the planted arrays otherwise."""
+    from engine.io.video import VideoReader
+    from engine.session import LoadedRun, ProjectSession, RegionAtlas, load_surface
+
+    p = syn.project
+    ep = p.episodes[0]
+    runs = [LoadedRun(ref, syn.runs[ref.name]) for ref in p.runs]
+    atlas = RegionAtlas("synthetic", syn.labels, syn.region_names)
+    surface = load_surface("inflated") if load_mesh else None
+    return ProjectSession(p, ep, VideoReader(p.path(ep.video)), syn.words, syn.cues, runs, syn.result,
+                          surface, atlas, result_name="synthetic")
