@@ -31,9 +31,14 @@ def demo_project(tmp_path_factory) -> Path:
     ALIGNSCOPE_DEMO_DIR points at it so that ``main.py gui --demo`` in a subprocess opens
     this copy instead of writing into the user's data folder.
     """
-    from engine.demo import ensure_demo_project
+    import subprocess
+    import sys
 
     out = tmp_path_factory.getbasetemp() / "demo-project"
-    project_file = ensure_demo_project(out)
+    # through the real command a user runs: python main.py demo --out DIR
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), "demo", "--out", str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"main.py demo failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     os.environ["ALIGNSCOPE_DEMO_DIR"] = str(out)
-    return project_file
+    return out / "demo.alignscope.json"

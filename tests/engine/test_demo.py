@@ -1,0 +1,73 @@
+"""The demo: deterministic data, and the headless pipeline recovers the planted truth."""
+
+import json
+
+import numpy as np
+import pytest
+
+from engine.demo import REGIONS, planted_maps, write_demo_project
+from engine.project import Project
+
+
+def test_summary_recovers_every_planted_region(demo_project):
+    summary = json.loads((demo_project.parent / "summary.json").read_text())
+    for name, *_ in REGIONS:
+        row = summary[name]
+        assert row["map_correlation"] >= 0.8, (name, row)
+        assert row["median_r"] > 0.3, (name, row)
+    noise = summary["noise"]
+    assert noise["n_vertices"] > 10000
+    assert abs(noise["median_r"]) < 0.05, noise
+    assert noise["p95_r"] < 0.3, noise
+
+
+def test_results_are_written_and_agree_with_the_summary(demo_project):
+    from engine.encoding.results import EncodingResult
+
+    project = Project.load(demo_project)
+    full = EncodingResult.load(project.path(project.results["full"]))
+    assert full.scores.shape == (20484,)
+    assert len(full.predictions) == 2 and full.predictions[0].shape == (80, 20484)
+    truth = np.load(project.path(project.extra["truth"]))
+    core = truth["map_visual"] >= 0.5
+    summary = json.loads((demo_project.parent / "summary.json").read_text())
+    assert np.median(full.scores[core]) == pytest.approx(summary["visual"]["median_r"], abs=1e-6)
+    # held-out predictions really are what the scores were computed from
+    v = int(np.argmax(full.scores))
+    pred = np.concatenate([p[:, v] for p in full.predictions])
+    meas = np.concatenate([m[:, v] for m in full.measured])
+    r_concat = np.corrcoef(pred, meas)[0, 1]
+    r_mean = np.mean([np.corrcoef(p[:, v], m[:, v])[0, 1] for p, m in zip(full.predictions, full.measured)])
+    assert full.scores[v] == pytest.approx(r_concat, abs=0.02) or full.scores[v] == pytest.approx(r_mean, abs=0.02)
+
+
+def test_demo_is_deterministic(tmp_path):
+    a = write_demo_project(tmp_path / "a", seed=3, duration_s=20.0)
+    b = write_demo_project(tmp_path / "b", seed=3, duration_s=20.0)
+    c = write_demo_project(tmp_path / "c", seed=4, duration_s=20.0)
+    run = "fmri/sub-01_run-1_fsaverage5.npy"
+    ra, rb, rc = (np.load(p.parent / run) for p in (a, b, c))
+    assert ra.shape == (13, 20484) and ra.dtype == np.float32
+    np.testing.assert_array_equal(ra, rb)
+    assert not np.allclose(ra, rc)
+    words = "stimuli/demo_episode_words.tsv"
+    assert (a.parent / words).read_text() == (b.parent / words).read_text()
+    assert Project.load(a).to_dict() == Project.load(b).to_dict()
+
+
+def test_planted_maps_are_where_they_should_be():
+    from nilearn.datasets import load_fsaverage
+
+    mesh = load_fsaverage("fsaverage5")["pial"]
+    coords = np.vstack([mesh.parts["left"].coordinates, mesh.parts["right"].coordinates])
+    hemi = np.r_[np.zeros(10242, int), np.ones(10242, int)]
+    maps = planted_maps(coords, hemi)
+    # visual: occipital (posterior y) in both hemispheres
+    vis = maps["visual"] > 0.5
+    assert coords[vis, 1].mean() < -80 and vis[:10242].any() and vis[10242:].any()
+    # language only on the left, multimodal only on the right
+    assert maps["language"][10242:].max() == 0 and maps["language"][:10242].max() > 0.9
+    assert maps["multimodal"][:10242].max() == 0 and maps["multimodal"][10242:].max() > 0.9
+    # the regions barely overlap
+    for (n1, m1), (n2, m2) in [((n1, maps[n1]), (n2, maps[n2])) for n1 in maps for n2 in maps if n1 < n2]:
+        assert ((m1 > 0.5) & (m2 > 0.5)).sum() == 0, (n1, n2)
