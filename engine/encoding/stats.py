@@ -1,0 +1,553 @@
+"""Statistics on encoding scores: FDR, permutation p-values, block bootstrap, model comparison.
+
+Everything here works on numbers an :class:`~engine.encoding.results.EncodingResult`
+already holds (scores, held-out predictions, measured responses); nothing here refits a
+model. Refitting under a null lives in :mod:`engine.encoding.permutation`.
+
+Conventions
+-----------
+- A *score* is the Pearson correlation between a held-out prediction and the measured
+  response of one target (voxel, vertex or parcel).
+- ``score="concat"`` (default) correlates the concatenation of all held-out runs;
+  ``score="mean_runs"`` correlates each run on its own and averages the runs' r.
+- *Time blocks* are consecutive TRs (``block_trs`` long, the last block of a run shorter)
+  that never cross a run boundary. Resampling or swapping whole blocks keeps the
+  autocorrelation of the BOLD signal inside each block, which is why p-values and
+  confidence intervals from blocks are not over-confident the way TR-wise ones are.
+- Bootstrap confidence intervals are percentile intervals; block bootstraps are
+  stratified by run (each run contributes as many resampled blocks as it has).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, MismatchError, expected_found
+
+__all__ = [
+    "pearson_r",
+    "fdr_bh",
+    "permutation_p_values",
+    "max_statistic_p_values",
+    "TimeBlocks",
+    "make_time_blocks",
+    "block_bootstrap_scores",
+    "bootstrap_ci_targets",
+    "ModelComparison",
+    "compare_models",
+    "sign_flip_test",
+]
+
+SCORE_MODES = ("concat", "mean_runs")
+
+
+# --------------------------------------------------------------------------- basics
+
+def pearson_r(prediction: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Pearson r per column.
+
+    Parameters
+    ----------
+    prediction, measured : ndarray, shape (n_trs, n_targets)
+
+    Returns
+    -------
+    r : ndarray, shape (n_targets,), float64
+        NaN where either column is constant.
+    """
+    p = np.asarray(prediction, dtype=np.float64)
+    y = np.asarray(measured, dtype=np.float64)
+    if p.shape != y.shape:
+        raise MismatchError(expected_found("prediction and measured shapes", y.shape, p.shape))
+    p = p - p.mean(axis=0)
+    y = y - y.mean(axis=0)
+    denom = np.sqrt((p * p).sum(axis=0) * (y * y).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (p * y).sum(axis=0) / denom
+    r[denom == 0] = np.nan
+    return r
+
+
+def fdr_bh(p_values: np.ndarray, alpha: float = 0.05, method: str = "bh"):
+    """Benjamini-Hochberg (or Benjamini-Yekutieli) false discovery rate across targets.
+
+    Parameters
+    ----------
+    p_values : ndarray, shape (n_targets,)
+        NaN entries (targets without a p-value) are left out of the correction and
+        come back as NaN q-values, not rejected.
+    alpha : float
+        FDR level at which ``reject`` is computed.
+    method : {"bh", "by"}
+        "bh": independent or positively dependent tests. "by": any dependence
+        (more conservative by a factor sum(1/i)).
+
+    Returns
+    -------
+    reject : ndarray of bool, shape (n_targets,)
+        True where the target is a discovery at FDR ``alpha`` (q <= alpha).
+    q_values : ndarray, shape (n_targets,)
+        Adjusted p-values (equal to ``scipy.stats.false_discovery_control``).
+    """
+    if method not in ("bh", "by"):
+        raise ConfigError(f"FDR method: expected one of 'bh', 'by', found {method!r}")
+    p = np.asarray(p_values, dtype=np.float64).ravel()
+    q = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    pv = p[ok]
+    if pv.size and (pv.min() < 0 or pv.max() > 1):
+        raise ConfigError(expected_found("p-values", "values in [0, 1]",
+                                         f"range [{pv.min()}, {pv.max()}]"))
+    m = pv.size
+    if m:
+        order = np.argsort(pv)
+        ranked = pv[order] * m / np.arange(1, m + 1)
+        if method == "by":
+            ranked = ranked * np.sum(1.0 / np.arange(1, m + 1))
+        # step-up: q_(i) = min_{j >= i} p_(j) m / j
+        ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+        qv = np.empty(m)
+        qv[order] = np.clip(ranked, 0.0, 1.0)
+        q[ok] = qv
+    reject = np.zeros(p.shape, dtype=bool)
+    reject[ok] = q[ok] <= alpha
+    return reject, q
+
+
+def permutation_p_values(observed: np.ndarray, null: np.ndarray, tail: str = "greater") -> np.ndarray:
+    """p = (1 + #{null >= observed}) / (1 + n_perm), per target.
+
+    Parameters
+    ----------
+    observed : ndarray, shape (n_targets,)
+    null : ndarray, shape (n_perm, n_targets)
+        Scores of the same analysis under the null (one row per permutation).
+    tail : {"greater", "two-sided"}
+        "two-sided" compares absolute values.
+
+    Returns
+    -------
+    p_values : ndarray, shape (n_targets,)
+        Never 0 (the observed data counts as one draw of the null). NaN where the
+        observed score is NaN; NaN null draws count as not exceeding.
+    """
+    obs = np.asarray(observed, dtype=np.float64)
+    nul = np.asarray(null, dtype=np.float64)
+    if nul.ndim != 2 or nul.shape[1] != obs.shape[0]:
+        raise MismatchError(expected_found("null distribution shape",
+                                           f"(n_perm, {obs.shape[0]})", nul.shape))
+    if tail == "two-sided":
+        obs, nul = np.abs(obs), np.abs(nul)
+    elif tail != "greater":
+        raise ConfigError(f"tail: expected 'greater' or 'two-sided', found {tail!r}")
+    with np.errstate(invalid="ignore"):
+        exceed = np.sum(nul >= obs[None, :], axis=0)
+    p = (1.0 + exceed) / (1.0 + nul.shape[0])
+    p[~np.isfinite(obs)] = np.nan
+    return p
+
+
+def max_statistic_p_values(observed: np.ndarray, null: np.ndarray, tail: str = "greater") -> np.ndarray:
+    """Family-wise error corrected p-values from the maximum over targets of each null draw.
+
+    p_t = (1 + #{max_s null[k, s] >= observed[t]}) / (1 + n_perm). Controls the
+    family-wise error rate across all targets (stricter than FDR).
+    """
+    obs = np.asarray(observed, dtype=np.float64)
+    nul = np.asarray(null, dtype=np.float64)
+    if tail == "two-sided":
+        obs, nul = np.abs(obs), np.abs(nul)
+    elif tail != "greater":
+        raise ConfigError(f"tail: expected 'greater' or 'two-sided', found {tail!r}")
+    null_max = np.nanmax(nul, axis=1)  # n_perm
+    with np.errstate(invalid="ignore"):
+        exceed = np.sum(null_max[:, None] >= obs[None, :], axis=0)
+    p = (1.0 + exceed) / (1.0 + nul.shape[0])
+    p[~np.isfinite(obs)] = np.nan
+    return p
+
+
+# --------------------------------------------------------------------------- time blocks
+
+@dataclass
+class TimeBlocks:
+    """Consecutive TRs grouped into blocks that never cross a run boundary.
+
+    Attributes
+    ----------
+    starts : ndarray (n_blocks,)  index of each block's first TR in the concatenated runs
+    lengths : ndarray (n_blocks,) TRs per block
+    run_of_block : ndarray (n_blocks,) run index of each block
+    run_lengths : tuple of int
+    """
+
+    starts: np.ndarray
+    lengths: np.ndarray
+    run_of_block: np.ndarray
+    run_lengths: tuple
+
+    @property
+    def n_blocks(self) -> int:
+        return int(self.starts.size)
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.run_lengths)
+
+
+def make_time_blocks(run_lengths: Sequence[int], block_trs: int = 10) -> TimeBlocks:
+    """Cut each run into blocks of ``block_trs`` TRs (the last block of a run may be shorter).
+
+    Parameters
+    ----------
+    run_lengths : sequence of int
+        TRs per run, in the order the runs are concatenated.
+    block_trs : int
+        Block length in TRs (10 TRs ~ 15 s at TR 1.49 s, longer than the HRF).
+    """
+    if int(block_trs) < 1:
+        raise ConfigError(expected_found("block_trs", "an integer >= 1", block_trs))
+    starts, lengths, runs = [], [], []
+    offset = 0
+    for k, n in enumerate(run_lengths):
+        n = int(n)
+        for s in range(0, n, int(block_trs)):
+            starts.append(offset + s)
+            lengths.append(min(int(block_trs), n - s))
+            runs.append(k)
+        offset += n
+    return TimeBlocks(np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64),
+                      np.asarray(runs, dtype=np.int64), tuple(int(n) for n in run_lengths))
+
+
+def _as_run_lists(result_or_predictions, measured=None):
+    """(predictions list, measured list) from an EncodingResult-like object or two lists."""
+    if measured is None:
+        preds = getattr(result_or_predictions, "predictions", None)
+        meas = getattr(result_or_predictions, "measured", None)
+        if preds is None or meas is None:
+            raise ConfigError("expected an EncodingResult with held-out predictions and measured "
+                              "responses, or two lists of arrays; found "
+                              f"{type(result_or_predictions).__name__}")
+    else:
+        preds, meas = result_or_predictions, measured
+    if isinstance(preds, np.ndarray):
+        preds = [preds]
+    if isinstance(meas, np.ndarray):
+        meas = [meas]
+    preds, meas = list(preds), list(meas)
+    if len(preds) != len(meas):
+        raise MismatchError(expected_found("number of runs (predictions vs measured)",
+                                           len(meas), len(preds)))
+    for k, (p, y) in enumerate(zip(preds, meas)):
+        if np.shape(p) != np.shape(y):
+            raise MismatchError(expected_found(f"run {k} prediction shape", np.shape(y), np.shape(p)))
+    return preds, meas
+
+
+def _block_sums(blocks: TimeBlocks, columns: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-block sums of each column array; returns (n_blocks, n_columns, n_targets) float64."""
+    out = np.empty((blocks.n_blocks, len(columns), columns[0].shape[1]))
+    for j, c in enumerate(columns):
+        out[:, j, :] = np.add.reduceat(c, blocks.starts, axis=0)
+    return out
+
+
+class _PairStats:
+    """Sufficient statistics of (prediction, measured) per time block.
+
+    Holds sums (n, Σp, Σy, Σpp, Σyy, Σpy) per block, computed on globally centred
+    data (r is translation invariant; centring only avoids cancellation), so any
+    resample or swap of blocks gives r by a matrix product.
+    """
+
+    # column order in .sums
+    P, Y, PP, YY, PY = range(5)
+
+    def __init__(self, preds: list, meas: list, blocks: TimeBlocks, y_mean=None, p_mean=None):
+        p = np.concatenate([np.asarray(a, dtype=np.float64) for a in preds], axis=0)
+        y = np.concatenate([np.asarray(a, dtype=np.float64) for a in meas], axis=0)
+        self.p_mean = p.mean(axis=0) if p_mean is None else p_mean
+        self.y_mean = y.mean(axis=0) if y_mean is None else y_mean
+        p = p - self.p_mean
+        y = y - self.y_mean
+        self.blocks = blocks
+        self.n = blocks.lengths.astype(np.float64)  # n_blocks
+        self.sums = _block_sums(blocks, [p, y, p * p, y * y, p * y])  # n_blocks, 5, n_targets
+
+    @staticmethod
+    def r_from_sums(n, s):
+        """r from summed statistics; n (...,), s (..., 5, n_targets)."""
+        n = np.asarray(n, dtype=np.float64)[..., None]
+        sp, sy = s[..., 0, :], s[..., 1, :]
+        cov = s[..., 4, :] - sp * sy / n
+        vp = s[..., 2, :] - sp * sp / n
+        vy = s[..., 3, :] - sy * sy / n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = cov / np.sqrt(vp * vy)
+        # relative tolerance: a variance that is rounding error is a constant column
+        tiny = 1e-12 * (s[..., 2, :] + s[..., 3, :] + 1e-300)
+        r = np.where((vp <= tiny) | (vy <= tiny), np.nan, r)
+        return r
+
+    def scores_from_weights(self, weights: np.ndarray, score: str) -> np.ndarray:
+        """Scores for block weights (n_draws, n_blocks) -> (n_draws, n_targets)."""
+        w = np.asarray(weights, dtype=np.float64)
+        flat = self.sums.reshape(self.blocks.n_blocks, -1)
+        if score == "concat":
+            s = (w @ flat).reshape(w.shape[0], 5, -1)
+            return self.r_from_sums(w @ self.n, s)
+        r_runs = []
+        for k in range(self.blocks.n_runs):
+            sel = self.blocks.run_of_block == k
+            s = (w[:, sel] @ flat[sel]).reshape(w.shape[0], 5, -1)
+            r_runs.append(self.r_from_sums(w[:, sel] @ self.n[sel], s))
+        return np.nanmean(np.stack(r_runs), axis=0) if r_runs else np.empty((w.shape[0], 0))
+
+
+def _check_score(score: str) -> None:
+    if score not in SCORE_MODES:
+        raise ConfigError(f"score: expected one of {SCORE_MODES}, found {score!r}")
+
+
+def _bootstrap_weights(blocks: TimeBlocks, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Counts (n_boot, n_blocks): each run's blocks resampled with replacement within the run."""
+    w = np.zeros((n_boot, blocks.n_blocks))
+    for k in range(blocks.n_runs):
+        idx = np.flatnonzero(blocks.run_of_block == k)
+        if idx.size == 0:
+            continue
+        draws = rng.integers(0, idx.size, size=(n_boot, idx.size))
+        for b in range(n_boot):
+            w[b, idx] = np.bincount(draws[b], minlength=idx.size)
+    return w
+
+
+def block_bootstrap_scores(result_or_predictions, measured=None, block_trs: int = 10,
+                           n_boot: int = 1000, seed: int = 0, score: str = "concat",
+                           batch: int = 100) -> Iterator[np.ndarray]:
+    """Scores recomputed on block-bootstrap resamples of the held-out time series.
+
+    Parameters
+    ----------
+    result_or_predictions : EncodingResult or list of (n_trs_run, n_targets) arrays
+        Held-out predictions per run (or a result holding them and ``measured``).
+    measured : list of (n_trs_run, n_targets) arrays, optional
+        Needed when the first argument is a list of predictions.
+    block_trs : int
+        Block length in TRs; blocks are resampled within their run.
+    n_boot : int
+        Number of bootstrap resamples.
+    seed : int
+        Seed of the resampling (same seed, same resamples).
+    score : {"concat", "mean_runs"}
+    batch : int
+        Resamples per yielded batch (bounds memory: batch * n_targets * 5 floats).
+
+    Yields
+    ------
+    scores : ndarray, shape (n_batch, n_targets), float64
+    """
+    _check_score(score)
+    preds, meas = _as_run_lists(result_or_predictions, measured)
+    blocks = make_time_blocks([np.shape(p)[0] for p in preds], block_trs)
+    stats = _PairStats(preds, meas, blocks)
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < n_boot:
+        nb = min(batch, n_boot - done)
+        yield stats.scores_from_weights(_bootstrap_weights(blocks, nb, rng), score)
+        done += nb
+
+
+def bootstrap_ci_targets(result_or_predictions, measured=None, block_trs: int = 10,
+                         n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
+                         score: str = "concat"):
+    """Percentile confidence interval of each target's score from a block bootstrap.
+
+    Returns
+    -------
+    low, high : ndarray, shape (n_targets,)
+    """
+    draws = np.concatenate(list(block_bootstrap_scores(
+        result_or_predictions, measured, block_trs, n_boot, seed, score)), axis=0)
+    q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
+    low, high = np.nanpercentile(draws, q, axis=0)
+    return low, high
+
+
+# --------------------------------------------------------------------------- model comparison
+
+@dataclass
+class ModelComparison:
+    """Paired comparison of two models' held-out scores on the same targets.
+
+    Attributes
+    ----------
+    scores_a, scores_b : (n_targets,) scores of model A and model B
+    difference : (n_targets,) scores_a - scores_b
+    p_values : (n_targets,) two-sided block-swap permutation p-values
+    q_values : (n_targets,) Benjamini-Hochberg q-values of ``p_values``
+    ci_low, ci_high : (n_targets,) block-bootstrap percentile CI of the difference
+    null : (n_perm, n_targets) float32 differences under the swap null (for region tests)
+    boot : (n_boot, n_targets) float32 bootstrap differences (for region CIs)
+    """
+
+    scores_a: np.ndarray
+    scores_b: np.ndarray
+    difference: np.ndarray
+    p_values: np.ndarray
+    q_values: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    null: np.ndarray = field(repr=False)
+    boot: np.ndarray = field(repr=False)
+    settings: dict = field(default_factory=dict)
+
+
+def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: int = 1000,
+                   n_boot: int = 1000, block_trs: int = 10, ci: float = 0.95, seed: int = 0,
+                   score: str = "concat", alpha: float = 0.05) -> ModelComparison:
+    """Is model A closer to the brain than model B, target by target?
+
+    Both models' held-out predictions of the same measured responses are compared.
+
+    - **p-values**: block-swap permutation. Under the null that the two models predict
+      equally well, which model made the prediction of a given time block is
+      exchangeable; each permutation swaps A's and B's predictions in a random half of
+      the blocks (the same blocks for every target, which keeps the spatial correlation
+      for region-level tests) and recomputes the score difference. Two-sided:
+      p = (1 + #{|null| >= |observed|}) / (1 + n_perm).
+    - **confidence intervals**: block bootstrap (blocks resampled within runs, the same
+      resample for both models), percentile interval of the difference.
+
+    Parameters
+    ----------
+    result_a, result_b : EncodingResult or list of (n_trs_run, n_targets) predictions
+    measured : list of (n_trs_run, n_targets), optional
+        Needed when predictions are passed as lists; otherwise taken from ``result_a``.
+    n_perm, n_boot : int
+    block_trs : int
+    ci : float
+        Confidence level of the interval.
+    seed : int
+    score : {"concat", "mean_runs"}
+    alpha : float
+        FDR level stored in ``settings`` (q-values are returned regardless).
+
+    Returns
+    -------
+    ModelComparison
+    """
+    _check_score(score)
+    if measured is None:
+        preds_a, meas = _as_run_lists(result_a)
+        preds_b, meas_b = _as_run_lists(result_b)
+        if len(meas_b) != len(meas) or any(np.shape(a) != np.shape(b) for a, b in zip(meas, meas_b)):
+            raise MismatchError(expected_found("measured runs of model B",
+                                               [np.shape(a) for a in meas],
+                                               [np.shape(b) for b in meas_b]))
+    else:
+        preds_a, meas = _as_run_lists(result_a, measured)
+        preds_b, _ = _as_run_lists(result_b, measured)
+    blocks = make_time_blocks([np.shape(p)[0] for p in preds_a], block_trs)
+    # one centring for both models, so a series with swapped blocks has no offset between them
+    p_mean = 0.5 * (np.concatenate(preds_a).astype(np.float64).mean(axis=0)
+                    + np.concatenate(preds_b).astype(np.float64).mean(axis=0))
+    sa = _PairStats(preds_a, meas, blocks, p_mean=p_mean)
+    sb = _PairStats(preds_b, meas, blocks, p_mean=p_mean, y_mean=sa.y_mean)
+    ones = np.ones((1, blocks.n_blocks))
+    r_a = sa.scores_from_weights(ones, score)[0]
+    r_b = sb.scores_from_weights(ones, score)[0]
+    diff = r_a - r_b
+
+    rng = np.random.default_rng(seed)
+    null = np.empty((n_perm, diff.size), dtype=np.float32)
+    # swapping block j from A to B changes A's sums by (B_j - A_j), and B's by the opposite;
+    # y sums are shared (same measured data), so a swapped pair is (A with B's p-columns).
+    delta = sb.sums - sa.sums  # n_blocks, 5, n_targets (y columns cancel: same y, same mean)
+    flat_a = sa.sums.reshape(blocks.n_blocks, -1)
+    flat_d = delta.reshape(blocks.n_blocks, -1)
+    flat_b = sb.sums.reshape(blocks.n_blocks, -1)
+    for start in range(0, n_perm, 100):
+        nb = min(100, n_perm - start)
+        m = rng.integers(0, 2, size=(nb, blocks.n_blocks)).astype(np.float64)
+        null[start:start + nb] = _swap_scores(sa, sb, blocks, m, flat_a, flat_b, flat_d, score)
+    p = permutation_p_values(diff, null, tail="two-sided")
+    _, q = fdr_bh(p)
+
+    boot = np.empty((n_boot, diff.size), dtype=np.float32)
+    for start in range(0, n_boot, 100):
+        nb = min(100, n_boot - start)
+        w = _bootstrap_weights(blocks, nb, rng)
+        boot[start:start + nb] = sa.scores_from_weights(w, score) - sb.scores_from_weights(w, score)
+    qs = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
+    low, high = np.nanpercentile(boot, qs, axis=0)
+    return ModelComparison(r_a, r_b, diff, p, q, low, high, null, boot,
+                           dict(n_perm=n_perm, n_boot=n_boot, block_trs=block_trs, ci=ci,
+                                seed=seed, score=score, alpha=alpha,
+                                null="block swap of A/B predictions",
+                                interval="block bootstrap (percentile), stratified by run"))
+
+
+def _swap_scores(sa, sb, blocks, m, flat_a, flat_b, flat_d, score):
+    """Score differences when blocks with m == 1 exchange A's and B's predictions."""
+    n_draws = m.shape[0]
+    if score == "concat":
+        tot_a = flat_a.sum(axis=0)
+        tot_b = flat_b.sum(axis=0)
+        sw = m @ flat_d  # n_draws, 5 * n_targets
+        n = np.full(n_draws, sa.n.sum())
+        ra = _PairStats.r_from_sums(n, (tot_a + sw).reshape(n_draws, 5, -1))
+        rb = _PairStats.r_from_sums(n, (tot_b - sw).reshape(n_draws, 5, -1))
+        return ra - rb
+    ra_runs, rb_runs = [], []
+    for k in range(blocks.n_runs):
+        sel = blocks.run_of_block == k
+        sw = m[:, sel] @ flat_d[sel]
+        n = np.full(n_draws, sa.n[sel].sum())
+        ra_runs.append(_PairStats.r_from_sums(n, (flat_a[sel].sum(0) + sw).reshape(n_draws, 5, -1)))
+        rb_runs.append(_PairStats.r_from_sums(n, (flat_b[sel].sum(0) - sw).reshape(n_draws, 5, -1)))
+    return np.nanmean(np.stack(ra_runs), axis=0) - np.nanmean(np.stack(rb_runs), axis=0)
+
+
+def sign_flip_test(differences: np.ndarray, n_perm: int = 10000, seed: int = 0,
+                   tail: str = "two-sided"):
+    """Group-level test of per-subject score differences by sign flipping.
+
+    Parameters
+    ----------
+    differences : ndarray, shape (n_subjects, n_targets)
+        One score difference (model A - model B, or score - chance) per subject.
+    n_perm : int
+        Random sign patterns; when 2**n_subjects <= n_perm every pattern is enumerated
+        (an exact test).
+    tail : {"two-sided", "greater"}
+
+    Returns
+    -------
+    mean_difference : ndarray (n_targets,)
+    p_values : ndarray (n_targets,)
+    """
+    d = np.asarray(differences, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] < 2:
+        raise ConfigError(expected_found("differences shape", "(n_subjects >= 2, n_targets)", d.shape))
+    n_sub = d.shape[0]
+    obs = d.mean(axis=0)
+    if 2 ** n_sub <= n_perm:
+        codes = np.arange(2 ** n_sub)
+        signs = 1.0 - 2.0 * ((codes[:, None] >> np.arange(n_sub)[None, :]) & 1)
+        # the identity pattern is the observed data itself: p = #{null >= obs} / 2**n
+        null = signs @ d / n_sub
+        if tail == "two-sided":
+            exceed = np.sum(np.abs(null) >= np.abs(obs) - 1e-12, axis=0)
+        else:
+            exceed = np.sum(null >= obs - 1e-12, axis=0)
+        return obs, exceed / float(len(codes))
+    rng = np.random.default_rng(seed)
+    signs = rng.choice([-1.0, 1.0], size=(n_perm, n_sub))
+    null = signs @ d / n_sub
+    return obs, permutation_p_values(obs, null, tail=tail)

@@ -1,0 +1,226 @@
+"""FDR, permutation p-values, block bootstrap and paired model comparison."""
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from engine.encoding import stats
+from engine.encoding.stats import (
+    _PairStats,
+    _swap_scores,
+    bootstrap_ci_targets,
+    compare_models,
+    fdr_bh,
+    make_time_blocks,
+    max_statistic_p_values,
+    pearson_r,
+    permutation_p_values,
+    sign_flip_test,
+)
+from engine.errors import ConfigError, MismatchError
+
+
+def test_pearson_r_matches_numpy():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((50, 4))
+    b = a + rng.standard_normal((50, 4))
+    expected = [np.corrcoef(a[:, j], b[:, j])[0, 1] for j in range(4)]
+    np.testing.assert_allclose(pearson_r(a, b), expected, rtol=1e-12)
+    b[:, 2] = 3.0
+    assert np.isnan(pearson_r(a, b)[2])
+
+
+def test_fdr_known_values_and_scipy_agreement():
+    # hand-computed BH: p sorted (0.01, 0.02, 0.03, 0.04, 0.5), m=5:
+    # p*m/rank = 0.05, 0.05, 0.05, 0.05, 0.5 -> q = 0.05 for the four, 0.5 for the last
+    p = np.array([0.04, 0.01, 0.5, 0.03, 0.02])
+    reject, q = fdr_bh(p, alpha=0.05)
+    np.testing.assert_allclose(q, [0.05, 0.05, 0.5, 0.05, 0.05])
+    assert reject.tolist() == [True, True, False, True, True]
+    rng = np.random.default_rng(1)
+    p = np.concatenate([rng.uniform(size=300), rng.uniform(0, 1e-3, size=30)])
+    for method in ("bh", "by"):
+        _, q = fdr_bh(p, method=method)
+        np.testing.assert_allclose(q, scipy.stats.false_discovery_control(p, method=method), rtol=1e-12)
+
+
+def test_fdr_ignores_nan_and_rejects_bad_input():
+    p = np.array([0.001, np.nan, 0.5, 0.002])
+    reject, q = fdr_bh(p)
+    np.testing.assert_allclose(q[[0, 2, 3]], scipy.stats.false_discovery_control(p[[0, 2, 3]]))
+    assert np.isnan(q[1]) and not reject[1]
+    with pytest.raises(ConfigError):
+        fdr_bh(np.array([0.2, 1.5]))
+    with pytest.raises(ConfigError):
+        fdr_bh(p, method="holm")
+
+
+def test_permutation_p_values_count_the_observed_draw():
+    obs = np.array([0.5, 0.0, -0.3, np.nan])
+    null = np.array([[0.1, 0.0, 0.2, 0.0],
+                     [0.6, -0.1, -0.4, 0.0],
+                     [0.2, 0.3, 0.1, 0.0]])
+    p = permutation_p_values(obs, null)
+    np.testing.assert_allclose(p[:3], [(1 + 1) / 4, (1 + 2) / 4, (1 + 2) / 4])
+    assert np.isnan(p[3])
+    p2 = permutation_p_values(obs, null, tail="two-sided")
+    np.testing.assert_allclose(p2[:3], [2 / 4, 4 / 4, (1 + 1) / 4])
+    # family-wise: maxima per draw are 0.2, 0.6, 0.3
+    pm = max_statistic_p_values(obs, null)
+    np.testing.assert_allclose(pm[:3], [(1 + 1) / 4, (1 + 3) / 4, (1 + 3) / 4])
+    with pytest.raises(MismatchError):
+        permutation_p_values(obs, null[:, :2])
+
+
+def test_time_blocks_never_cross_runs():
+    b = make_time_blocks([25, 12], block_trs=10)
+    assert b.starts.tolist() == [0, 10, 20, 25, 35]
+    assert b.lengths.tolist() == [10, 10, 5, 10, 2]
+    assert b.run_of_block.tolist() == [0, 0, 0, 1, 1]
+    with pytest.raises(ConfigError):
+        make_time_blocks([10], block_trs=0)
+
+
+def _runs(rng, lengths, n_targets, signal=0.5):
+    y = [rng.standard_normal((n, n_targets)) for n in lengths]
+    p = [signal * a + rng.standard_normal(a.shape) for a in y]
+    return p, y
+
+
+@pytest.mark.parametrize("score", ["concat", "mean_runs"])
+def test_block_weights_equal_explicit_resampling(score):
+    rng = np.random.default_rng(2)
+    preds, meas = _runs(rng, [33, 20], 5)
+    blocks = make_time_blocks([33, 20], 7)
+    st = _PairStats(preds, meas, blocks)
+    # all-ones weights give the observed score
+    obs = st.scores_from_weights(np.ones((1, blocks.n_blocks)), score)[0]
+    if score == "concat":
+        np.testing.assert_allclose(obs, pearson_r(np.concatenate(preds), np.concatenate(meas)), rtol=1e-10)
+    else:
+        np.testing.assert_allclose(obs, np.mean([pearson_r(p, y) for p, y in zip(preds, meas)], axis=0),
+                                   rtol=1e-10)
+    # a resample given as counts equals the explicitly concatenated resampled series
+    w = stats._bootstrap_weights(blocks, 3, np.random.default_rng(3))
+    assert np.all(w[:, blocks.run_of_block == 0].sum(axis=1) == 5)  # ceil(33 / 7) blocks in run 0
+    P, Y = np.concatenate(preds), np.concatenate(meas)
+    for i in range(3):
+        per_run = []
+        for k in range(2):
+            idx = np.concatenate([np.repeat(np.arange(s, s + n)[None], int(c), axis=0).ravel()
+                                  for s, n, c, rb in zip(blocks.starts, blocks.lengths, w[i], blocks.run_of_block)
+                                  if rb == k and c > 0])
+            per_run.append(idx)
+        if score == "concat":
+            idx = np.concatenate(per_run)
+            expected = pearson_r(P[idx], Y[idx])
+        else:
+            expected = np.mean([pearson_r(P[ix], Y[ix]) for ix in per_run], axis=0)
+        np.testing.assert_allclose(st.scores_from_weights(w[i:i + 1], score)[0], expected, rtol=1e-9)
+
+
+def test_block_bootstrap_spread_matches_analytic_standard_error():
+    # white noise: the standard error of r is (1 - r^2) / sqrt(n)
+    rng = np.random.default_rng(4)
+    preds, meas = _runs(rng, [400, 400], 40, signal=0.6)
+    r = pearson_r(np.concatenate(preds), np.concatenate(meas))
+    draws = np.concatenate(list(stats.block_bootstrap_scores(preds, meas, block_trs=5, n_boot=400, seed=0)))
+    se_analytic = (1 - r ** 2) / np.sqrt(800)
+    ratio = draws.std(axis=0) / se_analytic
+    assert 0.85 < ratio.mean() < 1.15
+    low, high = bootstrap_ci_targets(preds, meas, block_trs=5, n_boot=400, seed=0)
+    assert np.all(low < r) and np.all(r < high)
+    np.testing.assert_allclose((high - low).mean(), 2 * 1.96 * se_analytic.mean(), rtol=0.15)
+
+
+def test_block_bootstrap_widens_for_autocorrelated_data():
+    # smooth (autocorrelated) series: TR-wise resampling understates the uncertainty
+    rng = np.random.default_rng(5)
+    kernel = np.ones(8) / 8
+    def smooth(a):
+        return np.stack([np.convolve(a[:, j], kernel, mode="same") for j in range(a.shape[1])], axis=1)
+    y = [smooth(rng.standard_normal((300, 20))) for _ in range(2)]
+    p = [smooth(rng.standard_normal((300, 20))) for _ in range(2)]
+    sd_tr = np.concatenate(list(stats.block_bootstrap_scores(p, y, block_trs=1, n_boot=300))).std(0)
+    sd_block = np.concatenate(list(stats.block_bootstrap_scores(p, y, block_trs=20, n_boot=300))).std(0)
+    assert sd_block.mean() > 1.8 * sd_tr.mean()
+
+
+@pytest.mark.parametrize("score", ["concat", "mean_runs"])
+def test_swap_scores_equal_explicit_swapped_series(score):
+    rng = np.random.default_rng(6)
+    meas = [rng.standard_normal((23, 3)), rng.standard_normal((15, 3))]
+    pa = [0.5 * y + rng.standard_normal(y.shape) + 2.0 for y in meas]  # offset: tests common centring
+    pb = [0.2 * y + rng.standard_normal(y.shape) - 1.0 for y in meas]
+    blocks = make_time_blocks([23, 15], 5)
+    p_mean = 0.5 * (np.concatenate(pa).mean(0) + np.concatenate(pb).mean(0))
+    sa = _PairStats(pa, meas, blocks, p_mean=p_mean)
+    sb = _PairStats(pb, meas, blocks, p_mean=p_mean, y_mean=sa.y_mean)
+    m = rng.integers(0, 2, size=(4, blocks.n_blocks)).astype(float)
+    flat = lambda s: s.sums.reshape(blocks.n_blocks, -1)
+    got = _swap_scores(sa, sb, blocks, m, flat(sa), flat(sb), flat(sb) - flat(sa), score)
+    A, B, Y = np.concatenate(pa), np.concatenate(pb), np.concatenate(meas)
+    for i in range(4):
+        a2, b2 = A.copy(), B.copy()
+        for j in np.flatnonzero(m[i]):
+            s, n = blocks.starts[j], blocks.lengths[j]
+            a2[s:s + n], b2[s:s + n] = B[s:s + n], A[s:s + n]
+        if score == "concat":
+            expected = pearson_r(a2, Y) - pearson_r(b2, Y)
+        else:
+            cuts = np.cumsum([0, 23, 15])
+            expected = np.mean([pearson_r(a2[c0:c1], Y[c0:c1]) - pearson_r(b2[c0:c1], Y[c0:c1])
+                                for c0, c1 in zip(cuts[:-1], cuts[1:])], axis=0)
+        np.testing.assert_allclose(got[i], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_compare_models_finds_planted_difference_and_is_calibrated_under_null():
+    rng = np.random.default_rng(7)
+    n_targets = 120
+    meas = [rng.standard_normal((150, n_targets)) for _ in range(3)]
+    # model A predicts targets 0..19 better than model B; elsewhere both equally good
+    gain_a = np.full(n_targets, 0.4)
+    gain_a[:20] = 0.9
+    pa = [y * gain_a + rng.standard_normal(y.shape) for y in meas]
+    pb = [0.4 * y + rng.standard_normal(y.shape) for y in meas]
+    cmp = compare_models(pa, pb, measured=meas, n_perm=400, n_boot=200, block_trs=10, seed=0)
+    assert cmp.difference.shape == (n_targets,)
+    assert np.all(cmp.difference[:20] > 0.1)
+    assert np.mean(cmp.q_values[:20] < 0.05) >= 0.95
+    # equally good elsewhere: p-values roughly uniform, few FDR discoveries
+    null_p = cmp.p_values[20:]
+    assert scipy.stats.kstest(null_p, "uniform").pvalue > 0.01
+    assert np.mean(cmp.q_values[20:] < 0.05) < 0.05
+    # the bootstrap interval covers zero for most equal targets and excludes it for planted ones
+    covers = (cmp.ci_low[20:] <= 0) & (cmp.ci_high[20:] >= 0)
+    assert covers.mean() > 0.85
+    assert np.all(cmp.ci_low[:20] > 0)
+    # a model compared with itself: difference 0, p = 1
+    same = compare_models(pa, pa, measured=meas, n_perm=50, n_boot=20)
+    np.testing.assert_allclose(same.difference, 0.0, atol=1e-12)
+    assert np.all(same.p_values == 1.0)
+
+
+def test_compare_models_rejects_mismatched_runs():
+    rng = np.random.default_rng(8)
+    meas = [rng.standard_normal((20, 2))]
+    with pytest.raises(MismatchError):
+        compare_models([rng.standard_normal((19, 2))], [rng.standard_normal((20, 2))], measured=meas)
+    with pytest.raises(ConfigError):
+        compare_models([meas[0]], [meas[0]], measured=meas, score="median")
+
+
+def test_sign_flip_exact_and_random():
+    d = np.array([[0.1, 0.2], [0.2, -0.1], [0.3, 0.05]])
+    mean, p = sign_flip_test(d, n_perm=1000)
+    np.testing.assert_allclose(mean, d.mean(axis=0))
+    # all positive: among 8 patterns only all-plus and all-minus reach |mean| -> p = 2 / 8
+    assert p[0] == pytest.approx(2 / 8)
+    _, p1 = sign_flip_test(d, n_perm=1000, tail="greater")
+    assert p1[0] == pytest.approx(1 / 8)
+    rng = np.random.default_rng(9)
+    big = rng.standard_normal((20, 200))
+    big[:, :20] += 1.5
+    _, pr = sign_flip_test(big, n_perm=2000, seed=1)
+    assert np.all(pr[:20] < 0.01)
+    assert scipy.stats.kstest(pr[20:], "uniform").pvalue > 0.01
