@@ -1,0 +1,191 @@
+"""Preparing runs for encoding models: z-scoring, FIR delays, run edges, PCA.
+
+Every function works on a *list of runs* (one ``(n_trs_run, n_columns)`` array per fMRI
+run) and never lets one run see another: delays are applied within each run, with zeros
+at each run's start, unlike the voxelwise tutorials' delayer that shifts the concatenated
+matrix (so a run's first TRs would see the previous run's end).
+
+The order :func:`engine.encoding.fit.fit_encoding` uses is
+
+- features: z-score each run -> (PCA fit on training runs) -> delay within each run ->
+  drop run edges;
+- brain data: drop run edges -> z-score each run.
+
+so that the delayed features of a kept TR are the real earlier TRs (not padding) whenever
+the dropped edge is at least as long as the largest delay.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, MismatchError, expected_found
+
+__all__ = ["check_runs", "zscore_runs", "delay_runs", "drop_edges", "RunPCA", "concat_runs"]
+
+
+def check_runs(runs, what: str = "runs") -> List[np.ndarray]:
+    """Return ``runs`` as a list of 2-D float32 arrays, raising :class:`DataError` otherwise.
+
+    Parameters
+    ----------
+    runs : sequence of array-like, each (n_trs_run, n_columns) or (n_trs_run,)
+        One array per run. 1-D arrays become one column.
+    what : str
+        Name used in error messages ("feature runs", "brain runs").
+    """
+    if isinstance(runs, np.ndarray) and runs.ndim == 2:
+        runs = [runs]
+    if not isinstance(runs, (list, tuple)) or len(runs) == 0:
+        raise DataError(expected_found(what, "a non-empty list of (n_trs, n) arrays",
+                                       type(runs).__name__ if not isinstance(runs, (list, tuple))
+                                       else "an empty list"))
+    out = []
+    n_cols = None
+    for i, r in enumerate(runs):
+        a = np.asarray(r)
+        if a.ndim == 1:
+            a = a[:, None]
+        if a.ndim != 2:
+            raise DataError(expected_found(f"{what}[{i}]", "a 2-D (n_trs, n) array", f"shape {a.shape}"))
+        if not np.issubdtype(a.dtype, np.number):
+            raise DataError(expected_found(f"{what}[{i}]", "numbers", f"dtype {a.dtype}"))
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        if not np.all(np.isfinite(a)):
+            bad = int((~np.isfinite(a)).sum())
+            raise DataError(expected_found(f"{what}[{i}]", "finite values", f"{bad} NaN/inf values"))
+        if n_cols is None:
+            n_cols = a.shape[1]
+        elif a.shape[1] != n_cols:
+            raise MismatchError(expected_found(f"{what}[{i}] columns", n_cols, a.shape[1]))
+        out.append(a)
+    return out
+
+
+def zscore_runs(runs: Sequence[np.ndarray], eps: float = 1e-8) -> List[np.ndarray]:
+    """Z-score every column within each run (mean 0, standard deviation 1 over TRs).
+
+    Constant columns become zeros (not NaN).
+
+    Parameters
+    ----------
+    runs : list of (n_trs_run, n_columns) arrays
+
+    Returns
+    -------
+    list of (n_trs_run, n_columns) float32 arrays
+    """
+    out = []
+    for r in check_runs(runs):
+        r64 = r.astype(np.float64)
+        mean = r64.mean(0)
+        std = r64.std(0)
+        std[std < eps] = 1.0  # constant column -> zeros after centring
+        out.append(((r64 - mean) / std).astype(np.float32))
+    return out
+
+
+def delay_runs(runs: Sequence[np.ndarray], delays: Sequence[int] = (1, 2, 3, 4)) -> List[np.ndarray]:
+    """Stack FIR-delayed copies of the features, within each run.
+
+    Row ``t`` of the block for delay ``d`` holds the features at TR ``t - d`` of the same
+    run (zeros when ``t - d < 0``; negative delays look ahead, zeros past the end).
+
+    Parameters
+    ----------
+    runs : list of (n_trs_run, n_features) arrays
+    delays : sequence of int
+        Delays in TRs.
+
+    Returns
+    -------
+    list of (n_trs_run, n_features * n_delays) float32 arrays, blocks ordered as ``delays``
+    (columns ``[j * n_features:(j + 1) * n_features]`` hold delay ``delays[j]``).
+    """
+    delays = [int(d) for d in delays]
+    if len(delays) == 0:
+        raise ConfigError(expected_found("delays", "at least one delay (in TRs)", "none"))
+    out = []
+    for r in check_runs(runs):
+        n, p = r.shape
+        d_run = np.zeros((n, p * len(delays)), dtype=np.float32)
+        for j, d in enumerate(delays):
+            block = d_run[:, j * p:(j + 1) * p]
+            if d >= 0:
+                if d < n:
+                    block[d:] = r[:n - d]
+            else:
+                if -d < n:
+                    block[:n + d] = r[-d:]
+        out.append(d_run)
+    return out
+
+
+def drop_edges(runs: Sequence[np.ndarray], n_start: int = 0, n_end: int = 0) -> List[np.ndarray]:
+    """Drop the first ``n_start`` and last ``n_end`` TRs of every run.
+
+    Apply the same numbers to features and brain data so TRs stay paired.
+
+    Raises
+    ------
+    DataError
+        When a run is not longer than ``n_start + n_end``.
+    """
+    n_start, n_end = int(n_start), int(n_end)
+    if n_start < 0 or n_end < 0:
+        raise ConfigError(expected_found("drop_edges", "non-negative TR counts", (n_start, n_end)))
+    out = []
+    for i, r in enumerate(check_runs(runs)):
+        if r.shape[0] <= n_start + n_end:
+            raise DataError(expected_found(f"run {i} length after dropping {n_start}+{n_end} edge TRs",
+                                           "at least 1 TR", f"{r.shape[0]} TRs"))
+        out.append(np.ascontiguousarray(r[n_start:r.shape[0] - n_end]))
+    return out
+
+
+def concat_runs(runs: Sequence[np.ndarray], indices: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Concatenate runs (all, or those at ``indices``) along TRs."""
+    if indices is None:
+        indices = range(len(runs))
+    return np.concatenate([runs[i] for i in indices], axis=0)
+
+
+class RunPCA:
+    """PCA of one feature space, fit on training runs only.
+
+    Parameters
+    ----------
+    n_components : int or float
+        Number of components to keep (int, e.g. 250 as in the Algonauts baseline), or the
+        fraction of variance to explain (float in (0, 1), e.g. 0.999 as in Lu et al.).
+    """
+
+    def __init__(self, n_components) -> None:
+        self.n_components = n_components
+
+    def fit(self, runs: Sequence[np.ndarray]) -> "RunPCA":
+        x = concat_runs(check_runs(runs)).astype(np.float64)  # n_trs_train, n_features
+        self.mean_ = x.mean(0)
+        x -= self.mean_
+        # SVD of the (smaller) Gram matrix would square the condition number; use the data.
+        _, s, vt = np.linalg.svd(x, full_matrices=False)
+        var = s ** 2
+        k = self.n_components
+        if isinstance(k, float) and 0 < k < 1:
+            frac = np.cumsum(var) / max(var.sum(), 1e-300)
+            k = int(np.searchsorted(frac, k) + 1)
+        k = int(k)
+        if k < 1:
+            raise ConfigError(expected_found("PCA components", "a positive int or a float in (0, 1)",
+                                             self.n_components))
+        k = min(k, vt.shape[0])
+        self.components_ = vt[:k]                 # n_components, n_features
+        self.explained_variance_ratio_ = var[:k] / max(var.sum(), 1e-300)
+        return self
+
+    def transform(self, runs: Sequence[np.ndarray]) -> List[np.ndarray]:
+        """Project runs on the components (centred with the training mean)."""
+        return [((r.astype(np.float64) - self.mean_) @ self.components_.T).astype(np.float32)
+                for r in check_runs(runs)]
