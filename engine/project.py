@@ -46,6 +46,8 @@ class RunRef:
     dropped_volumes: int = 0
     dataset: Optional[str] = None      # HDF5 dataset name, CIFTI map, ...
     atlas: Optional[str] = None        # for parcel tables: Atlas name
+    confounds: Optional[str] = None    # fMRIPrep confounds TSV (relative path)
+    mask: Optional[str] = None         # brain mask for volumetric runs (relative path)
 
 
 @dataclass
@@ -87,6 +89,17 @@ class Project:
         if p.is_absolute() or self.root is None:
             return p
         return (self.root / p).resolve()
+
+    def relative(self, path) -> str:
+        """A path as stored in the project file: relative to the project folder (POSIX separators)
+        when it lies inside it (or when no folder is known yet, unchanged)."""
+        p = Path(path)
+        if self.root is None or not p.is_absolute():
+            return p.as_posix()
+        try:
+            return p.resolve().relative_to(Path(self.root).resolve()).as_posix()
+        except ValueError:
+            return os.path.relpath(p.resolve(), Path(self.root).resolve()).replace(os.sep, "/")
 
     # ---- (de)serialisation --------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:

@@ -190,7 +190,10 @@ def load_atlas(name: str, space: str = "fsaverage5") -> Atlas:
     """
     if space in ("fsLR", "fs_LR_32k", "fsLR_32k", "conte69"):
         space = "fsLR32k"
-    canon = _canonical(str(name))
+    name = str(name)
+    if name.startswith("builtin:"):
+        name = name[len("builtin:"):]
+    canon = _canonical(name)
     if canon is None:
         p = Path(name)
         if p.exists() or p.suffix in (".annot", ".gii", ".nii", ".gz"):
