@@ -1,0 +1,572 @@
+"""The 3D cortex pane: fsaverage inflated hemispheres coloured by a brain map.
+
+As in MNE's ``Brain`` (``mne/viz/_3d_overlay.py``): each hemisphere's mesh is added once;
+a new map only writes colours into the existing ``point_data`` array and renders once.
+Four viewports show the left/right hemisphere from the lateral and medial side.
+
+Two hosts for the same PyVista plotter:
+
+- ``QtInteractor`` (pyvistaqt) when an X server is there (platform ``xcb``): mouse
+  rotation and zoom come from VTK;
+- an off-screen ``pv.Plotter`` rendered into an image in a ``QLabel`` when Qt runs on
+  the ``offscreen`` platform (tests, headless machines): drag rotates, wheel zooms.
+
+A click (press and release without moving) picks a vertex in both hosts and selects it
+in the :class:`~engine.state.AppState`. VTK is touched only on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import List, Optional, Tuple
+
+import numpy as np
+from PySide6.QtCore import QEvent, QObject, QPoint, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QLinearGradient, QPainter, QPixmap
+from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget)
+
+from engine.state import LAYERS, AppState, Event
+
+from .colormaps import MapStyle, cortex_background, map_rgb, value_colors
+
+LAYER_TITLES = {"score": "Encoding score (Pearson r, held-out)",
+                "measured": "Measured response at current TR",
+                "predicted": "Predicted response at current TR"}
+VIEWS = (("left", "lateral", (0, 0)), ("right", "lateral", (0, 1)),
+         ("left", "medial", (1, 0)), ("right", "medial", (1, 1)))
+BACKGROUND = "#1e2227"
+
+# Every plotter this module made, to check that none survives its view (MNE's brain_gc).
+_LIVE_PLOTTERS: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def live_plotter_count() -> int:
+    """Plotters made by cortex views and not yet closed."""
+    return sum(1 for p in list(_LIVE_PLOTTERS) if getattr(p, "_alignscope_open", False))
+
+
+def can_host_interactor() -> bool:
+    """True when Qt draws to a real window system that VTK's OpenGL window can share (X11)."""
+    platform = QGuiApplication.platformName()
+    return platform == "xcb" and bool(os.environ.get("DISPLAY"))
+
+
+class ColorBar(QWidget):
+    """A horizontal colour bar painted with the same colours as the cortex."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.style_: Optional[MapStyle] = None
+        self.title = ""
+        self.setMinimumHeight(46)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+
+    def set_style(self, style: MapStyle, title: str) -> None:
+        self.style_, self.title = style, title
+        self.update()
+
+    def paintEvent(self, _event) -> None:  # noqa: N802 - Qt name
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing, False)
+        w, h = self.width(), self.height()
+        p.fillRect(self.rect(), QColor(BACKGROUND))
+        if self.style_ is None:
+            p.end()
+            return
+        s = self.style_
+        margin = 40
+        bar = QRectF(margin, 20, max(w - 2 * margin, 10), 10)
+        lo = -s.vmax if s.signed else 0.0
+        n = max(int(bar.width()), 2)
+        values = np.linspace(lo, s.vmax, n)
+        colors = value_colors(values, s)
+        bg = np.abs(values) < s.threshold
+        colors[bg] = 0.72
+        img = (np.clip(colors, 0, 1) * 255).astype(np.uint8)[None].repeat(int(bar.height()), axis=0)
+        img = np.ascontiguousarray(img)
+        qimg = QImage(img.data, img.shape[1], img.shape[0], img.shape[1] * 3, QImage.Format_RGB888).copy()
+        p.drawImage(bar, qimg)
+        p.setPen(QColor("#8a929c"))
+        p.drawRect(bar)
+        f = QFont(self.font())
+        f.setPointSizeF(max(f.pointSizeF() - 1, 7))
+        p.setFont(f)
+        p.setPen(QColor("#d7dbe0"))
+        p.drawText(QRectF(0, 0, w, 18), Qt.AlignHCenter | Qt.AlignVCenter, self.title)
+        ticks = [lo, -s.threshold, s.threshold, s.vmax] if s.signed else [0.0, s.threshold, s.vmax]
+        last_right = -1e9
+        for v in ticks:
+            x = bar.left() + (v - lo) / (s.vmax - lo) * bar.width()
+            p.drawLine(int(x), int(bar.bottom()), int(x), int(bar.bottom()) + 3)
+            text = f"{v:.2g}"
+            r = QRectF(x - 30, bar.bottom() + 3, 60, 14)
+            if r.left() > last_right:
+                p.drawText(r, Qt.AlignHCenter | Qt.AlignTop, text)
+                last_right = r.right()
+        p.end()
+
+
+class _ImageHost(QLabel):
+    """Shows the off-screen plotter's image; forwards mouse input to the cortex view."""
+
+    def __init__(self, view: "CortexView") -> None:
+        super().__init__()
+        self._view = view
+        self.setAlignment(Qt.AlignCenter)
+        self.setMinimumSize(200, 150)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
+        self.setStyleSheet(f"background: {BACKGROUND};")
+        self.setMouseTracking(False)
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(640, 480)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._view._schedule_resize()
+
+    def mousePressEvent(self, e) -> None:  # noqa: N802
+        self._view._press(e.position().toPoint(), e.button())
+
+    def mouseMoveEvent(self, e) -> None:  # noqa: N802
+        self._view._drag(e.position().toPoint())
+
+    def mouseReleaseEvent(self, e) -> None:  # noqa: N802
+        self._view._release(e.position().toPoint(), e.button())
+
+    def wheelEvent(self, e) -> None:  # noqa: N802
+        self._view._zoom_at(e.position().toPoint(), 1.1 if e.angleDelta().y() > 0 else 1 / 1.1)
+
+
+class _ClickFilter(QObject):
+    """Tells a click from a drag on the QtInteractor without disturbing VTK's own handling."""
+
+    def __init__(self, view: "CortexView") -> None:
+        super().__init__()
+        self._view = view
+        self._pressed: Optional[QPoint] = None
+
+    def eventFilter(self, obj, e) -> bool:  # noqa: N802
+        if e.type() == QEvent.MouseButtonPress and e.button() == Qt.LeftButton:
+            self._pressed = e.position().toPoint()
+        elif e.type() == QEvent.MouseButtonRelease and e.button() == Qt.LeftButton and self._pressed is not None:
+            pos = e.position().toPoint()
+            if (pos - self._pressed).manhattanLength() <= 3:
+                QTimer.singleShot(0, lambda p=pos: self._view.pick_at(p.x(), p.y(), select=True))
+            self._pressed = None
+        return False
+
+
+class CortexView(QWidget):
+    """fsaverage inflated cortex with the current map; a click selects a vertex.
+
+    Parameters
+    ----------
+    state : AppState
+    session : ProjectSession or None
+    interactive : bool or None
+        Host the plotter in a pyvistaqt ``QtInteractor`` (True), render off-screen into
+        an image (False), or decide from the Qt platform (None).
+    """
+
+    vertex_picked = Signal(int)
+    rendered = Signal()
+
+    def __init__(self, state: AppState, session=None, interactive: Optional[bool] = None, parent=None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.session = None
+        self.interactive = can_host_interactor() if interactive is None else bool(interactive)
+        self.plotter = None
+        self._datasets: List[Tuple[str, object]] = []   # (hemi, the mapper's dataset)
+        self._markers: List[Tuple[str, object]] = []    # (hemi, actor)
+        self._renderers: List[Tuple[str, str, object]] = []  # (hemi, side, renderer)
+        self._background = None
+        self._shown_key = None       # (layer, run, tr) of the map on screen
+        self.current_values: Optional[np.ndarray] = None  # n_vertices, the map on screen
+        self.current_style: Optional[MapStyle] = None
+        self.render_count = 0
+        self._press_pos: Optional[QPoint] = None
+        self._dragging = False
+        self._resize_timer = QTimer(self, singleShot=True, interval=60, timeout=self._apply_resize)
+
+        self.layer_box = QComboBox()
+        for name in LAYERS:
+            self.layer_box.addItem(LAYER_TITLES[name].split(" (")[0], name)
+        self.layer_box.setToolTip("Which map the cortex shows")
+        self.layer_box.currentIndexChanged.connect(self._layer_chosen)
+        self.info_label = QLabel("Click the cortex to choose a vertex")
+        self.info_label.setObjectName("paneHint")
+        self.colorbar = ColorBar()
+
+        top = QHBoxLayout()
+        title = QLabel("Cortex")
+        title.setObjectName("paneTitle")
+        top.addWidget(title)
+        top.addSpacing(8)
+        top.addWidget(self.layer_box)
+        top.addStretch(1)
+        top.addWidget(self.info_label)
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(6, 6, 6, 6)
+        self._layout.setSpacing(4)
+        self._layout.addLayout(top)
+        self.host: QWidget = QLabel()
+        self._layout.addWidget(self.host, 1)
+        self._layout.addWidget(self.colorbar)
+
+        state.events.time.connect(self._on_time)
+        state.events.target.connect(self._on_target)
+        state.events.layer.connect(self._on_layer)
+        state.events.run.connect(self._on_run)
+        if session is not None:
+            self.set_session(session)
+
+    # ---- building ---------------------------------------------------------------------
+    def _make_plotter(self, size: Tuple[int, int]):
+        import pyvista as pv
+
+        if self.interactive:
+            from pyvistaqt import QtInteractor
+
+            plotter = QtInteractor(self, shape=(2, 2), border=False, auto_update=False)
+            self._click_filter = _ClickFilter(self)
+            plotter.installEventFilter(self._click_filter)
+            host = plotter
+        else:
+            plotter = pv.Plotter(off_screen=True, shape=(2, 2), border=False, window_size=list(size))
+            host = _ImageHost(self)
+        plotter.disable_anti_aliasing(all_renderers=True)
+        plotter.set_background(BACKGROUND)
+        plotter._alignscope_open = True
+        _LIVE_PLOTTERS.add(plotter)
+        return plotter, host
+
+    def set_session(self, session) -> None:
+        """Show ``session``'s surface (meshes are built once per session)."""
+        self._close_plotter()
+        self.session = session
+        self._shown_key = None
+        if session is None or session.surface is None:
+            return
+        import pyvista as pv
+
+        surface = session.surface
+        size = (max(self.host.width(), 320), max(self.host.height(), 240))
+        self.plotter, host = self._make_plotter(size)
+        self._layout.replaceWidget(self.host, host)
+        self.host.deleteLater()
+        self.host = host
+        self._background = cortex_background(surface.n_vertices, surface.sulc)
+        self._n_left = surface.n_left
+        meshes = {}
+        for hemi, h in (("left", surface.left), ("right", surface.right)):
+            faces = np.hstack([np.full((h.faces.shape[0], 1), 3), h.faces]).astype(np.int64).ravel()
+            mesh = pv.PolyData(np.asarray(h.coords, dtype=np.float32), faces)
+            mesh.point_data["rgb"] = np.zeros((h.n_vertices, 3), np.uint8)
+            mesh.compute_normals(inplace=True, cell_normals=False, split_vertices=False)
+            meshes[hemi] = mesh
+        radius = 2.5
+        for hemi, side, (row, col) in VIEWS:
+            self.plotter.subplot(row, col)
+            actor = self.plotter.add_mesh(meshes[hemi], scalars="rgb", rgb=True, smooth_shading=False,
+                                          show_scalar_bar=False, lighting=True, reset_camera=False)
+            actor.prop.interpolation = "gouraud"
+            ds = actor.mapper.dataset
+            if not any(d is ds for _, d in self._datasets):
+                self._datasets.append((hemi, ds))
+            marker = self.plotter.add_mesh(pv.Sphere(radius=radius, theta_resolution=12, phi_resolution=12),
+                                           color="#39ff14", reset_camera=False, lighting=False)
+            marker.SetVisibility(False)
+            marker.SetPickable(False)
+            self._markers.append((hemi, marker))
+            self.plotter.add_text(f"{hemi.capitalize()} {side}", position="upper_left", font_size=7,
+                                  color="#c9ced6")
+            renderer = self.plotter.renderer
+            self._renderers.append((hemi, side, renderer))
+            self._place_camera(renderer, meshes[hemi], hemi, side)
+        self._on_run(None)
+
+    @staticmethod
+    def _place_camera(renderer, mesh, hemi: str, side: str) -> None:
+        c = np.asarray(mesh.center)
+        outward = -1.0 if hemi == "left" else 1.0   # lateral side of the left hemisphere faces -x
+        if side == "medial":
+            outward = -outward
+        renderer.camera.focal_point = tuple(c)
+        renderer.camera.position = tuple(c + np.array([outward * 400.0, 0.0, 0.0]))
+        renderer.camera.up = (0.0, 0.0, 1.0)
+        renderer.camera.parallel_projection = True
+        renderer.reset_camera()
+        renderer.camera.zoom(1.55)
+
+    # ---- maps -------------------------------------------------------------------------
+    def _current_key(self):
+        layer = self.state.layer
+        if layer == "score":
+            return ("score", self.state.result, None)
+        return (layer, self.state.run, self.state.tr_index)
+
+    def refresh(self, force: bool = False) -> None:
+        """Show the map for the current layer/run/TR; nothing happens if it is already shown."""
+        if self.session is None or self.plotter is None:
+            return
+        key = self._current_key()
+        if key == self._shown_key and not force:
+            return
+        run = self.state.run or (self.session.run_names[0] if self.session.run_names else None)
+        if key[0] == "score" or run is None:
+            values = self.session.score_map()
+        else:
+            values = self.session.map_at(run, key[0], self.state.tr_index)
+        if key[0] == "score":
+            style = MapStyle.for_values(values, threshold_fraction=0.15)
+        else:
+            # one colour scale per run so that frames are comparable while playing
+            style = self._run_style(run, key[0])
+        self.set_map(values, style, LAYER_TITLES[key[0]])
+        self._shown_key = key
+
+    def _run_style(self, run: str, layer: str) -> MapStyle:
+        cache = getattr(self, "_style_cache", {})
+        self._style_cache = cache
+        if (run, layer) not in cache:
+            _, meas, pred = self.session.brain_rows(run)
+            rows = meas if layer == "measured" or pred is None else pred
+            cache[(run, layer)] = MapStyle.for_values(np.asarray(rows[::max(len(rows) // 20, 1)]).ravel(),
+                                                      threshold_fraction=0.3)
+        return cache[(run, layer)]
+
+    def set_map(self, values: np.ndarray, style: MapStyle, title: str = "") -> None:
+        """Write per-vertex colours into the meshes' point data and render once."""
+        values = np.asarray(values, dtype=np.float32)
+        rgb = map_rgb(values, style, self._background)
+        for hemi, ds in self._datasets:
+            part = rgb[: self._n_left] if hemi == "left" else rgb[self._n_left:]
+            ds.point_data["rgb"][:] = part
+            ds.point_data["rgb"] = ds.point_data["rgb"]  # mark modified for VTK
+        self.current_values = values
+        self.current_style = style
+        self.colorbar.set_style(style, title)
+        self.render()
+
+    def render(self) -> None:
+        if self.plotter is None:
+            return
+        if self.interactive:
+            self.plotter.render()
+        else:
+            self._show_offscreen_image()
+        self.render_count += 1
+        self.rendered.emit()
+
+    def _show_offscreen_image(self) -> None:
+        self.plotter.render()  # screenshot() renders only the first time
+        img = self.plotter.screenshot(return_img=True)
+        img = np.ascontiguousarray(img[..., :3])
+        h, w = img.shape[:2]
+        qimg = QImage(img.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+        self.last_image = img
+        self.host.setPixmap(QPixmap.fromImage(qimg))
+
+    def image(self) -> np.ndarray:
+        """What the plotter shows now, (H, W, 3) uint8 (renders off-screen or reads the window)."""
+        if self.plotter is None:
+            return np.zeros((1, 1, 3), np.uint8)
+        self.plotter.render()
+        return np.ascontiguousarray(self.plotter.screenshot(return_img=True)[..., :3])
+
+    # ---- picking ----------------------------------------------------------------------
+    def _renderer_at(self, x: float, y: float):
+        w, h = self.plotter.window_size
+        fx, fy = x / max(w, 1), 1.0 - y / max(h, 1)
+        for hemi, side, ren in self._renderers:
+            x0, y0, x1, y1 = ren.GetViewport()
+            if x0 <= fx < x1 and y0 <= fy < y1:
+                return hemi, side, ren
+        return None
+
+    def _to_render_pixels(self, x: float, y: float) -> Tuple[float, float]:
+        """Widget coordinates -> render-window pixels (offscreen image is centred in its label)."""
+        if self.interactive:
+            ratio = self.host.devicePixelRatioF()
+            return x * ratio, y * ratio
+        w, h = self.plotter.window_size
+        ox = (self.host.width() - w) / 2.0
+        oy = (self.host.height() - h) / 2.0
+        return x - ox, y - oy
+
+    def pick_at(self, x: float, y: float, select: bool = True) -> Optional[int]:
+        """Vertex under widget position (x, y) of the 3D host, or None; selects it when asked."""
+        if self.plotter is None:
+            return None
+        import vtk
+
+        rx, ry = self._to_render_pixels(x, y)
+        found = self._renderer_at(rx, ry)
+        if found is None:
+            return None
+        hemi, _side, ren = found
+        _w, h = self.plotter.window_size
+        picker = vtk.vtkCellPicker()
+        picker.SetTolerance(0.0005)
+        if not picker.Pick(rx, h - 1 - ry, 0, ren):
+            return None
+        ds = picker.GetDataSet()
+        if ds is None or picker.GetCellId() < 0:
+            return None
+        owner = hemi  # each viewport shows one hemisphere; markers are not pickable
+        pos = np.array(picker.GetPickPosition())
+        cell = ds.GetCell(picker.GetCellId())
+        ids = [cell.GetPointId(i) for i in range(cell.GetNumberOfPoints())]
+        pts = np.array([ds.GetPoint(i) for i in ids])
+        local = ids[int(np.argmin(((pts - pos) ** 2).sum(1)))]
+        vertex = int(local + (self._n_left if owner == "right" else 0))
+        if select:
+            self.state.select_vertex(vertex)
+            self.vertex_picked.emit(vertex)
+        return vertex
+
+    def project_vertex(self, vertex: int, side: str = "lateral") -> Optional[Tuple[float, float]]:
+        """Widget position where ``vertex`` appears in the given view (for tests and hints)."""
+        hemi = "left" if vertex < self._n_left else "right"
+        for h, s, ren in self._renderers:
+            if h == hemi and s == side:
+                ds = next(d for hh, d in self._datasets if hh == hemi)
+                p = ds.points[vertex - (0 if hemi == "left" else self._n_left)]
+                ren.SetWorldPoint(float(p[0]), float(p[1]), float(p[2]), 1.0)
+                ren.WorldToDisplay()
+                dx, dy, _ = ren.GetDisplayPoint()
+                _w, hgt = self.plotter.window_size
+                rx, ry = dx, hgt - 1 - dy
+                if self.interactive:
+                    ratio = self.host.devicePixelRatioF()
+                    return rx / ratio, ry / ratio
+                ox = (self.host.width() - self.plotter.window_size[0]) / 2.0
+                oy = (self.host.height() - self.plotter.window_size[1]) / 2.0
+                return rx + ox, ry + oy
+        return None
+
+    # ---- off-screen mouse handling ----------------------------------------------------------
+    def _press(self, pos: QPoint, button) -> None:
+        self._press_pos = pos
+        self._last_pos = pos
+        self._dragging = False
+
+    def _drag(self, pos: QPoint) -> None:
+        if self._press_pos is None or self.plotter is None:
+            return
+        if (pos - self._press_pos).manhattanLength() > 3:
+            self._dragging = True
+        if self._dragging:
+            found = self._renderer_at(*self._to_render_pixels(self._press_pos.x(), self._press_pos.y()))
+            if found is not None:
+                d = pos - self._last_pos
+                cam = found[2].camera
+                cam.Azimuth(-0.5 * d.x())
+                cam.Elevation(0.5 * d.y())
+                cam.OrthogonalizeViewUp()
+                self.render()
+        self._last_pos = pos
+
+    def _release(self, pos: QPoint, button) -> None:
+        if self._press_pos is not None and not self._dragging and button == Qt.LeftButton:
+            self.pick_at(pos.x(), pos.y(), select=True)
+        self._press_pos = None
+        self._dragging = False
+
+    def _zoom_at(self, pos: QPoint, factor: float) -> None:
+        if self.plotter is None:
+            return
+        found = self._renderer_at(*self._to_render_pixels(pos.x(), pos.y()))
+        if found is not None:
+            found[2].camera.zoom(factor)
+            self.render()
+
+    def _schedule_resize(self) -> None:
+        if not self.interactive and self.plotter is not None:
+            self._resize_timer.start()
+
+    def _apply_resize(self) -> None:
+        if self.plotter is None or self.interactive:
+            return
+        w, h = max(self.host.width(), 64), max(self.host.height(), 48)
+        if tuple(self.plotter.window_size) != (w, h):
+            self.plotter.window_size = [w, h]
+            self.render()
+
+    # ---- state events -----------------------------------------------------------------
+    def _on_time(self, _e: Event) -> None:
+        if self.state.layer != "score":
+            self.refresh()   # renders only when the TR changed
+
+    def _on_layer(self, e: Event) -> None:
+        i = self.layer_box.findData(e.value)
+        if i != self.layer_box.currentIndex():
+            self.layer_box.blockSignals(True)
+            self.layer_box.setCurrentIndex(i)
+            self.layer_box.blockSignals(False)
+        self.refresh()
+
+    def _on_run(self, _e) -> None:
+        self.refresh()
+
+    def _layer_chosen(self, index: int) -> None:
+        self.state.layer = self.layer_box.itemData(index)
+
+    def _on_target(self, e: Event) -> None:
+        target = e.value
+        if self.plotter is None:
+            return
+        if target is None or self.session is None:
+            for _, m in self._markers:
+                m.SetVisibility(False)
+            self.render()
+            return
+        if target.kind == "vertex":
+            v = target.vertex
+            hemi = "left" if v < self._n_left else "right"
+            ds = next(d for hh, d in self._datasets if hh == hemi)
+            p = ds.points[v - (0 if hemi == "left" else self._n_left)]
+            for h, m in self._markers:
+                m.SetVisibility(h == hemi)
+                m.SetPosition(*[float(x) for x in p])
+            region = self.session.region_of_vertex(v)
+            hemi_txt = "left" if hemi == "left" else "right"
+            score = self.session.target_score(target)
+            self.info_label.setText(f"vertex {v} · {hemi_txt} hemisphere"
+                                    + (f" · {region}" if region else "")
+                                    + ("" if np.isnan(score) else f" · r = {score:.3f}"))
+        else:
+            for _, m in self._markers:
+                m.SetVisibility(False)
+            self.info_label.setText(f"{target.label} · r = {self.session.target_score(target):.3f}")
+        self.render()
+
+    # ---- lifetime ---------------------------------------------------------------------
+    def _close_plotter(self) -> None:
+        if self.plotter is not None:
+            p = self.plotter
+            self.plotter = None
+            self._datasets.clear()
+            self._markers.clear()
+            self._renderers.clear()
+            try:
+                p.close()
+            finally:
+                p._alignscope_open = False
+            if self.interactive:
+                p.removeEventFilter(self._click_filter)
+
+    def close_view(self) -> None:
+        """Close the plotter (its VTK window) and stop listening to the state."""
+        for name, cb in (("time", self._on_time), ("target", self._on_target),
+                         ("layer", self._on_layer), ("run", self._on_run)):
+            getattr(self.state.events, name).disconnect(cb)
+        self._resize_timer.stop()
+        self._close_plotter()
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.close_view()
+        super().closeEvent(event)
