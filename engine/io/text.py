@@ -213,6 +213,7 @@ def _rows(bad, line_numbers) -> str:
 _SRT_TIME = re.compile(
     r"^\s*(?P<a>\d+:\d{1,2}:\d{1,2}[,.]\d{1,3})\s*-->\s*(?P<b>\d+:\d{1,2}:\d{1,2}[,.]\d{1,3})(?:\s.*)?$"
 )
+_CLOCKISH = re.compile(r"\d+\s*:\s*\d+")
 _VTT_STAMP = r"(?:\d+:)?\d{1,2}:\d{1,2}\.\d{1,3}"
 _VTT_TIME = re.compile(rf"^\s*(?P<a>{_VTT_STAMP})\s*-->\s*(?P<b>{_VTT_STAMP})(?:\s.*)?$")
 
@@ -258,14 +259,25 @@ def _parse_cue_blocks(text: str, path: Path, kind: str) -> Tuple[List[Tuple[floa
             continue
         # The timing line is the first line with "-->" (an identifier/number may precede it).
         t_idx = next((j for j, line in enumerate(block) if "-->" in line), None)
+        if t_idx is None and cues and not any(_CLOCKISH.search(line) for line in block):
+            # A blank line inside a cue's text (seen in real files): the text continues.
+            more = _clean_cue_text(" ".join(block))
+            start_s, dur_s, body = cues[-1]
+            cues[-1] = (start_s, dur_s, f"{body} {more}".strip())
+            continue
         if t_idx is None or t_idx > 1:
-            bad = block[0] if t_idx is None else block[t_idx]
-            line_no = block_start + 1 + (0 if t_idx is None else t_idx)
-            if kind == "SubRip" and t_idx is None and len(block) == 1 and block[0].strip().isdigit():
+            # Report the line where the timing should have been: after an identifier or
+            # cue number if there is one, else the block's first line.
+            j = 1 if (len(block) > 1 and (t_idx is None or t_idx > 1)) else 0
+            if t_idx is None and not block[0].strip().isdigit() and kind == "SubRip":
+                j = 0
+            if len(block) == 1 and block[0].strip().isdigit():
                 raise DataError(
-                    f"{path.name} line {line_no + 1}: expected a timing line like '{example}' "
-                    f"after cue number {block[0].strip()}, found none"
+                    f"{path.name} line {block_start + 2}: expected a timing line like "
+                    f"'{example}' after cue number {block[0].strip()}, found none"
                 )
+            bad = block[j]
+            line_no = block_start + 1 + j
             raise DataError(
                 f"{path.name} line {line_no}: expected a timing line like '{example}', "
                 f"found {bad.strip()[:60]!r}"
@@ -565,11 +577,10 @@ def _read_word_or_cue_table(path: Path) -> Tuple[str, pd.DataFrame]:
     df = pd.DataFrame({"onset_s": onsets, "duration_s": durations,
                        "label": table[label].astype(str).str.strip()})
     _check_times(df, path, list(range(2, len(df) + 2)))
-    df = df.sort_values("onset_s", kind="stable").reset_index(drop=True)
+    rows = list(df.itertuples(index=False, name=None))
     if word is not None:
-        df = df.rename(columns={"label": "word"})
-        return "words", df[WORD_COLUMNS]
-    return "cues", df.rename(columns={"label": "text"})[CUE_COLUMNS]
+        return "words", _frame(rows, WORD_COLUMNS)
+    return "cues", _frame(rows, CUE_COLUMNS)
 
 
 # ------------------------------------------------------------------------------ public API
