@@ -46,9 +46,9 @@ $(PY):
 
 # torch first (the CPU wheel on disk here, unless a CUDA torch is already in the venv), then the project.
 $(STAMP): $(PY) pyproject.toml
-	@if ! $(PY) -c "import torch" 2>/dev/null; then \
+	@if ! $(PY) -W ignore -c "import torch" 2>/dev/null; then \
 		$(PY) -m pip install -q "torch==$(TORCH_VERSION)" 2>&1 | grep -v "is ignored: it is neither" || true; fi
-	@$(PY) -c "import torch" || { echo "torch failed to install"; exit 1; }
+	@$(PY) -W ignore -c "import torch" || { echo "torch failed to install"; exit 1; }
 	$(PY) -m pip install -q -e ".[test]" 2>&1 | grep -v "is ignored: it is neither" || true
 	@$(PY) -c "import PySide6, pyvista, transformers, nilearn, himalaya, av, cv2, h5py" || { echo "install incomplete"; exit 1; }
 	@touch $@
