@@ -128,6 +128,20 @@ def _is_partition(train: np.ndarray, val: np.ndarray, n_samples: int) -> bool:
     return bool(mask.all())
 
 
+def _drop_null_space(bk, s, u, rtol: float = 1e-10):
+    """Keep the kernel's eigenvectors whose eigenvalue is not a numerical zero.
+
+    When the kernel is rank-deficient (fewer features than samples), the null-space
+    eigenvectors add nothing in exact arithmetic, but in float32 their ``1 / alpha``
+    weights would amplify rounding errors.
+    """
+    s_np = bk.to_numpy(s)
+    keep = np.flatnonzero(s_np > rtol * max(float(s_np.max()), 1e-300))
+    if keep.size == s_np.size:
+        return bk.clip_min(s, 0.0), u
+    return bk.take_rows(s, keep), bk.take_rows(u.T, keep).T
+
+
 def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional[int] = None,
                  X_predict: Sequence = (), return_coef: bool = True, solver: str = "auto",
                  warn: bool = True, token: Optional[CancelToken] = None, progress_offset: int = 0,
@@ -198,8 +212,7 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
         kernel = X64 @ X64.T                                    # n_samples, n_samples
         for train, val in folds:
             k_tr = bk.take_rows(bk.take_rows(kernel, train).T, train)
-            s, u = bk.eigh(k_tr)
-            s = bk.clip_min(s, 0.0)
+            s, u = _drop_null_space(bk, *bk.eigh(k_tr))
             weights = 1.0 / (s[None, :] + alphas_b[:, None])   # n_alphas, n_train
             k_vt = bk.take_rows(bk.take_rows(kernel, train).T, val)   # n_val, n_train
             a_val = bk.cast(k_vt @ u, "float32")
@@ -207,8 +220,7 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
                                       for i in range(n_alphas)], 0)
             fold_ops.append(dict(train=train, val=val, u=bk.cast(u, "float32"), w_stack=w_stack))
         if return_coef or len(X_predict):
-            s_all, u_all = bk.eigh(kernel)
-            s_all = bk.clip_min(s_all, 0.0)
+            s_all, u_all = _drop_null_space(bk, *bk.eigh(kernel))
             u_all32 = bk.cast(u_all, "float32")
         del kernel
     del X64
