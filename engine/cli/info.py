@@ -1,0 +1,423 @@
+"""``alignscope info PATH``: what a file or folder holds, and everything wrong with it.
+
+Exit status 0 when the path is usable as is, 1 when something is wrong (each problem is
+listed), 2 (from ``main.py``) when the path cannot be inspected at all.
+Imports stay inside functions: ``--help`` must answer at once.
+"""
+
+from __future__ import annotations
+
+MEDIA_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac")
+TEXT_SUFFIXES = (".srt", ".vtt", ".textgrid")
+MAX_FOLDER_FILES = 200
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("path", help="a file (video, audio, subtitles, fMRI run, atlas, mesh, project) or a folder "
+                                     "(project, Algonauts 2025, BIDS/fMRIPrep)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--tr", type=float, default=None, metavar="S",
+                        help="TR in seconds for tables that do not store one")
+
+
+def run(args) -> int:
+    import json
+    from pathlib import Path
+
+    report = inspect_path(Path(args.path), tr_s=args.tr)
+    if args.json:
+        print(json.dumps(report, indent=2, default=_json_default))
+    else:
+        print(format_report(report))
+    return 0 if not _all_problems(report) else 1
+
+
+# ---- report helpers ------------------------------------------------------------------
+def _json_default(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+def _all_problems(report) -> list:
+    out = list(report.get("problems", []))
+    for child in report.get("files", []):
+        out += [f"{child['path']}: {p}" for p in _all_problems(child)]
+    return out
+
+
+def format_report(report, indent: str = "") -> str:
+    lines = [f"{indent}{report['path']}  [{report['kind']}]"]
+    for k, v in report.get("facts", {}).items():
+        if isinstance(v, (list, tuple)) and len(v) > 12:
+            v = f"{list(v[:12])} ... ({len(v)} in all)"
+        lines.append(f"{indent}  {k}: {v}")
+    for child in report.get("files", []):
+        lines.append(format_report(child, indent + "  "))
+    problems = report.get("problems", [])
+    if problems:
+        lines.append(f"{indent}  PROBLEMS ({len(problems)}):")
+        lines += [f"{indent}   - {p}" for p in problems]
+    elif not indent:
+        all_p = _all_problems(report)
+        lines.append(f"{indent}  OK: usable as is" if not all_p else f"{indent}  {len(all_p)} problem(s) in all")
+    return "\n".join(lines)
+
+
+def _report(path, kind, facts=None, problems=None, files=None) -> dict:
+    out = {"path": str(path), "kind": kind, "facts": facts or {}, "problems": problems or []}
+    if files:
+        out["files"] = files
+    return out
+
+
+# ---- dispatch --------------------------------------------------------------------------
+def inspect_path(path, tr_s=None) -> dict:
+    """A report ``{path, kind, facts, problems[, files]}`` for a file or folder."""
+    from engine.errors import AlignScopeError, DataError
+
+    if not path.exists():
+        raise DataError(f"info: expected a file or folder, found nothing at {path}")
+    if path.is_dir():
+        return _inspect_folder(path, tr_s)
+    try:
+        return _inspect_file(path, tr_s)
+    except AlignScopeError as exc:   # the file is what it claims but broken: a problem, not a crash
+        return _report(path, "unreadable", problems=[str(exc)])
+
+
+def _inspect_file(path, tr_s) -> dict:
+    name = path.name.lower()
+    if name.endswith(".alignscope.json"):
+        return _inspect_project(path)
+    if name.endswith(MEDIA_SUFFIXES):
+        return _inspect_media(path)
+    if name.endswith(TEXT_SUFFIXES):
+        return _inspect_text(path)
+    if name.endswith(".annot") or name.endswith(".label.gii") or name.endswith(".dlabel.nii"):
+        return _inspect_atlas(path)
+    if name.endswith(".gii") or name.endswith(".gii.gz"):
+        return _inspect_gifti(path, tr_s)
+    if name.endswith((".dtseries.nii", ".ptseries.nii")):
+        from engine.io.fmri import load_cifti_run
+        return _run_report(path, load_cifti_run(path, tr_s=tr_s))
+    if name.endswith((".nii", ".nii.gz")):
+        return _inspect_nifti(path, tr_s)
+    if name.endswith((".h5", ".hdf5")):
+        return _inspect_h5(path, tr_s)
+    if name.endswith(".tsv"):
+        return _inspect_tsv(path, tr_s)
+    if name.endswith((".csv", ".txt", ".npy", ".npz")):
+        return _inspect_table(path, tr_s)
+    return _report(path, "unknown", problems=[
+        f"expected a video, audio, subtitle, word-timing, fMRI, atlas, mesh or project file, found {path.suffix or 'no extension'}"])
+
+
+# ---- fMRI --------------------------------------------------------------------------------
+def _run_report(path, run, kind=None) -> dict:
+    import numpy as np
+
+    from engine.io.fmri import constant_targets, describe_nonfinite
+
+    facts = {"n_trs": run.n_trs, "n_targets": run.n_targets, "tr_s": run.tr_s,
+             "duration_s": round(run.duration_s, 3), "space": run.space}
+    if run.meta.get("tr_known") is False:
+        facts["tr_s"] = "not stored in the file (give --tr)"
+        del facts["duration_s"]
+    for k in ("n_voxels", "dataset", "atlas", "column_names"):
+        if k in run.meta:
+            facts[k] = run.meta[k]
+    if "brain_models" in run.meta:
+        facts["brain_models"] = [f"{m['structure'].replace('CIFTI_STRUCTURE_', '')}: {m['stop'] - m['start']}"
+                                 for m in run.meta["brain_models"]]
+    if "parcel_names" in run.meta:
+        facts["n_parcels"] = len(run.meta["parcel_names"])
+    problems = []
+    nan = describe_nonfinite(run.data)
+    if nan:
+        problems.append(f"expected finite values, found {nan} (AlignScope can interpolate or zero them: "
+                        "preprocessing nan_policy='interpolate' or 'zero')")
+    flat = constant_targets(run.data)
+    if flat.size:
+        finite = np.where(np.isfinite(run.data), run.data, 0)
+        zero = bool(np.all(finite[:, flat] == 0))
+        what = "all zeros" if zero else "constant"
+        if flat.size == run.n_targets:
+            problems.append(f"expected time courses that vary, found all {run.n_targets} targets {what} "
+                            "(an empty or failed run: exclude it)")
+        else:
+            problems.append(f"expected time courses that vary, found {flat.size} of {run.n_targets} targets "
+                            f"{what} (targets {flat[:5].tolist()}{' ...' if flat.size > 5 else ''})")
+    if run.n_trs < 10:
+        problems.append(f"expected a run of at least 10 TRs, found {run.n_trs}")
+    return _report(path, kind or f"fmri ({run.meta.get('format', '?')})", facts, problems)
+
+
+def _inspect_nifti(path, tr_s) -> dict:
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path))
+        shape = img.shape
+    except Exception as exc:
+        return _report(path, "nifti", problems=[f"expected a NIfTI image, found unreadable content "
+                                                f"({exc.__class__.__name__}: {str(exc)[:160]})"])
+    if len(shape) == 3:
+        import numpy as np
+
+        data = np.asarray(img.dataobj)
+        integer = np.allclose(data, np.round(data))
+        facts = {"shape": list(shape), "voxel_mm": [round(float(z), 3) for z in img.header.get_zooms()[:3]],
+                 "kind": "label volume" if integer else "3-D map",
+                 "n_labels": int(len(np.unique(data)) - (1 if (data == 0).any() else 0)) if integer else None}
+        return _report(path, "nifti volume", facts)
+    from engine.io.fmri import load_nifti_run
+    return _run_report(path, load_nifti_run(path, tr_s=tr_s))
+
+
+def _inspect_gifti(path, tr_s) -> dict:
+    import nibabel as nib
+
+    try:
+        img = nib.load(str(path)) if not path.name.endswith(".gz") else None
+    except Exception as exc:
+        return _report(path, "gifti", problems=[f"expected a GIFTI file, found unreadable content "
+                                                f"({exc.__class__.__name__}: {str(exc)[:160]})"])
+    intents = {d.intent for d in img.darrays} if img is not None else {1008}
+    if 1008 in intents:   # NIFTI_INTENT_POINTSET: a mesh
+        from engine.io.surfaces import read_gifti_mesh
+        hemi = read_gifti_mesh(path)
+        return _report(path, "surface mesh", {"n_vertices": hemi.n_vertices, "n_faces": hemi.n_faces,
+                                              "extent_mm": [round(float(x), 1) for x in (hemi.coords.max(0) - hemi.coords.min(0))]})
+    from engine.io.fmri import _gifti_timeseries, BrainRun, load_gifti_run, right_hemisphere_path
+
+    partner = right_hemisphere_path(path)
+    if partner is not None and partner.exists():
+        from engine.io.fmri import tr_from_sidecar
+
+        tr = tr_s or tr_from_sidecar(path)
+        run = load_gifti_run(path, partner, tr_s=tr or 1.0)
+        run.meta["tr_known"] = tr is not None
+        return _run_report(path, run, "fmri (gifti pair)")
+    data = _gifti_timeseries(path)
+    rep = _run_report(path, BrainRun(data, tr_s or 1.0, "hemisphere", path.name, meta={"format": "gifti",
+                                                                                       "tr_known": tr_s is not None}),
+                      "fmri (one gifti hemisphere)")
+    if partner is not None:
+        rep["problems"].append(f"expected its other hemisphere at {partner.name}, found nothing")
+    return rep
+
+
+def _inspect_table(path, tr_s) -> dict:
+    from engine.io.fmri import load_table_run
+
+    run = load_table_run(path, tr_s or 1.0, space="parcels")
+    run.meta["tr_known"] = tr_s is not None
+    return _run_report(path, run, "fmri table")
+
+
+def _inspect_h5(path, tr_s) -> dict:
+    import h5py
+    import numpy as np
+
+    from engine.io.fmri import constant_targets, describe_nonfinite
+
+    try:
+        f = h5py.File(path, "r")
+    except Exception as exc:
+        return _report(path, "hdf5", problems=[f"expected an HDF5 file, found unreadable content "
+                                               f"({exc.__class__.__name__}: {str(exc)[:160]})"])
+    problems, shapes = [], {}
+    with f:
+        names = []
+        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+        for n in names:
+            ds = f[n]
+            shapes[n] = tuple(ds.shape)
+            if ds.ndim != 2 or not np.issubdtype(ds.dtype, np.number):
+                if n.startswith("ses-") or ds.ndim > 0:
+                    problems.append(f"{n}: expected a numeric (n_trs, n_targets) array, found {ds.dtype} {ds.shape}")
+                continue
+            try:
+                data = ds[()]
+            except Exception as exc:
+                problems.append(f"{n}: expected readable data, found {exc.__class__.__name__}: {str(exc)[:120]}")
+                continue
+            nan = describe_nonfinite(data)
+            if nan:
+                problems.append(f"{n}: expected finite values, found {nan}")
+            flat = constant_targets(data)
+            if flat.size:
+                problems.append(f"{n}: expected time courses that vary, found {flat.size} of {data.shape[1]} "
+                                "targets constant")
+    n_targets = sorted({s[1] for s in shapes.values() if len(s) == 2})
+    n_trs = [s[0] for s in shapes.values() if len(s) == 2]
+    facts = {"n_datasets": len(shapes), "n_targets": n_targets[0] if len(n_targets) == 1 else n_targets,
+             "n_trs_per_dataset": f"{min(n_trs)}..{max(n_trs)}" if n_trs else None, "total_trs": int(sum(n_trs)),
+             "datasets": list(shapes)}
+    if tr_s:
+        facts["tr_s"] = tr_s
+    if "task-friends" in path.name or "task-movie10" in path.name:
+        from engine.io.algonauts import ALGONAUTS_TR_S
+        facts.update({"layout": "Algonauts 2025", "tr_s": tr_s or ALGONAUTS_TR_S, "space": "Schaefer 1000 parcels"})
+        if len(n_targets) > 1 or (n_targets and n_targets[0] != 1000):
+            problems.append(f"expected 1000 parcels in every dataset, found {n_targets}")
+    if not shapes:
+        problems.append("expected at least one dataset, found none")
+    return _report(path, "hdf5 runs", facts, problems)
+
+
+def _inspect_tsv(path, tr_s) -> dict:
+    with open(path, "r", encoding="utf-8", errors="replace") as fh:
+        header = fh.readline().strip().split("\t")
+    cols = {h.strip().lower() for h in header}
+    if {"text_per_tr", "words_per_tr"} & cols or {"word", "onset"} <= cols or "text" in cols:
+        return _inspect_text(path)
+    if {"trans_x", "rot_x"} & cols or any(c.startswith("a_comp_cor") for c in cols):
+        import pandas as pd
+        table = pd.read_csv(path, sep="\t")
+        nan_cols = [c for c in table.columns if table[c].isna().any()]
+        facts = {"kind": "fMRIPrep confounds", "n_trs": len(table), "n_columns": table.shape[1],
+                 "columns_with_nan": nan_cols[:10]}
+        return _report(path, "confounds", facts)
+    if {"onset", "duration"} <= cols:
+        import pandas as pd
+        table = pd.read_csv(path, sep="\t")
+        return _report(path, "events", {"n_events": len(table), "columns": list(table.columns)})
+    return _inspect_table(path, tr_s)
+
+
+# ---- stimuli -------------------------------------------------------------------------------
+def _inspect_media(path) -> dict:
+    try:
+        from engine.io.media_info import check_media, describe_media
+    except ImportError:
+        return _inspect_media_fallback(path)
+    facts = describe_media(path)
+    problems = list(check_media(path))
+    return _report(path, "media", facts, problems)
+
+
+def _inspect_media_fallback(path) -> dict:
+    from engine.io.video import VideoReader
+
+    with VideoReader(path) as r:
+        facts = {"n_frames": r.n_frames, "fps": r.fps, "duration_s": r.duration_s, "size": [r.width, r.height]}
+    return _report(path, "video", facts)
+
+
+def _inspect_text(path) -> dict:
+    from engine.io.text import read_cues, read_words
+
+    problems = []
+    words = read_words(path)
+    facts = {"n_words": int(len(words))}
+    if len(words):
+        facts["first_s"] = round(float(words["onset_s"].min()), 3)
+        facts["last_end_s"] = round(float((words["onset_s"] + words["duration_s"]).max()), 3)
+    try:
+        cues = read_cues(path)
+        facts["n_cues"] = int(len(cues))
+    except Exception:   # a word list without cue structure is still usable
+        pass
+    if not len(words):
+        problems.append("expected words, found none")
+    return _report(path, "text", facts, problems)
+
+
+# ---- atlases, projects, folders -----------------------------------------------------------
+def _inspect_atlas(path) -> dict:
+    from engine.io.atlases import load_atlas_file
+
+    atlas = load_atlas_file(path)
+    counts = atlas.vertices_per_parcel()
+    facts = {"n_parcels": atlas.n_parcels, "n_vertices": atlas.n_vertices, "space": atlas.space,
+             "medial_wall_vertices": int(atlas.medial_wall.sum()), "first_names": atlas.names[:5]}
+    problems = []
+    if (counts == 0).any():
+        problems.append(f"expected every parcel to have vertices, found {int((counts == 0).sum())} empty")
+    return _report(path, "atlas", facts, problems)
+
+
+def _inspect_project(path) -> dict:
+    from engine.project import Project
+
+    project = Project.load(path)
+    problems = []
+    for ep in project.episodes:
+        for field in ("video", "audio", "subtitles", "words", "events"):
+            rel = getattr(ep, field)
+            if rel and not project.path(rel).exists():
+                problems.append(f"episode {ep.name}: expected its {field} at {rel}, found nothing")
+    names = {e.name for e in project.episodes}
+    for r in project.runs:
+        if not project.path(r.path).exists():
+            problems.append(f"run {r.name}: expected its data at {r.path}, found nothing")
+        if r.episode not in names:
+            problems.append(f"run {r.name}: expected episode {r.episode!r} in the project, found none by that name")
+        if r.tr_s <= 0:
+            problems.append(f"run {r.name}: expected a positive TR, found {r.tr_s}")
+    facts = {"name": project.name, "n_episodes": len(project.episodes), "n_runs": len(project.runs),
+             "subjects": sorted({r.subject for r in project.runs}), "spaces": sorted({r.space for r in project.runs}),
+             "tr_s": sorted({r.tr_s for r in project.runs}), "atlases": [a.name for a in project.atlases],
+             "results": list(project.results)}
+    return _report(path, "project", facts, problems)
+
+
+def _inspect_algonauts(path) -> dict:
+    from engine.io.algonauts import open_algonauts_folder
+
+    project = open_algonauts_folder(path)
+    extra = project.extra
+    per_subject = {}
+    for r in project.runs:
+        per_subject[r.subject] = per_subject.get(r.subject, 0) + 1
+    known = [f"{m['subject']} {m['episode']}" for m in extra["missing_runs"] if m["known"]]
+    unknown = [f"{m['subject']} {m['episode']}" for m in extra["missing_runs"] if not m["known"]]
+    facts = {"layout": "Algonauts 2025", "subjects": extra["subjects"], "runs_per_subject": per_subject,
+             "n_episodes": len(project.episodes), "tr_s": 1.49, "space": "Schaefer 1000 parcels (MNI152NLin2009cAsym)",
+             "n_videos": sum(e.video is not None for e in project.episodes),
+             "n_transcripts": sum(e.words is not None for e in project.episodes),
+             "atlases": [a.path for a in project.atlases], "known_missing_runs (absent from the release)": known}
+    problems = list(extra["problems"])
+    problems += [f"expected a run for {u} (other subjects have one), found none" for u in unknown]
+    if extra["episodes_without_video"]:
+        facts["episodes_without_video"] = extra["episodes_without_video"]
+    return _report(path, "folder (Algonauts 2025)", facts, problems)
+
+
+def _inspect_bids(path) -> dict:
+    from engine.io.bids import discover_bids
+
+    project = discover_bids(path)
+    facts = {"layout": "BIDS", "n_runs": len(project.runs), "subjects": sorted({r.subject for r in project.runs}),
+             "tasks": [e.name for e in project.episodes], "spaces": sorted({r.space for r in project.runs}),
+             "tr_s": sorted({r.tr_s for r in project.runs}),
+             "runs_with_confounds": sum(r.confounds is not None for r in project.runs)}
+    return _report(path, "folder (BIDS)", facts, list(project.extra["problems"]))
+
+
+def _inspect_folder(path, tr_s) -> dict:
+    from engine.project import PROJECT_SUFFIX
+
+    projects = sorted(path.glob(f"*{PROJECT_SUFFIX}"))
+    if projects:
+        rep = _inspect_project(projects[0])
+        rep["kind"] = "folder (project)"
+        return rep
+    if any(path.rglob("sub-*_task-*_bold.h5")) or (path / "stimuli" / "movies").is_dir():
+        return _inspect_algonauts(path)
+    if (path / "dataset_description.json").exists() or any(path.glob("sub-*/**/*_bold.*")):
+        return _inspect_bids(path)
+    files = []
+    for p in sorted(x for x in path.rglob("*") if x.is_file() and not x.name.startswith("."))[:MAX_FOLDER_FILES]:
+        rep = inspect_path(p, tr_s)
+        if rep["kind"] != "unknown":
+            files.append(rep)
+    facts = {"n_files_recognised": len(files)}
+    problems = [] if files else ["expected files AlignScope can read, found none"]
+    return _report(path, "folder", facts, problems, files)
