@@ -1,0 +1,125 @@
+"""Audio extractors: Wav2Vec2-style models on the waveform, the Whisper encoder on log-mels.
+
+Each TR's window (``window_s`` seconds ending at the TR's end, zero-padded before the
+recording starts) is fed to the model; the frame states of every requested layer are
+pooled (``mean`` over frames, or the ``last`` frame). The ``audio`` ablation feeds
+silence.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import numpy as np
+
+from ..errors import ConfigError
+from .base import EpisodeInputs, layer_name, resolve_layers
+from .hf import AudioSource, HFExtractor, load_model, pool_tokens, read_json, set_offline
+
+__all__ = ["WaveformExtractor", "WhisperExtractor"]
+
+
+class WaveformExtractor(HFExtractor):
+    """Wav2Vec2, HuBERT, WavLM (``AutoModel`` on ``input_values`` at 16 kHz)."""
+
+    inputs = ("audio",)
+    modality = "audio"
+
+    def load(self) -> None:
+        from transformers import AutoModel
+
+        self.model = load_model(AutoModel, self.folder, self.spec, self.device, self.dtype,
+                                attn="eager" if self.attention else "sdpa")
+        self.config = self.model.config
+        pp = read_json(self.folder / "preprocessor_config.json")
+        self.sr = int(pp.get("sampling_rate", 16000))
+        self.normalize = bool(pp.get("do_normalize", True))
+        self.n_blocks = int(self.config.num_hidden_layers)
+        self.layer_indices = resolve_layers(self.spec.layers, self.n_blocks)
+        self.layers = [layer_name(i) for i in self.layer_indices]
+        if self.spec.pooling == "cls":
+            raise ConfigError(f"pooling of {self.spec.name!r}: audio models have no CLS token; "
+                              f"expected mean or last, found cls")
+
+    def bytes_per_item(self) -> float:
+        n_frames = self.spec.window_s * 50
+        elem = 2 if self.device.startswith("cuda") else 4
+        return 16.0 * (n_frames * self.config.hidden_size + self.spec.window_s * self.sr * 8) * elem * 4
+
+    def open_sources(self, episode: EpisodeInputs, ablate: str) -> Dict[str, Any]:
+        return {"audio": AudioSource(episode.audio_source, sr=self.sr, silent=(ablate == "audio"))}
+
+    def prepare(self, sources, episode, tr_indices, ablate) -> np.ndarray:
+        windows = episode.windows_s(self.spec.window_s, tr_indices)
+        wav = np.stack([sources["audio"].window(a, b) for a, b in windows])  # n, n_samples
+        n = int(round(self.spec.window_s * self.sr))
+        wav = wav[:, :n] if wav.shape[1] >= n else np.pad(wav, ((0, 0), (0, n - wav.shape[1])))
+        if self.normalize:  # as Wav2Vec2FeatureExtractor: zero mean, unit variance per window
+            wav = (wav - wav.mean(1, keepdims=True)) / np.sqrt(wav.var(1, keepdims=True) + 1e-7)
+        return wav.astype(np.float32)
+
+    def forward(self, wav: np.ndarray) -> Dict[str, np.ndarray]:
+        import torch
+
+        x = self.to_device(wav)
+        with torch.inference_mode():
+            out = self.model(input_values=x, output_hidden_states=True)
+        return {name: pool_tokens(out.hidden_states[i], None, self.spec.pooling).float().cpu().numpy()
+                for i, name in zip(self.layer_indices, self.layers)}
+
+
+class WhisperExtractor(HFExtractor):
+    """Whisper's encoder. Windows are padded to Whisper's input length; only the encoder
+    positions covering the window's audio are pooled (not the padding)."""
+
+    inputs = ("audio",)
+    modality = "audio"
+
+    def load(self) -> None:
+        set_offline()
+        from transformers import WhisperFeatureExtractor, WhisperModel
+
+        self.feature_extractor = WhisperFeatureExtractor.from_pretrained(str(self.folder), local_files_only=True)
+        model = load_model(WhisperModel, self.folder, self.spec, self.device, self.dtype,
+                           attn="eager" if self.attention else "sdpa")
+        self.model = model.get_encoder()
+        self.config = model.config
+        self.sr = int(self.feature_extractor.sampling_rate)
+        self.n_blocks = int(self.config.encoder_layers)
+        self.layer_indices = resolve_layers(self.spec.layers, self.n_blocks)
+        self.layers = [layer_name(i) for i in self.layer_indices]
+        self.max_samples = int(self.feature_extractor.n_samples)
+        if self.spec.pooling == "cls":
+            raise ConfigError(f"pooling of {self.spec.name!r}: Whisper has no CLS token; "
+                              f"expected mean or last, found cls")
+
+    def bytes_per_item(self) -> float:
+        elem = 2 if self.device.startswith("cuda") else 4
+        return 16.0 * self.config.max_source_positions * self.config.d_model * elem * 4
+
+    def open_sources(self, episode, ablate):
+        return {"audio": AudioSource(episode.audio_source, sr=self.sr, silent=(ablate == "audio"))}
+
+    def prepare(self, sources, episode, tr_indices, ablate) -> Dict[str, np.ndarray]:
+        windows = episode.windows_s(self.spec.window_s, tr_indices)
+        waves = []
+        for a, b in windows:
+            w = sources["audio"].window(a, b)
+            waves.append(w[-self.max_samples:])  # keep the end: the window ends at the TR's end
+        feats = self.feature_extractor(waves, sampling_rate=self.sr, return_tensors="np")["input_features"]
+        hop = int(self.feature_extractor.hop_length)
+        n_pos = self.config.max_source_positions
+        mask = np.zeros((len(waves), n_pos), np.float32)
+        for i, w in enumerate(waves):
+            mask[i, :max(1, min(n_pos, int(np.ceil(len(w) / hop / 2))))] = 1
+        return {"input_features": feats.astype(np.float32), "mask": mask}
+
+    def forward(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        import torch
+
+        x = self.to_device(batch["input_features"])
+        mask = torch.from_numpy(batch["mask"]).to(self.device)
+        with torch.inference_mode():
+            out = self.model(input_features=x, output_hidden_states=True)
+        return {name: pool_tokens(out.hidden_states[i], mask, self.spec.pooling).float().cpu().numpy()
+                for i, name in zip(self.layer_indices, self.layers)}

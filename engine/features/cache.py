@@ -1,0 +1,202 @@
+"""Content-addressed, resumable cache of extracted features (HDF5).
+
+The key is the SHA-256 of a canonical JSON of: the stimulus files' SHA-256 (file bytes,
+read in chunks), the words' content, the model identity (Hub commit or weight-file
+hashes), the spec (layers, pooling, window, frames, context, dtype), the ablation, the TR
+grid and the code version. Same inputs, same key; any change, a new entry.
+
+Layout under the cache root::
+
+    ab/abcdef....h5            a finished entry: /features/<layer> (n_trs, n_features) float32
+    ab/abcdef....parts/        an unfinished one: one part_<first>_<last>.h5 per chunk of TRs
+
+Every file is written to a temporary name and renamed (``os.replace``), so a killed
+extraction leaves only whole parts (and perhaps a ``.tmp`` that is ignored and removed);
+a resumed run recomputes only the missing TRs. Unreadable parts are discarded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ["file_sha256", "words_sha256", "cache_key", "FeatureCache", "default_cache_dir"]
+
+_HASH_MEMO: Dict[Tuple[str, int, int], str] = {}
+_memo_lock = threading.Lock()
+
+
+def file_sha256(path, chunk_bytes: int = 1 << 22) -> str:
+    """SHA-256 of a file's bytes, read in chunks; remembered per (path, size, mtime) in this process."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), int(st.st_size), int(st.st_mtime_ns))
+    with _memo_lock:
+        if key in _HASH_MEMO:
+            return _HASH_MEMO[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk_bytes)
+            if not block:
+                break
+            h.update(block)
+    digest = h.hexdigest()
+    with _memo_lock:
+        _HASH_MEMO[key] = digest
+    return digest
+
+
+def words_sha256(words) -> Optional[str]:
+    """SHA-256 of word timings (onset, duration, word), or None when there are none."""
+    if words is None:
+        return None
+    onsets = np.round(np.asarray(words["onset_s"], dtype=float), 6)
+    durs = np.round(np.asarray(words["duration_s"], dtype=float), 6) if "duration_s" in words else onsets * 0
+    text = "\n".join(f"{o!r}\t{d!r}\t{w}" for o, d, w in zip(onsets.tolist(), durs.tolist(), words["word"]))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def cache_key(parts: Dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of ``parts``."""
+    text = json.dumps(_canonical(parts), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$ALIGNSCOPE_CACHE`` or the user cache folder (``.../alignscope/features``)."""
+    env = os.environ.get("ALIGNSCOPE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    try:
+        from platformdirs import user_cache_dir
+
+        return Path(user_cache_dir("alignscope")) / "features"
+    except ImportError:  # pragma: no cover
+        return Path.home() / ".cache" / "alignscope" / "features"
+
+
+def _write_h5_atomic(path: Path, datasets: Dict[str, np.ndarray], attrs: Dict[str, Any]) -> None:
+    import h5py
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            for name, arr in datasets.items():
+                f.create_dataset(name, data=arr)
+            for k, v in attrs.items():
+                f.attrs[k] = v
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class FeatureCache:
+    """A folder of cached feature entries (see the module docstring)."""
+
+    def __init__(self, root=None):
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.h5"
+
+    def parts_dir(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.parts"
+
+    # -- finished entries -------------------------------------------------------------------
+    def load(self, key: str) -> Optional[Tuple[Dict[str, np.ndarray], Dict[str, Any]]]:
+        """``(features, meta)`` of a finished entry, or None."""
+        import h5py
+
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            with h5py.File(path, "r") as f:
+                feats = {_unescape(name): np.asarray(f["features"][name][...], np.float32) for name in f["features"]}
+                meta = json.loads(f.attrs.get("meta", "{}"))
+        except (OSError, KeyError, ValueError):
+            return None  # unreadable: recompute
+        return feats, meta
+
+    def save(self, key: str, features: Dict[str, np.ndarray], meta: Dict[str, Any]) -> Path:
+        """Write a finished entry atomically and drop its parts."""
+        datasets = {f"features/{_escape(k)}": np.asarray(v, np.float32) for k, v in features.items()}
+        path = self.path(key)
+        _write_h5_atomic(path, datasets, {"meta": json.dumps(_canonical(meta)), "key": key})
+        shutil.rmtree(self.parts_dir(key), ignore_errors=True)
+        return path
+
+    # -- parts of an unfinished entry ----------------------------------------------------------
+    def write_part(self, key: str, tr_indices: Sequence[int], features: Dict[str, np.ndarray]) -> Path:
+        idx = np.asarray(tr_indices, dtype=np.int64)
+        path = self.parts_dir(key) / f"part_{int(idx[0]):06d}_{int(idx[-1]):06d}.h5"
+        datasets = {"tr_indices": idx}
+        datasets.update({f"features/{_escape(k)}": np.asarray(v, np.float32) for k, v in features.items()})
+        _write_h5_atomic(path, datasets, {"key": key})
+        return path
+
+    def load_parts(self, key: str, n_trs: int) -> Tuple[np.ndarray, Dict[str, np.ndarray]]:
+        """Rows already computed: ``(done (n_trs,) bool, {layer: (n_trs, n_features)})``.
+
+        Temporary files of a killed run and unreadable parts are deleted.
+        """
+        import h5py
+
+        done = np.zeros(n_trs, bool)
+        feats: Dict[str, np.ndarray] = {}
+        folder = self.parts_dir(key)
+        if not folder.is_dir():
+            return done, feats
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        for part in sorted(folder.glob("part_*.h5")):
+            try:
+                with h5py.File(part, "r") as f:
+                    idx = np.asarray(f["tr_indices"][...], dtype=np.int64)
+                    arrays = {_unescape(n): np.asarray(f["features"][n][...], np.float32) for n in f["features"]}
+                if idx.size == 0 or idx.max() >= n_trs or any(len(a) != len(idx) for a in arrays.values()):
+                    raise ValueError("part does not fit the TR grid")
+                if feats and set(arrays) != set(feats):
+                    raise ValueError("part has other layers")
+            except (OSError, KeyError, ValueError):
+                part.unlink(missing_ok=True)
+                continue
+            for name, arr in arrays.items():
+                if name not in feats:
+                    feats[name] = np.zeros((n_trs, arr.shape[1]), np.float32)
+                feats[name][idx] = arr
+            done[idx] = True
+        return done, feats
+
+
+def _escape(name: str) -> str:
+    return name.replace("/", "%2F")
+
+
+def _unescape(name: str) -> str:
+    return name.replace("%2F", "/")
