@@ -146,7 +146,7 @@ def _scores_of(result_or_scores) -> np.ndarray:
 def region_summary(result_or_scores, labels, names=None, p_values: Optional[np.ndarray] = None,
                    alpha: float = 0.05, ci: Optional[str] = "targets", n_boot: int = 1000,
                    ci_level: float = 0.95, block_trs: int = 10, seed: int = 0,
-                   score: str = "concat", null: Optional[np.ndarray] = None) -> pd.DataFrame:
+                   score="auto", null: Optional[np.ndarray] = None) -> pd.DataFrame:
     """One row per region: n targets, mean score, bootstrap CI, fraction significant.
 
     Parameters

@@ -8,8 +8,15 @@ Conventions
 -----------
 - A *score* is the Pearson correlation between a held-out prediction and the measured
   response of one target (voxel, vertex or parcel).
-- ``score="concat"`` (default) correlates the concatenation of all held-out runs;
-  ``score="mean_runs"`` correlates each run on its own and averages the runs' r.
+- How runs are pooled into a score (``score=``):
+
+  - ``"auto"`` (default): the outer folds stored in an EncodingResult (``result.folds``):
+    r per fold on the fold's held-out runs concatenated, mean over folds -- exactly how
+    :func:`engine.encoding.fit.fit_encoding` computes ``EncodingResult.scores`` (with
+    leave-one-run-out, the mean over runs of each run's r). Without folds: ``"concat"``.
+  - ``"concat"``: one r on all held-out runs concatenated;
+  - ``"mean_runs"``: r per run, averaged over runs;
+  - a list of lists of run indices: r per group, averaged over groups.
 - *Time blocks* are consecutive TRs (``block_trs`` long, the last block of a run shorter)
   that never cross a run boundary. Resampling or swapping whole blocks keeps the
   autocorrelation of the BOLD signal inside each block, which is why p-values and
@@ -41,7 +48,7 @@ __all__ = [
     "sign_flip_test",
 ]
 
-SCORE_MODES = ("concat", "mean_runs")
+SCORE_MODES = ("auto", "concat", "mean_runs")
 
 
 # --------------------------------------------------------------------------- basics
@@ -293,24 +300,45 @@ class _PairStats:
         r = np.where((vp <= tiny) | (vy <= tiny), np.nan, r)
         return r
 
-    def scores_from_weights(self, weights: np.ndarray, score: str) -> np.ndarray:
-        """Scores for block weights (n_draws, n_blocks) -> (n_draws, n_targets)."""
+    def scores_from_weights(self, weights: np.ndarray, groups: list) -> np.ndarray:
+        """Scores for block weights (n_draws, n_blocks) -> (n_draws, n_targets).
+
+        ``groups``: lists of run indices; r per group (its runs' blocks pooled), mean over groups.
+        """
         w = np.asarray(weights, dtype=np.float64)
         flat = self.sums.reshape(self.blocks.n_blocks, -1)
-        if score == "concat":
-            s = (w @ flat).reshape(w.shape[0], 5, -1)
-            return self.r_from_sums(w @ self.n, s)
-        r_runs = []
-        for k in range(self.blocks.n_runs):
-            sel = self.blocks.run_of_block == k
+        r_groups = []
+        for g in groups:
+            sel = np.isin(self.blocks.run_of_block, g)
             s = (w[:, sel] @ flat[sel]).reshape(w.shape[0], 5, -1)
-            r_runs.append(self.r_from_sums(w[:, sel] @ self.n[sel], s))
-        return np.nanmean(np.stack(r_runs), axis=0) if r_runs else np.empty((w.shape[0], 0))
+            r_groups.append(self.r_from_sums(w[:, sel] @ self.n[sel], s))
+        if len(r_groups) == 1:
+            return r_groups[0]
+        with np.errstate(invalid="ignore"):
+            return np.nanmean(np.stack(r_groups), axis=0)
 
 
-def _check_score(score: str) -> None:
-    if score not in SCORE_MODES:
-        raise ConfigError(f"score: expected one of {SCORE_MODES}, found {score!r}")
+def _score_groups(score, n_runs: int, result=None) -> list:
+    """Run groups (lists of run indices) that pool into one r each; see the module docstring."""
+    if isinstance(score, str):
+        if score not in SCORE_MODES:
+            raise ConfigError(f"score: expected one of {SCORE_MODES} or a list of run-index lists, "
+                              f"found {score!r}")
+        if score == "auto":
+            folds = getattr(result, "folds", None)
+            if folds:
+                score = [list(f) for f in folds]
+            else:
+                score = "concat"
+        if score == "concat":
+            return [list(range(n_runs))]
+        if score == "mean_runs":
+            return [[k] for k in range(n_runs)]
+    groups = [[int(k) for k in np.atleast_1d(g)] for g in score]
+    if not groups or any(not g or min(g) < 0 or max(g) >= n_runs for g in groups):
+        raise ConfigError(expected_found("score run groups", f"non-empty lists of run indices in [0, {n_runs})",
+                                         score))
+    return groups
 
 
 def _bootstrap_weights(blocks: TimeBlocks, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -327,7 +355,7 @@ def _bootstrap_weights(blocks: TimeBlocks, n_boot: int, rng: np.random.Generator
 
 
 def block_bootstrap_scores(result_or_predictions, measured=None, block_trs: int = 10,
-                           n_boot: int = 1000, seed: int = 0, score: str = "concat",
+                           n_boot: int = 1000, seed: int = 0, score="auto",
                            batch: int = 100) -> Iterator[np.ndarray]:
     """Scores recomputed on block-bootstrap resamples of the held-out time series.
 
@@ -343,7 +371,8 @@ def block_bootstrap_scores(result_or_predictions, measured=None, block_trs: int 
         Number of bootstrap resamples.
     seed : int
         Seed of the resampling (same seed, same resamples).
-    score : {"concat", "mean_runs"}
+    score : {"auto", "concat", "mean_runs"} or list of run-index lists
+        How runs pool into a score (module docstring); "auto" reproduces ``result.scores``.
     batch : int
         Resamples per yielded batch (bounds memory: batch * n_targets * 5 floats).
 
@@ -351,21 +380,21 @@ def block_bootstrap_scores(result_or_predictions, measured=None, block_trs: int 
     ------
     scores : ndarray, shape (n_batch, n_targets), float64
     """
-    _check_score(score)
     preds, meas = _as_run_lists(result_or_predictions, measured)
+    groups = _score_groups(score, len(preds), result_or_predictions if measured is None else None)
     blocks = make_time_blocks([np.shape(p)[0] for p in preds], block_trs)
     stats = _PairStats(preds, meas, blocks)
     rng = np.random.default_rng(seed)
     done = 0
     while done < n_boot:
         nb = min(batch, n_boot - done)
-        yield stats.scores_from_weights(_bootstrap_weights(blocks, nb, rng), score)
+        yield stats.scores_from_weights(_bootstrap_weights(blocks, nb, rng), groups)
         done += nb
 
 
 def bootstrap_ci_targets(result_or_predictions, measured=None, block_trs: int = 10,
                          n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
-                         score: str = "concat"):
+                         score="auto"):
     """Percentile confidence interval of each target's score from a block bootstrap.
 
     Returns
@@ -410,7 +439,7 @@ class ModelComparison:
 
 def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: int = 1000,
                    n_boot: int = 1000, block_trs: int = 10, ci: float = 0.95, seed: int = 0,
-                   score: str = "concat", alpha: float = 0.05) -> ModelComparison:
+                   score="auto", alpha: float = 0.05) -> ModelComparison:
     """Is model A closer to the brain than model B, target by target?
 
     Both models' held-out predictions of the same measured responses are compared.
@@ -434,7 +463,8 @@ def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: 
     ci : float
         Confidence level of the interval.
     seed : int
-    score : {"concat", "mean_runs"}
+    score : {"auto", "concat", "mean_runs"} or list of run-index lists
+        "auto" uses ``result_a.folds`` when present (reproducing its ``scores``).
     alpha : float
         FDR level stored in ``settings`` (q-values are returned regardless).
 
@@ -442,7 +472,6 @@ def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: 
     -------
     ModelComparison
     """
-    _check_score(score)
     if measured is None:
         preds_a, meas = _as_run_lists(result_a)
         preds_b, meas_b = _as_run_lists(result_b)
@@ -453,6 +482,7 @@ def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: 
     else:
         preds_a, meas = _as_run_lists(result_a, measured)
         preds_b, _ = _as_run_lists(result_b, measured)
+    groups = _score_groups(score, len(preds_a), result_a if measured is None else None)
     blocks = make_time_blocks([np.shape(p)[0] for p in preds_a], block_trs)
     # one centring for both models, so a series with swapped blocks has no offset between them
     p_mean = 0.5 * (np.concatenate(preds_a).astype(np.float64).mean(axis=0)
@@ -460,8 +490,8 @@ def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: 
     sa = _PairStats(preds_a, meas, blocks, p_mean=p_mean)
     sb = _PairStats(preds_b, meas, blocks, p_mean=p_mean, y_mean=sa.y_mean)
     ones = np.ones((1, blocks.n_blocks))
-    r_a = sa.scores_from_weights(ones, score)[0]
-    r_b = sb.scores_from_weights(ones, score)[0]
+    r_a = sa.scores_from_weights(ones, groups)[0]
+    r_b = sb.scores_from_weights(ones, groups)[0]
     diff = r_a - r_b
 
     rng = np.random.default_rng(seed)
@@ -475,7 +505,7 @@ def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: 
     for start in range(0, n_perm, 100):
         nb = min(100, n_perm - start)
         m = rng.integers(0, 2, size=(nb, blocks.n_blocks)).astype(np.float64)
-        null[start:start + nb] = _swap_scores(sa, sb, blocks, m, flat_a, flat_b, flat_d, score)
+        null[start:start + nb] = _swap_scores(sa, sb, blocks, m, flat_a, flat_b, flat_d, groups)
     p = permutation_p_values(diff, null, tail="two-sided")
     _, q = fdr_bh(p)
 
@@ -483,35 +513,28 @@ def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: 
     for start in range(0, n_boot, 100):
         nb = min(100, n_boot - start)
         w = _bootstrap_weights(blocks, nb, rng)
-        boot[start:start + nb] = sa.scores_from_weights(w, score) - sb.scores_from_weights(w, score)
+        boot[start:start + nb] = sa.scores_from_weights(w, groups) - sb.scores_from_weights(w, groups)
     qs = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
     low, high = np.nanpercentile(boot, qs, axis=0)
     return ModelComparison(r_a, r_b, diff, p, q, low, high, null, boot,
                            dict(n_perm=n_perm, n_boot=n_boot, block_trs=block_trs, ci=ci,
-                                seed=seed, score=score, alpha=alpha,
+                                seed=seed, score=groups, alpha=alpha,
                                 null="block swap of A/B predictions",
                                 interval="block bootstrap (percentile), stratified by run"))
 
 
-def _swap_scores(sa, sb, blocks, m, flat_a, flat_b, flat_d, score):
+def _swap_scores(sa, sb, blocks, m, flat_a, flat_b, flat_d, groups):
     """Score differences when blocks with m == 1 exchange A's and B's predictions."""
     n_draws = m.shape[0]
-    if score == "concat":
-        tot_a = flat_a.sum(axis=0)
-        tot_b = flat_b.sum(axis=0)
-        sw = m @ flat_d  # n_draws, 5 * n_targets
-        n = np.full(n_draws, sa.n.sum())
-        ra = _PairStats.r_from_sums(n, (tot_a + sw).reshape(n_draws, 5, -1))
-        rb = _PairStats.r_from_sums(n, (tot_b - sw).reshape(n_draws, 5, -1))
-        return ra - rb
-    ra_runs, rb_runs = [], []
-    for k in range(blocks.n_runs):
-        sel = blocks.run_of_block == k
-        sw = m[:, sel] @ flat_d[sel]
+    ra_groups, rb_groups = [], []
+    for g in groups:
+        sel = np.isin(blocks.run_of_block, g)
+        sw = m[:, sel] @ flat_d[sel]  # n_draws, 5 * n_targets
         n = np.full(n_draws, sa.n[sel].sum())
-        ra_runs.append(_PairStats.r_from_sums(n, (flat_a[sel].sum(0) + sw).reshape(n_draws, 5, -1)))
-        rb_runs.append(_PairStats.r_from_sums(n, (flat_b[sel].sum(0) - sw).reshape(n_draws, 5, -1)))
-    return np.nanmean(np.stack(ra_runs), axis=0) - np.nanmean(np.stack(rb_runs), axis=0)
+        ra_groups.append(_PairStats.r_from_sums(n, (flat_a[sel].sum(0) + sw).reshape(n_draws, 5, -1)))
+        rb_groups.append(_PairStats.r_from_sums(n, (flat_b[sel].sum(0) - sw).reshape(n_draws, 5, -1)))
+    with np.errstate(invalid="ignore"):
+        return np.nanmean(np.stack(ra_groups), axis=0) - np.nanmean(np.stack(rb_groups), axis=0)
 
 
 def sign_flip_test(differences: np.ndarray, n_perm: int = 10000, seed: int = 0,

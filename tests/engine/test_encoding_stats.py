@@ -7,6 +7,7 @@ import scipy.stats
 from engine.encoding import stats
 from engine.encoding.stats import (
     _PairStats,
+    _score_groups,
     _swap_scores,
     bootstrap_ci_targets,
     compare_models,
@@ -93,8 +94,9 @@ def test_block_weights_equal_explicit_resampling(score):
     preds, meas = _runs(rng, [33, 20], 5)
     blocks = make_time_blocks([33, 20], 7)
     st = _PairStats(preds, meas, blocks)
+    groups = _score_groups(score, 2)
     # all-ones weights give the observed score
-    obs = st.scores_from_weights(np.ones((1, blocks.n_blocks)), score)[0]
+    obs = st.scores_from_weights(np.ones((1, blocks.n_blocks)), groups)[0]
     if score == "concat":
         np.testing.assert_allclose(obs, pearson_r(np.concatenate(preds), np.concatenate(meas)), rtol=1e-10)
     else:
@@ -116,7 +118,7 @@ def test_block_weights_equal_explicit_resampling(score):
             expected = pearson_r(P[idx], Y[idx])
         else:
             expected = np.mean([pearson_r(P[ix], Y[ix]) for ix in per_run], axis=0)
-        np.testing.assert_allclose(st.scores_from_weights(w[i:i + 1], score)[0], expected, rtol=1e-9)
+        np.testing.assert_allclose(st.scores_from_weights(w[i:i + 1], groups)[0], expected, rtol=1e-9)
 
 
 def test_block_bootstrap_spread_matches_analytic_standard_error():
@@ -158,7 +160,7 @@ def test_swap_scores_equal_explicit_swapped_series(score):
     sb = _PairStats(pb, meas, blocks, p_mean=p_mean, y_mean=sa.y_mean)
     m = rng.integers(0, 2, size=(4, blocks.n_blocks)).astype(float)
     flat = lambda s: s.sums.reshape(blocks.n_blocks, -1)
-    got = _swap_scores(sa, sb, blocks, m, flat(sa), flat(sb), flat(sb) - flat(sa), score)
+    got = _swap_scores(sa, sb, blocks, m, flat(sa), flat(sb), flat(sb) - flat(sa), _score_groups(score, 2))
     A, B, Y = np.concatenate(pa), np.concatenate(pb), np.concatenate(meas)
     for i in range(4):
         a2, b2 = A.copy(), B.copy()
@@ -208,6 +210,8 @@ def test_compare_models_rejects_mismatched_runs():
         compare_models([rng.standard_normal((19, 2))], [rng.standard_normal((20, 2))], measured=meas)
     with pytest.raises(ConfigError):
         compare_models([meas[0]], [meas[0]], measured=meas, score="median")
+    with pytest.raises(ConfigError):
+        compare_models([meas[0]], [meas[0]], measured=meas, score=[[1]])
 
 
 def test_sign_flip_exact_and_random():
