@@ -349,9 +349,14 @@ def project_volume_labels(img, space: str = "fsaverage5", name: Optional[str] = 
         lab = surface.vol_to_surf(img, fs["pial"].parts[hemi], inner_mesh=fs["white_matter"].parts[hemi],
                                   interpolation="nearest_most_frequent")
         labels.append(np.nan_to_num(lab).round().astype(np.int64))
+    # one volume label is one parcel, whichever hemisphere samples it
+    lab = np.concatenate(labels)
+    values = [int(v) for v in np.unique(lab) if v > 0]
     table = names or {}
-    lab, nm = _relabel(labels, [table, table])
-    return Atlas(name or "volume labels", space, lab, nm)
+    new = np.zeros_like(lab)
+    for k, v in enumerate(values, 1):
+        new[lab == v] = k
+    return Atlas(name or "volume labels", space, new, [table.get(v, f"label_{v}") for v in values])
 
 
 def volume_to_surface(img, space: str = "fsaverage5") -> np.ndarray:
