@@ -28,7 +28,7 @@ from .project import Episode, Project, RunRef
 from .state import Target
 from .timeline import Timeline
 
-__all__ = ["LoadedRun", "RegionAtlas", "ProjectSession"]
+__all__ = ["LoadedRun", "ProjectSession", "load_surface"]
 
 
 @dataclass
@@ -45,19 +45,6 @@ class LoadedRun:
     @property
     def n_trs(self) -> int:
         return int(self.data.shape[0])
-
-
-@dataclass
-class RegionAtlas:
-    """Vertex labels and region names: ``labels[v]`` indexes ``names`` (0 = no region).
-
-    Any object with ``labels`` (n_vertices,) int and ``names`` list works in its place
-    (``engine.io.surfaces.Atlas`` does).
-    """
-
-    name: str
-    labels: np.ndarray        # n_vertices int
-    names: List[str]
 
 
 def _optional_module(name: str):
@@ -95,7 +82,8 @@ class ProjectSession:
     result : EncodingResult-like or None
         ``scores (n_targets,)``, ``predictions`` / ``measured`` lists per run, ``run_names``.
     surface : engine.io.surfaces.Surface or None
-    atlas : RegionAtlas-like or None
+    atlas : engine.io.atlases.Atlas or None
+        ``labels`` (n_vertices,) with 0 = no region and ``names[k - 1]`` naming label ``k``.
     result_name : str or None
     """
 
@@ -107,7 +95,12 @@ class ProjectSession:
         self.video = video
         self.words = words
         self.cues = cues
-        self.runs: Dict[str, LoadedRun] = {r.name: r for r in runs}
+        runs = list(runs)
+        n_map = self._map_size(runs, result, surface)
+        # Runs of another size (e.g. parcel tables beside vertex runs) are kept aside: the
+        # views show brain maps on the cortex, one value per vertex.
+        self.runs: Dict[str, LoadedRun] = {r.name: r for r in runs if n_map is None or r.data.shape[1] == n_map}
+        self.other_runs: Dict[str, LoadedRun] = {r.name: r for r in runs if r.name not in self.runs}
         self.result = result
         self.result_name = result_name
         self.surface = surface
@@ -185,6 +178,15 @@ class ProjectSession:
         self.close()
 
     # ---- checks -------------------------------------------------------------------------
+    @staticmethod
+    def _map_size(runs, result, surface) -> Optional[int]:
+        if result is not None:
+            return int(np.asarray(result.scores).shape[0])
+        if surface is not None:
+            return int(surface.n_vertices)
+        vertex_runs = [r for r in runs if r.ref.space != "parcels"]
+        return int(vertex_runs[0].data.shape[1]) if vertex_runs else (int(runs[0].data.shape[1]) if runs else None)
+
     def _check_consistency(self) -> None:
         n = None
         for r in self.runs.values():
@@ -354,7 +356,7 @@ class ProjectSession:
         if target.region not in names:
             raise DataError(expected_found("region", f"one of the {len(names)} names of the atlas",
                                            repr(target.region)))
-        idx = np.flatnonzero(np.asarray(self.atlas.labels) == names.index(target.region))
+        idx = np.flatnonzero(np.asarray(self.atlas.labels) == names.index(target.region) + 1)
         if idx.size == 0:
             raise DataError(f"region {target.region!r}: expected vertices with its label, found none")
         return idx
@@ -404,13 +406,13 @@ class ProjectSession:
         if self.atlas is None:
             return None
         lab = int(np.asarray(self.atlas.labels)[int(vertex)])
-        return None if lab <= 0 else str(self.atlas.names[lab])
+        return None if lab <= 0 else str(self.atlas.names[lab - 1])
 
     def region_names(self) -> List[str]:
         if self.atlas is None:
             return []
         present = set(np.unique(np.asarray(self.atlas.labels)).tolist())
-        return [n for i, n in enumerate(self.atlas.names) if i > 0 and i in present]
+        return [n for k, n in enumerate(self.atlas.names, 1) if k in present]
 
 
 def _load_run_data(ref: RunRef, project: Project) -> np.ndarray:
@@ -434,14 +436,13 @@ def _load_run_data(ref: RunRef, project: Project) -> np.ndarray:
 
 
 def _load_first_atlas(project: Project):
+    """The project's first atlas (``builtin:<name>`` or a file), via engine.io.atlases."""
     if not project.atlases:
         return None
-    surfaces = _optional_module("engine.io.surfaces")
+    atlases = _optional_module("engine.io.atlases")
+    if atlases is None:
+        return None
     ref = project.atlases[0]
-    if surfaces is not None and hasattr(surfaces, "load_atlas"):
-        path = project.path(ref.path)
-        try:
-            return surfaces.load_atlas(str(path) if path is not None and path.exists() else ref.name, space=ref.space)
-        except TypeError:
-            return surfaces.load_atlas(ref.name)
-    return None
+    if ref.path and not ref.path.startswith("builtin:"):
+        return atlases.load_atlas(str(project.path(ref.path)), space=ref.space)
+    return atlases.load_atlas(ref.path or ref.name, space=ref.space)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.errors import DataError, MismatchError
-from engine.session import LoadedRun, ProjectSession, RegionAtlas
+from engine.session import LoadedRun, ProjectSession
 from engine.state import Target
 from tests.gui.synthetic import FPS, N_START, TR_S, frame_level_to_index, make_session, write_project
 
@@ -64,7 +64,7 @@ def test_region_timecourse_is_the_mean_of_its_vertices(session, syn):
     assert session.region_of_vertex(int(cols[0])) == "Region 2"
     assert session.region_of_vertex(0) is None  # medial wall
     assert session.region_names() == ["Region 1", "Region 2", "Region 3", "Region 4"]
-    with pytest.raises(DataError, match="one of the 5 names"):
+    with pytest.raises(DataError, match="one of the 4 names"):
         session.roi_timecourse("sub-01_run-1", Target.region_target("Nowhere"))
 
 
@@ -87,16 +87,16 @@ def test_without_result_measured_is_the_raw_run(syn):
         s.roi_timecourse("sub-01_run-1", Target.region_target("Region 1"))
 
 
-def test_mismatched_sizes_are_refused(syn):
+def test_runs_of_another_size_are_set_aside_and_mismatches_refused(syn):
     p = syn.project
     runs = [LoadedRun(p.runs[0], syn.runs["sub-01_run-1"]), LoadedRun(p.runs[1], syn.runs["sub-01_run-2"][:, :50])]
-    with pytest.raises(MismatchError, match="expected 100, found 50"):
-        ProjectSession(p, p.episodes[0], runs=runs)
+    s = ProjectSession(p, p.episodes[0], runs=runs, result=syn.result)
+    assert s.run_names == ["sub-01_run-1"] and list(s.other_runs) == ["sub-01_run-2"]
 
     from engine.session import load_surface
 
     with pytest.raises(MismatchError, match="20484 vertices"):
-        ProjectSession(p, p.episodes[0], runs=runs[:1], surface=load_surface("inflated"))
+        ProjectSession(p, p.episodes[0], runs=runs[:1], result=syn.result, surface=load_surface("inflated"))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("engine.io.text") is None, reason="engine.io.text not written yet")

@@ -102,7 +102,8 @@ def write_project(root: Path, n_targets: int = 20484, n_trs: int = 6, seconds: f
         data[:, 0] = np.arange(n_trs) * 10 + k  # a planted vertex
         np.save(root / "fmri" / f"{name}.npy", data)
         runs[name] = data
-        refs.append(RunRef(name=name, path=f"fmri/{name}.npy", episode="ep", tr_s=TR_S))
+        space = "fsaverage5" if n_targets == 20484 else "custom"
+        refs.append(RunRef(name=name, path=f"fmri/{name}.npy", episode="ep", tr_s=TR_S, space=space))
 
     measured = [r[N_START:] for r in runs.values()]
     predictions = [(0.5 * m + 0.1 * rng.standard_normal(m.shape)).astype(np.float32) for m in measured]
@@ -112,7 +113,7 @@ def write_project(root: Path, n_targets: int = 20484, n_trs: int = 6, seconds: f
     scores = np.resize(scores, n_targets).astype(np.float32)
     labels = (np.arange(n_targets) * n_regions // n_targets + 1).astype(int)
     labels[: max(n_targets // 50, 1)] = 0  # a "medial wall" without a region
-    region_names = ["unknown"] + [f"Region {i}" for i in range(1, n_regions + 1)]
+    region_names = [f"Region {i}" for i in range(1, n_regions + 1)]  # names[k - 1] names label k
 
     project = Project(name="synthetic", episodes=[Episode(name="ep", video="stimuli/ep.mp4",
                                                            subtitles="stimuli/ep.srt",
@@ -142,12 +143,13 @@ def make_session(syn: Synthetic, load_mesh: bool = True):
     """A ProjectSession over the synthetic project, built from the engine's own loaders
     where they exist (video reader, surface) and from the planted arrays otherwise."""
     from engine.io.video import VideoReader
-    from engine.session import LoadedRun, ProjectSession, RegionAtlas, load_surface
+    from engine.io.atlases import Atlas
+    from engine.session import LoadedRun, ProjectSession, load_surface
 
     p = syn.project
     ep = p.episodes[0]
     runs = [LoadedRun(ref, syn.runs[ref.name]) for ref in p.runs]
-    atlas = RegionAtlas("synthetic", syn.labels, syn.region_names)
+    atlas = Atlas("synthetic", "fsaverage5", syn.labels, syn.region_names)
     surface = load_surface("inflated") if load_mesh else None
     return ProjectSession(p, ep, VideoReader(p.path(ep.video)), syn.words, syn.cues, runs, syn.result,
                           surface, atlas, result_name="synthetic")
