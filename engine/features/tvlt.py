@@ -42,11 +42,13 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, ModelNotFoundError
 from ..jobs import CancelToken, Progress
+from .base import AttentionMaps, EpisodeInputs, check_ablation, layer_name, resolve_layers
+from .hf import AudioSource, FrameSource, HFExtractor, episode_tr_indices, pool_tokens, window_frame_times
 
 __all__ = [
     "TvltConfig", "TvltPreprocessing", "tvlt_audio_values", "tvlt_pixel_values",
     "tvlt_mel_filters", "build_tvlt_model", "load_tvlt", "load_tvlt_state_dict", "TvltExtractor",
-    "resolve_model_folder",
+    "TVLTExtractor", "resolve_model_folder", "attention_rollout",
 ]
 
 
@@ -795,3 +797,216 @@ def load_tvlt(model, device: str = "cpu", dtype=None):
                 fh.seek(-(1 << 20), 2)
                 digest.update(fh.read(1 << 20))
     return net, config, {"folder": str(folder), "ignored_keys": ignored, "weights_fingerprint": digest.hexdigest()}
+
+
+
+# --------------------------------------------------------------------------- the extractor
+
+def attention_rollout(attentions: Sequence[np.ndarray]) -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema 2020) through all layers.
+
+    Parameters
+    ----------
+    attentions : sequence of (batch, heads, tokens, tokens) arrays, first layer first
+
+    Returns
+    -------
+    (batch, tokens, tokens) float32
+        Row ``i``: how much each input token flows into token ``i`` at the top, counting the
+        residual path as half of every layer (heads averaged, rows renormalised).
+    """
+    rollout = None
+    for a in attentions:
+        a = np.asarray(a, dtype=np.float64).mean(axis=1)  # batch, tokens, tokens
+        a = 0.5 * a + 0.5 * np.eye(a.shape[-1])[None]
+        a /= a.sum(axis=-1, keepdims=True)
+        rollout = a if rollout is None else a @ rollout
+    return rollout.astype(np.float32)
+
+
+class TvltExtractor(HFExtractor):
+    """TVLT features per TR: the frames and the audio of each TR's window, one transformer.
+
+    For TR ``k`` the window is ``spec.window_s`` seconds ending at the end of the TR. The
+    model sees ``spec.frames_per_window`` frames spread evenly over the window (at most the
+    checkpoint's ``num_frames``, 8 for tvlt-base) and the log-mel spectrogram of the
+    window's audio (resampled to 44.1 kHz; at most ``spectrogram_length`` frames, 23.8 s).
+
+    Layers are hidden states (0 = embeddings, ``num_hidden_layers`` = last block, before
+    the final LayerNorm) pooled over the video and audio tokens by ``spec.pooling``
+    (``mean``; ``cls`` takes the CLS token). With the option ``split_modalities=True``
+    each layer also gives ``video.layerNN`` and ``audio.layerNN``: the mean of the video
+    patch tokens and of the audio patch tokens alone.
+
+    Ablations (``ablate=``): ``"vision"`` feeds mid-grey frames, ``"audio"`` silence.
+    """
+
+    inputs = ("vision", "audio")
+    modality = "multimodal"
+
+    @classmethod
+    def from_spec(cls, spec, device: str = "auto", folder=None, **kwargs) -> "TvltExtractor":
+        """Build from a spec; ``folder`` defaults to resolving ``spec.model`` offline."""
+        folder = Path(folder) if folder is not None else resolve_model_folder(spec.model, spec.revision)
+        return cls(spec, folder, device=device, **kwargs)
+
+    def load(self) -> None:
+        self.model, self.config, info = load_tvlt(self.folder, device=self.device, dtype=self.dtype)
+        self.identity.setdefault("weights_fingerprint", info["weights_fingerprint"])
+        self.ignored_keys = info["ignored_keys"]
+        self.settings = TvltPreprocessing.from_folder(self.folder, self.config)
+        c, s = self.config, self.settings
+        if self.spec.frames_per_window > c.num_frames:
+            raise ConfigError(f"frames per window of {self.spec.name!r}: expected at most {c.num_frames} "
+                              f"(the model's num_frames), found {self.spec.frames_per_window}")
+        self.n_frames = int(self.spec.frames_per_window)
+        self.window_samples = int(round(self.spec.window_s * s.sampling_rate))
+        n_spec = self.window_samples // s.hop_length  # spectrogram frames the window gives
+        if n_spec > c.spectrogram_length:
+            longest_s = c.spectrogram_length * s.hop_length / s.sampling_rate
+            raise ConfigError(f"stimulus window of {self.spec.name!r}: expected at most {longest_s:.2f} s "
+                              f"({c.spectrogram_length} spectrogram frames), found {self.spec.window_s} s")
+        if n_spec < s.audio_patch_size[0]:
+            shortest_s = s.audio_patch_size[0] * s.hop_length / s.sampling_rate
+            raise ConfigError(f"stimulus window of {self.spec.name!r}: expected at least {shortest_s:.2f} s "
+                              f"(one audio patch), found {self.spec.window_s} s")
+        self.n_blocks = int(c.num_hidden_layers)
+        self.layer_indices = resolve_layers(self.spec.layers, self.n_blocks)
+        self.split = bool(self.spec.option("split_modalities", False))
+        self.layers = []
+        for i in self.layer_indices:
+            self.layers.append(layer_name(i))
+            if self.split:
+                self.layers += [layer_name(i, "video"), layer_name(i, "audio")]
+
+    # -- sizes ---------------------------------------------------------------------------
+    @property
+    def n_video_tokens(self) -> int:
+        return self.n_frames * self.config.num_patches_per_image
+
+    @property
+    def n_audio_tokens(self) -> int:
+        n_time = math.ceil((self.window_samples // self.settings.hop_length) / self.settings.audio_patch_size[0])
+        return n_time * self.config.num_freq_patches
+
+    def bytes_per_item(self) -> float:
+        n_tokens = 1 + self.n_video_tokens + self.n_audio_tokens
+        elem = 2 if self.device.startswith("cuda") else 4
+        return 12.0 * n_tokens * self.config.hidden_size * elem * 4
+
+    # -- stimulus ------------------------------------------------------------------------
+    def open_sources(self, episode: EpisodeInputs, ablate: str) -> Dict[str, Any]:
+        sources: Dict[str, Any] = {"frames": FrameSource(episode.video_path, blank=(ablate == "vision"))}
+        try:
+            sources["audio"] = AudioSource(episode.audio_source, sr=self.settings.sampling_rate,
+                                           silent=(ablate == "audio"))
+        except BaseException:
+            sources["frames"].close()
+            raise
+        return sources
+
+    def _audio_window(self, audio, start_s: float) -> np.ndarray:
+        """``window_samples`` samples from ``start_s`` (zeros outside the recording or when silent)."""
+        a = int(round(start_s * self.settings.sampling_rate))
+        out = np.zeros(self.window_samples, np.float32)
+        if audio.silent:
+            return out
+        lo, hi = max(a, 0), min(a + self.window_samples, len(audio.samples))
+        if hi > lo:
+            out[lo - a:hi - a] = audio.samples[lo:hi]
+        return out
+
+    def prepare(self, sources, episode, tr_indices, ablate) -> Dict[str, np.ndarray]:
+        windows_s = episode.windows_s(self.spec.window_s, tr_indices)  # n, 2
+        times_s = window_frame_times(windows_s, self.n_frames)  # n, n_frames
+        frames = sources["frames"].frames(times_s)  # n, n_frames, H, W, 3
+        pixels, pixel_mask = tvlt_pixel_values(list(frames), self.settings, self.config.image_patch_size[0],
+                                               self.config.num_frames)
+        waves = [self._audio_window(sources["audio"], start_s) for start_s in windows_s[:, 0]]
+        audio, audio_mask = tvlt_audio_values(waves, self.settings)
+        return {"pixel_values": pixels, "audio_values": audio, "pixel_mask": pixel_mask, "audio_mask": audio_mask}
+
+    # -- model ---------------------------------------------------------------------------
+    def _run(self, inputs: Dict[str, np.ndarray], output_attentions: bool = False):
+        import torch
+
+        with torch.inference_mode():
+            return self.model(self.to_device(inputs["pixel_values"]), self.to_device(inputs["audio_values"]),
+                              pixel_mask=self.to_device(inputs["pixel_mask"]),
+                              audio_mask=self.to_device(inputs["audio_mask"]),
+                              output_hidden_states=True, output_attentions=output_attentions)
+
+    def forward(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        import torch
+
+        out = self._run(inputs)
+        pixel_mask = self.to_device(inputs["pixel_mask"])
+        audio_mask = self.to_device(inputs["audio_mask"])
+        n_pix = pixel_mask.shape[1]
+        # pooled over the video and audio patches (the CLS token is left out of "mean")
+        mask = torch.cat([torch.zeros_like(pixel_mask[:, :1]), pixel_mask, audio_mask], 1)
+        result = {}
+        for i in self.layer_indices:
+            hidden = out["hidden_states"][i]  # n, 1 + n_pix + n_audio, d
+            result[layer_name(i)] = pool_tokens(hidden, mask, self.spec.pooling).float().cpu().numpy()
+            if self.split:
+                video = pool_tokens(hidden[:, 1:1 + n_pix], pixel_mask, "mean")
+                audio = pool_tokens(hidden[:, 1 + n_pix:], audio_mask, "mean")
+                result[layer_name(i, "video")] = video.float().cpu().numpy()
+                result[layer_name(i, "audio")] = audio.float().cpu().numpy()
+        return result
+
+    # -- attention for the overlay -------------------------------------------------------
+    def token_layout(self) -> Dict[str, Any]:
+        """Where the video and audio tokens sit in the sequence (for drawing attention maps)."""
+        gh, gw = self.config.image_grid
+        n_time = self.n_audio_tokens // self.config.num_freq_patches
+        return {"cls": [0, 1], "video": [1, 1 + self.n_video_tokens],
+                "audio": [1 + self.n_video_tokens, 1 + self.n_video_tokens + self.n_audio_tokens],
+                "video_grid": [self.n_frames, gh, gw], "audio_grid": [n_time, self.config.num_freq_patches],
+                "audio_frame_s": self.settings.hop_length / self.settings.sampling_rate,
+                "audio_patch_frames": self.settings.audio_patch_size[0]}
+
+    def extract_attention(self, episode: EpisodeInputs, tr_indices: Sequence[int],
+                          token: Optional[CancelToken] = None, ablate: str = "none",
+                          max_mb: float = 64.0) -> Generator[Progress, None, AttentionMaps]:
+        """CLS attention to every token, per layer and head, and its rollout, for some TRs.
+
+        Returns :class:`AttentionMaps` with ``kind="audiovisual"``: ``maps`` is
+        ``(n_kept, n_layers, n_heads, n_tokens)`` float16 (the CLS query's row, keys in the
+        order CLS, video patches frame by frame, audio patches time by frequency; see
+        ``meta["layout"]``), ``rollout`` is ``(n_kept, n_tokens)``. TRs are subsampled evenly
+        to stay under ``max_mb``.
+        """
+        token = token or CancelToken()
+        ablate = check_ablation(ablate, self.inputs)
+        idx = episode_tr_indices(episode, tr_indices)
+        n_tokens = 1 + self.n_video_tokens + self.n_audio_tokens
+        per_tr = (self.n_blocks * self.config.num_attention_heads + 1) * n_tokens * 2  # float16 bytes
+        n_keep = max(1, min(len(idx), int(max_mb * 1e6 // per_tr)))
+        if n_keep < len(idx):
+            idx = idx[np.unique(np.linspace(0, len(idx) - 1, n_keep).round().astype(int))]
+        sources = self.open_sources(episode, ablate)
+        maps, rollouts = [], []
+        try:
+            batch = max(1, min(self.batch_size, 4))
+            for k, start in enumerate(range(0, len(idx), batch)):
+                token.raise_if_cancelled()
+                b = idx[start:start + batch]
+                out = self._run(self.prepare(sources, episode, b, ablate), output_attentions=True)
+                att = [a.float().cpu().numpy() for a in out["attentions"]]  # each n, heads, T, T
+                maps.append(np.stack([a[:, :, 0, :] for a in att], axis=1).astype(np.float16))
+                rollouts.append(attention_rollout(att)[:, 0, :].astype(np.float16))
+                yield Progress(min(start + batch, len(idx)), len(idx), f"{self.spec.name}: attention")
+        finally:
+            self.close_sources(sources)
+        windows_s = episode.windows_s(self.spec.window_s, idx)
+        return AttentionMaps(
+            tr_indices=idx, layers=[layer_name(i) for i in range(1, self.n_blocks + 1)],
+            maps=np.concatenate(maps, axis=0), rollout=np.concatenate(rollouts, axis=0), kind="audiovisual",
+            meta={"layout": self.token_layout(), "grid": list(self.config.image_grid),
+                  "frame_times_s": window_frame_times(windows_s, self.n_frames).tolist(),
+                  "windows_s": windows_s.tolist(), "ablate": ablate})
+
+
+TVLTExtractor = TvltExtractor  # the name the registry looks up

@@ -165,3 +165,218 @@ def test_config_round_trip_and_defaults():
     assert again == c
     s = TvltPreprocessing.for_config(c)
     assert s.hop_length == 512 and s.sampling_rate == 44100 and s.crop_hw == (224, 224)
+
+
+# --------------------------------------------------------------------------- the extractor
+
+TR_S = 0.5
+N_TRS = 8
+FPS = 10
+SR = 44100
+FLASH_TR, TONE_TR = 2, 5
+
+
+def _write_episode(folder, flash_tr=FLASH_TR, tone_tr=TONE_TR, seed=0):
+    """Lossless video, black except a textured picture during ``flash_tr``; silent audio except a
+    tone during ``tone_tr``."""
+    import av
+    from fractions import Fraction
+
+    from scipy.io import wavfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    video = folder / "episode.mkv"
+    n_frames = int(N_TRS * TR_S * FPS)
+    with av.open(str(video), "w") as container:
+        stream = container.add_stream("ffv1", rate=Fraction(FPS, 1))
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv444p"
+        for i in range(n_frames):
+            img = np.zeros((32, 48, 3), np.uint8)
+            if flash_tr is not None and int(i / FPS / TR_S) == flash_tr:
+                img[:] = rng.integers(60, 255, (32, 48, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    t = np.arange(int(N_TRS * TR_S * SR)) / SR
+    audio = np.zeros_like(t)
+    if tone_tr is not None:
+        on = (t >= tone_tr * TR_S) & (t < (tone_tr + 1) * TR_S)
+        audio[on] = 0.5 * np.sin(2 * np.pi * 880.0 * t[on])
+    wav = folder / "episode.wav"
+    wavfile.write(str(wav), SR, (audio * 32767).astype(np.int16))
+    return video, wav
+
+
+@pytest.fixture(scope="module")
+def episode(tmp_path_factory):
+    from engine.features.base import EpisodeInputs
+
+    pytest.importorskip("engine.io.video")
+    video, wav = _write_episode(tmp_path_factory.mktemp("tvlt_episode"))
+    return EpisodeInputs(n_trs=N_TRS, tr_s=TR_S, video_path=video, audio_path=wav)
+
+
+def _spec(**changes):
+    from engine.features.base import ModelSpec
+
+    fields = dict(model=str(TINY), family="tvlt", modality="multimodal", layers=(), window_s=TR_S,
+                  frames_per_window=2, options=(("split_modalities", True),), name="tvlt-tiny")
+    fields.update(changes)
+    return ModelSpec(**fields)
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    from engine.features.tvlt import TvltExtractor
+
+    return TvltExtractor(_spec(), TINY, device="cpu", batch_size=3)
+
+
+def _extract(extractor, episode, **kwargs):
+    from engine.jobs import run_sync
+
+    return run_sync(extractor.extract(episode, **kwargs))
+
+
+def _same(a, b):
+    return np.allclose(a, b, atol=1e-5, rtol=0)
+
+
+def test_extractor_layers_and_shapes(extractor, episode):
+    feats = _extract(extractor, episode)
+    assert extractor.layers == ["layer00", "video.layer00", "audio.layer00", "layer01", "video.layer01",
+                                "audio.layer01", "layer02", "video.layer02", "audio.layer02"]
+    for name in extractor.layers:
+        assert feats[name].shape == (N_TRS, 32) and feats[name].dtype == np.float32
+
+
+def test_planted_flash_and_tone_land_in_their_trs(extractor, episode):
+    feats = _extract(extractor, episode)
+    still = [k for k in range(N_TRS) if k not in (FLASH_TR, TONE_TR)]
+    # embeddings: video tokens see only frames, audio tokens only sound
+    video0, audio0 = feats["video.layer00"], feats["audio.layer00"]
+    for k in range(N_TRS):
+        assert _same(video0[k], video0[still[0]]) == (k != FLASH_TR), k
+        assert _same(audio0[k], audio0[still[0]]) == (k != TONE_TR), k
+    # after attention both TRs stand out in every stream; the still TRs stay identical
+    for name in ("layer02", "video.layer02", "audio.layer02"):
+        f = feats[name]
+        assert all(_same(f[k], f[still[0]]) for k in still), name
+        assert not _same(f[FLASH_TR], f[still[0]]) and not _same(f[TONE_TR], f[still[0]]), name
+
+
+def test_rows_do_not_depend_on_the_chunk_they_are_asked_in(extractor, episode):
+    full = _extract(extractor, episode)
+    part = _extract(extractor, episode, tr_indices=[TONE_TR, FLASH_TR, 0])
+    for name in extractor.layers:
+        np.testing.assert_allclose(part[name], full[name][[TONE_TR, FLASH_TR, 0]], atol=1e-5, rtol=0)
+
+
+def test_modality_ablation_removes_exactly_one_input(extractor, episode, tmp_path):
+    from engine.features.base import EpisodeInputs
+
+    no_video = _extract(extractor, episode, ablate="vision")
+    no_audio = _extract(extractor, episode, ablate="audio")
+    for name in ("layer02", "video.layer02", "audio.layer02"):
+        # blank frames: the flash is gone, the tone is still there
+        assert _same(no_video[name][FLASH_TR], no_video[name][0])
+        assert not _same(no_video[name][TONE_TR], no_video[name][0])
+        # silence: the tone is gone, the flash is still there
+        assert _same(no_audio[name][TONE_TR], no_audio[name][0])
+        assert not _same(no_audio[name][FLASH_TR], no_audio[name][0])
+    # with the video blanked, a different video gives the same features
+    video2, _ = _write_episode(tmp_path / "other", flash_tr=6, tone_tr=None, seed=3)
+    other = EpisodeInputs(n_trs=N_TRS, tr_s=TR_S, video_path=video2, audio_path=episode.audio_path)
+    no_video_other = _extract(extractor, other, ablate="vision")
+    np.testing.assert_allclose(no_video_other["layer02"], no_video["layer02"], atol=1e-5, rtol=0)
+    from engine.errors import ConfigError as _ConfigError
+
+    with pytest.raises(_ConfigError, match="ablation"):
+        _extract(extractor, episode, ablate="text")
+
+
+def _direct_inputs(episode, k, n_frames=2):
+    """The inputs of TR k built by hand from the reader and the processors' reimplementation."""
+    from engine.io.video import VideoReader, read_audio
+
+    settings = TvltPreprocessing.from_folder(TINY, TvltConfig.from_folder(TINY))
+    start, end = k * TR_S, (k + 1) * TR_S
+    times = start + (np.arange(n_frames) + 0.5) / n_frames * (end - start)
+    with VideoReader(episode.video_path) as reader:
+        frames = np.stack([reader.frame_at(t) for t in times])
+    samples, sr = read_audio(episode.audio_path, sr=SR)
+    a = int(round(start * sr))
+    wave = samples[a:a + int(round(TR_S * sr))]
+    pixels, pmask = tvlt_pixel_values(frames, settings, 8, 4)
+    audio, amask = tvlt_audio_values(wave, settings)
+    return pixels, audio, pmask, amask
+
+
+def test_features_equal_the_model_run_by_hand(extractor, episode, tiny):
+    model, _config, _info = tiny
+    feats = _extract(extractor, episode, tr_indices=[TONE_TR])
+    pixels, audio, _pm, _am = _direct_inputs(episode, TONE_TR)
+    with torch.no_grad():
+        out = model(torch.from_numpy(pixels), torch.from_numpy(audio), output_hidden_states=True)
+    n_pix = pixels.shape[1] * 16
+    for i in range(3):
+        h = out["hidden_states"][i][0].numpy()
+        np.testing.assert_allclose(feats[f"layer{i:02d}"][0], h[1:].mean(0), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(feats[f"video.layer{i:02d}"][0], h[1:1 + n_pix].mean(0), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(feats[f"audio.layer{i:02d}"][0], h[1 + n_pix:].mean(0), atol=1e-5, rtol=0)
+
+
+def test_attention_maps_for_the_overlay(extractor, episode, tiny):
+    from engine.jobs import run_sync
+
+    model, config, _info = tiny
+    maps = run_sync(extractor.extract_attention(episode, [FLASH_TR, TONE_TR]))
+    n_tokens = 1 + 2 * 16 + extractor.n_audio_tokens
+    assert maps.kind == "audiovisual" and list(maps.tr_indices) == [FLASH_TR, TONE_TR]
+    assert maps.maps.shape == (2, config.num_hidden_layers, config.num_attention_heads, n_tokens)
+    assert maps.maps.dtype == np.float16 and maps.rollout.shape == (2, n_tokens)
+    np.testing.assert_allclose(maps.maps.astype(np.float32).sum(-1), 1.0, atol=2e-2)
+    np.testing.assert_allclose(maps.rollout.astype(np.float32).sum(-1), 1.0, atol=2e-2)
+    layout = maps.meta["layout"]
+    assert layout["audio"][1] == n_tokens and layout["video_grid"] == [2, 4, 4]
+    pixels, audio, pm, am = _direct_inputs(episode, TONE_TR)
+    with torch.no_grad():
+        out = model(torch.from_numpy(pixels), torch.from_numpy(audio), torch.from_numpy(pm), torch.from_numpy(am),
+                    output_attentions=True)
+    for layer in range(config.num_hidden_layers):
+        np.testing.assert_allclose(maps.maps[1, layer].astype(np.float32), out["attentions"][layer][0, :, 0].numpy(),
+                                   atol=2e-3)
+    # a budget of one TR keeps one TR
+    small = run_sync(extractor.extract_attention(episode, list(range(N_TRS)), max_mb=1e-6))
+    assert len(small.tr_indices) == 1
+
+
+def test_attention_rollout_of_identity_attention_is_identity():
+    eye = np.broadcast_to(np.eye(5), (1, 2, 5, 5))
+    np.testing.assert_allclose(tvlt.attention_rollout([eye, eye])[0], np.eye(5), atol=1e-6)
+    rng = np.random.default_rng(0)
+    a = rng.random((1, 2, 5, 5))
+    a /= a.sum(-1, keepdims=True)
+    r = tvlt.attention_rollout([a])[0]
+    expected = 0.5 * a.mean(1)[0] + 0.5 * np.eye(5)
+    np.testing.assert_allclose(r, expected / expected.sum(-1, keepdims=True), atol=1e-6)
+
+
+def test_extractor_rejects_windows_and_frames_the_model_cannot_take():
+    from engine.features.tvlt import TvltExtractor
+
+    with pytest.raises(ConfigError, match="frames per window"):
+        TvltExtractor(_spec(frames_per_window=8), TINY, device="cpu")
+    with pytest.raises(ConfigError, match="at most"):
+        TvltExtractor(_spec(window_s=2.0), TINY, device="cpu")
+
+
+def test_registry_builds_tvlt_from_a_folder():
+    registry = pytest.importorskip("engine.features.registry")
+    from engine.features.tvlt import TvltExtractor
+
+    ex = registry.build_extractor(str(TINY), device="cpu", family="tvlt", modality="multimodal",
+                                  window_s=TR_S, frames_per_window=2, layers=(1.0,))
+    assert isinstance(ex, TvltExtractor) and ex.layers == ["layer02"]
