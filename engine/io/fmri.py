@@ -391,7 +391,7 @@ def load_nifti_run(path, mask=None, tr_s: Optional[float] = None, name: Optional
         if mask_img.shape[:3] != shape[:3]:
             raise MismatchError(expected_found(f"mask for {path.name}", f"shape {shape[:3]} (the run's grid)",
                                                f"shape {mask_img.shape}"))
-    masker = NiftiMasker(mask_img=mask_img, memory=None, memory_level=0, standardize=False, detrend=False)
+    masker = NiftiMasker(mask_img=mask_img, memory=None, memory_level=0, standardize=None, detrend=False)
     try:
         voxels = masker.fit_transform(nib.Nifti1Image(np.nan_to_num(data), img.affine, img.header))
     except Exception as exc:
@@ -488,7 +488,8 @@ def load_cifti_run(path, tr_s: Optional[float] = None, name: Optional[str] = Non
     if isinstance(targets, nib.cifti2.BrainModelAxis):
         models = []
         for struct, slc, bm in targets.iter_structures():
-            entry = {"structure": struct, "start": int(slc.start or 0), "stop": int(slc.stop),
+            start, stop, _ = slc.indices(len(targets))
+            entry = {"structure": struct, "start": int(start), "stop": int(stop),
                      "surface": bool(bm.surface_mask.all())}
             if entry["surface"]:
                 entry["n_vertices"] = int(bm.nvertices[struct])
