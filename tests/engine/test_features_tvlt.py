@@ -333,24 +333,35 @@ def test_attention_maps_for_the_overlay(extractor, episode, tiny):
 
     model, config, _info = tiny
     maps = run_sync(extractor.extract_attention(episode, [FLASH_TR, TONE_TR]))
-    n_tokens = 1 + 2 * 16 + extractor.n_audio_tokens
-    assert maps.kind == "audiovisual" and list(maps.tr_indices) == [FLASH_TR, TONE_TR]
-    assert maps.maps.shape == (2, config.num_hidden_layers, config.num_attention_heads, n_tokens)
-    assert maps.maps.dtype == np.float16 and maps.rollout.shape == (2, n_tokens)
-    np.testing.assert_allclose(maps.maps.astype(np.float32).sum(-1), 1.0, atol=2e-2)
-    np.testing.assert_allclose(maps.rollout.astype(np.float32).sum(-1), 1.0, atol=2e-2)
-    layout = maps.meta["layout"]
-    assert layout["audio"][1] == n_tokens and layout["video_grid"] == [2, 4, 4]
+    n_time = extractor.n_audio_tokens // 2
+    L, H = config.num_hidden_layers, config.num_attention_heads
+    assert maps.kind == "patches" and list(maps.tr_indices) == [FLASH_TR, TONE_TR]
+    assert maps.maps.shape == (2, L, H, 4, 4) and maps.maps.dtype == np.float16
+    assert maps.rollout.shape == (2, 4, 4)
+    assert maps.meta["audio_maps"].shape == (2, L, H, n_time, 2)
+    share = maps.meta["modality_share"].astype(np.float32)
+    np.testing.assert_allclose(share.sum(-1), 1.0, atol=2e-2)
+    # the frame shown is the window's last one
+    assert maps.meta["frame_times_s"][1] == pytest.approx((TONE_TR + 0.75) * TR_S)
     pixels, audio, pm, am = _direct_inputs(episode, TONE_TR)
     with torch.no_grad():
         out = model(torch.from_numpy(pixels), torch.from_numpy(audio), torch.from_numpy(pm), torch.from_numpy(am),
                     output_attentions=True)
-    for layer in range(config.num_hidden_layers):
-        np.testing.assert_allclose(maps.maps[1, layer].astype(np.float32), out["attentions"][layer][0, :, 0].numpy(),
-                                   atol=2e-3)
-    # a budget of one TR keeps one TR
-    small = run_sync(extractor.extract_attention(episode, list(range(N_TRS)), max_mb=1e-6))
+    for layer in range(L):
+        row = out["attentions"][layer][0, :, 0].numpy()  # heads, tokens
+        np.testing.assert_allclose(maps.maps[1, layer].astype(np.float32).reshape(H, -1), row[:, 17:33], atol=2e-3)
+        np.testing.assert_allclose(maps.meta["audio_maps"][1, layer].astype(np.float32).reshape(H, -1),
+                                   row[:, 33:], atol=2e-3)
+        np.testing.assert_allclose(share[1, layer], np.stack([row[:, 0], row[:, 1:33].sum(-1), row[:, 33:].sum(-1)],
+                                                             -1), atol=2e-3)
+    roll = tvlt.attention_rollout([a.numpy() for a in out["attentions"]])[0, 0]
+    np.testing.assert_allclose(maps.rollout[1].astype(np.float32).ravel(), roll[17:33], atol=2e-3)
+    # a budget of one TR keeps one TR; none raises
+    per_tr_mib = 1.0 * ((L * H + 1) * (16 + n_time * 2) + L * H * 3) * 2 / 2 ** 20
+    small = run_sync(extractor.extract_attention(episode, list(range(N_TRS)), max_mb=1.5 * per_tr_mib))
     assert len(small.tr_indices) == 1
+    with pytest.raises(ConfigError, match="budget"):
+        run_sync(extractor.extract_attention(episode, [0], max_mb=1e-9))
 
 
 def test_attention_rollout_of_identity_attention_is_identity():
