@@ -70,6 +70,17 @@ def _run_task(fn, args, kwargs, shared):
     return fn(*args, **kwargs, **shared)
 
 
+def _run_task_one_blas_thread(fn, args, kwargs, shared):
+    """On a Dask worker: parallelism comes from the tasks, so BLAS gets one thread each
+    (several multi-threaded BLAS calls at once oversubscribe the cores and run slower)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
+        return fn(*args, **kwargs, **shared)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return fn(*args, **kwargs, **shared)
+
+
 def open_client(scheduler, n_workers: Optional[int] = None, processes: bool = False,
                 threads_per_worker: Optional[int] = None):
     """A ``(client, owned)`` pair for ``scheduler`` ("local", an address, or a Client).
@@ -174,7 +185,7 @@ def run_tasks(tasks: Sequence[Task], scheduler=None, token: Optional[CancelToken
     try:
         shared_f = {k: client.scatter(v, broadcast=True) for k, v in shared.items()}
         # pure=False: two tasks with equal arguments are still two tasks
-        futures = [client.submit(_run_task, t.fn, t.args, t.kwargs, shared_f, pure=False)
+        futures = [client.submit(_run_task_one_blas_thread, t.fn, t.args, t.kwargs, shared_f, pure=False)
                    for t in tasks]
         index = {f.key: i for i, f in enumerate(futures)}
         pending = set(futures)
