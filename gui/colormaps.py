@@ -69,7 +69,7 @@ def cortex_background(n_vertices: int, sulc: Optional[np.ndarray]) -> np.ndarray
 def map_rgb(values: np.ndarray, style: MapStyle, background: np.ndarray) -> np.ndarray:
     """Per-vertex RGB uint8 (n, 3): background where |value| < threshold or NaN, the map elsewhere."""
     v = np.asarray(values, dtype=np.float64)
-    show = np.isfinite(v) & (np.abs(v) >= style.threshold)
+    show = np.isfinite(v) & ((np.abs(v) if style.signed else v) >= style.threshold)
     rgb = background.copy()
     if show.any():
         rgb[show] = value_colors(v[show], style)

@@ -321,7 +321,10 @@ class CortexView(QWidget):
         else:
             values = self.session.map_at(run, key[0], self.state.tr_index)
         if key[0] == "score":
-            style = MapStyle.for_values(values, threshold_fraction=0.15)
+            # positive r only (a negative held-out r is a failed prediction, not a finding)
+            style = MapStyle.for_values(np.clip(values, 0, None), threshold_fraction=0.4)
+            style = MapStyle(vmax=style.vmax, threshold=max(style.threshold, min(0.1, 0.9 * style.vmax)),
+                             signed=False)
         else:
             # one colour scale per run so that frames are comparable while playing
             style = self._run_style(run, key[0])

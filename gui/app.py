@@ -1,0 +1,87 @@
+"""``python main.py gui``: start the desktop application.
+
+Arguments (parsed in main.py so that ``--help`` never imports Qt): ``project`` (a project
+file or folder), ``--demo``, ``--screenshot PNG`` (render the window once shown, write the
+PNG and a JSON of pane rectangles beside it, then quit) and ``--quit-after S``.
+
+Starting the GUI imports no torch and no transformers: those load only inside jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+STYLE_SHEET = RESOURCES / "style" / "alignscope.qss"
+SCREENSHOT_DELAY_MS = 1200
+
+
+def add_arguments(parser) -> None:
+    """Same arguments as main.py declares for ``gui`` (for callers that build their own parser)."""
+    parser.add_argument("project", nargs="?")
+    parser.add_argument("--demo", action="store_true")
+    parser.add_argument("--screenshot", metavar="PNG")
+    parser.add_argument("--quit-after", type=float, default=None)
+
+
+def make_application(argv=None):
+    """The QApplication (made once), with AlignScope's style sheet."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    if app is None:
+        os.environ.setdefault("QT_AUTO_SCREEN_SCALE_FACTOR", "1")
+        app = QApplication(list(argv) if argv is not None else [sys.argv[0]])
+        app.setApplicationName("AlignScope")
+        app.setOrganizationName("AlignScope")
+        app.setStyle("Fusion")
+        if STYLE_SHEET.exists():
+            app.setStyleSheet(STYLE_SHEET.read_text(encoding="utf-8"))
+    return app
+
+
+def run(args) -> int:
+    """Open the main window; returns the exit code."""
+    import pyvista as pv
+    from PySide6.QtCore import QTimer
+
+    from .main_window import MainWindow
+
+    app = make_application()
+    if app.platformName() in ("offscreen", "minimal"):
+        pv.OFF_SCREEN = True
+    window = MainWindow()
+    window.show()
+    ok = True
+    if getattr(args, "demo", False):
+        ok = window.open_demo()
+    elif getattr(args, "project", None):
+        ok = window.open_project(args.project)
+    status = {"code": 0}
+
+    screenshot: Optional[str] = getattr(args, "screenshot", None)
+    if screenshot:
+        def shoot() -> None:
+            try:
+                window.cortex_view.render()
+                app.processEvents()
+                path = window.save_screenshot(screenshot)
+                print(f"screenshot written: {path}")
+            except Exception as exc:  # noqa: BLE001 - report, then quit with an error code
+                print(f"alignscope gui: error: screenshot failed: {exc}", file=sys.stderr)
+                status["code"] = 1
+            if not ok:
+                status["code"] = 2
+            window.close()
+            app.quit()
+
+        QTimer.singleShot(SCREENSHOT_DELAY_MS, shoot)
+    quit_after = getattr(args, "quit_after", None)
+    if quit_after is not None:
+        QTimer.singleShot(int(quit_after * 1000), lambda: (window.close(), app.quit()))
+    app.exec()
+    window.shutdown()
+    return status["code"]

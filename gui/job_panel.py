@@ -1,0 +1,133 @@
+"""The job panel: one row per background job with a progress bar, its message and Cancel.
+
+A failed job's row turns red and shows the error; the panel reports it through
+``error_reported`` so that the main window shows a dialog and keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
+                               QSizePolicy, QVBoxLayout, QWidget)
+
+from engine.jobs import Progress
+
+from .workers import CANCELLED, FAILED, FINISHED, JobHandle, JobManager
+
+
+class JobRow(QFrame):
+    """One job: name, progress bar, message, Cancel (then Dismiss once it ended)."""
+
+    dismissed = Signal(object)
+
+    def __init__(self, handle: JobHandle, parent=None) -> None:
+        super().__init__(parent)
+        self.handle = handle
+        self.setObjectName("jobRow")
+        self.setProperty("jobState", "running")
+        self.name_label = QLabel(handle.name)
+        self.name_label.setObjectName("jobName")
+        self.name_label.setMinimumWidth(140)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 0)  # busy until the first report says how many steps
+        self.bar.setTextVisible(True)
+        self.bar.setFixedWidth(180)
+        self.message = QLabel("starting…")
+        self.message.setObjectName("jobMessage")
+        self.message.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.button = QPushButton("Cancel")
+        self.button.setToolTip("Stop this job at its next step; nothing half-written is kept")
+        self.button.clicked.connect(self._clicked)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(6, 3, 6, 3)
+        lay.addWidget(self.name_label)
+        lay.addWidget(self.bar)
+        lay.addWidget(self.message, 1)
+        lay.addWidget(self.button)
+        handle.progress.connect(self._on_progress)
+        handle.finished.connect(lambda _r: self._set_state(FINISHED, "done"))
+        handle.failed.connect(lambda msg, _tb: self._set_state(FAILED, msg))
+        handle.cancelled.connect(lambda: self._set_state(CANCELLED, "cancelled"))
+
+    @property
+    def state(self) -> str:
+        return self.property("jobState")
+
+    def _on_progress(self, p: Progress) -> None:
+        if p.total:
+            self.bar.setRange(0, int(p.total))
+            self.bar.setValue(int(p.step))
+            self.bar.setFormat(f"{p.step}/{p.total}")
+        if p.message:
+            self.message.setText(p.message)
+
+    def _set_state(self, state: str, text: str) -> None:
+        self.setProperty("jobState", state)
+        if state == FINISHED:
+            self.bar.setRange(0, max(self.bar.maximum(), 1))
+            self.bar.setValue(self.bar.maximum())
+        elif self.bar.maximum() == 0:
+            self.bar.setRange(0, 1)
+            self.bar.setValue(0)
+        self.message.setText(text)
+        self.message.setToolTip(self.handle.error_traceback or text)
+        self.button.setText("Dismiss")
+        self.button.setToolTip("Remove this row")
+        # re-polish so the style sheet's [jobState="failed"] rule applies now
+        for w in (self, self.message, self.name_label):
+            w.style().unpolish(w)
+            w.style().polish(w)
+
+    def _clicked(self) -> None:
+        if self.handle.state == "running":
+            self.button.setEnabled(False)
+            self.message.setText("cancelling…")
+            self.handle.cancel()
+        else:
+            self.dismissed.emit(self)
+
+
+class JobPanel(QWidget):
+    """Rows for the jobs of a :class:`JobManager`."""
+
+    error_reported = Signal(str, str, str)   # job name, message, traceback
+
+    def __init__(self, manager: JobManager, parent=None) -> None:
+        super().__init__(parent)
+        self.manager = manager
+        self.rows: List[JobRow] = []
+        self._list = QVBoxLayout()
+        self._list.setContentsMargins(0, 0, 0, 0)
+        self._list.setSpacing(2)
+        self._list.addStretch(1)
+        inner = QWidget()
+        inner.setLayout(self._list)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        scroll.setWidget(inner)
+        self.empty_label = QLabel("No jobs yet. Run > Extract features or Fit encoding model starts one.")
+        self.empty_label.setObjectName("paneHint")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.empty_label)
+        lay.addWidget(scroll, 1)
+        manager.job_started.connect(self.add_job)
+
+    def add_job(self, handle: JobHandle) -> JobRow:
+        row = JobRow(handle)
+        row.dismissed.connect(self._remove_row)
+        handle.failed.connect(lambda msg, tb, h=handle: self.error_reported.emit(h.name, msg, tb))
+        self._list.insertWidget(self._list.count() - 1, row)
+        self.rows.append(row)
+        self.empty_label.setVisible(False)
+        return row
+
+    def _remove_row(self, row: JobRow) -> None:
+        self.rows.remove(row)
+        row.setParent(None)
+        row.deleteLater()
+        self.empty_label.setVisible(not self.rows)

@@ -1,0 +1,513 @@
+"""The main window: video, time course and cortex panes around one AppState, plus jobs.
+
+Every pane observes the same :class:`~engine.state.AppState`; moving the slider sets
+``state.time`` and every pane updates from that one value. Errors a user can cause are
+shown in a dialog (``self.last_error_box`` keeps the latest, so tests can read it) and the
+window keeps working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+from PySide6.QtCore import QPoint, QRect, QSettings, QSize, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QImage, QKeySequence, QPainter
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
+                               QSplitter, QToolBar, QVBoxLayout, QWidget)
+
+from engine.errors import AlignScopeError
+from engine.jobs import Progress
+from engine.state import AppState
+
+from .cortex_view import CortexView
+from .job_panel import JobPanel
+from .timecourse_view import TimecourseView
+from .video_view import VideoView
+from .workers import JobHandle, JobManager
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+ICONS = RESOURCES / "icons"
+
+
+def icon(name: str) -> QIcon:
+    path = ICONS / f"{name}.svg"
+    return QIcon(str(path)) if path.exists() else QIcon()
+
+
+def _pane(widget: QWidget, name: str) -> QWidget:
+    widget.setObjectName(name)
+    widget.setAttribute(Qt.WA_StyledBackground, True)
+    return widget
+
+
+class MainWindow(QMainWindow):
+    """AlignScope's main window.
+
+    Parameters
+    ----------
+    state : AppState, optional
+    interactive_3d : bool or None
+        Passed to :class:`CortexView` (None: decide from the Qt platform).
+    """
+
+    def __init__(self, state: Optional[AppState] = None, interactive_3d: Optional[bool] = None) -> None:
+        super().__init__()
+        self.state = state or AppState()
+        self.session = None
+        self.project_path: Optional[Path] = None
+        self.last_error_box: Optional[QMessageBox] = None
+        self.errors_shown = []   # (title, message) of every error dialog, newest last
+        self.setWindowTitle("AlignScope")
+        self.setWindowIcon(icon("alignscope"))
+        self.resize(1500, 920)
+
+        self.jobs = JobManager(self)
+        self.video_view = _pane(VideoView(self.state), "videoPane")
+        self.timecourse_view = _pane(TimecourseView(self.state), "timecoursePane")
+        self.cortex_view = _pane(CortexView(self.state, interactive=interactive_3d), "cortexPane")
+        self.job_panel = JobPanel(self.jobs)
+        self.job_panel.error_reported.connect(self._job_failed)
+
+        left = QSplitter(Qt.Vertical)
+        left.addWidget(self.video_view)
+        left.addWidget(self.timecourse_view)
+        left.setStretchFactor(0, 3)
+        left.setStretchFactor(1, 2)
+        main = QSplitter(Qt.Horizontal)
+        main.addWidget(left)
+        main.addWidget(self.cortex_view)
+        main.setStretchFactor(0, 4)
+        main.setStretchFactor(1, 5)
+        main.setSizes([620, 880])
+        left.setSizes([500, 330])
+        self.splitter = main
+        self.setCentralWidget(main)
+
+        dock = QDockWidget("Jobs", self)
+        dock.setObjectName("jobsDock")
+        dock.setWidget(self.job_panel)
+        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
+                         | QDockWidget.DockWidgetClosable)
+        self.addDockWidget(Qt.BottomDockWidgetArea, dock)
+        self.resizeDocks([dock], [110], Qt.Vertical)
+        self.jobs_dock = dock
+
+        self._build_toolbar()
+        self._build_menus()
+        self.status_label = QLabel("Open a project (File > Open) or the demo (File > Open demo project)")
+        self.statusBar().addWidget(self.status_label, 1)
+        self.status_position = QLabel("")
+        self.status_position.setObjectName("timeLabel")
+        self.statusBar().addPermanentWidget(self.status_position)
+        self.state.events.time.connect(self._on_time)
+        self.state.events.target.connect(self._on_target)
+        self.state.events.run.connect(self._on_run)
+
+    # ---- chrome ------------------------------------------------------------------------
+    def _build_toolbar(self) -> None:
+        tb = QToolBar("Main")
+        tb.setObjectName("mainToolbar")
+        tb.setMovable(False)
+        tb.setIconSize(QSize(18, 18))
+        self.addToolBar(tb)
+        self.open_action = QAction(icon("open"), "Open project…", self)
+        self.open_action.setShortcut(QKeySequence.Open)
+        self.open_action.triggered.connect(self._choose_project_file)
+        tb.addAction(self.open_action)
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Run "))
+        self.run_box = QComboBox()
+        self.run_box.setMinimumWidth(150)
+        self.run_box.setToolTip("fMRI run whose time course and maps are shown")
+        self.run_box.currentIndexChanged.connect(self._run_chosen)
+        tb.addWidget(self.run_box)
+        tb.addWidget(QLabel("  Result "))
+        self.result_box = QComboBox()
+        self.result_box.setMinimumWidth(120)
+        self.result_box.setToolTip("Encoding result whose scores colour the cortex")
+        self.result_box.currentIndexChanged.connect(self._result_chosen)
+        tb.addWidget(self.result_box)
+        tb.addWidget(QLabel("  Region "))
+        self.region_box = QComboBox()
+        self.region_box.setMinimumWidth(230)
+        self.region_box.setToolTip("Show the mean time course of an atlas region")
+        self.region_box.currentIndexChanged.connect(self._region_chosen)
+        tb.addWidget(self.region_box)
+        self.toolbar = tb
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addAction(self.open_action)
+        a = m.addAction("Open project folder…")
+        a.triggered.connect(self._choose_project_folder)
+        a = m.addAction("Open demo project")
+        a.triggered.connect(self.open_demo)
+        m.addSeparator()
+        a = m.addAction("Save screenshot…")
+        a.triggered.connect(self._choose_screenshot)
+        m.addSeparator()
+        a = m.addAction("Quit")
+        a.setShortcut(QKeySequence.Quit)
+        a.triggered.connect(self.close)
+        m = mb.addMenu("&Playback")
+        a = m.addAction("Play / pause")
+        a.setShortcut(Qt.Key_Space)
+        a.triggered.connect(self.video_view.toggle_play)
+        a = m.addAction("Next TR")
+        a.setShortcut(Qt.Key_Right)
+        a.triggered.connect(lambda: self._step_tr(+1))
+        a = m.addAction("Previous TR")
+        a.setShortcut(Qt.Key_Left)
+        a.triggered.connect(lambda: self._step_tr(-1))
+        m = mb.addMenu("&Run")
+        self.extract_action = m.addAction("Extract low-level features")
+        self.extract_action.triggered.connect(self.start_extract_features)
+        self.fit_action = m.addAction("Fit encoding model (low-level features)")
+        self.fit_action.triggered.connect(self.start_fit_encoding)
+        m = mb.addMenu("&View")
+        m.addAction(self.jobs_dock.toggleViewAction())
+        for layer, label in (("score", "Encoding score"), ("measured", "Measured response"),
+                             ("predicted", "Predicted response")):
+            a = m.addAction(f"Cortex: {label}")
+            a.triggered.connect(lambda _=False, name=layer: setattr(self.state, "layer", name))
+        m = mb.addMenu("&Help")
+        a = m.addAction("About AlignScope")
+        a.triggered.connect(self._about)
+
+    # ---- errors ------------------------------------------------------------------------
+    def show_error(self, title: str, message: str, details: str = "") -> QMessageBox:
+        """A non-blocking error dialog; the window keeps working behind it."""
+        box = QMessageBox(QMessageBox.Critical, title, message, QMessageBox.Ok, self)
+        if details:
+            box.setDetailedText(details)
+        box.setWindowModality(Qt.WindowModal)
+        box.setAttribute(Qt.WA_DeleteOnClose, False)
+        box.open()
+        self.last_error_box = box
+        self.errors_shown.append((title, message))
+        self.status_label.setText(f"{title}: {message}")
+        return box
+
+    def _job_failed(self, name: str, message: str, tb: str) -> None:
+        self.show_error(f"{name} failed", message, tb)
+
+    # ---- project -----------------------------------------------------------------------
+    def open_project(self, path) -> bool:
+        """Open a project file or folder; shows a dialog and returns False on a user error."""
+        from engine.session import ProjectSession
+
+        try:
+            session = ProjectSession.open(path)
+        except AlignScopeError as exc:
+            self.show_error("Cannot open project", str(exc))
+            return False
+        self.set_session(session, Path(path))
+        return True
+
+    def open_demo(self) -> bool:
+        """Open the demo project (written on first use, which takes about a minute)."""
+        demo = self._engine_module("engine.demo", "the demo project")
+        if demo is None:
+            return False
+        self.status_label.setText("Preparing the demo project…")
+        try:
+            path = demo.ensure_demo_project()
+        except AlignScopeError as exc:
+            self.show_error("Cannot prepare the demo", str(exc))
+            return False
+        return self.open_project(path)
+
+    def set_session(self, session, path: Optional[Path] = None) -> None:
+        """Show ``session`` in every pane (closing the previous one)."""
+        old = self.session
+        self.session = session
+        self.project_path = path
+        self.state.playing = False
+        self.state.target = None
+        self.state.result = session.result_name
+        runs = session.run_names
+        self.state.run = runs[0] if runs else None
+        self.state.timeline = session.timeline(self.state.run)
+        self.state.time = 0.0
+        for view in (self.video_view, self.timecourse_view, self.cortex_view):
+            view.set_session(session)
+        self._fill_boxes()
+        if old is not None and old is not session:
+            old.close()
+        if session.result is not None and session.run_names:
+            best = int(session.score_map().argmax())
+            self.state.select_vertex(best)   # start on the best-predicted vertex: something to see
+        title = session.project.name
+        self.setWindowTitle(f"AlignScope — {title}")
+        n = len(session.run_names)
+        self.status_label.setText(
+            f"{session.project.name}: episode {session.episode.name}, {n} run{'s' * (n != 1)}"
+            + (f", result “{session.result_name}”" if session.result_name else ", no encoding result yet"))
+
+    def _fill_boxes(self) -> None:
+        s = self.session
+        for box, items, current in ((self.run_box, s.run_names, self.state.run),
+                                    (self.result_box, list(s.project.results), s.result_name)):
+            box.blockSignals(True)
+            box.clear()
+            box.addItems(items)
+            if current in items:
+                box.setCurrentIndex(items.index(current))
+            box.blockSignals(False)
+        self.region_box.blockSignals(True)
+        self.region_box.clear()
+        self.region_box.addItem("— pick a region —" if s.atlas is not None else "no atlas in this project")
+        self.region_box.addItems(s.region_names())
+        self.region_box.setEnabled(s.atlas is not None)
+        self.region_box.blockSignals(False)
+
+    def _engine_module(self, name: str, what: str):
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            self.show_error("Not available", f"{what}: expected the module {name}, found none "
+                            f"({exc}). This build of AlignScope does not include it.")
+            return None
+
+    # ---- widgets -> state ----------------------------------------------------------------
+    def _run_chosen(self, index: int) -> None:
+        if self.session is None or index < 0:
+            return
+        name = self.run_box.itemText(index)
+        self.state.run = name
+        self.state.timeline = self.session.timeline(name)
+
+    def _result_chosen(self, index: int) -> None:
+        if self.session is None or index < 0:
+            return
+        name = self.result_box.itemText(index)
+        if name == self.session.result_name or self.project_path is None:
+            return
+        from engine.session import ProjectSession
+
+        try:
+            session = ProjectSession.open(self.project_path, episode=self.session.episode.name, result=name)
+        except AlignScopeError as exc:
+            self.show_error("Cannot open result", str(exc))
+            return
+        target, t = self.state.target, self.state.time
+        self.set_session(session, self.project_path)
+        self.state.time = t
+        if target is not None:
+            self.state.target = target
+
+    def _region_chosen(self, index: int) -> None:
+        if self.session is None or index <= 0 or self.session.atlas is None:
+            return
+        self.state.select_region(self.region_box.itemText(index), atlas=getattr(self.session.atlas, "name", None))
+
+    def _step_tr(self, delta: int) -> None:
+        tl = self.state.timeline
+        if tl is not None:
+            k = min(max(self.state.tr_index + delta, 0), tl.n_trs - 1)
+            self.state.time = tl.tr_time(k)
+
+    # ---- state -> chrome ------------------------------------------------------------------
+    def _on_time(self, _e) -> None:
+        tl = self.state.timeline
+        if tl is not None:
+            self.status_position.setText(f"t = {self.state.time:7.2f} s   frame {self.state.frame_index}   "
+                                         f"TR {self.state.tr_index}")
+
+    def _on_target(self, e) -> None:
+        t = e.value
+        if t is None or t.kind != "region":
+            if self.region_box.currentIndex() != 0 and self.region_box.count():
+                self.region_box.blockSignals(True)
+                self.region_box.setCurrentIndex(0)
+                self.region_box.blockSignals(False)
+
+    def _on_run(self, e) -> None:
+        i = self.run_box.findText(e.value or "")
+        if i >= 0 and i != self.run_box.currentIndex():
+            self.run_box.blockSignals(True)
+            self.run_box.setCurrentIndex(i)
+            self.run_box.blockSignals(False)
+
+    # ---- jobs --------------------------------------------------------------------------
+    def start_job(self, name: str, factory: Callable, on_done: Optional[Callable] = None) -> JobHandle:
+        """Run ``factory(token)`` (an engine job generator) on a worker thread."""
+        handle = self.jobs.start(name, factory)
+        if on_done is not None:
+            handle.finished.connect(on_done)
+        return handle
+
+    def _episode_inputs(self):
+        s = self.session
+        if s is None or not s.runs:
+            self.show_error("No project", "expected an open project with an fMRI run, found none")
+            return None
+        run = s.run(self.state.run)
+        return s, run
+
+    def start_extract_features(self) -> Optional[JobHandle]:
+        """Run > Extract low-level features: luminance, contrast, motion, sound, word rate per TR."""
+        got = self._episode_inputs()
+        lowlevel = self._engine_module("engine.features.lowlevel", "low-level features")
+        if got is None or lowlevel is None:
+            return None
+        s, run = got
+        video = s.project.path(s.episode.video)
+        words, n_trs, tr_s, onset_s = s.words, run.n_trs, run.ref.tr_s, run.ref.onset_s
+
+        def factory(token):
+            return lowlevel.lowlevel_features_job(video, words, n_trs, tr_s, onset_s, token=token)
+
+        def done(features: Dict) -> None:
+            text = ", ".join(f"{k} {v.shape[1]}" for k, v in features.items())
+            self.status_label.setText(f"Features of {s.episode.name} ready ({n_trs} TRs): {text}")
+
+        return self.start_job("Extract features", factory, done)
+
+    def start_fit_encoding(self) -> Optional[JobHandle]:
+        """Run > Fit encoding model on the low-level features; saves the result and shows it."""
+        got = self._episode_inputs()
+        lowlevel = self._engine_module("engine.features.lowlevel", "low-level features")
+        fit = self._engine_module("engine.encoding.fit", "encoding model fitting")
+        if got is None or lowlevel is None or fit is None:
+            return None
+        s, _ = got
+        if len(s.runs) < 2:
+            self.show_error("Cannot fit", f"leave-one-run-out: expected at least 2 runs, found {len(s.runs)}")
+            return None
+        runs = list(s.runs.values())
+        video = s.project.path(s.episode.video)
+        words = s.words
+        project_path = self.project_path
+        out_rel = "results/lowlevel_gui.h5"
+
+        def factory(token):
+            def job():
+                yield Progress(0, 3, "computing low-level features")
+                feats = yield from lowlevel.lowlevel_features_job(video, words, runs[0].n_trs, runs[0].ref.tr_s,
+                                                                   runs[0].ref.onset_s, token=token)
+                import numpy as np
+
+                X = np.column_stack([v for v in feats.values()]).astype(np.float32)
+                result = yield from fit.fit_encoding_job([X] * len(runs), [r.data for r in runs],
+                                                         run_names=[r.name for r in runs], space="fsaverage5",
+                                                         feature_names=[f"{k}:{i}" for k, v in feats.items()
+                                                                        for i in range(v.shape[1])],
+                                                         token=token)
+                yield Progress(3, 3, "saving the result")
+                return result
+            return job()
+
+        def done(result) -> None:
+            if project_path is None:
+                return
+            try:
+                from engine.project import Project
+
+                project = Project.load(project_path)
+                result.save(project.path(out_rel))
+                project.results["lowlevel (GUI)"] = out_rel
+                project.save(project_path if Path(project_path).is_file() else
+                             next(Path(project_path).glob("*.alignscope.json")))
+            except AlignScopeError as exc:
+                self.show_error("Cannot save the result", str(exc))
+                return
+            self.status_label.setText(f"Encoding result saved: {out_rel} (mean r = {float(result.scores.mean()):.3f})")
+            self.open_project(project_path)
+
+        return self.start_job("Fit encoding model", factory, done)
+
+    # ---- screenshots -------------------------------------------------------------------
+    def render_image(self) -> QImage:
+        """The whole window as an image, with the 3D pane's current render composited in
+        (a native OpenGL child window does not always appear in ``QWidget.grab``)."""
+        img = self.grab().toImage()
+        cv = self.cortex_view
+        if cv.interactive and cv.plotter is not None:
+            import numpy as np
+
+            rgb = np.ascontiguousarray(cv.image())
+            h, w = rgb.shape[:2]
+            qimg = QImage(rgb.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+            rect = QRect(cv.host.mapTo(self, QPoint(0, 0)), cv.host.size())
+            p = QPainter(img)
+            p.drawImage(rect, qimg)
+            p.end()
+        return img
+
+    def pane_geometry(self) -> Dict[str, list]:
+        """Rectangles [x, y, w, h] (window pixels) of the panes' content, for screenshot checks."""
+        def rect(w, r: Optional[QRect] = None):
+            r = r or w.rect()
+            top_left = w.mapTo(self, r.topLeft())
+            return [top_left.x(), top_left.y(), r.width(), r.height()]
+
+        return {
+            "window": [0, 0, self.width(), self.height()],
+            "video_frame": rect(self.video_view.canvas, self.video_view.canvas.image_rect()),
+            "video_pane": rect(self.video_view),
+            "subtitle": rect(self.video_view.subtitle),
+            "timecourse_plot": rect(self.timecourse_view.plot),
+            "cortex_3d": rect(self.cortex_view.host),
+            "cortex_colorbar": rect(self.cortex_view.colorbar),
+            "jobs": rect(self.job_panel),
+        }
+
+    def save_screenshot(self, path) -> Path:
+        """Write the window to PNG and its pane rectangles to ``<path>.json``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img = self.render_image()
+        ratio = img.width() / max(self.width(), 1)
+        if not img.save(str(path)):
+            raise AlignScopeError(f"screenshot: expected to write {path}, found the write failed")
+        meta = {"device_pixel_ratio": ratio, "panes": self.pane_geometry(),
+                "interactive_3d": self.cortex_view.interactive,
+                "time_s": self.state.time, "frame": self.state.frame_index, "tr": self.state.tr_index,
+                "target": None if self.state.target is None else self.state.target.label}
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+        return path
+
+    def _choose_screenshot(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "alignscope.png", "PNG image (*.png)")
+        if path:
+            self.save_screenshot(path)
+
+    def _choose_project_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", "", "AlignScope project (*.alignscope.json)")
+        if path:
+            self.open_project(path)
+
+    def _choose_project_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open project folder")
+        if path:
+            self.open_project(path)
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About AlignScope",
+                          "AlignScope: how well multimodal AI models line up with the brains of people "
+                          "watching TV.\n\nVideo, brain responses and model predictions on one clock.")
+
+    # ---- lifetime ----------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop playback and jobs, close the 3D view (its VTK window) and the session."""
+        if getattr(self, "_shut", False):
+            return
+        self._shut = True
+        self.state.playing = False
+        self.jobs.shutdown()
+        self.video_view.close_view()
+        self.timecourse_view.close_view()
+        self.cortex_view.close_view()
+        for name, cb in (("time", self._on_time), ("target", self._on_target), ("run", self._on_run)):
+            getattr(self.state.events, name).disconnect(cb)
+        if self.session is not None:
+            self.session.close()
