@@ -143,14 +143,42 @@ class Project:
         if path.is_dir():
             path = path / f"{self.name}{PROJECT_SUFFIX}"
         path.parent.mkdir(parents=True, exist_ok=True)
+        new_root = path.parent.resolve()
+        if self.root is not None and Path(self.root).resolve() != new_root:
+            self._rebase(new_root)   # saved elsewhere: relative paths must still reach the same files
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        self.root = path.parent.resolve()
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        self.root = new_root
         return path
+
+    # fields holding project-relative paths
+    _PATH_FIELDS = {Episode: ("video", "audio", "subtitles", "words", "events"),
+                    RunRef: ("path", "confounds", "mask"), AtlasRef: ("path",)}
+
+    def _rebase(self, new_root: Path) -> None:
+        """Rewrite relative paths so they name the same files from ``new_root``."""
+        old_root = Path(self.root).resolve()
+
+        def move(rel):
+            if rel is None or ":" in rel.split("/")[0] or Path(rel).is_absolute():
+                return rel            # None, "builtin:..." names and absolute paths stay as they are
+            return os.path.relpath(old_root / rel, new_root).replace(os.sep, "/")
+
+        for items in (self.episodes, self.runs, self.atlases):
+            for item in items:
+                for name in self._PATH_FIELDS[type(item)]:
+                    setattr(item, name, move(getattr(item, name)))
+        self.results = {k: move(v) for k, v in self.results.items()}
+        self.root = new_root
 
     @classmethod
     def load(cls, path) -> "Project":
