@@ -50,6 +50,7 @@ __all__ = ["Task", "run_tasks", "run_tasks_sync", "open_client", "target_chunks"
            "fit_encoding_many_job", "merge_results"]
 
 _POLL_S = 0.1  # how often a waiting job looks at its cancel token
+CONNECT_TIMEOUT_S = 10.0  # how long to wait for a user's scheduler to answer
 
 
 @dataclass
@@ -114,8 +115,8 @@ def open_client(scheduler, n_workers: Optional[int] = None, processes: bool = Fa
         return client, True
     address = scheduler if "://" in scheduler else f"tcp://{scheduler}"
     try:
-        client = Client(address, timeout="10s")
-    except (OSError, TimeoutError) as exc:
+        client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
+    except (OSError, TimeoutError, ValueError) as exc:
         raise ConfigError(expected_found("Dask scheduler", f"one answering at {address}",
                                          f"no answer ({exc})")) from exc
     return client, True
