@@ -228,3 +228,23 @@ def test_sign_flip_exact_and_random():
     _, pr = sign_flip_test(big, n_perm=2000, seed=1)
     assert np.all(pr[:20] < 0.01)
     assert scipy.stats.kstest(pr[20:], "uniform").pvalue > 0.01
+
+
+@pytest.mark.filterwarnings("ignore::engine.encoding.ridge.AlphaOnEdgeWarning")
+@pytest.mark.parametrize("cv", ["loro", 2])
+def test_scores_from_real_results_reproduce_encoding_result_scores(cv):
+    # "auto" pools runs by the result's outer folds, as fit_encoding scores them
+    from engine.encoding.fit import fit_encoding
+    rng = np.random.default_rng(10)
+    X = [rng.standard_normal((60, 4)).astype(np.float32) for _ in range(4)]
+    W = rng.standard_normal((4, 30))
+    Y = [(np.roll(x, 1, axis=0) @ W + 2 * rng.standard_normal((60, 30))).astype(np.float32) for x in X]
+    fit = dict(delays=(1, 2), alphas=np.logspace(-1, 4, 6), cv=cv)
+    res_a = fit_encoding(X, Y, **fit)
+    res_b = fit_encoding([x[:, :2] for x in X], Y, **fit)  # a weaker model: half the features
+    cmp = compare_models(res_a, res_b, n_perm=200, n_boot=100, seed=0)
+    np.testing.assert_allclose(cmp.scores_a, res_a.scores, atol=2e-6)
+    np.testing.assert_allclose(cmp.scores_b, res_b.scores, atol=2e-6)
+    assert np.mean(cmp.difference) > 0 and np.mean(cmp.q_values < 0.05) > 0.3
+    low, high = bootstrap_ci_targets(res_a, n_boot=200, seed=1)
+    assert np.mean((low <= res_a.scores) & (res_a.scores <= high)) > 0.95
