@@ -303,11 +303,28 @@ def _inspect_media(path) -> dict:
 
 
 def _inspect_media_fallback(path) -> dict:
-    from engine.io.video import VideoReader
+    """Used until ``engine.io.media_info`` is available: streams via PyAV, frames via VideoReader."""
+    import av
 
-    with VideoReader(path) as r:
-        facts = {"n_frames": r.n_frames, "fps": r.fps, "duration_s": r.duration_s, "size": [r.width, r.height]}
-    return _report(path, "video", facts)
+    try:
+        with av.open(str(path)) as c:
+            streams = [f"{s.type} {s.codec_context.name}" for s in c.streams]
+            has_video = any(s.type == "video" for s in c.streams)
+            duration_s = float(c.duration) / 1e6 if c.duration else None
+    except Exception as exc:
+        return _report(path, "media", problems=[f"expected a video or audio file, found unreadable content "
+                                                f"({exc.__class__.__name__}: {str(exc)[:160]})"])
+    facts = {"streams": streams, "duration_s": duration_s}
+    problems = []
+    if has_video:
+        from engine.io.video import VideoReader
+
+        with VideoReader(path) as r:
+            facts.update({"n_frames": r.n_frames, "fps": round(r.fps, 3), "duration_s": r.duration_s,
+                          "size": [r.width, r.height]})
+    if not streams:
+        problems.append("expected a video or audio stream, found none")
+    return _report(path, "media", facts, problems)
 
 
 def _inspect_text(path) -> dict:
