@@ -236,6 +236,7 @@ class MainWindow(QMainWindow):
         for view in (self.video_view, self.timecourse_view, self.cortex_view):
             view.set_session(session)
         self._fill_boxes()
+        self._on_time(None)
         if old is not None and old is not session:
             old.close()
         if session.result is not None and session.run_names:

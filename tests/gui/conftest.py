@@ -1,0 +1,54 @@
+"""GUI test fixtures: offscreen Qt, a synthetic project, a main window that is closed after use."""
+
+import os
+
+os.environ["QT_QPA_PLATFORM"] = "offscreen"   # before any Qt import
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gc  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pyvista_offscreen():
+    import pyvista as pv
+
+    pv.OFF_SCREEN = True
+    yield
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    """A 6 s video (10 fps), 2 runs of 6 TRs (TR 1 s) on fsaverage5, a result with 1 dropped TR."""
+    from tests.gui.synthetic import write_project
+
+    return write_project(tmp_path_factory.mktemp("synthetic"), n_targets=20484, n_trs=6, seconds=6.0)
+
+
+@pytest.fixture
+def session(synthetic):
+    from tests.gui.synthetic import make_session
+
+    s = make_session(synthetic)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def window(qtbot, session):
+    """A main window showing the synthetic session, 3D pane rendered off-screen."""
+    from gui.cortex_view import live_plotter_count
+    from gui.main_window import MainWindow
+
+    w = MainWindow(interactive_3d=False)
+    qtbot.addWidget(w)
+    w.resize(1300, 850)
+    w.show()
+    qtbot.waitExposed(w)
+    w.set_session(session)
+    qtbot.wait(10)
+    yield w
+    w.close()
+    gc.collect()
+    assert live_plotter_count() == 0, "a VTK plotter survived its window"
