@@ -210,6 +210,12 @@ def hf_home() -> Path:
     return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
 
 
+def hf_hub_cache() -> Path:
+    """Where the Hub cache is looked for: ``$HF_HUB_CACHE`` or ``$HF_HOME/hub``."""
+    env = os.environ.get("HF_HUB_CACHE")
+    return Path(env).expanduser() if env else hf_home() / "hub"
+
+
 def resolve_weights(spec: ModelSpec) -> Path:
     """The local folder holding ``spec.model``'s weights, offline.
 
@@ -237,11 +243,12 @@ def resolve_weights(spec: ModelSpec) -> Path:
     except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
         raise ModelNotFoundError(f"model {model!r}: expected huggingface_hub to find it, found it missing")
     try:
-        folder = snapshot_download(repo_id=model, revision=spec.revision, local_files_only=True)
+        folder = snapshot_download(repo_id=model, revision=spec.revision, local_files_only=True,
+                                   cache_dir=str(hf_hub_cache()))
     except (LocalEntryNotFoundError, FileNotFoundError, ValueError, OSError) as exc:
         raise ModelNotFoundError(
             f"model {model!r}: expected it in a local folder or in the offline Hugging Face cache "
-            f"({hf_home() / 'hub'}), found neither. On a machine with internet run "
+            f"({hf_hub_cache()}), found neither. On a machine with internet run "
             f"`HF_HOME={hf_home()} huggingface-cli download {model}` (or `hf download {model}`) and copy "
             f"that HF_HOME here, or save the model into a folder and pass the folder path."
         ) from exc
