@@ -15,7 +15,8 @@ Columns of each feature space (see :data:`FEATURE_COLUMNS`):
 - ``contrast`` (1): RMS contrast, the standard deviation of the grey levels (0 .. 0.5).
 - ``motion`` (2): mean absolute grey-level change between consecutive frames per second,
   and mean Farneback optical-flow speed in image widths per second (computed at a reduced
-  resolution of :data:`MOTION_WIDTH_PX` pixels wide).
+  resolution of :data:`MOTION_WIDTH_PX` pixels wide, on frame pairs at most
+  :data:`FLOW_RATE_HZ` times a second).
 - ``audio_envelope`` (2): RMS amplitude and mean Hilbert envelope of the waveform.
 - ``mel`` (:data:`N_MEL_BANDS`): log-mel power spectrum (natural log), 25 ms windows,
   10 ms hop, bands between 0 Hz and the Nyquist frequency, averaged over each TR.
@@ -54,6 +55,7 @@ __all__ = [
 
 N_MEL_BANDS = 32
 MOTION_WIDTH_PX = 160
+FLOW_RATE_HZ = 12.0
 AUDIO_SR = 16000
 WIN_S = 0.025
 HOP_S = 0.010
@@ -118,6 +120,7 @@ def _flow_speed(prev_small: np.ndarray, small: np.ndarray) -> float:
 
     a = np.clip(prev_small * 255.0, 0, 255).astype(np.uint8)
     b = np.clip(small * 255.0, 0, 255).astype(np.uint8)
+    # Three pyramid levels and a 15 px window: cheaper settings lose displacements > ~3 px.
     flow = cv2.calcOpticalFlowFarneback(a, b, None, pyr_scale=0.5, levels=3, winsize=15,
                                         iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
     return float(np.mean(np.hypot(flow[..., 0], flow[..., 1])))
@@ -127,7 +130,7 @@ def _flow_speed(prev_small: np.ndarray, small: np.ndarray) -> float:
 
 def frame_features_job(frames: Iterable[Tuple[float, np.ndarray]], n_trs: int, tr_s: float,
                        onset_s: float = 0.0, stimulus_end_s: Optional[float] = None,
-                       n_frames: int = 0, optical_flow: bool = True,
+                       n_frames: int = 0, optical_flow: bool = True, flow_rate_hz: float = FLOW_RATE_HZ,
                        token: Optional[CancelToken] = None):
     """Job: luminance, contrast and motion per TR from an iterable of ``(t_s, rgb)`` frames.
 
@@ -146,6 +149,10 @@ def frame_features_job(frames: Iterable[Tuple[float, np.ndarray]], n_trs: int, t
         Expected number of frames, for progress reports only (0 = unknown).
     optical_flow : bool
         Compute the Farneback flow column of ``motion`` (else it is zero).
+    flow_rate_hz : float
+        Optical flow is measured on consecutive frame pairs at most this often (the
+        expensive part; every pair for videos up to this frame rate). Frame differences
+        use every pair.
 
     Yields
     ------
@@ -158,8 +165,8 @@ def frame_features_job(frames: Iterable[Tuple[float, np.ndarray]], n_trs: int, t
     """
     _check_trs(n_trs, tr_s)
     times_s, lum, con = [], [], []
-    motion_times_s, motion = [], []
-    prev_t_s, prev_grey_small = None, None
+    diff_times_s, diffs, flow_times_s, flows = [], [], [], []
+    prev_t_s, prev_grey_small, last_flow_t_s = None, None, -np.inf
     report_every = 50
     for i, (t_s, rgb) in enumerate(frames):
         if token is not None:
@@ -176,10 +183,15 @@ def frame_features_job(frames: Iterable[Tuple[float, np.ndarray]], n_trs: int, t
             dt_s = float(t_s) - prev_t_s
             if dt_s <= 0:
                 raise DataError(f"video frame {i}: expected increasing time stamps, found {t_s} after {prev_t_s}")
-            diff = float(np.mean(np.abs(small - prev_grey_small))) / dt_s
-            speed = _flow_speed(prev_grey_small, small) / small.shape[1] / dt_s if optical_flow else 0.0
-            motion_times_s.append(float(t_s))
-            motion.append((diff, speed))
+            diff_times_s.append(float(t_s))
+            diffs.append(float(np.mean(np.abs(small - prev_grey_small))) / dt_s)
+            if not optical_flow:
+                flow_times_s.append(float(t_s))
+                flows.append(0.0)
+            elif float(t_s) - last_flow_t_s >= 1.0 / flow_rate_hz - 1e-6:
+                flow_times_s.append(float(t_s))
+                flows.append(_flow_speed(prev_grey_small, small) / small.shape[1] / dt_s)
+                last_flow_t_s = float(t_s)
         prev_t_s, prev_grey_small = float(t_s), small
         if i % report_every == 0:
             yield Progress(i, n_frames, f"frame {i}" + (f" of {n_frames}" if n_frames else ""))
@@ -195,8 +207,10 @@ def frame_features_job(frames: Iterable[Tuple[float, np.ndarray]], n_trs: int, t
         "luminance": bin_to_trs(times_s, np.asarray(lum)[:, None], n_trs, tr_s, onset_s),
         "contrast": bin_to_trs(times_s, np.asarray(con)[:, None], n_trs, tr_s, onset_s),
     }
-    if motion:
-        out["motion"] = bin_to_trs(np.asarray(motion_times_s), np.asarray(motion), n_trs, tr_s, onset_s)
+    if diffs:
+        out["motion"] = np.concatenate(
+            [bin_to_trs(np.asarray(diff_times_s), np.asarray(diffs)[:, None], n_trs, tr_s, onset_s),
+             bin_to_trs(np.asarray(flow_times_s), np.asarray(flows)[:, None], n_trs, tr_s, onset_s)], axis=1)
     else:
         out["motion"] = np.zeros((n_trs, 2))
     for key in out:

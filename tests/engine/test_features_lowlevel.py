@@ -83,6 +83,18 @@ def test_motion_tracks_square_speed():
     assert 3.5 < motion[4, 1] / motion[1, 1] < 6.5
 
 
+def test_flow_on_a_subset_of_pairs_at_high_frame_rate_still_tracks_speed():
+    speeds = np.array([0, 2, 1, 3, 0, 2], dtype=float)  # pixels per frame at 30 fps
+    frames = _square_frames(speeds, fps=30.0)
+    capped = run_sync(frame_features_job(frames, n_trs=len(speeds), tr_s=TR_S, flow_rate_hz=10.0))
+    assert np.corrcoef(capped["motion"][:, 1], speeds)[0, 1] > 0.95
+    # a third of the pairs gives the same speeds as all of them (up to the step between TRs)
+    every = run_sync(frame_features_job(frames, n_trs=len(speeds), tr_s=TR_S, flow_rate_hz=1000.0))
+    moving = speeds > 0
+    np.testing.assert_allclose(capped["motion"][moving, 1], every["motion"][moving, 1], rtol=0.1)
+    np.testing.assert_array_equal(capped["motion"][:, 0], every["motion"][:, 0])
+
+
 def test_frames_binned_exactly_with_onset_and_variable_rate():
     # frames at irregular times; TR k must average exactly the frames in [onset + k*tr, onset + (k+1)*tr)
     rng = np.random.default_rng(3)
