@@ -192,7 +192,7 @@ def fit_encoding_job(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS,
                      token: Optional[CancelToken] = None, run_names: Optional[Sequence[str]] = None,
                      space: Optional[str] = None, feature_names: Optional[Sequence[str]] = None,
                      inner_cv: Union[str, int, None] = None, provenance: Optional[Dict[str, Any]] = None,
-                     solver: str = "auto"):
+                     solver: str = "auto", fold_transform=None):
     """Job form of :func:`fit_encoding`: yields a :class:`~engine.jobs.Progress` per outer fold
     and batch of targets (cancel points); returns the :class:`EncodingResult`."""
     spaces = _as_spaces(X_runs, feature_names)
@@ -230,7 +230,7 @@ def fit_encoding_job(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS,
     lengths = [y.shape[0] for y in Yp]
 
     fixed_X = None
-    if pca is None:
+    if pca is None and fold_transform is None:
         fixed_X, _ = prepare_features(spaces, delays, drop_edges)
 
     # progress: one step per outer fold and target batch
@@ -256,7 +256,8 @@ def fit_encoding_job(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS,
         if fixed_X is not None:
             Xp = fixed_X
         else:
-            Xp, _ = prepare_features(spaces, delays, drop_edges, pca=pca, train_runs=train)
+            fold_spaces = spaces if fold_transform is None else fold_transform(spaces, train)
+            Xp, _ = prepare_features(fold_spaces, delays, drop_edges, pca=pca, train_runs=train)
         n_features_used = Xp[0].shape[1]
         X_train = pp.concat_runs(Xp, train)
         Y_train = pp.concat_runs(Yp, train)
@@ -319,7 +320,7 @@ def fit_encoding(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS, cv=
                  run_names: Optional[Sequence[str]] = None, space: Optional[str] = None,
                  feature_names: Optional[Sequence[str]] = None, inner_cv=None,
                  provenance: Optional[Dict[str, Any]] = None, solver: str = "auto",
-                 on_progress=None) -> EncodingResult:
+                 fold_transform=None, on_progress=None) -> EncodingResult:
     """Fit cross-validated encoding models (one ridge per target) and score them on held-out runs.
 
     Parameters
@@ -353,6 +354,12 @@ def fit_encoding(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS, cv=
     provenance : dict, optional
         Extra provenance (data paths, hashes) merged into the result's.
     solver : {"auto", "primal", "dual"}
+    fold_transform : callable, optional
+        ``fold_transform(spaces, train_run_indices) -> spaces`` applied to the z-scored
+        feature runs of each outer fold before PCA and delays, fit on the training runs
+        only (e.g. :func:`engine.encoding.partition.residualize` removes unimodal features).
+    on_progress : callable, optional
+        Receives each :class:`~engine.jobs.Progress`.
 
     Returns
     -------
@@ -363,5 +370,6 @@ def fit_encoding(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS, cv=
                                      n_targets_batch=n_targets_batch, zscore=zscore, drop_edges=drop_edges,
                                      pca=pca, token=token, run_names=run_names, space=space,
                                      feature_names=feature_names, inner_cv=inner_cv,
-                                     provenance=provenance, solver=solver),
+                                     provenance=provenance, solver=solver,
+                                     fold_transform=fold_transform),
                     token=token, on_progress=on_progress)

@@ -45,7 +45,7 @@ from ..errors import ConfigError, DataError, MismatchError, expected_found
 from ..jobs import CancelToken, Progress, run_sync
 from .backends import get_backend
 
-__all__ = ["RidgeCVResult", "ridge_cv", "ridge_cv_job", "solve_ridge", "check_alphas",
+__all__ = ["RidgeCVResult", "ridge_cv", "ridge_cv_job", "ridge_fit", "solve_ridge", "check_alphas",
            "AlphaOnEdgeWarning", "default_targets_batch"]
 
 
@@ -348,3 +348,57 @@ def solve_ridge(X, Y, alpha) -> np.ndarray:
     alpha = np.broadcast_to(np.asarray(alpha, dtype=np.float64), (Y.shape[1],))
     z = v.T @ (X.T @ Y)
     return (v @ (z / (s[:, None] + alpha[None, :]))).astype(np.float32)
+
+
+def ridge_fit(X, Y, alphas_per_target, backend="numpy", X_predict: Sequence = (),
+              n_targets_batch: Optional[int] = None, return_coef: bool = True):
+    """Ridge with a given alpha per target (no CV), via one eigendecomposition.
+
+    Parameters
+    ----------
+    X : (n_samples, n_features) array
+    Y : (n_samples, n_targets) array
+    alphas_per_target : float or (n_targets,) array
+    X_predict : sequence of (n_i, n_features) arrays to predict.
+
+    Returns
+    -------
+    coef : (n_features, n_targets) float32 or None
+    predictions : list of (n_i, n_targets) float32
+    """
+    bk = get_backend(backend)
+    X = np.asarray(X, dtype=np.float32)
+    Y = np.asarray(Y, dtype=np.float32)
+    n_samples, n_features = X.shape
+    n_targets = Y.shape[1]
+    a = np.broadcast_to(np.asarray(alphas_per_target, dtype=np.float64), (n_targets,))
+    check_alphas(a)
+    if n_targets_batch is None:
+        n_targets_batch = default_targets_batch(n_samples, n_features, 1, 0, n_targets)
+    Xb = bk.asarray(X)
+    X64 = bk.cast(Xb, "float64")
+    primal = n_features <= n_samples
+    if primal:
+        s, v = bk.eigh(X64.T @ X64)
+        s = bk.clip_min(s, 0.0)
+    else:
+        s, v = _drop_null_space(bk, *bk.eigh(X64 @ X64.T))
+    del X64
+    v32 = bk.cast(v, "float32")
+    Xp = [bk.asarray(x) for x in X_predict]
+    coef = np.zeros((n_features, n_targets), dtype=np.float32) if return_coef else None
+    predictions = [np.zeros((x.shape[0], n_targets), dtype=np.float32) for x in X_predict]
+    for start in range(0, n_targets, int(n_targets_batch)):
+        stop = min(start + int(n_targets_batch), n_targets)
+        Yb = bk.asarray(Y[:, start:stop])
+        ab = bk.asarray(a[start:stop], "float64")
+        scale = bk.cast(1.0 / (s[:, None] + ab[None, :]), "float32")
+        if primal:
+            coef_b = v32 @ ((v32.T @ (Xb.T @ Yb)) * scale)
+        else:
+            coef_b = Xb.T @ (v32 @ ((v32.T @ Yb) * scale))
+        if return_coef:
+            coef[:, start:stop] = bk.to_numpy(coef_b)
+        for x, out in zip(Xp, predictions):
+            out[:, start:stop] = bk.to_numpy(x @ coef_b)
+    return coef, predictions
