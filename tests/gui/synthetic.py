@@ -54,6 +54,9 @@ def write_video(path: Path, n_frames: int, fps: int = FPS, size=(64, 48)) -> Non
         stream = out.add_stream("libx264", rate=Fraction(fps, 1))
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
         stream.options = {"crf": "10", "g": "10"}
+        sr = 16000
+        audio = out.add_stream("aac", rate=sr)
+        audio.layout = "mono"
         for i in range(n_frames):
             rgb = np.zeros((h, w, 3), np.uint8)
             rgb[:, : w // 2] = LEVEL_STEP * i
@@ -63,6 +66,19 @@ def write_video(path: Path, n_frames: int, fps: int = FPS, size=(64, 48)) -> Non
             for packet in stream.encode(frame):
                 out.mux(packet)
         for packet in stream.encode():
+            out.mux(packet)
+        # a 440 Hz tone whose loudness grows each second (an audio envelope to recover)
+        t = np.arange(int(sr * n_frames / fps)) / sr
+        wave = (0.05 * (1 + np.floor(t)) * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        block = 1024
+        for start in range(0, len(wave), block):
+            chunk = wave[start:start + block][None, :]
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+            frame.sample_rate = sr
+            frame.pts = start
+            for packet in audio.encode(frame):
+                out.mux(packet)
+        for packet in audio.encode():
             out.mux(packet)
 
 
