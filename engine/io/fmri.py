@@ -367,7 +367,8 @@ def load_nifti_run(path, mask=None, tr_s: Optional[float] = None, name: Optional
     try:
         img = nib.load(str(path))
         shape = img.shape
-        img.get_fdata(dtype=np.float32)  # read now so a truncated file fails here, with our message
+        # read now (once) so a truncated file fails here, with our message
+        data = np.asarray(img.dataobj, dtype=np.float32) if len(shape) == 4 else None
     except Exception as exc:
         raise _unreadable(path, "a 4-D NIfTI image", exc) from None
     if len(shape) != 4:
@@ -380,7 +381,6 @@ def load_nifti_run(path, mask=None, tr_s: Optional[float] = None, name: Optional
     if tr is None:
         raise DataError(expected_found(f"{path.name} TR", "pixdim[4] > 0, a JSON RepetitionTime or tr_s",
                                        f"pixdim[4] = {header_tr} and no sidecar"))
-    data = np.asarray(img.dataobj, dtype=np.float32)
     nan_problem = describe_nonfinite(data.reshape(-1, shape[3]).T)
     mask_img = None
     if mask is not None:

@@ -135,3 +135,24 @@ def test_mesh_and_folder_of_files():
     assert rep["facts"]["n_vertices"] == 32492 and rep["facts"]["n_faces"] == 64980
     proc = info(ENIGMA / "fsa5_rh.gii", "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout)["facts"]["n_vertices"] == 10242
+
+
+def test_bids_folder_and_gifti_pair(tmp_path):
+    func = tmp_path / "bids" / "sub-07" / "func"
+    func.mkdir(parents=True)
+    rng = np.random.default_rng(4)
+    nib.save(nib.Nifti1Image(rng.normal(size=(3, 3, 3, 15)).astype(np.float32), np.eye(4)),
+             func / "sub-07_task-movie_bold.nii.gz")
+    (func / "sub-07_task-movie_bold.json").write_text(json.dumps({"RepetitionTime": 0.8}))
+    rep = inspect_path(tmp_path / "bids")
+    assert rep["kind"] == "folder (BIDS)" and rep["facts"]["tr_s"] == [0.8] and rep["facts"]["tasks"] == ["movie"]
+    assert rep["facts"]["subjects"] == ["sub-07"] and not rep["problems"]
+    for h in "LR":
+        arrays = [nib.gifti.GiftiDataArray(rng.normal(size=10242).astype(np.float32)) for _ in range(12)]
+        nib.save(nib.GiftiImage(darrays=arrays), tmp_path / f"x_space-fsaverage5_hemi-{h}_bold.func.gii")
+    rep = inspect_path(tmp_path / "x_space-fsaverage5_hemi-L_bold.func.gii", tr_s=1.49)
+    assert rep["facts"]["n_targets"] == 20484 and rep["facts"]["space"] == "fsaverage5" and not rep["problems"]
+    (tmp_path / "x_space-fsaverage5_hemi-R_bold.func.gii").unlink()
+    rep = inspect_path(tmp_path / "x_space-fsaverage5_hemi-L_bold.func.gii", tr_s=1.49)
+    assert rep["facts"]["n_targets"] == 10242
+    assert any("hemi-R" in p and "found nothing" in p for p in rep["problems"])
