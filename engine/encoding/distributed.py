@@ -15,7 +15,8 @@ subjects, layers, models, permutations -- and :func:`run_tasks` runs them:
 :func:`run_tasks` is a job (see :mod:`engine.jobs`): it yields a :class:`~engine.jobs.Progress`
 per finished chunk, and cancelling it cancels the chunks not yet finished. Results come back
 in task order whatever order the chunks finish in, so a distributed run gives the same
-numbers as the in-process one (:func:`fit_encoding_distributed` reassembles an
+numbers as the in-process one (bit-for-bit where BLAS uses the same thread count: Dask
+tasks run with one BLAS thread each, as parallelism comes from the tasks) (:func:`fit_encoding_distributed` reassembles an
 :class:`~engine.encoding.results.EncodingResult` identical to
 :func:`engine.encoding.fit.fit_encoding` on all targets at once).
 
@@ -360,8 +361,10 @@ def fit_encoding_distributed(X_runs, Y_runs, scheduler=None, n_chunks: Optional[
     Each chunk of targets is a full, independent fit (same features, folds, alpha grid;
     alpha chosen per target as always), so the merged result equals the single fit on all
     targets: bit-for-bit when ``n_targets_batch`` is given (chunk boundaries are then
-    aligned to its batches), otherwise to float32 rounding of the linear algebra on
-    different batch shapes (~1e-7 relative).
+    aligned to its batches) and BLAS runs with the same number of threads (Dask workers
+    use one BLAS thread per task); otherwise to float32 rounding of the linear algebra
+    (measured: scores within 1.2e-7, predictions within 2.4e-6 on z-scored data, same
+    alphas).
 
     Parameters
     ----------
