@@ -340,3 +340,34 @@ def test_alice_roi_tables():
     rp = sorted(ALICE.glob("s18-rp_*.txt"))[0]
     motion = fmri.load_table_run(rp, 2.0)
     assert motion.data.shape == (372, 6)
+
+
+@pytest.mark.parametrize("fmt", ["gifti", "cifti", "h5", "tsv"])
+def test_nan_in_every_format_is_reported_through_load_run(tmp_path, fmt):
+    data = RNG.normal(size=(12, 10242 * 2 if fmt == "gifti" else 40)).astype(np.float32)
+    data[5, 3] = np.nan
+    data[6, 3] = np.nan
+    if fmt == "gifti":
+        _gifti(tmp_path / "r_hemi-L_bold.func.gii", data[:, :10242])
+        _gifti(tmp_path / "r_hemi-R_bold.func.gii", data[:, 10242:])
+        path = "r_hemi-L_bold.func.gii"
+    elif fmt == "cifti":
+        parcels = nib.cifti2.ParcelsAxis.from_brain_models(
+            [(f"p{k}", nib.cifti2.BrainModelAxis.from_surface(np.array([k]), 32492, "CortexLeft")) for k in range(40)])
+        nib.save(nib.Cifti2Image(data, header=(nib.cifti2.SeriesAxis(0, 1.0, 12), parcels)), tmp_path / "r.ptseries.nii")
+        path = "r.ptseries.nii"
+    elif fmt == "h5":
+        with h5py.File(tmp_path / "r.h5", "w") as f:
+            f["ses-001_task-a"] = data
+        path = "r.h5"
+    else:
+        np.savetxt(tmp_path / "r.tsv", data, delimiter="\t", fmt="%.6g")
+        path = "r.tsv"
+    project = Project(name="n", root=tmp_path)
+    ref = RunRef("r", path, "ep", space="fsaverage5" if fmt == "gifti" else "parcels", tr_s=1.0)
+    with pytest.raises(DataError, match=r"2 NaN/inf values of \d+ in TRs \[5, 6\] and targets \[3\]"):
+        fmri.load_run(ref, project)
+    project.preprocessing = {"nan_policy": "interpolate"}
+    run = fmri.load_run(ref, project)
+    assert np.isfinite(run.data).all() and run.meta["preprocessing"][0]["n_values"] == 2
+    assert run.data[5, 3] == pytest.approx(data[4, 3] + (data[7, 3] - data[4, 3]) / 3, abs=1e-4)
