@@ -45,6 +45,7 @@ __all__ = [
     "bootstrap_ci_targets",
     "ModelComparison",
     "compare_models",
+    "compare_models_job",
     "sign_flip_test",
 ]
 
@@ -439,7 +440,7 @@ class ModelComparison:
 
 def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: int = 1000,
                    n_boot: int = 1000, block_trs: int = 10, ci: float = 0.95, seed: int = 0,
-                   score="auto", alpha: float = 0.05) -> ModelComparison:
+                   score="auto", alpha: float = 0.05, token=None, on_progress=None) -> ModelComparison:
     """Is model A closer to the brain than model B, target by target?
 
     Both models' held-out predictions of the same measured responses are compared.
@@ -467,11 +468,29 @@ def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: 
         "auto" uses ``result_a.folds`` when present (reproducing its ``scores``).
     alpha : float
         FDR level stored in ``settings`` (q-values are returned regardless).
+    token : CancelToken, optional
+        Checked between batches of 100 draws.
+    on_progress : callable, optional
+        Receives a Progress per batch of draws.
 
     Returns
     -------
     ModelComparison
     """
+    from ..jobs import run_sync
+
+    return run_sync(compare_models_job(result_a, result_b, measured, n_perm, n_boot, block_trs, ci, seed,
+                                       score, alpha), token=token, on_progress=on_progress)
+
+
+def compare_models_job(result_a, result_b, measured: Optional[list] = None, n_perm: int = 1000,
+                       n_boot: int = 1000, block_trs: int = 10, ci: float = 0.95, seed: int = 0,
+                       score="auto", alpha: float = 0.05, token=None):
+    """Job form of :func:`compare_models`: yields Progress per batch of 100 draws."""
+    from ..jobs import Progress
+
+    total = -(-n_perm // 100) + -(-n_boot // 100)
+    step = 0
     if measured is None:
         preds_a, meas = _as_run_lists(result_a)
         preds_b, meas_b = _as_run_lists(result_b)
@@ -506,6 +525,8 @@ def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: 
         nb = min(100, n_perm - start)
         m = rng.integers(0, 2, size=(nb, blocks.n_blocks)).astype(np.float64)
         null[start:start + nb] = _swap_scores(sa, sb, blocks, m, flat_a, flat_b, flat_d, groups)
+        step += 1
+        yield Progress(step, total, f"model comparison: {start + nb}/{n_perm} permutations")
     p = permutation_p_values(diff, null, tail="two-sided")
     _, q = fdr_bh(p)
 
@@ -514,6 +535,8 @@ def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: 
         nb = min(100, n_boot - start)
         w = _bootstrap_weights(blocks, nb, rng)
         boot[start:start + nb] = sa.scores_from_weights(w, groups) - sb.scores_from_weights(w, groups)
+        step += 1
+        yield Progress(step, total, f"model comparison: {start + nb}/{n_boot} bootstrap resamples")
     qs = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
     low, high = np.nanpercentile(boot, qs, axis=0)
     return ModelComparison(r_a, r_b, diff, p, q, low, high, null, boot,

@@ -248,3 +248,22 @@ def test_scores_from_real_results_reproduce_encoding_result_scores(cv):
     assert np.mean(cmp.difference) > 0 and np.mean(cmp.q_values < 0.05) > 0.3
     low, high = bootstrap_ci_targets(res_a, n_boot=200, seed=1)
     assert np.mean((low <= res_a.scores) & (res_a.scores <= high)) > 0.95
+
+
+def test_compare_models_reports_progress_and_cancels():
+    from engine.errors import JobCancelled
+    from engine.jobs import CancelToken
+    rng = np.random.default_rng(11)
+    meas = [rng.standard_normal((80, 5)) for _ in range(2)]
+    pa = [y + rng.standard_normal(y.shape) for y in meas]
+    reports = []
+    compare_models(pa, meas, measured=meas, n_perm=250, n_boot=150, on_progress=reports.append)
+    assert [r.step for r in reports] == [1, 2, 3, 4, 5] and all(r.total == 5 for r in reports)
+    token = CancelToken()
+
+    def stop(p):
+        if p.step == 1:
+            token.cancel()
+
+    with pytest.raises(JobCancelled):
+        compare_models(pa, meas, measured=meas, n_perm=1000, token=token, on_progress=stop)
