@@ -69,6 +69,17 @@ def test_state_dict_keys_are_transformers_tvltmodel_keys(ref, tiny):
     assert info["ignored_keys"] == []
 
 
+def test_full_size_layout_is_tvlt_base(ref):
+    """Names and shapes of a full-size (ZinengTang/tvlt-base) TvltModel and TvltForPreTraining."""
+    with torch.device("meta"):
+        model = tvlt.build_tvlt_model(TvltConfig())
+    ours = sorted(f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items())
+    assert ours == sorted(ref["default_model_keys"].tolist())
+    encoder_in_pretraining = sorted(k[len("tvlt."):] for k in ref["default_pretraining_keys"].tolist()
+                                    if k.startswith("tvlt."))
+    assert ours == encoder_in_pretraining
+
+
 def _run(model, ref, output_attentions):
     t = lambda k: torch.from_numpy(ref[k])  # noqa: E731
     with torch.no_grad():
