@@ -1,0 +1,94 @@
+"""``main.py encode``: files in, EncodingResult out, the same numbers as fit_encoding."""
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import main
+from engine.encoding import preprocess as pp
+from engine.encoding.fit import fit_encoding
+from engine.encoding.results import EncodingResult
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _data(tmp_path, n_runs=3, n_trs=80):
+    rng = np.random.default_rng(0)
+    X = [rng.standard_normal((n_trs, 4)).astype(np.float32) for _ in range(n_runs)]
+    L = [rng.standard_normal((n_trs, 3)).astype(np.float32) for _ in range(n_runs)]
+    W = rng.standard_normal((4, 6)).astype(np.float32)
+    Y = [(pp.delay_runs([x], [2])[0] @ W + rng.standard_normal((n_trs, 6))).astype(np.float32) for x in X]
+    return X, L, Y
+
+
+def test_npy_files_match_fit_encoding(tmp_path, capsys):
+    X, _, Y = _data(tmp_path)
+    feats, brains = [], []
+    for i, (x, y) in enumerate(zip(X, Y)):
+        np.save(tmp_path / f"feat{i}.npy", x)
+        np.save(tmp_path / f"run{i}.npy", y)
+        feats.append(str(tmp_path / f"feat{i}.npy"))
+        brains.append(str(tmp_path / f"run{i}.npy"))
+    out = tmp_path / "enc.h5"
+    rc = main.main(["encode", "--features", *feats, "--brain", *brains, "--delays", "1", "2", "3",
+                    "--alphas", "0.1:1e4:6", "--out", str(out), "--no-progress", "--top", "3"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "mean r =" in text and "top targets" in text and str(out) in text
+    res = EncodingResult.load(out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = fit_encoding(X, Y, delays=(1, 2, 3), alphas=np.logspace(-1, 4, 6))
+    np.testing.assert_allclose(res.scores, ref.scores, atol=1e-6)
+    assert res.run_names == ["run0", "run1", "run2"]
+    assert len(res.provenance["data"]["brain_sha256"]) == 3
+    assert res.scores.min() > 0.5
+
+
+def test_h5_layers_algonauts_brain_and_per_layer(tmp_path, capsys):
+    X, L, Y = _data(tmp_path)
+    feats = []
+    for i, (x, l) in enumerate(zip(X, L)):
+        path = tmp_path / f"ep{i}.h5"
+        with h5py.File(path, "w") as h:   # the layout `alignscope extract` writes
+            h["features/vision"] = x
+            h["features/text"] = l
+        feats.append(str(path))
+    with h5py.File(tmp_path / "sub-01_bold.h5", "w") as h:
+        for i, y in enumerate(Y):
+            h[f"ses-001_task-s01e0{i}a"] = np.pad(y, ((0, 0), (0, 0)))
+    names = [f"ses-001_task-s01e0{i}a" for i in range(3)]
+    out = tmp_path / "res.h5"
+    rc = main.main(["encode", "--features", *feats, "--brain", str(tmp_path / "sub-01_bold.h5"),
+                    "--brain-datasets", *names, "--layer", "vision", "--layer", "text", "--per-layer",
+                    "--delays", "2", "--drop-edges", "2", "1", "--alphas", "0.1,10,1000", "--out", str(out),
+                    "--no-progress"])
+    assert rc == 0
+    vision = EncodingResult.load(tmp_path / "res-vision.h5")
+    text = EncodingResult.load(tmp_path / "res-text.h5")
+    assert vision.run_names == names and vision.space == "vision"
+    assert vision.predictions[0].shape == (77, 6)
+    assert vision.scores.mean() > 0.5 > text.scores.mean()     # only vision drives the targets
+    # a missing layer is a user error with the layers that exist
+    rc = main.main(["encode", "--features", *feats, "--brain", str(tmp_path / "sub-01_bold.h5"),
+                    "--brain-datasets", *names, "--layer", "audio", "--out", str(out), "--no-progress"])
+    assert rc == 2
+    assert "text" in capsys.readouterr().err
+
+
+def test_mismatched_run_count_is_reported(tmp_path):
+    X, _, Y = _data(tmp_path)
+    np.save(tmp_path / "f.npy", X[0])
+    for i, y in enumerate(Y):
+        np.save(tmp_path / f"r{i}.npy", y)
+    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "encode", "--features", str(tmp_path / "f.npy"),
+                           "--brain", *[str(tmp_path / f"r{i}.npy") for i in range(3)], "--out",
+                           str(tmp_path / "o.h5")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "expected 3 (one per brain run), found 1" in proc.stderr
+    assert "Traceback" not in proc.stderr
