@@ -378,11 +378,44 @@ def _inspect_project(path) -> dict:
             problems.append(f"run {r.name}: expected episode {r.episode!r} in the project, found none by that name")
         if r.tr_s <= 0:
             problems.append(f"run {r.name}: expected a positive TR, found {r.tr_s}")
+    problems += _pairing_problems(project)
     facts = {"name": project.name, "n_episodes": len(project.episodes), "n_runs": len(project.runs),
              "subjects": sorted({r.subject for r in project.runs}), "spaces": sorted({r.space for r in project.runs}),
              "tr_s": sorted({r.tr_s for r in project.runs}), "atlases": [a.name for a in project.atlases],
              "results": list(project.results)}
     return _report(path, "project", facts, problems)
+
+
+def _media_duration_s(path):
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            return float(c.duration) / 1e6 if c.duration else None
+    except Exception:
+        return None
+
+
+def _pairing_problems(project, max_runs: int = 2000) -> list:
+    """Runs whose duration disagrees with their episode's video (beyond 3 TRs or 2 %)."""
+    from engine.errors import AlignScopeError
+    from engine.io.fmri import pair_run, run_shape
+
+    problems, durations = [], {}
+    for ep in project.episodes:
+        if ep.video and project.path(ep.video).exists():
+            durations[ep.name] = _media_duration_s(project.path(ep.video))
+    for ref in project.runs[:max_runs]:
+        stim_s = durations.get(ref.episode)
+        if not stim_s or not project.path(ref.path).exists() or ref.tr_s <= 0:
+            continue
+        try:
+            n_trs, _ = run_shape(ref, project)
+            pair_run(n_trs, stim_s, tr_s=ref.tr_s, onset_s=ref.onset_s, dropped_volumes=ref.dropped_volumes,
+                     tolerance_s=max(3 * ref.tr_s, 0.02 * stim_s))
+        except AlignScopeError as exc:
+            problems.append(f"run {ref.name}: {exc}")
+    return problems
 
 
 def _inspect_algonauts(path) -> dict:

@@ -694,6 +694,39 @@ def load_run(ref, project=None, preprocessing: Optional[Dict[str, Any]] = None) 
     return run
 
 
+def run_shape(ref, project=None) -> Tuple[int, int]:
+    """(n_trs, n_targets) of a run without reading its data (headers only where the format allows)."""
+    import nibabel as nib
+
+    path = project.path(ref.path) if project is not None else Path(ref.path)
+    path = _exists(path)
+    kind = file_kind(path)
+    try:
+        if kind == "nifti":
+            shape = nib.load(str(path)).shape
+            if len(shape) != 4:
+                raise DataError(expected_found(path.name, "a 4-D NIfTI", f"shape {shape}"))
+            return int(shape[3]), int(np.prod(shape[:3]))
+        if kind == "cifti":
+            shape = nib.load(str(path)).shape
+            return int(shape[0]), int(shape[1])
+        low = path.name.lower()
+        if low.endswith(".npy"):
+            arr = np.load(path, mmap_mode="r")
+            return int(arr.shape[0]), int(arr.shape[1] if arr.ndim > 1 else 1)
+        if low.endswith((".h5", ".hdf5")) and ref.dataset:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                shape = f[ref.dataset].shape
+            return int(shape[0]), int(shape[1] if len(shape) > 1 else 1)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise _unreadable(path, "an fMRI run", exc) from None
+    return load_run(ref, project, preprocessing={"nan_policy": "zero"}).data.shape
+
+
 # ==== pairing =======================================================================
 @dataclass(frozen=True)
 class Pairing:
@@ -747,9 +780,9 @@ def pair_run(run, episode_duration_s: float, tr_s: Optional[float] = None, onset
     stim_s = float(episode_duration_s) - float(onset_s)
     diff = run_s - stim_s
     if abs(diff) > tol:
-        name = getattr(run, "name", "run")
+        name = getattr(run, "name", None)
         raise MismatchError(
-            f"{name}: expected its duration to match the stimulus within {tol:.2f} s, found run "
+            f"{name + ': ' if name else ''}run duration: expected it to match the stimulus within {tol:.2f} s, found run "
             f"{run_s:.2f} s ({n_trs} TRs x {tr} s, {dropped_volumes} volumes dropped) vs stimulus "
             f"{stim_s:.2f} s ({episode_duration_s:.2f} s from onset {onset_s:.2f} s): "
             f"{abs(diff):.2f} s {'longer' if diff > 0 else 'shorter'} (about {abs(diff) / tr:.1f} TRs)")

@@ -156,3 +156,17 @@ def test_bids_folder_and_gifti_pair(tmp_path):
     rep = inspect_path(tmp_path / "x_space-fsaverage5_hemi-L_bold.func.gii", tr_s=1.49)
     assert rep["facts"]["n_targets"] == 10242
     assert any("hemi-R" in p and "found nothing" in p for p in rep["problems"])
+
+
+def test_project_runs_that_do_not_match_their_video(tmp_path):
+    from engine.io.algonauts import open_algonauts_folder
+    from tests.engine.test_io_algonauts import make_algonauts
+
+    root = tmp_path / "algo"
+    make_algonauts(root, n_trs=6, with_media=True)         # videos of 0.6 s, runs of 6 TRs (8.94 s)
+    saved = open_algonauts_folder(root).save(root / "p.alignscope.json")
+    probs = inspect_path(saved)["problems"]
+    mism = [p for p in probs if "run duration" in p]
+    # s01e01a: sub-01, 02, 05 (6 TRs); bourne01: three subjects (6 TRs)
+    assert len(mism) == 6
+    assert any("sub-01_ses-001_task-s01e01a" in p and "8.94 s" in p and "0.60 s" in p for p in mism)
