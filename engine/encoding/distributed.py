@@ -179,6 +179,9 @@ def run_tasks(tasks: Sequence[Task], scheduler=None, token: Optional[CancelToken
                            payload={"index": i, "name": t.name})
         return results
 
+    if n == 0:
+        return results
+
     from distributed import wait
 
     client, owned = open_client(scheduler, n_workers=n_workers, processes=processes,

@@ -62,6 +62,19 @@ def _slow_record(i, delay_s=0.0):
     return i
 
 
+def _fail(i):
+    if i == 2:
+        raise ValueError("chunk 2 is broken")
+    return i
+
+
+@pytest.mark.parametrize("scheduler", [None, "local"])
+def test_task_errors_propagate(scheduler):
+    with pytest.raises(ValueError, match="chunk 2 is broken"):
+        run_tasks_sync([Task(_fail, (i,)) for i in range(4)], scheduler=scheduler)
+    assert run_tasks_sync([], scheduler=scheduler) == []
+
+
 def test_target_chunks():
     assert [(c.start, c.stop) for c in target_chunks(10, 3)] == [(0, 3), (3, 7), (7, 10)]
     assert [(c.start, c.stop) for c in target_chunks(10, chunk_size=4)] == [(0, 3), (3, 7), (7, 10)]
