@@ -71,11 +71,74 @@ class _FrameTable:
     key_indices: np.ndarray  # n_keyframes, int64 frame indices of key frames, sorted
     duration_s: float
     video_end_s: float
+    droppable: np.ndarray  # n_frames, bool: no other frame references this one (H.264/HEVC)
 
 
 _TABLE_CACHE: "OrderedDict[tuple, _FrameTable]" = OrderedDict()
 _TABLE_CACHE_MAX = 64
 _TABLE_LOCK = threading.Lock()
+
+
+def _nal_length_size(stream) -> Optional[int]:
+    """NAL length-prefix size of H.264 (avcC) / HEVC (hvcC) packets, None for Annex B."""
+    extradata = stream.codec_context.extradata
+    if not extradata:
+        return None
+    ed = bytes(extradata)
+    name = stream.codec_context.name
+    if name == "h264" and len(ed) >= 7 and ed[0] == 1:
+        return (ed[4] & 3) + 1
+    if name == "hevc" and len(ed) >= 23 and ed[0] == 1:
+        return (ed[21] & 3) + 1
+    return None
+
+
+def _iter_nals(data: memoryview, length_size: Optional[int]):
+    """Yield the first bytes (header) of each NAL unit of a packet."""
+    n = len(data)
+    if length_size:
+        pos = 0
+        while pos + length_size < n:
+            size = int.from_bytes(data[pos:pos + length_size], "big")
+            yield data[pos + length_size:pos + length_size + 2]
+            pos += length_size + size
+    else:  # Annex B: 00 00 01 start codes
+        raw = bytes(data[: min(n, 4096)])
+        pos = raw.find(b"\x00\x00\x01")
+        while pos != -1 and pos + 4 < len(raw):
+            yield memoryview(raw)[pos + 3:pos + 5]
+            pos = raw.find(b"\x00\x00\x01", pos + 3)
+
+
+def _is_droppable(packet, codec: str, length_size: Optional[int]) -> bool:
+    """True when the packet's picture is never used as a reference.
+
+    H.264: every slice NAL (types 1, 5) has nal_ref_idc == 0. HEVC: every picture NAL is a
+    sub-layer non-reference type (TRAIL_N, TSA_N, STSA_N, RADL_N, RASL_N, RSV_VCL_N*)
+    in temporal sub-layer 0 (so no higher sub-layer can use it). Such packets can be left
+    out when decoding towards a later frame: nothing else depends on them.
+    """
+    try:
+        data = memoryview(packet)
+    except TypeError:
+        return False
+    seen_picture = False
+    for header in _iter_nals(data, length_size):
+        if len(header) < 2 and codec == "hevc":
+            return False
+        if codec == "h264":
+            nal_type, ref_idc = header[0] & 0x1F, (header[0] >> 5) & 3
+            if nal_type in (1, 5):
+                if ref_idc != 0:
+                    return False
+                seen_picture = True
+        else:
+            nal_type, tid = (header[0] >> 1) & 0x3F, (header[1] & 7) - 1
+            if nal_type <= 31:
+                if nal_type % 2 == 1 or nal_type > 14 or tid != 0:
+                    return False
+                seen_picture = True
+    return seen_picture
 
 
 def _scan_frame_table(container, stream, path: Path) -> _FrameTable:
@@ -85,9 +148,13 @@ def _scan_frame_table(container, stream, path: Path) -> _FrameTable:
     tb = stream.time_base
     pts_list = []
     key_pts = []
+    drop_pts = []
     last_dur = 0
     n_packets = 0
     missing_pts = False
+    codec = stream.codec_context.name
+    check_refs = codec in ("h264", "hevc")
+    length_size = _nal_length_size(stream) if check_refs else None
     try:
         for packet in container.demux(stream):
             if packet.size:
@@ -102,6 +169,8 @@ def _scan_frame_table(container, stream, path: Path) -> _FrameTable:
             pts_list.append(pts)
             if packet.is_keyframe:
                 key_pts.append(pts)
+            elif check_refs and _is_droppable(packet, codec, length_size):
+                drop_pts.append(pts)
             last_dur = packet.duration or 0
     except av.error.FFmpegError as exc:
         raise DataError(
@@ -111,6 +180,7 @@ def _scan_frame_table(container, stream, path: Path) -> _FrameTable:
     if missing_pts:
         # Some containers (AVI) leave PTS unset; fall back to decoding once.
         pts_list, key_pts, last_dur = _decode_frame_stamps(container, stream, path)
+        drop_pts = []
     if not pts_list:
         raise DataError(f"video {path.name}: expected at least one video frame, found none")
     pts = np.unique(np.asarray(pts_list, dtype=np.int64))
@@ -142,7 +212,8 @@ def _scan_frame_table(container, stream, path: Path) -> _FrameTable:
         container_s = float(container.duration) / 1e6
         if container_s > times_s[-1]:
             duration_s = container_s
-    return _FrameTable(pts, times_s, key_indices.astype(np.int64), duration_s, video_end_s)
+    droppable = np.isin(pts, np.asarray(drop_pts, dtype=np.int64)) if drop_pts else np.zeros(len(pts), bool)
+    return _FrameTable(pts, times_s, key_indices.astype(np.int64), duration_s, video_end_s, droppable)
 
 
 def _parse_clock(text: str) -> Optional[float]:
@@ -281,6 +352,11 @@ class VideoReader:
         self.has_audio = bool(self._container.streams.audio)
         self.codec = cc.name
         self._key_indices = table.key_indices
+        self._droppable_pts = frozenset(int(p) for p in table.pts[table.droppable])
+        self._target_pts = -(2**62)
+        # Cost of the route via the key frame vs decoding on: count only the frames that
+        # must be decoded (droppable ones before the target are skipped).
+        self._needed_cumsum = np.concatenate([[0], np.cumsum(~table.droppable)])
         # Frame + slice threading: much higher decode throughput on multi-core machines.
         cc.thread_type = "AUTO"
         cc.thread_count = int(threads) if threads else 0
@@ -347,23 +423,49 @@ class VideoReader:
     def iter_frames(self, start_s: float = 0.0, stop_s: Optional[float] = None):
         """Yield ``(i, t_s, rgb)`` for every frame on screen in ``[start_s, stop_s)``.
 
-        Decodes sequentially (one seek at the start), so it is the fast way to visit all
-        frames of a range. Frames are not put in the LRU cache.
+        Decodes sequentially with its own decoder (one seek at the start, frame
+        threading), so it is the fast way to visit a range and does not disturb random
+        access (``frame``/``frame_at``) from another thread. Frames are not cached.
         """
+        self._check_open()
         first = self.frame_index(start_s)
         if stop_s is None:
             last = self.n_frames - 1
         else:
             last = int(np.searchsorted(self.frame_times_s, float(stop_s) - 1e-9, side="left")) - 1
             last = min(last, self.n_frames - 1)
-        i = first
-        while i <= last:
-            with self._lock:
-                self._check_open()
-                cached = self._cache.get(i)
-                rgb = cached if cached is not None else self._decode_to(i)
-            yield i, float(self.frame_times_s[i]), rgb
-            i += 1
+        if last < first:
+            return
+        container = _open_container(self.path)
+        try:
+            stream = container.streams.video[0]
+            stream.codec_context.thread_type = "AUTO"
+            key = self._key_before(first)
+            for attempt in range(2):
+                if key <= 0 or attempt:
+                    container.seek(0)
+                else:
+                    container.seek(int(self._pts[key]), stream=stream, backward=True, any_frame=False)
+                started = False
+                try:
+                    for frame in container.decode(stream):
+                        idx = self._frame_index_of(frame)
+                        if not started and idx > first and attempt == 0 and key > 0:
+                            break  # the demuxer landed too late: restart from the beginning
+                        started = True
+                        if idx < first:
+                            continue
+                        if idx > last:
+                            return
+                        yield idx, float(self.frame_times_s[idx]), self._to_rgb(frame, read_only=False)
+                    else:
+                        return
+                except self._av_error as exc:
+                    raise DataError(
+                        f"video {self.path.name}: expected decodable frames, found corrupt data ({exc})"
+                    ) from exc
+        finally:
+            container.close()
 
     def keyframe_indices(self) -> np.ndarray:
         """Indices of the key frames (where decoding can start)."""
@@ -384,13 +486,15 @@ class VideoReader:
         k = int(np.searchsorted(self._key_indices, i, side="right")) - 1
         return int(self._key_indices[max(k, 0)])
 
-    def _to_rgb(self, frame) -> np.ndarray:
+    def _to_rgb(self, frame, read_only: bool = True) -> np.ndarray:
         rgb = frame.to_ndarray(format="rgb24")
         if rgb.shape[0] != self.height or rgb.shape[1] != self.width:
+            # A mid-stream resolution change: keep one frame size for the whole video.
             import cv2
 
             rgb = cv2.resize(rgb, (self.width, self.height), interpolation=cv2.INTER_AREA)
-        rgb.setflags(write=False)
+        if read_only:
+            rgb.setflags(write=False)
         return rgb
 
     def _frame_index_of(self, frame) -> int:
@@ -412,8 +516,25 @@ class VideoReader:
             self._container.seek(
                 int(self._pts[key_index]), stream=self._stream, backward=True, any_frame=False
             )
-        self._decoder = self._container.decode(self._stream)
+        self._decoder = self._decode_packets()
         self._pos = -1 if key_index <= 0 else key_index - 1
+
+    def _decode_packets(self):
+        """Decode the stream from the demuxer's position, leaving out pictures nobody
+        references while they are before the frame asked for (``self._target_pts``)."""
+        cc = self._stream.codec_context
+        cc.flush_buffers()
+        droppable = self._droppable_pts
+        for packet in self._container.demux(self._stream):
+            if packet.size == 0:
+                break
+            pts = packet.pts
+            if droppable and pts is not None and pts < self._target_pts and pts in droppable:
+                continue
+            for frame in cc.decode(packet):
+                yield frame
+        for frame in cc.decode(None):
+            yield frame
 
     def _next_frame(self):
         if self._decoder is None:
@@ -430,11 +551,13 @@ class VideoReader:
             ) from exc
 
     def _decode_to(self, i: int) -> np.ndarray:
+        self._target_pts = int(self._pts[i])
         key = self._key_before(i)
+        need = self._needed_cumsum
         forward_ok = (
             self._decoder is not None
             and self._pos < i
-            and (i - self._pos) <= (i - key) + _SEEK_OVERHEAD_FRAMES
+            and (need[i] - need[self._pos + 1]) <= (need[i] - need[key]) + _SEEK_OVERHEAD_FRAMES
         )
         if not forward_ok:
             self._seek_to_key(key)

@@ -149,6 +149,11 @@ def test_iter_frames_window_and_cache(videos):
         assert idx == list(range(25, 50))  # frame 25 is on screen at 1.01 s; 50 starts at 2.0
         assert all(_decode_index(rgb) == i for i, _, rgb in got)
         assert [t for _, t, _ in got] == pytest.approx([i / 25 for i in idx])
+        everything = [(i, _decode_index(rgb)) for i, _, rgb in r.iter_frames()]
+        assert everything == [(i, i) for i in range(200)]
+        r.frame(100)  # random access between two iterations does not disturb them
+        assert [i for i, _, _ in r.iter_frames(7.9)] == [197, 198, 199]
+        assert list(r.iter_frames(3.0, 3.0)) == []
         a = r.frame(137)
         assert r.frame(137) is a  # served from the LRU cache
         with pytest.raises(ValueError):
