@@ -150,3 +150,21 @@ def open_algonauts_folder(path, tr_s: float = ALGONAUTS_TR_S) -> Project:
         "problems": problems,
     })
     return project
+
+
+def subject_atlas(project: Project, subject: str, space: str = "fsaverage5"):
+    """The subject's Schaefer-1000 parcellation (volume) projected to the surface.
+
+    Parcel ``k`` is volume label ``k`` (column ``k - 1`` of the subject's runs); parcels no
+    vertex samples keep no vertices.
+    """
+    from .atlases import project_volume_labels
+
+    for a in project.atlases:
+        if a.name == f"{subject}_schaefer1000":
+            atlas = project_volume_labels(project.path(a.path), space=space, name=a.name)
+            if atlas.n_parcels < N_PARCELS:   # the top labels sampled nowhere still count
+                atlas.names += [f"label_{k}" for k in range(atlas.n_parcels + 1, N_PARCELS + 1)]
+            return atlas
+    raise DataError(expected_found(f"atlas of {subject}", f"{subject}_schaefer1000 in the project",
+                                   f"atlases {[a.name for a in project.atlases]}"))

@@ -349,14 +349,12 @@ def project_volume_labels(img, space: str = "fsaverage5", name: Optional[str] = 
         lab = surface.vol_to_surf(img, fs["pial"].parts[hemi], inner_mesh=fs["white_matter"].parts[hemi],
                                   interpolation="nearest_most_frequent")
         labels.append(np.nan_to_num(lab).round().astype(np.int64))
-    # one volume label is one parcel, whichever hemisphere samples it
+    # volume label k is parcel k, whichever hemisphere samples it; a label no vertex samples
+    # stays a parcel without vertices, so parcel tables keyed by the volume's labels still fit
     lab = np.concatenate(labels)
-    values = [int(v) for v in np.unique(lab) if v > 0]
+    n_parcels = int(max(np.max(data), lab.max(initial=0)))
     table = names or {}
-    new = np.zeros_like(lab)
-    for k, v in enumerate(values, 1):
-        new[lab == v] = k
-    return Atlas(name or "volume labels", space, new, [table.get(v, f"label_{v}") for v in values])
+    return Atlas(name or "volume labels", space, lab, [table.get(k, f"label_{k}") for k in range(1, n_parcels + 1)])
 
 
 def volume_to_surface(img, space: str = "fsaverage5") -> np.ndarray:

@@ -185,3 +185,31 @@ def test_discover_bids(tmp_path):
     anat.mkdir()
     with pytest.raises(DataError, match="sub-\\*_bold"):
         discover_bids(anat)
+
+
+def test_subject_atlas_projected_to_fsaverage5(tmp_path):
+    from engine.io.algonauts import subject_atlas
+
+    root = tmp_path / "a"
+    make_algonauts(root, with_media=False)
+    # a Schaefer-like volume on the 2 mm MNI grid (97 x 115 x 97): left labels 1..500 by y, right 501..1000
+    affine = np.array([[2, 0, 0, -96], [0, 2, 0, -132], [0, 0, 2, -78], [0, 0, 0, 1]], float)
+    ijk = np.indices((97, 115, 97)).reshape(3, -1).T
+    xyz = np.c_[ijk, np.ones(len(ijk))] @ affine.T
+    y_bin = np.clip(((xyz[:, 1] + 110) / 180 * 500).astype(int), 0, 499)
+    lab = np.where(xyz[:, 0] < 0, 1 + y_bin, 501 + y_bin).reshape(97, 115, 97).astype(np.int16)
+    path = root / "fmri" / "sub-01" / "atlas" / \
+        "sub-01_space-MNI152NLin2009cAsym_atlas-Schaefer18_parcel-1000Par7Net_desc-dseg_parcellation.nii.gz"
+    nib.save(nib.Nifti1Image(lab, affine), path)
+    project = open_algonauts_folder(root)
+    atlas = subject_atlas(project, "sub-01")
+    assert atlas.n_parcels == 1000 and atlas.n_vertices == 20484
+    left, right = atlas.labels[:10242], atlas.labels[10242:]
+    assert (left[left > 0] <= 500).mean() > 0.97 and (right[right > 0] > 500).mean() > 0.97
+    # a run's 1000 columns paint onto the surface through it
+    run = fmri.load_run(project.runs[0], project)
+    painted = atlas.parcel_to_vertex(run.data[0])
+    v = int(np.flatnonzero(atlas.labels > 0)[0])
+    assert painted[v] == run.data[0, atlas.labels[v] - 1]
+    with pytest.raises(DataError, match="sub-09_schaefer1000"):
+        subject_atlas(project, "sub-09")
