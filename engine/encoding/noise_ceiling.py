@@ -28,8 +28,6 @@ Analytic values for the planted model ``y_k = s + e_k`` (``var(s) = S``, ``var(e
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from ..errors import ConfigError, MismatchError, expected_found
