@@ -226,8 +226,9 @@ def layer_region_table(results_by_layer: Mapping[str, object], labels, names=Non
 
     Parameters
     ----------
-    results_by_layer : mapping layer name -> EncodingResult or scores (n_targets,)
-        In the order the rows should appear (e.g. model depth).
+    results_by_layer : mapping layer name -> EncodingResult or scores (n_targets,), or a list
+        In the order the rows should appear (e.g. model depth). A list is named by each
+        result's ``space`` (or "layer <i>" for plain score arrays).
     labels, names : see :func:`make_regions`
     value : str
         A column of :func:`region_summary` (``mean_score``, ``ci_low``, ``frac_significant``...),
@@ -240,6 +241,13 @@ def layer_region_table(results_by_layer: Mapping[str, object], labels, names=Non
     -------
     DataFrame indexed by layer, one column per region (or the long-form table).
     """
+    if not isinstance(results_by_layer, Mapping):
+        # a list of results: named by each result's feature space, else by position
+        named = {}
+        for i, res in enumerate(results_by_layer):
+            name = getattr(res, "space", None) or f"layer {i}"
+            named[name if name not in named else f"{name} ({i})"] = res
+        results_by_layer = named
     if not results_by_layer:
         raise ConfigError("layer x region table: expected at least one layer, found none")
     summary_kwargs.setdefault("ci", None if value in ("mean_score", "n_targets") else "targets")

@@ -111,6 +111,12 @@ def test_layer_region_table():
     assert len(long) == 12 and {"layer", "ci_low", "ci_high"} <= set(long.columns)
     with pytest.raises(ConfigError):
         layer_region_table(layers, labels, names, value="nope")
+    # a list of results, named by their feature space
+    results = [SimpleNamespace(scores=v, space=k) for k, v in layers.items()]
+    from_list = layer_region_table(results, labels, names)
+    pd.testing.assert_frame_equal(from_list, wide)
+    plain = layer_region_table(list(layers.values()), labels, names)
+    assert plain.index.tolist() == ["layer 0", "layer 1", "layer 2", "layer 3"]
 
 
 def test_region_comparison_detects_a_region_where_model_a_wins():
