@@ -465,9 +465,14 @@ def _inspect_folder(path, tr_s) -> dict:
         return _inspect_bids(path)
     files = []
     for p in sorted(x for x in path.rglob("*") if x.is_file() and not x.name.startswith("."))[:MAX_FOLDER_FILES]:
+        if p.name.upper().startswith(("README", "LICENSE", "LICENCE", "SHA256SUMS", "CHANGES")):
+            continue
         rep = inspect_path(p, tr_s)
-        if rep["kind"] != "unknown":
-            files.append(rep)
+        if rep["kind"] == "unknown":
+            continue
+        if p.suffix.lower() in (".txt", ".csv") and (rep["kind"] == "unreadable" or rep["facts"].get("n_trs") == 0):
+            continue   # in a folder walk, prose and name lists are not broken runs
+        files.append(rep)
     facts = {"n_files_recognised": len(files)}
     problems = [] if files else ["expected files AlignScope can read, found none"]
     return _report(path, "folder", facts, problems, files)
