@@ -170,3 +170,13 @@ def test_project_runs_that_do_not_match_their_video(tmp_path):
     # s01e01a: sub-01, 02, 05 (6 TRs); bourne01: three subjects (6 TRs)
     assert len(mism) == 6
     assert any("sub-01_ses-001_task-s01e01a" in p and "8.94 s" in p and "0.60 s" in p for p in mism)
+
+
+@pytest.mark.skipif(not ALICE.is_dir(), reason="../shared/data/alice_brennan2016 absent")
+def test_folder_walk_flags_only_the_empty_subject():
+    rep = inspect_path(ALICE.parents[1], tr_s=2.0)
+    problems = _all_problems(rep)
+    assert len(problems) == 2, problems                      # s33 in 6mm/ and in 10mm/
+    assert all("s33-timecourses.txt" in p and "all zeros" in p for p in problems)
+    runs = [f for f in rep["files"] if f["path"].endswith("-timecourses.txt")]
+    assert len(runs) >= 40 and {f["facts"]["n_trs"] for f in runs} == {362}
