@@ -62,7 +62,7 @@ FAMILIES: Dict[str, Union[str, Callable]] = {
     "wav2vec2": "engine.features.audio:WaveformExtractor",
     "whisper": "engine.features.audio:WhisperExtractor",
     "clip_joint": "engine.features.multimodal:CLIPJointExtractor",
-    "tvlt": "engine.features.tvlt:TVLTExtractor",
+    "tvlt": "engine.features.tvlt:TvltExtractor",
     "lowlevel": "engine.features.registry:LowLevelExtractor",
 }
 # Families that need no weights folder (or find their own).
@@ -304,7 +304,13 @@ def build_extractor(model: Union[str, ModelSpec], device: str = "auto", batch_si
     folder = None if spec.family in _NO_WEIGHTS else resolve_weights(spec)
     identity = model_identity(spec, folder)
     if hasattr(factory, "from_spec"):
-        ex = factory.from_spec(spec, device=device, folder=folder)
+        import inspect
+
+        params = inspect.signature(factory.from_spec).parameters
+        extra = dict(batch_size=batch_size, attention=attention, identity=identity)
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            extra = {k: v for k, v in extra.items() if k in params}
+        ex = factory.from_spec(spec, device=device, folder=folder, **extra)
         if not getattr(ex, "identity", None):
             ex.identity = identity
         return ex

@@ -94,3 +94,27 @@ def test_lowlevel_features_are_a_registered_extractor(tmp_path):
     assert np.all(no_words["word_rate"].data == 0) and np.any(out["word_rate"].data > 0)
     assert out["luminance"].meta["cache_key"] != extract_features(
         ep, "lowlevel", cache_dir=tmp_path / "c", ablate="text")["luminance"].meta["cache_key"]
+
+
+def test_tvlt_is_a_registered_multimodal_family(tmp_path):
+    pytest.importorskip("torch")
+    from pathlib import Path
+
+    from tests.engine import test_features_support as S
+
+    tiny = Path(__file__).resolve().parent / "fixtures" / "tvlt_tiny"
+    if not (tiny / "config.json").exists():
+        pytest.skip("the tiny TVLT checkpoint (tests/engine/fixtures/tvlt_tiny) is absent")
+    video = S.make_video(tmp_path / "v.mp4", seconds=5.0, size=(32, 32))
+    ep = EpisodeInputs(n_trs=3, tr_s=1.5, video_path=video)
+    kw = dict(family="tvlt", modality="multimodal", layers=(1.0,), window_s=0.7, frames_per_window=2,
+              device="cpu", use_cache=False)
+    ex = registry.build_extractor(str(tiny), device="cpu", batch_size=2, family="tvlt", modality="multimodal",
+                                  layers=(1.0,), window_s=0.7, frames_per_window=2)
+    assert type(ex).__name__ == "TvltExtractor" and ex.batch_size == 2
+    full = extract_features(ep, str(tiny), **kw)
+    silent = extract_features(ep, str(tiny), ablate="audio", **kw)
+    (name,) = full
+    assert full[name].data.shape[0] == 3 and np.isfinite(full[name].data).all()
+    assert not np.allclose(full[name].data, silent[name].data)  # the joint encoder hears the audio
+    assert full[name].meta["cache_key"] != silent[name].meta["cache_key"]
