@@ -26,7 +26,8 @@ from ..jobs import CancelToken, Progress
 from .base import AttentionMaps, EpisodeInputs, check_ablation, layer_name
 from .hf import chunks, episode_tr_indices
 
-__all__ = ["attention_rollout", "cls_patch_maps", "attention_job", "kept_tr_indices"]
+__all__ = ["attention_rollout", "cls_patch_maps", "attention_job", "kept_tr_indices", "save_attention",
+           "load_attention"]
 
 
 def attention_rollout(attentions: Sequence[np.ndarray], residual: float = 0.5,
@@ -193,3 +194,44 @@ def _language_job(ex, episode, idx, token, max_mb, ablate, batch_size):
                          maps=np.concatenate(maps), rollout=np.concatenate(rolls), kind="tokens",
                          meta={"tokens": tokens, "heads": heads, "query": "last window token", "max_mb": max_mb,
                                "model": str(ex.spec.model)})
+
+
+def save_attention(maps: AttentionMaps, path) -> "Path":
+    """Write attention maps to HDF5 atomically (float16, gzip): ``/maps``, ``/rollout``,
+    ``/tr_indices``; layers, kind and meta as JSON attributes."""
+    import json
+    import os
+    import uuid
+    from pathlib import Path
+
+    import h5py
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("maps", data=maps.maps.astype(np.float16), compression="gzip", shuffle=True)
+            f.create_dataset("rollout", data=maps.rollout.astype(np.float16), compression="gzip", shuffle=True)
+            f.create_dataset("tr_indices", data=np.asarray(maps.tr_indices, np.int64))
+            f.attrs["layers"] = json.dumps(list(maps.layers))
+            f.attrs["kind"] = maps.kind
+            f.attrs["meta"] = json.dumps(maps.meta, default=str)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_attention(path) -> AttentionMaps:
+    """Read what :func:`save_attention` wrote."""
+    import json
+
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return AttentionMaps(tr_indices=f["tr_indices"][...], layers=json.loads(f.attrs["layers"]),
+                             maps=f["maps"][...], rollout=f["rollout"][...], kind=str(f.attrs["kind"]),
+                             meta=json.loads(f.attrs["meta"]))
+

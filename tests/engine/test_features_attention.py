@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from engine.errors import ConfigError
-from engine.features.attention import attention_rollout, cls_patch_maps, kept_tr_indices
+from engine.features.attention import (attention_rollout, cls_patch_maps, kept_tr_indices, load_attention,
+                                       save_attention)
 
 
 def test_rollout_hand_computed_two_layers():
@@ -82,6 +83,12 @@ def test_vit_attention_maps_match_the_model_and_respect_the_budget(vit_setup):
     per_tr = (2 * 2 + 1) * 16 * 2
     small = run_sync(extract_attention_job(ep, str(vit), device="cpu", max_mb=2.5 * per_tr / 2 ** 20))
     assert list(small.tr_indices) == [0, 3] and small.nbytes <= 2.5 * per_tr
+    # Stored for the GUI and read back unchanged.
+    path = save_attention(maps, ep.video_path.parent / "attention.h5")
+    back = load_attention(path)
+    np.testing.assert_array_equal(back.maps, maps.maps)
+    np.testing.assert_array_equal(back.rollout, maps.rollout)
+    assert back.layers == ["layer01", "layer02"] and back.meta["grid"] == [4, 4]
 
 
 def test_language_attention_from_the_last_window_token(vit_setup):
