@@ -219,14 +219,17 @@ _VTT_TIME = re.compile(rf"^\s*(?P<a>{_VTT_STAMP})\s*-->\s*(?P<b>{_VTT_STAMP})(?:
 
 
 def _clock_to_s(stamp: str) -> float:
+    """'HH:MM:SS,mmm' / 'MM:SS.mmm' -> seconds, exact to the millisecond."""
     stamp = stamp.replace(",", ".")
     parts = stamp.split(":")
-    seconds = float(parts[-1])
+    whole, _, frac = parts[-1].partition(".")
+    seconds = int(whole)
     minutes = int(parts[-2]) if len(parts) >= 2 else 0
     hours = int(parts[-3]) if len(parts) >= 3 else 0
     if seconds >= 60 or minutes >= 60:
         raise ValueError(stamp)
-    return hours * 3600 + minutes * 60 + seconds
+    millis = int((frac + "000")[:3]) if frac else 0
+    return (((hours * 60 + minutes) * 60 + seconds) * 1000 + millis) / 1000.0
 
 
 def _parse_cue_blocks(text: str, path: Path, kind: str) -> Tuple[List[Tuple[float, float, str]], List[int]]:
@@ -469,6 +472,10 @@ def _read_table(path: Path) -> pd.DataFrame:
     return table
 
 
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _find(columns, *names) -> Optional[str]:
     lower = {c.lower(): c for c in columns}
     for name in names:
@@ -570,7 +577,7 @@ def _read_word_or_cue_table(path: Path) -> Tuple[str, pd.DataFrame]:
         raise DataError(
             f"{path.name}: expected columns onset, duration, word (word timings), or text, onset, "
             f"duration (cues), or {', '.join(ALGONAUTS_COLUMNS)} (Algonauts transcript); "
-            f"found {', '.join(cols) or 'no columns'}"
+            f"found {_shorten(', '.join(cols)) or 'no columns'}"
         )
     onsets = _numbers(table, onset, path)
     durations = _numbers(table, duration, path) if duration else _numbers(table, stop, path) - onsets

