@@ -37,6 +37,7 @@ from ..errors import DataError
 # and decoding from the key frame. Stay on the current decoder when the target is at most
 # this many frames further than the keyframe route would need.
 _SEEK_OVERHEAD_FRAMES = 4
+_RANDOM_ACCESS_THREADS = 4
 
 
 def _open_container(path: Path):
@@ -357,9 +358,12 @@ class VideoReader:
         # Cost of the route via the key frame vs decoding on: count only the frames that
         # must be decoded (droppable ones before the target are skipped).
         self._needed_cumsum = np.concatenate([[0], np.cumsum(~table.droppable)])
-        # Frame + slice threading: much higher decode throughput on multi-core machines.
+        # Random access decoder: frame threading raises throughput, but a frame comes out
+        # only after (threads - 1) later packets went in, and every seek flushes them all;
+        # a few threads balance seek latency against playback speed. (iter_frames uses
+        # its own decoder with as many threads as FFmpeg likes.)
         cc.thread_type = "AUTO"
-        cc.thread_count = int(threads) if threads else 0
+        cc.thread_count = int(threads) if threads else min(_RANDOM_ACCESS_THREADS, os.cpu_count() or 1)
         self._frame_bytes = max(1, self.width * self.height * 3)
         self._cache_max = max(2, int(cache_mb * 1e6 // self._frame_bytes))
         self._cache: "OrderedDict[int, np.ndarray]" = OrderedDict()
@@ -600,7 +604,7 @@ class VideoReader:
             last_frame, last_idx = frame, idx
 
 
-def read_audio(path, sr: int = 16000) -> Tuple[np.ndarray, int]:
+def read_audio(path, sr: Optional[int] = 16000) -> Tuple[np.ndarray, int]:
     """Read the first audio stream of a file as mono float32 at ``sr`` Hz.
 
     Works for audio files (wav, mp3, flac, ogg...) and the audio track of video files.
@@ -612,8 +616,8 @@ def read_audio(path, sr: int = 16000) -> Tuple[np.ndarray, int]:
     ----------
     path : str or Path
         Media file.
-    sr : int
-        Output sampling rate in Hz.
+    sr : int or None
+        Output sampling rate in Hz (None: the stream's own rate).
 
     Returns
     -------
@@ -631,9 +635,10 @@ def read_audio(path, sr: int = 16000) -> Tuple[np.ndarray, int]:
     import av
 
     path = Path(path)
-    sr = int(sr)
-    if sr <= 0:
-        raise DataError(f"audio sampling rate: expected a positive integer, found {sr}")
+    if sr is not None:
+        sr = int(sr)
+        if sr <= 0:
+            raise DataError(f"audio sampling rate: expected a positive integer, found {sr}")
     container = _open_container(path)
     try:
         if not container.streams.audio:
@@ -642,6 +647,10 @@ def read_audio(path, sr: int = 16000) -> Tuple[np.ndarray, int]:
                 f"audio {path.name}: expected an audio stream, found only {', '.join(kinds)}"
             )
         stream = container.streams.audio[0]
+        if sr is None:
+            sr = int(stream.codec_context.sample_rate or 0)
+            if sr <= 0:
+                raise DataError(f"audio {path.name}: expected a sampling rate in the header, found none")
         stream.codec_context.thread_type = "AUTO"
         # Mono = the plain average of left and right. (FFmpeg's own stereo->mono downmix
         # scales by 1/sqrt(2) instead, which would change the level of a mono recording

