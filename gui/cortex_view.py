@@ -36,6 +36,7 @@ LAYER_TITLES = {"score": "Encoding score (Pearson r, held-out)",
 VIEWS = (("left", "lateral", (0, 0)), ("right", "lateral", (0, 1)),
          ("left", "medial", (1, 0)), ("right", "medial", (1, 1)))
 BACKGROUND = "#1e2227"
+OUTLINE_RGB = (57, 255, 20)   # selected vertex / region border
 
 # Every plotter this module made, to check that none survives its view (MNE's brain_gc).
 _LIVE_PLOTTERS: "weakref.WeakSet" = weakref.WeakSet()
@@ -185,6 +186,7 @@ class CortexView(QWidget):
         self._background = None
         self._shown_key = None       # (layer, run, tr) of the map on screen
         self.current_values: Optional[np.ndarray] = None  # n_vertices, the map on screen
+        self.outline_vertices: np.ndarray = np.zeros(0, dtype=np.int64)  # region border drawn on top
         self.current_style: Optional[MapStyle] = None
         self.render_count = 0
         self._press_pos: Optional[QPoint] = None
@@ -345,6 +347,8 @@ class CortexView(QWidget):
         """Write per-vertex colours into the meshes' point data and render once."""
         values = np.asarray(values, dtype=np.float32)
         rgb = map_rgb(values, style, self._background)
+        if self.outline_vertices.size:
+            rgb[self.outline_vertices] = OUTLINE_RGB
         for hemi, ds in self._datasets:
             part = rgb[: self._n_left] if hemi == "left" else rgb[self._n_left:]
             ds.point_data["rgb"][:] = part
@@ -544,8 +548,26 @@ class CortexView(QWidget):
         else:
             for _, m in self._markers:
                 m.SetVisibility(False)
-            self.info_label.setText(f"{target.label} · r = {self.session.target_score(target):.3f}")
+            self.info_label.setText(f"{target.label} · mean vertex r = {self.session.target_score(target):.3f}")
+        self._set_outline(target)
         self.render()
+
+    def _set_outline(self, target) -> None:
+        """Border vertices of a selected region (vertices of faces that cross its edge)."""
+        outline = np.zeros(0, dtype=np.int64)
+        if target is not None and target.kind == "region" and self.session is not None:
+            inside = np.zeros(self.session.surface.n_vertices, dtype=bool)
+            inside[self.session.target_vertices(target)] = True
+            _coords, faces = self.session.surface.combined()
+            member = inside[faces]                                  # n_faces, 3
+            crossing = member.any(1) & ~member.all(1)
+            border = np.zeros_like(inside)
+            border[faces[crossing].ravel()] = True     # both sides of the edge: a 2-vertex-wide line
+            outline = np.flatnonzero(border)
+        changed = outline.size != self.outline_vertices.size or not np.array_equal(outline, self.outline_vertices)
+        self.outline_vertices = outline
+        if changed and self.current_values is not None:
+            self.set_map(self.current_values, self.current_style, self.colorbar.title)
 
     # ---- lifetime ---------------------------------------------------------------------
     def _close_plotter(self) -> None:

@@ -109,6 +109,9 @@ class JobPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
         scroll.setWidget(inner)
+        scroll.setMinimumHeight(0)
+        scroll.setVisible(False)        # shown with the first job; keeps the dock slim until then
+        self.scroll = scroll
         self.empty_label = QLabel("No jobs yet. Run > Extract features or Fit encoding model starts one.")
         self.empty_label.setObjectName("paneHint")
         lay = QVBoxLayout(self)
@@ -117,6 +120,11 @@ class JobPanel(QWidget):
         lay.addWidget(scroll, 1)
         manager.job_started.connect(self.add_job)
 
+    def sizeHint(self):  # noqa: N802 - a slim dock until jobs arrive
+        from PySide6.QtCore import QSize
+
+        return QSize(800, 64)
+
     def add_job(self, handle: JobHandle) -> JobRow:
         row = JobRow(handle)
         row.dismissed.connect(self._remove_row)
@@ -124,6 +132,7 @@ class JobPanel(QWidget):
         self._list.insertWidget(self._list.count() - 1, row)
         self.rows.append(row)
         self.empty_label.setVisible(False)
+        self.scroll.setVisible(True)
         return row
 
     def _remove_row(self, row: JobRow) -> None:
@@ -131,3 +140,4 @@ class JobPanel(QWidget):
         row.setParent(None)
         row.deleteLater()
         self.empty_label.setVisible(not self.rows)
+        self.scroll.setVisible(bool(self.rows))

@@ -70,6 +70,7 @@ class MainWindow(QMainWindow):
         self.cortex_view = _pane(CortexView(self.state, interactive=interactive_3d), "cortexPane")
         self.job_panel = JobPanel(self.jobs)
         self.job_panel.error_reported.connect(self._job_failed)
+        self.jobs.job_started.connect(self._make_room_for_jobs)
 
         left = QSplitter(Qt.Vertical)
         left.addWidget(self.video_view)
@@ -92,7 +93,7 @@ class MainWindow(QMainWindow):
         dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
                          | QDockWidget.DockWidgetClosable)
         self.addDockWidget(Qt.BottomDockWidgetArea, dock)
-        self.resizeDocks([dock], [110], Qt.Vertical)
+        self.resizeDocks([dock], [72], Qt.Vertical)
         self.jobs_dock = dock
 
         self._build_toolbar()
@@ -117,6 +118,10 @@ class MainWindow(QMainWindow):
         self.open_action.setShortcut(QKeySequence.Open)
         self.open_action.triggered.connect(self._choose_project_file)
         tb.addAction(self.open_action)
+        self.screenshot_action = QAction(icon("screenshot"), "Save screenshot…", self)
+        self.screenshot_action.triggered.connect(self._choose_screenshot)
+        tb.addAction(self.screenshot_action)
+        tb.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         tb.addSeparator()
         tb.addWidget(QLabel(" Run "))
         self.run_box = QComboBox()
@@ -147,8 +152,7 @@ class MainWindow(QMainWindow):
         a = m.addAction("Open demo project")
         a.triggered.connect(self.open_demo)
         m.addSeparator()
-        a = m.addAction("Save screenshot…")
-        a.triggered.connect(self._choose_screenshot)
+        m.addAction(self.screenshot_action)
         m.addSeparator()
         a = m.addAction("Quit")
         a.setShortcut(QKeySequence.Quit)
@@ -177,6 +181,17 @@ class MainWindow(QMainWindow):
         m = mb.addMenu("&Help")
         a = m.addAction("About AlignScope")
         a.triggered.connect(self._about)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if not getattr(self, "_docks_sized", False):
+            self._docks_sized = True
+            QTimer.singleShot(0, lambda: self.resizeDocks([self.jobs_dock], [72], Qt.Vertical))
+
+    def _make_room_for_jobs(self, _handle=None) -> None:
+        wanted = 30 + 36 * min(len(self.job_panel.rows), 4)
+        if self.jobs_dock.isVisible() and self.jobs_dock.height() < wanted:
+            self.resizeDocks([self.jobs_dock], [wanted], Qt.Vertical)
 
     # ---- errors ------------------------------------------------------------------------
     def show_error(self, title: str, message: str, details: str = "") -> QMessageBox:

@@ -29,13 +29,15 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
     mag = 10 ** np.floor(np.log10(raw))
     step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
     start = np.ceil(lo / step) * step
-    return np.arange(start, hi + step * 1e-6, step)
+    ticks = np.arange(start, hi + step * 1e-6, step)
+    ticks[np.abs(ticks) < step * 1e-6] = 0.0   # no "-0" from rounding
+    return ticks + 0.0
 
 
 class TimecoursePlot(QWidget):
     """The plot itself; exposes what it draws so tests can compare it with the session."""
 
-    MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 52, 14, 26, 30
+    MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 58, 14, 26, 30
 
     def __init__(self, view: "TimecourseView") -> None:
         super().__init__(view)
@@ -117,6 +119,11 @@ class TimecoursePlot(QWidget):
             p.setPen(axis_text)
             p.drawText(QRectF(x - 30, r.bottom() + 3, 60, 14), Qt.AlignHCenter | Qt.AlignTop, f"{tx:g}")
         p.drawText(QRectF(r.left(), r.bottom() + 15, r.width(), 14), Qt.AlignHCenter, "time in episode (s)")
+        p.save()
+        p.translate(11, r.center().y())
+        p.rotate(-90)
+        p.drawText(QRectF(-r.height() / 2, -8, r.height(), 16), Qt.AlignCenter, v.y_label)
+        p.restore()
         p.setPen(QPen(QColor("#9aa1a9")))
         p.drawRect(r)
         # current TR band and exact time
@@ -182,6 +189,7 @@ class TimecourseView(QWidget):
         self.measured: Optional[np.ndarray] = None    # n
         self.predicted: Optional[np.ndarray] = None   # n
         self.cursor_tr = 0
+        self.y_label = "response"
         self.empty_text = "Click the cortex (or pick a region) to see its time course"
         self.title = QLabel("Time course")
         self.title.setObjectName("paneTitle")
@@ -235,13 +243,15 @@ class TimecourseView(QWidget):
             self.plot.update()
             return
         score = s.target_score(target)
+        self.y_label = "response (z-scored per run)" if s.result is not None else "response (file units)"
         where = target.label
         if target.kind == "vertex":
             region = s.region_of_vertex(target.vertex)
             hemi = "left" if s.surface is None or target.vertex < s.surface.n_left else "right"
             where = f"Vertex {target.vertex} ({hemi} hemisphere" + (f", {region})" if region else ")")
         self.title.setText(where)
-        r_txt = "" if np.isnan(score) else f"r = {score:.3f} (held-out)  ·  "
+        what = "r" if target.kind == "vertex" else "mean vertex r"
+        r_txt = "" if np.isnan(score) else f"{what} = {score:.3f} (held-out)  ·  "
         self.detail.setText(f"{r_txt}run {run}  ·  {len(self.times)} TRs")
         self.plot.update()
 
