@@ -13,10 +13,12 @@ Columns of each feature space (see :data:`FEATURE_COLUMNS`):
 
 - ``luminance`` (1): mean grey level of the frame, 0 (black) .. 1 (white).
 - ``contrast`` (1): RMS contrast, the standard deviation of the grey levels (0 .. 0.5).
-- ``motion`` (2): mean absolute grey-level change between consecutive frames per second,
-  and mean Farneback optical-flow speed in image widths per second (computed at a reduced
-  resolution of :data:`MOTION_WIDTH_PX` pixels wide, on frame pairs at most
-  :data:`FLOW_RATE_HZ` times a second).
+- ``motion`` (3): mean absolute grey-level change between consecutive frames per second;
+  mean Farneback optical-flow magnitude over the image (motion energy), and mean flow
+  speed of the moving pixels alone (how fast things move, whatever their size), both in
+  image widths per second. Flow is computed at a reduced resolution of
+  :data:`MOTION_WIDTH_PX` pixels wide, on frame pairs at most :data:`FLOW_RATE_HZ` times
+  a second.
 - ``audio_envelope`` (2): RMS amplitude and mean Hilbert envelope of the waveform.
 - ``mel`` (:data:`N_MEL_BANDS`): log-mel power spectrum (natural log), 25 ms windows,
   10 ms hop, bands between 0 Hz and the Nyquist frequency, averaged over each TR.
@@ -56,6 +58,7 @@ __all__ = [
 N_MEL_BANDS = 32
 MOTION_WIDTH_PX = 160
 FLOW_RATE_HZ = 12.0
+MOVING_PX = 0.5  # flow magnitude (pixels per frame at MOTION_WIDTH_PX) above which a pixel moves
 AUDIO_SR = 16000
 WIN_S = 0.025
 HOP_S = 0.010
@@ -64,7 +67,7 @@ LOG_EPS = 1e-10
 FEATURE_COLUMNS = {
     "luminance": ["mean_grey"],
     "contrast": ["rms_contrast"],
-    "motion": ["frame_difference_per_s", "optical_flow_widths_per_s"],
+    "motion": ["frame_difference_per_s", "optical_flow_widths_per_s", "moving_speed_widths_per_s"],
     "audio_envelope": ["rms", "hilbert_envelope"],
     "mel": [f"mel_{i:02d}" for i in range(N_MEL_BANDS)],
     "word_rate": ["words_per_tr"],
@@ -114,8 +117,12 @@ def _small(grey: np.ndarray, width_px: int) -> np.ndarray:
     return cv2.resize(grey, (width_px, height_px), interpolation=cv2.INTER_AREA)
 
 
-def _flow_speed(prev_small: np.ndarray, small: np.ndarray) -> float:
-    """Mean Farneback optical-flow magnitude in pixels (of the small image) per frame."""
+def _flow_speed(prev_small: np.ndarray, small: np.ndarray) -> Tuple[float, float]:
+    """Farneback optical flow in pixels (of the small image) per frame.
+
+    Returns the mean magnitude over the whole image and over the moving pixels (magnitude
+    above :data:`MOVING_PX`; 0 when nothing moves).
+    """
     import cv2
 
     a = np.clip(prev_small * 255.0, 0, 255).astype(np.uint8)
@@ -123,7 +130,9 @@ def _flow_speed(prev_small: np.ndarray, small: np.ndarray) -> float:
     # Three pyramid levels and a 15 px window: cheaper settings lose displacements > ~3 px.
     flow = cv2.calcOpticalFlowFarneback(a, b, None, pyr_scale=0.5, levels=3, winsize=15,
                                         iterations=3, poly_n=5, poly_sigma=1.2, flags=0)
-    return float(np.mean(np.hypot(flow[..., 0], flow[..., 1])))
+    magnitude = np.hypot(flow[..., 0], flow[..., 1])
+    moving = magnitude[magnitude > MOVING_PX]
+    return float(magnitude.mean()), float(moving.mean()) if moving.size else 0.0
 
 
 # --------------------------------------------------------------------------- video
@@ -148,7 +157,7 @@ def frame_features_job(frames: Iterable[Tuple[float, np.ndarray]], n_trs: int, t
     n_frames : int
         Expected number of frames, for progress reports only (0 = unknown).
     optical_flow : bool
-        Compute the Farneback flow column of ``motion`` (else it is zero).
+        Compute the Farneback flow columns of ``motion`` (else they are zero).
     flow_rate_hz : float
         Optical flow is measured on consecutive frame pairs at most this often (the
         expensive part; every pair for videos up to this frame rate). Frame differences
@@ -161,7 +170,7 @@ def frame_features_job(frames: Iterable[Tuple[float, np.ndarray]], n_trs: int, t
     Returns
     -------
     dict
-        ``luminance`` (n_trs, 1), ``contrast`` (n_trs, 1), ``motion`` (n_trs, 2), float32.
+        ``luminance`` (n_trs, 1), ``contrast`` (n_trs, 1), ``motion`` (n_trs, 3), float32.
     """
     _check_trs(n_trs, tr_s)
     times_s, lum, con = [], [], []
@@ -187,10 +196,11 @@ def frame_features_job(frames: Iterable[Tuple[float, np.ndarray]], n_trs: int, t
             diffs.append(float(np.mean(np.abs(small - prev_grey_small))) / dt_s)
             if not optical_flow:
                 flow_times_s.append(float(t_s))
-                flows.append(0.0)
+                flows.append((0.0, 0.0))
             elif float(t_s) - last_flow_t_s >= 1.0 / flow_rate_hz - 1e-6:
                 flow_times_s.append(float(t_s))
-                flows.append(_flow_speed(prev_grey_small, small) / small.shape[1] / dt_s)
+                mean_px, moving_px = _flow_speed(prev_grey_small, small)
+                flows.append((mean_px / small.shape[1] / dt_s, moving_px / small.shape[1] / dt_s))
                 last_flow_t_s = float(t_s)
         prev_t_s, prev_grey_small = float(t_s), small
         if i % report_every == 0:
@@ -210,9 +220,9 @@ def frame_features_job(frames: Iterable[Tuple[float, np.ndarray]], n_trs: int, t
     if diffs:
         out["motion"] = np.concatenate(
             [bin_to_trs(np.asarray(diff_times_s), np.asarray(diffs)[:, None], n_trs, tr_s, onset_s),
-             bin_to_trs(np.asarray(flow_times_s), np.asarray(flows)[:, None], n_trs, tr_s, onset_s)], axis=1)
+             bin_to_trs(np.asarray(flow_times_s), np.asarray(flows), n_trs, tr_s, onset_s)], axis=1)
     else:
-        out["motion"] = np.zeros((n_trs, 2))
+        out["motion"] = np.zeros((n_trs, 3))
     for key in out:
         out[key][after] = 0.0
         out[key] = out[key].astype(np.float32)

@@ -30,6 +30,7 @@ def _luminance_frames(levels, fps=FPS, tr_s=TR_S, size=(24, 32), seed=0):
 
 
 def _square_frames(speeds_px, fps=FPS, tr_s=TR_S, size=(60, 120), side=16):
+    assert side <= 30
     """A bright square moving right at ``speeds_px[k]`` pixels per frame during TR k."""
     n_per_tr = int(round(fps * tr_s))
     frames, x = [], 4.0
@@ -39,7 +40,7 @@ def _square_frames(speeds_px, fps=FPS, tr_s=TR_S, size=(60, 120), side=16):
             t_s = (k * n_per_tr + j) / fps
             img = np.full((h, w, 3), 30, np.uint8)
             x0 = int(round(x)) % (w - side)
-            img[22:22 + side, x0:x0 + side] = 220
+            img[15:15 + side, x0:x0 + side] = 220
             frames.append((t_s, img))
             x += v
     return frames
@@ -74,13 +75,25 @@ def test_motion_tracks_square_speed():
     speeds = np.array([0, 1, 3, 2, 5, 0, 4, 1], dtype=float)
     out = run_sync(frame_features_job(_square_frames(speeds), n_trs=len(speeds), tr_s=TR_S))
     motion = out["motion"]
-    assert motion.shape == (len(speeds), 2)
+    assert motion.shape == (len(speeds), 3)
     assert np.corrcoef(motion[:, 0], speeds)[0, 1] > 0.95
     assert np.corrcoef(motion[:, 1], speeds)[0, 1] > 0.95
     # a still square gives no motion (TR 0; TR 5 starts with the step from TR 4's last frame)
     assert motion[0].max() < 1e-6
     # speed ratios: 5 px/frame moves about 5x as much as 1 px/frame
     assert 3.5 < motion[4, 1] / motion[1, 1] < 6.5
+    # the moving pixels' speed in image widths per second: px/frame * fps / width
+    moving = speeds > 1
+    np.testing.assert_allclose(motion[moving, 2], speeds[moving] * FPS / 120, rtol=0.3)
+
+
+def test_moving_speed_does_not_depend_on_object_size():
+    speeds = np.array([0, 2, 4, 3], dtype=float)
+    small = run_sync(frame_features_job(_square_frames(speeds, side=12), n_trs=4, tr_s=TR_S))["motion"]
+    large = run_sync(frame_features_job(_square_frames(speeds, side=28), n_trs=4, tr_s=TR_S))["motion"]
+    # motion energy grows with the moving area, the moving pixels' speed does not
+    assert np.all(large[1:, 1] > 1.5 * small[1:, 1])
+    np.testing.assert_allclose(large[1:, 2], small[1:, 2], rtol=0.3)
 
 
 def test_flow_on_a_subset_of_pairs_at_high_frame_rate_still_tracks_speed():
