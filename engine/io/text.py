@@ -524,8 +524,9 @@ def read_algonauts_transcript(path, tr_s: float = ALGONAUTS_TR_S) -> pd.DataFram
 
     Returns
     -------
-    DataFrame[onset_s, duration_s, word] with ``attrs["n_trs"]`` (rows in the file) and
-    ``attrs["tr_index"]`` not stored; each word keeps the row it came from in column ``tr``.
+    DataFrame[onset_s, duration_s, word, tr]
+        ``tr`` is the file row (TR chunk) each word came from; ``attrs["n_trs"]`` is the
+        number of rows in the file. :func:`read_words` drops the ``tr`` column.
     """
     path = Path(path)
     table = _read_table(path)
