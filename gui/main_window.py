@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import json
+
+import numpy as np
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
@@ -211,12 +213,13 @@ class MainWindow(QMainWindow):
         self.show_error(f"{name} failed", message, tb)
 
     # ---- project -----------------------------------------------------------------------
-    def open_project(self, path) -> bool:
-        """Open a project file or folder; shows a dialog and returns False on a user error."""
+    def open_project(self, path, result: Optional[str] = None) -> bool:
+        """Open a project file or folder (showing ``result``, default the first one); shows a
+        dialog and returns False on a user error."""
         from engine.session import ProjectSession
 
         try:
-            session = ProjectSession.open(path)
+            session = ProjectSession.open(path, result=result)
         except AlignScopeError as exc:
             self.show_error("Cannot open project", str(exc))
             return False
@@ -400,14 +403,13 @@ class MainWindow(QMainWindow):
         words = s.words
         project_path = self.project_path
         out_rel = "results/lowlevel_gui.h5"
+        result_name = "lowlevel (GUI)"
 
         def factory(token):
             def job():
                 yield Progress(0, 3, "computing low-level features")
                 feats = yield from lowlevel.lowlevel_features_job(video, words, runs[0].n_trs, runs[0].ref.tr_s,
                                                                    runs[0].ref.onset_s, token=token)
-                import numpy as np
-
                 X = np.column_stack([v for v in feats.values()]).astype(np.float32)
                 result = yield from fit.fit_encoding_job([X] * len(runs), [r.data for r in runs],
                                                          run_names=[r.name for r in runs], space="fsaverage5",
@@ -422,18 +424,21 @@ class MainWindow(QMainWindow):
             if project_path is None:
                 return
             try:
-                from engine.project import Project
+                from engine.project import PROJECT_SUFFIX, Project
 
                 project = Project.load(project_path)
+                project_file = Path(project_path)
+                if project_file.is_dir():
+                    project_file = sorted(project_file.glob(f"*{PROJECT_SUFFIX}"))[0]
                 result.save(project.path(out_rel))
-                project.results["lowlevel (GUI)"] = out_rel
-                project.save(project_path if Path(project_path).is_file() else
-                             next(Path(project_path).glob("*.alignscope.json")))
-            except AlignScopeError as exc:
+                project.results[result_name] = out_rel
+                project.save(project_file)
+            except (AlignScopeError, OSError) as exc:
                 self.show_error("Cannot save the result", str(exc))
                 return
-            self.status_label.setText(f"Encoding result saved: {out_rel} (mean r = {float(result.scores.mean()):.3f})")
-            self.open_project(project_path)
+            mean_r = float(np.nanmean(result.scores))
+            if self.open_project(project_path, result=result_name):
+                self.status_label.setText(f"Encoding result saved to {out_rel} (mean r = {mean_r:.3f})")
 
         return self.start_job("Fit encoding model", factory, done)
 

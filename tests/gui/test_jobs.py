@@ -155,3 +155,43 @@ def test_extract_features_job_runs_the_engine(window, qtbot, synthetic):
     # word rate: words with onsets in [0,1): Hello, there; [2,3): How, are, you; [4,5): Fine, thanks
     np.testing.assert_array_equal(feats["word_rate"][:, 0], [2, 0, 3, 0, 2, 0])
     assert "Features of ep ready" in window.status_label.text()
+
+
+def test_fit_encoding_job_saves_the_result_and_shows_it(qtbot, synthetic, tmp_path):
+    """Run > Fit encoding model: features + cross-validated ridge on the worker thread; the result
+    is saved into the project, reopened and coloured on the cortex; its scores equal the
+    engine's own synchronous run on the same inputs."""
+    import shutil
+    import warnings
+
+    from engine.encoding.fit import fit_encoding_job
+    from engine.encoding.results import EncodingResult
+    from engine.features.lowlevel import lowlevel_features
+    from engine.jobs import run_sync
+    from engine.project import Project
+    from gui.main_window import MainWindow
+
+    root = tmp_path / "proj"
+    shutil.copytree(synthetic.project_path.parent, root)
+    project_file = root / synthetic.project_path.name
+    w = MainWindow(interactive_3d=False)
+    qtbot.addWidget(w)
+    assert w.open_project(project_file)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")      # alpha-on-edge warnings on 6-TR runs
+        h = w.start_fit_encoding()
+        qtbot.waitUntil(lambda: h.state != "running", timeout=60000)
+        assert h.state == "finished", h.error
+        qtbot.waitUntil(lambda: w.session.result_name == "lowlevel (GUI)", timeout=5000)
+        assert Project.load(project_file).results["lowlevel (GUI)"] == "results/lowlevel_gui.h5"
+        saved = EncodingResult.load(root / "results" / "lowlevel_gui.h5")
+        assert w.result_box.currentText() == "lowlevel (GUI)"
+        np.testing.assert_array_equal(w.cortex_view.current_values, np.asarray(saved.scores, np.float32))
+        # the same fit run synchronously by the engine gives the same scores
+        runs = [synthetic.runs[n] for n in ("sub-01_run-1", "sub-01_run-2")]
+        feats = lowlevel_features(root / "stimuli" / "ep.mp4", synthetic.words, 6, 1.0)
+        X = np.column_stack(list(feats.values())).astype(np.float32)
+        ref = run_sync(fit_encoding_job([X, X], runs, run_names=["sub-01_run-1", "sub-01_run-2"],
+                                        space="fsaverage5"))
+    np.testing.assert_allclose(saved.scores, ref.scores, rtol=1e-5, atol=1e-6)
+    w.close()
