@@ -109,7 +109,7 @@ def extract_features_job(episode: EpisodeInputs, model: Union[str, ModelSpec, An
     dict
         ``{layer: FeatureSpace}`` with ``data`` of shape ``(n_trs, n_features)`` float32.
     """
-    from .registry import build_extractor, get_spec, model_identity, resolve_weights, _NO_WEIGHTS
+    from .registry import _NO_WEIGHTS, build_extractor, family_inputs, get_spec, model_identity, resolve_weights
 
     token = token or CancelToken()
     ablate = ablate or "none"
@@ -124,7 +124,9 @@ def extract_features_job(episode: EpisodeInputs, model: Union[str, ModelSpec, An
         extractor = model
         spec = extractor.spec
         identity = dict(extractor.identity)
-    inputs = getattr(extractor, "inputs", None) or _INPUTS_OF_FAMILY[spec.modality]
+    # What the model reads decides which stimulus hashes enter the cache key.
+    inputs = (getattr(extractor, "inputs", None) or family_inputs(spec.family)
+              or _INPUTS_OF_FAMILY[spec.modality])
     key, provenance = feature_cache_key(episode, spec, identity, ablate, inputs)
     meta = {"spec": spec.to_dict(), "ablate": ablate, "cache_key": key, "provenance": provenance}
 
@@ -148,7 +150,6 @@ def extract_features_job(episode: EpisodeInputs, model: Union[str, ModelSpec, An
         yield Progress(int(done.sum()), n, f"{spec.name}: loading the model")
         if extractor is None:
             extractor = build_extractor(spec, device=device, batch_size=batch_size)
-            inputs = getattr(extractor, "inputs", inputs)
         bs = int(getattr(extractor, "batch_size", 0) or 0)
         chunk = int(chunk_trs) if bs <= 0 else bs * max(1, int(np.ceil(chunk_trs / bs)))
         chunk_of = missing // chunk

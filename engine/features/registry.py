@@ -68,6 +68,14 @@ FAMILIES: Dict[str, Union[str, Callable]] = {
 # Families that need no weights folder (or find their own).
 _NO_WEIGHTS = {"lowlevel"}
 
+# The modality a family implies when a spec names the family but not the modality.
+_FAMILY_MODALITY = {
+    "clip": "vision", "vit": "vision", "siglip": "vision", "dinov2": "vision", "auto_image": "vision",
+    "videomae": "vision", "vjepa2": "vision", "bert": "language", "causal_lm": "language",
+    "auto_text": "language", "wav2vec2": "audio", "whisper": "audio", "clip_joint": "multimodal",
+    "tvlt": "multimodal", "lowlevel": "multimodal",
+}
+
 # config.json model_type -> (family, modality) for family="auto".
 _MODEL_TYPES = {
     "clip": ("clip", "vision"), "clip_vision_model": ("clip", "vision"), "vit": ("vit", "vision"),
@@ -183,6 +191,8 @@ def get_spec(model: Union[str, ModelSpec], **overrides) -> ModelSpec:
         return spec.replace(**overrides) if overrides else spec
     fields = dict(model=str(model), name=overrides.pop("name", "") or Path(str(model)).name or str(model))
     fields.update(overrides)
+    if fields.get("family", "auto") in _FAMILY_MODALITY and "modality" not in overrides:
+        fields["modality"] = _FAMILY_MODALITY[fields["family"]]
     spec = ModelSpec(**fields)
     if spec.family == "auto":
         folder = resolve_weights(spec)
@@ -274,6 +284,14 @@ def model_identity(spec: ModelSpec, folder: Optional[Path]) -> Dict[str, Any]:
                                                                              ".txt", ".model", ".pt", ".msgpack"))
     ident["files"] = {p.name: file_sha256(p) for p in files}
     return ident
+
+
+def family_inputs(family: str):
+    """The stimulus streams (``vision``, ``audio``, ``text``) an extractor family reads, or None."""
+    try:
+        return tuple(getattr(_load_factory(family), "inputs", None) or ()) or None
+    except ConfigError:
+        return None
 
 
 def _load_factory(family: str):

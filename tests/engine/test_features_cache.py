@@ -135,3 +135,19 @@ def test_cache_key_is_content_addressed_and_a_hit_skips_the_model(setup, tmp_pat
     out2 = extract_features(ep2, ex, cache_dir=tmp_path)
     assert out2["layer01"].meta["cache_key"] != key
     assert out2["layer01"].meta["provenance"]["stimulus"]["video"] == file_sha256(other)
+
+
+def test_words_enter_the_key_of_a_language_model_named_by_family(tmp_path):
+    import pandas as pd
+
+    bert = S.tiny_bert(tmp_path / "bert")
+    words = pd.DataFrame({"onset_s": [0.1, 0.6], "duration_s": [0.2, 0.2], "word": ["the", "cat"]})
+    ep = EpisodeInputs(n_trs=2, tr_s=0.5, words=words)
+    a = extract_features(ep, str(bert), family="bert", cache_dir=tmp_path / "c", device="cpu")
+    other = words.assign(word=["the", "dog"])
+    b = extract_features(EpisodeInputs(n_trs=2, tr_s=0.5, words=other), str(bert), family="bert",
+                         cache_dir=tmp_path / "c", device="cpu")
+    assert a["layer02"].meta["cache_key"] != b["layer02"].meta["cache_key"]
+    np.testing.assert_array_equal(a["layer02"].data[0], b["layer02"].data[0])
+    assert not np.allclose(a["layer02"].data[1], b["layer02"].data[1])
+    assert a["layer02"].meta["spec"]["modality"] == "language"

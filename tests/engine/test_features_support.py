@@ -78,7 +78,11 @@ def tiny_bert(folder: Path) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     vocab = write_bert_vocab(folder)
-    tok = BertTokenizerFast(vocab_file=str(vocab))
+    try:  # transformers 5: BertTokenizerFast(vocab=path or dict)
+        tok = BertTokenizerFast(vocab=str(vocab))
+    except TypeError:  # transformers 4
+        tok = BertTokenizerFast(vocab_file=str(vocab))
+    assert tok.unk_token_id not in tok("the cat")["input_ids"]
     tok.save_pretrained(folder)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=128)
