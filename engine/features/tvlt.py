@@ -969,68 +969,80 @@ class TvltExtractor(HFExtractor):
 
     def extract_attention(self, episode: EpisodeInputs, tr_indices: Sequence[int],
                           token: Optional[CancelToken] = None, ablate: str = "none",
-                          max_mb: float = 32.0) -> Generator[Progress, None, AttentionMaps]:
+                          max_mb: float = 32.0, stream: str = "video") -> Generator[Progress, None, AttentionMaps]:
         """Attention of the CLS token, per layer and head, for the overlay.
 
-        Returns :class:`AttentionMaps` in the image models' convention (``kind="patches"``):
-        ``maps`` ``(n_kept, n_layers, n_heads, grid_h, grid_w)`` float16 is the CLS query's
-        attention to the patches of the frame closest to each TR's end, ``rollout``
-        ``(n_kept, grid_h, grid_w)`` its rollout through all layers. TVLT's audio side is in
-        ``meta``: ``audio_maps`` ``(n_kept, n_layers, n_heads, n_time, n_freq)`` float16 (CLS
-        to the spectrogram patches), ``audio_rollout`` ``(n_kept, n_time, n_freq)``, and
-        ``modality_share`` ``(n_kept, n_layers, n_heads, 3)`` (the CLS row's mass on CLS,
-        all video patches, all audio patches; rows sum to 1). TRs are subsampled evenly to
-        stay under ``max_mb`` MiB.
+        Parameters
+        ----------
+        stream : {"video", "audio"}
+            ``video`` (the image models' convention, ``kind="patches"``): ``maps``
+            ``(n_kept, n_layers, n_heads, grid_h, grid_w)`` float16 is the CLS query's
+            attention to the patches of the frame closest to each TR's end, ``rollout``
+            ``(n_kept, grid_h, grid_w)`` its rollout through all layers.
+            ``audio`` (``kind="spectrogram"``): the same for the spectrogram patches of the
+            window, ``(..., n_time, n_freq)``; ``meta["audio_frame_s"]`` and
+            ``meta["audio_patch_frames"]`` give the time axis.
+
+        Both carry ``meta["modality_share"]``: per layer (``n_layers`` x 3), the CLS row's
+        attention mass on [CLS, all video patches, all audio patches], averaged over heads
+        and the kept TRs. TRs are subsampled evenly to stay under ``max_mb`` MiB.
         """
+        if stream not in ("video", "audio"):
+            raise ConfigError(f"attention stream: got {stream!r}. Supported values are: video, audio")
         token = token or CancelToken()
         ablate = check_ablation(ablate, self.inputs)
         idx = episode_tr_indices(episode, tr_indices)
         c = self.config
-        gh, gw = c.image_grid
-        n_time, n_freq = self.n_audio_tokens // c.num_freq_patches, c.num_freq_patches
+        layout = self.token_layout()
+        v0, v1 = layout["video"]
+        a0, a1 = layout["audio"]
+        if stream == "video":
+            keys = slice(v1 - c.num_patches_per_image, v1)  # the frame closest to the TR's end
+            grid = list(c.image_grid)
+        else:
+            keys = slice(a0, a1)
+            grid = list(layout["audio_grid"])
         n_lh = self.n_blocks * c.num_attention_heads
-        per_tr = ((n_lh + 1) * (gh * gw + n_time * n_freq) + n_lh * 3) * 2  # float16 bytes
+        per_tr = (n_lh + 1) * grid[0] * grid[1] * 2  # float16 bytes
         n_keep = int(max_mb * 2 ** 20 // per_tr)
         if n_keep < 1:
             raise ConfigError(f"attention size budget: expected room for one TR ({per_tr / 2 ** 20:.3f} MiB), "
                               f"found max_mb={max_mb}")
         if n_keep < len(idx):
             idx = idx[np.unique(np.linspace(0, len(idx) - 1, n_keep).round().astype(int))]
-        layout = self.token_layout()
-        v0, v1 = layout["video"]
-        a0, a1 = layout["audio"]
-        last_frame = slice(v1 - c.num_patches_per_image, v1)  # the frame closest to the TR's end
         sources = self.open_sources(episode, ablate)
-        maps, rolls, audio_maps, audio_rolls, shares = [], [], [], [], []
+        maps, rolls = [], []
+        share = np.zeros((self.n_blocks, 3))
         try:
             batch = max(1, min(self.batch_size, 4))
             for start in range(0, len(idx), batch):
                 token.raise_if_cancelled()
                 b = idx[start:start + batch]
                 out = self._run(self.prepare(sources, episode, b, ablate), output_attentions=True)
-                rows = np.stack([a[:, :, 0, :].float().cpu().numpy() for a in out["attentions"]], 1)  # n, L, H, T
-                roll = attention_rollout([a.float().cpu().numpy() for a in out["attentions"]])[:, 0, :]  # n, T
+                att = [a.float().cpu().numpy() for a in out["attentions"]]  # L x (n, H, T, T)
+                rows = np.stack([a[:, :, 0, :] for a in att], 1)  # n, L, H, T
+                roll = attention_rollout(att)[:, 0, :]  # n, T
                 n = len(b)
-                maps.append(rows[..., last_frame].reshape(n, self.n_blocks, -1, gh, gw).astype(np.float16))
-                rolls.append(roll[:, last_frame].reshape(n, gh, gw).astype(np.float16))
-                audio_maps.append(rows[..., a0:a1].reshape(n, self.n_blocks, -1, n_time, n_freq).astype(np.float16))
-                audio_rolls.append(roll[:, a0:a1].reshape(n, n_time, n_freq).astype(np.float16))
-                shares.append(np.stack([rows[..., 0], rows[..., v0:v1].sum(-1), rows[..., a0:a1].sum(-1)],
-                                       -1).astype(np.float16))
+                maps.append(rows[..., keys].reshape((n, self.n_blocks, -1) + tuple(grid)).astype(np.float16))
+                rolls.append(roll[:, keys].reshape((n,) + tuple(grid)).astype(np.float16))
+                share += np.stack([rows[..., 0], rows[..., v0:v1].sum(-1), rows[..., a0:a1].sum(-1)],
+                                  -1).mean(2).sum(0)  # L, 3
                 yield Progress(min(start + batch, len(idx)), len(idx),
-                               f"{self.spec.name}: attention, TRs {int(b[0])}-{int(b[-1])}")
+                               f"{self.spec.name}: {stream} attention, TRs {int(b[0])}-{int(b[-1])}")
         finally:
             self.close_sources(sources)
         windows_s = episode.windows_s(self.spec.window_s, idx)
-        frame_times_s = window_frame_times(windows_s, self.n_frames)
-        return AttentionMaps(
-            tr_indices=idx, layers=[layer_name(i) for i in range(1, self.n_blocks + 1)],
-            maps=np.concatenate(maps), rollout=np.concatenate(rolls), kind="patches",
-            meta={"grid": [gh, gw], "frame_times_s": frame_times_s[:, -1].tolist(), "heads": "all",
-                  "query": "cls", "max_mb": max_mb, "model": str(self.spec.model), "layout": layout,
-                  "windows_s": windows_s.tolist(), "window_frame_times_s": frame_times_s.tolist(),
-                  "audio_maps": np.concatenate(audio_maps), "audio_rollout": np.concatenate(audio_rolls),
-                  "modality_share": np.concatenate(shares), "ablate": ablate})
+        meta = {"grid": grid, "heads": "all", "query": "cls", "max_mb": max_mb, "model": str(self.spec.model),
+                "stream": stream, "layout": layout, "ablate": ablate, "window_s": float(self.spec.window_s),
+                "modality_share": (share / len(idx)).round(5).tolist(),
+                "modality_share_columns": ["cls", "video", "audio"]}
+        if stream == "video":
+            meta["frame_times_s"] = window_frame_times(windows_s, self.n_frames)[:, -1].tolist()
+        else:
+            meta["window_start_s"] = windows_s[:, 0].tolist()
+        return AttentionMaps(tr_indices=idx, layers=[layer_name(i) for i in range(1, self.n_blocks + 1)],
+                             maps=np.concatenate(maps), rollout=np.concatenate(rolls),
+                             kind="patches" if stream == "video" else "spectrogram", meta=meta)
 
 
 TVLTExtractor = TvltExtractor  # the name the registry looks up

@@ -339,40 +339,49 @@ def test_features_equal_the_model_run_by_hand(extractor, episode, tiny):
         np.testing.assert_allclose(feats[f"audio.layer{i:02d}"][0], h[1 + n_pix:].mean(0), atol=1e-5, rtol=0)
 
 
-def test_attention_maps_for_the_overlay(extractor, episode, tiny):
+def test_attention_maps_for_the_overlay(extractor, episode, tiny, tmp_path):
     from engine.jobs import run_sync
 
     model, config, _info = tiny
-    maps = run_sync(extractor.extract_attention(episode, [FLASH_TR, TONE_TR]))
+    video = run_sync(extractor.extract_attention(episode, [FLASH_TR, TONE_TR]))
+    audio = run_sync(extractor.extract_attention(episode, [FLASH_TR, TONE_TR], stream="audio"))
     n_time = extractor.n_audio_tokens // 2
     L, H = config.num_hidden_layers, config.num_attention_heads
-    assert maps.kind == "patches" and list(maps.tr_indices) == [FLASH_TR, TONE_TR]
-    assert maps.maps.shape == (2, L, H, 4, 4) and maps.maps.dtype == np.float16
-    assert maps.rollout.shape == (2, 4, 4)
-    assert maps.meta["audio_maps"].shape == (2, L, H, n_time, 2)
-    share = maps.meta["modality_share"].astype(np.float32)
-    np.testing.assert_allclose(share.sum(-1), 1.0, atol=2e-2)
+    assert video.kind == "patches" and list(video.tr_indices) == [FLASH_TR, TONE_TR]
+    assert video.maps.shape == (2, L, H, 4, 4) and video.maps.dtype == np.float16
+    assert video.rollout.shape == (2, 4, 4)
+    assert audio.kind == "spectrogram" and audio.maps.shape == (2, L, H, n_time, 2)
+    assert audio.rollout.shape == (2, n_time, 2)
+    share = np.asarray(video.meta["modality_share"])
+    assert share.shape == (L, 3)
+    np.testing.assert_allclose(share.sum(-1), 1.0, atol=1e-3)
     # the frame shown is the window's last one
-    assert maps.meta["frame_times_s"][1] == pytest.approx((TONE_TR + 0.75) * TR_S)
-    pixels, audio, pm, am = _direct_inputs(episode, TONE_TR)
+    assert video.meta["frame_times_s"][1] == pytest.approx((TONE_TR + 0.75) * TR_S)
+    pixels, audio_in, pm, am = _direct_inputs(episode, TONE_TR)
     with torch.no_grad():
-        out = model(torch.from_numpy(pixels), torch.from_numpy(audio), torch.from_numpy(pm), torch.from_numpy(am),
-                    output_attentions=True)
+        out = model(torch.from_numpy(pixels), torch.from_numpy(audio_in), torch.from_numpy(pm),
+                    torch.from_numpy(am), output_attentions=True)
     for layer in range(L):
         row = out["attentions"][layer][0, :, 0].numpy()  # heads, tokens
-        np.testing.assert_allclose(maps.maps[1, layer].astype(np.float32).reshape(H, -1), row[:, 17:33], atol=2e-3)
-        np.testing.assert_allclose(maps.meta["audio_maps"][1, layer].astype(np.float32).reshape(H, -1),
-                                   row[:, 33:], atol=2e-3)
-        np.testing.assert_allclose(share[1, layer], np.stack([row[:, 0], row[:, 1:33].sum(-1), row[:, 33:].sum(-1)],
-                                                             -1), atol=2e-3)
+        np.testing.assert_allclose(video.maps[1, layer].astype(np.float32).reshape(H, -1), row[:, 17:33], atol=2e-3)
+        np.testing.assert_allclose(audio.maps[1, layer].astype(np.float32).reshape(H, -1), row[:, 33:], atol=2e-3)
     roll = tvlt.attention_rollout([a.numpy() for a in out["attentions"]])[0, 0]
-    np.testing.assert_allclose(maps.rollout[1].astype(np.float32).ravel(), roll[17:33], atol=2e-3)
+    np.testing.assert_allclose(video.rollout[1].astype(np.float32).ravel(), roll[17:33], atol=2e-3)
+    np.testing.assert_allclose(audio.rollout[1].astype(np.float32).ravel(), roll[33:], atol=2e-3)
+    # the maps survive the project's attention file format
+    attention = pytest.importorskip("engine.features.attention")
+    if hasattr(attention, "save_attention"):
+        back = attention.load_attention(attention.save_attention(audio, tmp_path / "att.h5"))
+        np.testing.assert_array_equal(back.maps, audio.maps)
+        assert back.meta["modality_share"] == audio.meta["modality_share"] and back.kind == "spectrogram"
     # a budget of one TR keeps one TR; none raises
-    per_tr_mib = 1.0 * ((L * H + 1) * (16 + n_time * 2) + L * H * 3) * 2 / 2 ** 20
+    per_tr_mib = (L * H + 1) * 16 * 2 / 2 ** 20
     small = run_sync(extractor.extract_attention(episode, list(range(N_TRS)), max_mb=1.5 * per_tr_mib))
     assert len(small.tr_indices) == 1
     with pytest.raises(ConfigError, match="budget"):
         run_sync(extractor.extract_attention(episode, [0], max_mb=1e-9))
+    with pytest.raises(ConfigError, match="stream"):
+        run_sync(extractor.extract_attention(episode, [0], stream="text"))
 
 
 def test_attention_rollout_of_identity_attention_is_identity():
