@@ -167,6 +167,9 @@ def test_iter_frames_window_and_cache(videos):
     "name,codec,options",
     [
         ("h264.mkv", "libx264", X264_GOP25),
+        ("h264_start_offset.ts", "libx264", {"x264-params": "keyint=25:min-keyint=25:scenecut=0:bframes=3"}),
+        ("h264_open_gop.mp4", "libx264",
+         {"x264-params": "keyint=25:min-keyint=25:scenecut=0:bframes=3:open-gop=1"}),
         ("mpeg4_bframes.avi", "mpeg4", {"bf": "2", "g": "25"}),
         ("hevc.mkv", "libx265", {"x265-params": "log-level=none:keyint=25:min-keyint=25"}),
         ("vp9.webm", "libvpx-vp9", {"g": "25", "deadline": "realtime", "cpu-used": "8"}),
@@ -179,6 +182,9 @@ def test_codecs_and_containers(tmp_path, name, codec, options):
     with VideoReader(path) as r:
         assert r.n_frames == 60 == probe_frame_count(path)
         assert r.fps == pytest.approx(25.0, rel=1e-3)
+        # episode time 0 = container start (MPEG-TS stamps start at 1.4 s); AVI with packed
+        # B-frames shows its first frame one frame late, as FFmpeg times it
+        assert r.frame_times_s[0] == pytest.approx(0.04 if name.endswith(".avi") else 0.0, abs=1e-6)
         for i in np.random.default_rng(2).permutation(60)[:30]:
             assert _decode_index(r.frame(int(i))) == i
 
