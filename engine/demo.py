@@ -50,7 +50,7 @@ REGIONS = [
     ("language", "left", [(-45.0, -66.0, 32.0)], 13.0, "words"),
     ("multimodal", "right", [(50.0, -52.0, 12.0)], 11.0, "visual_x_words"),
 ]
-AMPLITUDE = {"visual": 1.2, "audio": 1.2, "words": 1.2, "visual_x_words": 1.4}
+AMPLITUDE = {"visual": 2.5, "audio": 2.5, "words": 2.5, "visual_x_words": 3.0}
 
 VOCAB = ("the we you said look here there what friend coffee apartment couch never always "
          "think know really maybe okay right wait come going little time people today "
@@ -139,7 +139,65 @@ def _srt_time(t_s: float) -> str:
     return f"{h:02d}:{m:02d}:{s:02d},{ms:03d}"
 
 
-def _render_video_and_audio(path: Path, rng, duration_s, scenes, cues) -> Dict[str, np.ndarray]:
+@dataclass
+class _StimulusPlan:
+    """Everything the episode is drawn from, decided before a single frame is rendered."""
+
+    scenes: List[_Scene]
+    words: List[Tuple[float, float, str]]
+    speed: np.ndarray        # (n_frames,) px per frame
+    lum_gain: np.ndarray     # (n_frames,) background brightness in [0, 1]
+    env_slow: np.ndarray     # (n_control,) audio envelope control signal at 10 Hz
+
+
+def _draw_plan(rng, duration_s) -> _StimulusPlan:
+    n_frames = int(round(duration_s * FPS))
+    return _StimulusPlan(
+        scenes=_make_scenes(rng, duration_s),
+        words=_make_words(rng, duration_s),
+        speed=1.0 + 9.0 * _smooth_random(rng, n_frames, 60),
+        lum_gain=0.35 + 0.65 * _smooth_random(rng, n_frames, 90),
+        env_slow=_smooth_random(rng, int(duration_s * 10) + 1, 25),
+    )
+
+
+def _plan_drivers(plan: _StimulusPlan, n_trs: int, tr_s: float) -> Dict[str, np.ndarray]:
+    """The drivers a plan will produce, from its parameters (luminance from the brightness gain)."""
+    n_frames = len(plan.speed)
+    stim = {"frame_t": np.arange(n_frames) / FPS, "speed": plan.speed, "frame_luminance": plan.lum_gain,
+            "audio_t": np.arange(plan.env_slow.size) / 10.0, "audio_envelope": plan.env_slow}
+    return truth_drivers(stim, plan.words, n_trs, tr_s)
+
+
+def _max_driver_correlation(drivers: Dict[str, np.ndarray], tr_s: float) -> float:
+    """Largest |r| between two planted drivers after HRF convolution (what the brain sees)."""
+    hrf = spm_hrf(tr_s)
+    names = sorted(drivers)
+    conv = np.array([np.convolve(drivers[k], hrf)[:len(drivers[k])] for k in names])
+    c = np.corrcoef(conv)
+    return float(np.max(np.abs(c[np.triu_indices(len(names), 1)])))
+
+
+def _draw_decorrelated_plan(rng, duration_s, n_trs, tr_s, max_abs_r=0.12, max_tries=500) -> _StimulusPlan:
+    """Redraw the stimulus until its planted drivers are nearly uncorrelated.
+
+    In a 2-minute episode independent slow signals still correlate by chance (|r| ~ 0.3);
+    a region must have one cause for its recovery to be judged, so the generator keeps the
+    first plan whose HRF-convolved drivers all correlate below ``max_abs_r`` (deterministic
+    for a seed), else the best plan it saw.
+    """
+    best, best_r = None, np.inf
+    for _ in range(max_tries):
+        plan = _draw_plan(rng, duration_s)
+        r = _max_driver_correlation(_plan_drivers(plan, n_trs, tr_s), tr_s)
+        if r < best_r:
+            best, best_r = plan, r
+        if r < max_abs_r:
+            break
+    return best
+
+
+def _render_video_and_audio(path: Path, rng, duration_s, plan: _StimulusPlan, cues) -> Dict[str, np.ndarray]:
     """Draw frames with OpenCV, synthesise audio, mux both with PyAV (H.264 GOP 25 + AAC).
 
     Returns the per-frame and per-audio-sample truth the responses are made from.
@@ -147,11 +205,10 @@ def _render_video_and_audio(path: Path, rng, duration_s, scenes, cues) -> Dict[s
     import av
     import cv2
 
-    n_frames = int(round(duration_s * FPS))
+    scenes = plan.scenes
+    n_frames = len(plan.speed)
     frame_t = np.arange(n_frames) / FPS
-    # truth drivers per frame
-    speed = 1.0 + 9.0 * _smooth_random(rng, n_frames, 60)            # px per frame
-    lum_gain = 0.35 + 0.65 * _smooth_random(rng, n_frames, 90)         # background brightness
+    speed, lum_gain = plan.speed, plan.lum_gain
     # shapes: position, direction, colour, size
     max_shapes = 5
     pos = rng.uniform([20, 20], [WIDTH - 20, HEIGHT - 20], size=(max_shapes, 2))
@@ -162,8 +219,7 @@ def _render_video_and_audio(path: Path, rng, duration_s, scenes, cues) -> Dict[s
     # audio: tones under an envelope that varies slowly and independently of the words
     n_audio = int(round(duration_s * AUDIO_SR))
     audio_t = np.arange(n_audio) / AUDIO_SR
-    env_slow = _smooth_random(rng, int(duration_s * 10) + 1, 25)        # 10 Hz control signal
-    envelope = 0.05 + 0.9 * np.interp(audio_t, np.arange(env_slow.size) / 10.0, env_slow)
+    envelope = 0.05 + 0.9 * np.interp(audio_t, np.arange(plan.env_slow.size) / 10.0, plan.env_slow)
     tones = (np.sin(2 * np.pi * 220 * audio_t) + 0.6 * np.sin(2 * np.pi * 330 * audio_t)
              + 0.3 * np.sin(2 * np.pi * 550 * audio_t) + 0.2 * rng.standard_normal(n_audio))
     audio = (0.25 * envelope * tones).astype(np.float32)
@@ -249,7 +305,7 @@ def _fsaverage5_pial() -> Tuple[np.ndarray, np.ndarray]:
 
 
 def planted_maps(coords: np.ndarray, hemi: np.ndarray) -> Dict[str, np.ndarray]:
-    """Gaussian weight maps (n_vertices,) in [0, 1] per planted region; 0 below 0.05."""
+    """Weight maps (n_vertices,) in [0, 1] per planted region: Gaussian patches with a plateau."""
     maps = {}
     for name, side, seeds, sigma, _ in REGIONS:
         w = np.zeros(len(coords))
@@ -262,7 +318,9 @@ def planted_maps(coords: np.ndarray, hemi: np.ndarray) -> Dict[str, np.ndarray]:
             w[hemi == 1] = 0
         elif side == "right":
             w[hemi == 0] = 0
-        w[w < 0.05] = 0.0
+        # a patch with a plateau and soft edges, like a functional area, cut off below 0.1
+        w = np.clip(1.6 * w, 0.0, 1.0)
+        w[w < 0.1] = 0.0
         maps[name] = w
     return maps
 
@@ -346,8 +404,9 @@ def _write_demo_into(root: Path, seed: int, duration_s: float, n_runs: int) -> N
     (root / "truth").mkdir()
     (root / "results").mkdir()
 
-    scenes = _make_scenes(rng, duration_s)
-    words = _make_words(rng, duration_s)
+    n_trs = _n_trs(duration_s)
+    plan = _draw_decorrelated_plan(rng, duration_s, n_trs, TR_S)
+    words = plan.words
     cues = _words_to_cues(words)
 
     with open(root / "stimuli" / "demo_episode.srt", "w", encoding="utf-8") as fh:
@@ -357,9 +416,8 @@ def _write_demo_into(root: Path, seed: int, duration_s: float, n_runs: int) -> N
         fh.write("onset\tduration\tword\n")
         for onset, dur, w in words:
             fh.write(f"{onset:.3f}\t{dur:.3f}\t{w}\n")
-    stim = _render_video_and_audio(root / "stimuli" / "demo_episode.mp4", rng, duration_s, scenes, cues)
+    stim = _render_video_and_audio(root / "stimuli" / "demo_episode.mp4", rng, duration_s, plan, cues)
 
-    n_trs = _n_trs(duration_s)
     coords, hemi = _fsaverage5_pial()
     maps = planted_maps(coords, hemi)
     drivers = truth_drivers(stim, words, n_trs, TR_S)
@@ -405,7 +463,7 @@ def _write_parcel_tables(root: Path, runs) -> List[str]:
     for k, data in enumerate(runs, 1):
         table = atlas.vertex_to_parcel(data)           # n_trs, n_parcels
         rel = f"fmri/sub-01_run-{k}_schaefer400.tsv"
-        header = "\t".join(atlas.names[1:] if len(atlas.names) == table.shape[1] + 1 else atlas.names)
+        header = "\t".join(atlas.names)                # one name per parcel, in label order
         np.savetxt(root / rel, table, delimiter="\t", fmt="%.4f", header=header, comments="")
         rels.append(rel)
     return rels

@@ -24,7 +24,7 @@ def run(args) -> int:
     if args.no_fit:
         return 0
     summary = run_sync(run_demo_pipeline(project_file, backend=args.backend), progress_bar=True, name="demo")
-    print(f"{'region':<12} {'space':<9} {'median r':>9} {'map corr':>9}")
+    print(f"{'region':<12} {'space':<9} {'median r':>9} {'map corr':>9}  (map: unique R^2 of the space)")
     for region, row in summary.items():
         if region in ("noise", "pipeline"):
             continue
