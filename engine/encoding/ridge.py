@@ -128,6 +128,18 @@ def _is_partition(train: np.ndarray, val: np.ndarray, n_samples: int) -> bool:
     return bool(mask.all())
 
 
+def _resolvent_rows(bk, eig, alphas_b):
+    """``X_val (C_train + alpha I)^-1`` for every alpha, stacked: (n_alphas * n_val, n_features) float32.
+
+    ``eig = (s, V, X_val V)`` with ``C_train = V diag(s) V^T`` (float64).
+    """
+    s, v, xv_v = eig
+    weights = bk.cast(1.0 / (s[None, :] + alphas_b[:, None]), "float32")   # n_alphas, n_features
+    xv_v32 = bk.cast(xv_v, "float32")
+    stacked = bk.concatenate([xv_v32 * weights[i][None, :] for i in range(weights.shape[0])], 0)
+    return stacked @ bk.cast(v, "float32").T
+
+
 def _drop_null_space(bk, s, u, rtol: float = 1e-10):
     """Keep the kernel's eigenvectors whose eigenvalue is not a numerical zero.
 
@@ -181,28 +193,29 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
     X64 = bk.cast(Xb, "float64")
     alphas_b = bk.asarray(alphas, "float64")
     fold_ops = []
+    # validation sets that partition the samples: X^T Y is the sum of the folds' X_v^T Y_v
+    val_partition = _is_partition(np.concatenate([v for _, v in folds]), np.zeros(0, np.int64), n_samples) \
+        and sum(v.size for _, v in folds) == n_samples
     if solver == "primal":
         gram = X64.T @ X64                                      # n_features, n_features
+        # keep every fold's (n_alphas * n_val, n_features) resolvent rows when they fit
+        cache_bytes = 4 * n_alphas * sum(v.size for _, v in folds) * n_features
+        keep_resolvents = cache_bytes <= 1e9
         for train, val in folds:
-            partition = _is_partition(train, val, n_samples)
+            complement = _is_partition(train, val, n_samples)
             Xv64 = bk.take_rows(X64, val)
-            if partition:
+            op = dict(train=train, val=val, complement=complement, xv=bk.take_rows(Xb, val),
+                      xt=None if complement else bk.take_rows(Xb, train))
+            if complement:
                 c = gram - Xv64.T @ Xv64
             else:
                 Xt64 = bk.take_rows(X64, train)
                 c = Xt64.T @ Xt64
             s, v = bk.eigh(c)
-            s = bk.clip_min(s, 0.0)
-            # n_alphas, n_features: spectral weights of every alpha
-            weights = 1.0 / (s[None, :] + alphas_b[:, None])
-            a_val = bk.take_rows(Xb, val) @ bk.cast(v, "float32")    # n_val, n_features
-            # n_alphas * n_val, n_features: one GEMM gives every alpha's predictions
-            w_stack = bk.concatenate([a_val * bk.cast(weights[i], "float32")[None, :]
-                                      for i in range(n_alphas)], 0)
-            fold_ops.append(dict(train=train, val=val, partition=partition,
-                                 v=bk.cast(v, "float32"), w_stack=w_stack,
-                                 xv=bk.take_rows(Xb, val),
-                                 xt=None if partition else bk.take_rows(Xb, train)))
+            op["eig"] = (bk.clip_min(s, 0.0), v, Xv64 @ v)
+            if keep_resolvents:
+                op["resolvent"] = _resolvent_rows(bk, op["eig"], alphas_b)
+            fold_ops.append(op)
         if return_coef or len(X_predict):
             s_all, v_all = bk.eigh(gram)
             s_all = bk.clip_min(s_all, 0.0)
@@ -239,24 +252,39 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
         Yb = bk.asarray(Y[:, start:stop])                       # n_samples, n_batch
         nb = stop - start
         fold_scores = np.zeros((len(fold_ops), n_alphas, nb), dtype=np.float64)
-        xty = Xb.T @ Yb if solver == "primal" else None         # n_features, n_batch
+        xty = None
+        if solver == "primal":
+            # n_features, n_batch per fold: X_val^T Y_val
+            xvy = [op["xv"].T @ bk.take_rows(Yb, op["val"]) for op in fold_ops]
+            if val_partition:
+                xty = xvy[0]
+                for extra in xvy[1:]:
+                    xty = xty + extra
+            else:
+                xty = Xb.T @ Yb                                 # n_features, n_batch
         for f, op in enumerate(fold_ops):
             yv = bk.take_rows(Yb, op["val"])                    # n_val, n_batch
             if solver == "primal":
-                if op["partition"]:
-                    xty_tr = xty - op["xv"].T @ yv
+                if op["complement"]:
+                    xty_tr = xty - xvy[f]
                 else:
                     xty_tr = op["xt"].T @ bk.take_rows(Yb, op["train"])
-                z = op["v"].T @ xty_tr                          # n_features, n_batch
+                resolvent = op.get("resolvent")
+                if resolvent is None:
+                    resolvent = _resolvent_rows(bk, op["eig"], alphas_b)
+                # n_alphas * n_val, n_batch: X_val (C_train + alpha I)^-1 X_train^T Y, all alphas
+                pred = resolvent @ xty_tr
+                del xty_tr, resolvent
             else:
                 z = op["u"].T @ bk.take_rows(Yb, op["train"])   # n_train, n_batch
-            pred = op["w_stack"] @ z                            # n_alphas * n_val, n_batch
+                pred = op["w_stack"] @ z
+                del z
             n_val = op["val"].size
             pred = pred.reshape(n_alphas, n_val, nb)
             pred -= yv[None]
             # n_alphas, n_batch: negative mean squared error, as himalaya's l2_neg_loss
             fold_scores[f] = -bk.to_numpy((pred * pred).sum(1)).astype(np.float64) / n_val
-            del pred, z
+            del pred
         mean_scores = fold_scores.mean(0)                       # n_alphas, n_batch
         cv_scores[:, start:stop] = mean_scores
         best = np.argmax(mean_scores + 1e-10 * log_alphas[:, None], axis=0)
