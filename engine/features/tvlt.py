@@ -920,8 +920,11 @@ class TvltExtractor(HFExtractor):
         windows_s = episode.windows_s(self.spec.window_s, tr_indices)  # n, 2
         times_s = window_frame_times(windows_s, self.n_frames)  # n, n_frames
         frames = sources["frames"].frames(times_s)  # n, n_frames, H, W, 3
-        pixels, pixel_mask = tvlt_pixel_values(list(frames), self.settings, self.config.image_patch_size[0],
-                                               self.config.num_frames)
+        pixels, _ = tvlt_pixel_values(list(frames), self.settings, self.config.image_patch_size[0],
+                                      self.config.num_frames)
+        # every frame is real; sized by the model's patches (the processor counts them from
+        # its resize edge, which differs from the crop when a checkpoint resizes larger)
+        pixel_mask = np.ones((len(frames), self.n_video_tokens), np.float32)
         waves = [self._audio_window(sources["audio"], start_s) for start_s in windows_s[:, 0]]
         audio, audio_mask = tvlt_audio_values(waves, self.settings)
         return {"pixel_values": pixels, "audio_values": audio, "pixel_mask": pixel_mask, "audio_mask": audio_mask}

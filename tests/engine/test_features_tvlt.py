@@ -411,3 +411,21 @@ def test_registry_builds_tvlt_from_a_folder():
     ex = registry.build_extractor(str(TINY), device="cpu", family="tvlt", modality="multimodal",
                                   window_s=TR_S, frames_per_window=2, layers=(1.0,))
     assert isinstance(ex, TvltExtractor) and ex.layers == ["layer02"]
+
+
+def test_checkpoint_resizing_larger_than_its_crop(tmp_path, episode):
+    """A processor that resizes to 40 px and crops 32: the mask follows the model's patches."""
+    import json
+    import shutil
+
+    from engine.features.tvlt import TvltExtractor
+
+    folder = tmp_path / "tvlt_resize40"
+    shutil.copytree(TINY, folder)
+    pp = json.loads((folder / "preprocessor_config.json").read_text())
+    pp["size"] = {"shortest_edge": 40}
+    (folder / "preprocessor_config.json").write_text(json.dumps(pp))
+    ex = TvltExtractor(_spec(model=str(folder)), folder, device="cpu", batch_size=2)
+    assert ex.settings.shortest_edge == 40 and ex.settings.crop_hw == (32, 32)
+    feats = _extract(ex, episode, tr_indices=[FLASH_TR, 0])
+    assert np.all(np.isfinite(feats["layer02"])) and not _same(feats["layer02"][0], feats["layer02"][1])
