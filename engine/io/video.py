@@ -38,6 +38,7 @@ from ..errors import DataError
 # this many frames further than the keyframe route would need.
 _SEEK_OVERHEAD_FRAMES = 4
 _RANDOM_ACCESS_THREADS = 4
+_COLORSPACE_UNSPECIFIED = 2  # AVCOL_SPC_UNSPECIFIED
 
 
 def _open_container(path: Path):
@@ -184,10 +185,7 @@ def _scan_frame_table(container, stream, path: Path) -> _FrameTable:
         drop_pts = []
     if not pts_list:
         raise DataError(f"video {path.name}: expected at least one video frame, found none")
-    pts = np.unique(np.asarray(pts_list, dtype=np.int64))
-    if len(pts) != len(pts_list):
-        # Duplicate stamps would make two frames share a time; keep one of each.
-        pass
+    pts = np.unique(np.asarray(pts_list, dtype=np.int64))  # sorted; duplicate stamps merged
     origin_s = _container_start_s(container)
     times_s = pts.astype(np.float64) * float(tb) - origin_s
     key_pts_arr = np.asarray(sorted(set(key_pts)) or [pts[0]], dtype=np.int64)
@@ -491,7 +489,12 @@ class VideoReader:
         return int(self._key_indices[max(k, 0)])
 
     def _to_rgb(self, frame, read_only: bool = True) -> np.ndarray:
-        rgb = frame.to_ndarray(format="rgb24")
+        if frame.colorspace == _COLORSPACE_UNSPECIFIED and frame.height >= 720:
+            # Untagged HD video is BT.709 in practice; players (mpv, VLC) assume so too.
+            # (Tagged frames are converted with their own matrix; untagged SD as BT.601.)
+            rgb = frame.reformat(format="rgb24", src_colorspace="ITU709").to_ndarray()
+        else:
+            rgb = frame.to_ndarray(format="rgb24")
         if rgb.shape[0] != self.height or rgb.shape[1] != self.width:
             # A mid-stream resolution change: keep one frame size for the whole video.
             import cv2

@@ -464,3 +464,27 @@ def test_read_audio_late_audio_start_is_padded(tmp_path):
     assert first_sound == pytest.approx(8000, abs=20)
     assert np.abs(samples[:7900]).max() < 1e-3
     assert len(samples) == pytest.approx(24000, abs=40)
+
+
+@pytest.mark.parametrize("width,height,expected_rgb", [
+    (320, 240, (203, 88, 64)),    # untagged SD: BT.601
+    (1280, 720, (214, 98, 61)),   # untagged HD: BT.709, as players assume
+])
+def test_colour_matrix_of_untagged_video(tmp_path, width, height, expected_rgb):
+    path = tmp_path / f"solid_{height}.mkv"
+    out = av.open(str(path), "w")
+    vs = out.add_stream("libx264", rate=25)
+    vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+    vs.options = {"preset": "ultrafast", "qp": "0"}  # lossless: decoded YUV == encoded YUV
+    for _ in range(3):
+        frame = av.VideoFrame(width, height, "yuv420p")
+        for plane, value in zip(frame.planes, (120, 100, 180)):  # Y, U, V (limited range)
+            plane.update(np.full(plane.buffer_size, value, np.uint8).tobytes())
+        for packet in vs.encode(frame):
+            out.mux(packet)
+    for packet in vs.encode():
+        out.mux(packet)
+    out.close()
+    with VideoReader(path) as r:
+        rgb = r.frame(1)
+    np.testing.assert_allclose(rgb[height // 2, width // 2], expected_rgb, atol=2)
