@@ -179,6 +179,7 @@ class CortexView(QWidget):
         self.state = state
         self.session = None
         self.interactive = can_host_interactor() if interactive is None else bool(interactive)
+        self.fallback_reason: Optional[str] = None   # why the interactor could not be used
         self.plotter = None
         self._datasets: List[Tuple[str, object]] = []   # (hemi, the mapper's dataset)
         self._markers: List[Tuple[str, object]] = []    # (hemi, actor)
@@ -230,9 +231,14 @@ class CortexView(QWidget):
         import pyvista as pv
 
         if self.interactive:
-            from pyvistaqt import QtInteractor
+            try:
+                from pyvistaqt import QtInteractor
 
-            plotter = QtInteractor(self, shape=(2, 2), border=False, auto_update=False)
+                plotter = QtInteractor(self, shape=(2, 2), border=False, auto_update=False)
+            except Exception as exc:  # noqa: BLE001 - no usable OpenGL on this display: draw off-screen
+                self.interactive = False
+                self.fallback_reason = f"{type(exc).__name__}: {exc}"
+                return self._make_plotter(size)
             self._click_filter = _ClickFilter(self)
             plotter.installEventFilter(self._click_filter)
             host = plotter

@@ -70,3 +70,49 @@ def test_demo_screenshot_under_xvfb(xvfb_display, tmp_path):
         brain = np.abs(q.astype(int) - background).sum(axis=2) > 40
         assert brain.mean() > 0.2, brain.mean()
     assert sum(hot_pixels(q) > 20 for q in quadrants) >= 2
+
+
+CLICK_SCRIPT = """
+import sys
+import numpy as np
+from PySide6.QtCore import QPoint, Qt, QTimer
+from PySide6.QtTest import QTest
+from gui.app import make_application
+from gui.main_window import MainWindow
+app = make_application()
+w = MainWindow()
+w.show()
+assert w.open_project(sys.argv[1]), w.errors_shown
+out = []
+def go():
+    cv = w.cortex_view
+    surf = w.session.surface
+    out.append(f"INTERACTIVE {cv.interactive}")
+    for v in (int(np.argmin(surf.left.coords[:, 0])), surf.n_left + int(np.argmax(surf.right.coords[:, 0]))):
+        x, y = cv.project_vertex(v, "lateral")
+        QTest.mouseClick(cv.host, Qt.LeftButton, Qt.NoModifier, QPoint(int(round(x)), int(round(y))))
+        QTest.qWait(50)
+        t = w.state.target
+        d = float(np.linalg.norm(w.session.surface.combined()[0][t.vertex] - w.session.surface.combined()[0][v]))
+        same = np.array_equal(w.timecourse_view.measured, w.session.roi_timecourse(w.state.run, t)[1])
+        out.append(f"PICK {v} {t.vertex} {d:.2f} {same}")
+    w.close()
+    app.quit()
+QTimer.singleShot(800, go)
+app.exec()
+print("\\n".join(out))
+"""
+
+
+def test_clicking_the_qtinteractor_selects_a_vertex(xvfb_display, synthetic):
+    env = dict(os.environ, DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb", HF_HUB_OFFLINE="1",
+               PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-c", CLICK_SCRIPT, str(synthetic.project_path)], capture_output=True,
+                         text=True, cwd=REPO, env=env, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.split("\n")
+    assert "INTERACTIVE True" in lines
+    picks = [ln.split() for ln in lines if ln.startswith("PICK")]
+    assert len(picks) == 2
+    for _, v, got, dist_mm, same in picks:
+        assert float(dist_mm) < 4.0 and same == "True", picks
