@@ -184,7 +184,7 @@ def extract_features_job(episode: EpisodeInputs, model: Union[str, ModelSpec, An
                     break
                 if isinstance(report.payload, BatchFeatures):
                     absorb(report.payload)
-                yield Progress(int(done.sum() + filled.sum()), n, report.message)
+                yield Progress(int(done.sum() + filled.sum()), n, report.message, payload=report.payload)
         finally:
             gen.close()  # stops the extractor's prefetch thread and closes its files
         not_streamed = missing[~filled[missing]]

@@ -26,6 +26,16 @@ def test_extract_help_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
+def test_engine_feature_modules_import_without_torch():
+    mods = ["base", "registry", "extract", "cache", "attention", "hf", "vision", "language", "audio",
+            "multimodal", "plugins"]
+    code = ("import sys\n" + "".join(f"import engine.features.{m}\n" for m in mods) + "import engine.cli.extract\n"
+            "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'PySide6', 'vtk')]\n"
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_cli_extract_writes_the_engine_features(tmp_path):
     import h5py
 

