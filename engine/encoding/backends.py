@@ -47,6 +47,10 @@ class Backend:
     def sqrt(self, a):
         raise NotImplementedError
 
+    def square_(self, a):
+        """Square in place (no temporary the size of ``a``); returns ``a``."""
+        raise NotImplementedError
+
     def log(self, a):
         raise NotImplementedError
 
@@ -86,6 +90,9 @@ class NumpyBackend(Backend):
 
     def sqrt(self, a):
         return np.sqrt(a)
+
+    def square_(self, a):
+        return np.square(a, out=a)
 
     def log(self, a):
         return np.log(a)
@@ -148,6 +155,9 @@ class TorchBackend(Backend):
 
     def sqrt(self, a):
         return self.torch.sqrt(a)
+
+    def square_(self, a):
+        return a.square_()
 
     def log(self, a):
         return self.torch.log(a)

@@ -192,7 +192,8 @@ def fit_encoding_job(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS,
                      token: Optional[CancelToken] = None, run_names: Optional[Sequence[str]] = None,
                      space: Optional[str] = None, feature_names: Optional[Sequence[str]] = None,
                      inner_cv: Union[str, int, None] = None, provenance: Optional[Dict[str, Any]] = None,
-                     solver: str = "auto", fold_transform=None):
+                     solver: str = "auto", fold_transform=None, banded: bool = False,
+                     banded_n_iter: int = 20, banded_gammas=None):
     """Job form of :func:`fit_encoding`: yields a :class:`~engine.jobs.Progress` per outer fold
     and batch of targets (cancel points); returns the :class:`EncodingResult`."""
     spaces = _as_spaces(X_runs, feature_names)
@@ -231,7 +232,14 @@ def fit_encoding_job(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS,
 
     fixed_X = None
     if pca is None and fold_transform is None:
-        fixed_X, _ = prepare_features(spaces, delays, drop_edges)
+        fixed_X, fixed_columns = prepare_features(spaces, delays, drop_edges)
+    banded = bool(banded) and len(spaces) > 1
+    if banded:
+        from .banded import banded_ridge_cv_job, simplex_candidates
+
+        if banded_gammas is None:
+            banded_gammas = simplex_candidates(len(spaces), banded_n_iter)
+        banded_gammas = np.atleast_2d(np.asarray(banded_gammas, dtype=np.float64))
 
     # progress: one step per outer fold and target batch
     n_features_est = (fixed_X[0].shape[1] if fixed_X is not None else
@@ -242,33 +250,49 @@ def fit_encoding_job(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS,
         n_targets_batch = default_targets_batch(sum(lengths), n_features_est, alphas.size,
                                                 max(lengths), n_targets)
     n_batches = max(1, math.ceil(n_targets / n_targets_batch))
-    total = len(folds) * n_batches
+    steps_per_fold = n_batches * len(banded_gammas) + 1 if banded else n_batches
+    total = len(folds) * steps_per_fold
 
     predictions: List[Optional[np.ndarray]] = [None] * n_runs
     scores_per_fold = np.zeros((len(folds), n_targets), dtype=np.float32)
     r2_per_fold = np.zeros((len(folds), n_targets), dtype=np.float32)
     alphas_per_fold = np.zeros((len(folds), n_targets), dtype=np.float64)
     on_edge = np.zeros(n_targets, dtype=bool)
+    log_space_alphas = np.zeros((len(spaces), n_targets)) if banded else None
     n_features_used = None
     yield Progress(0, total, "preparing runs")
     for f, test in enumerate(folds):
         train = [i for i in range(n_runs) if i not in test]
         if fixed_X is not None:
-            Xp = fixed_X
+            Xp, columns = fixed_X, fixed_columns
         else:
             fold_spaces = spaces if fold_transform is None else fold_transform(spaces, train)
-            Xp, _ = prepare_features(fold_spaces, delays, drop_edges, pca=pca, train_runs=train)
+            Xp, columns = prepare_features(fold_spaces, delays, drop_edges, pca=pca, train_runs=train)
         n_features_used = Xp[0].shape[1]
         X_train = pp.concat_runs(Xp, train)
         Y_train = pp.concat_runs(Yp, train)
         folds_in = inner_folds([lengths[i] for i in train], inner_cv)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", AlphaOnEdgeWarning)
+        message = f"fold {f + 1}/{len(folds)}: "
+        if banded:
+            gen = banded_ridge_cv_job({k: X_train[:, sl] for k, sl in columns.items()}, Y_train, alphas,
+                                      folds_in, gammas=banded_gammas, backend=backend,
+                                      n_targets_batch=n_targets_batch, X_predict=[Xp[i] for i in test],
+                                      return_coef=False, token=token)
+            while True:
+                try:
+                    report = next(gen)
+                except StopIteration as stop:
+                    res = stop.value
+                    break
+                yield Progress(f * steps_per_fold + report.step, total, message + report.message)
+            edge = np.isin(res.best_alphas, [alphas.min(), alphas.max()])
+            log_space_alphas += np.log(res.space_alphas)
+        else:
             res = yield from ridge_cv_job(
                 X_train, Y_train, alphas, folds_in, backend=backend, n_targets_batch=n_targets_batch,
                 X_predict=[Xp[i] for i in test], return_coef=False, solver=solver, warn=False,
-                token=token, progress_offset=f * n_batches, progress_total=total,
-                message=f"fold {f + 1}/{len(folds)}: ")
+                token=token, progress_offset=f * steps_per_fold, progress_total=total, message=message)
+            edge = res.on_edge
         for i, pred in zip(test, res.predictions):
             predictions[i] = pred
         y_test = pp.concat_runs(Yp, test)
@@ -276,7 +300,7 @@ def fit_encoding_job(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS,
         scores_per_fold[f] = pearson_r(y_test, p_test)
         r2_per_fold[f] = r2_score(y_test, p_test)
         alphas_per_fold[f] = res.best_alphas
-        on_edge |= res.on_edge
+        on_edge |= edge
 
     if on_edge.any():
         warnings.warn(f"{int(on_edge.sum())} of {n_targets} targets chose an alpha at the edge of the "
@@ -284,7 +308,8 @@ def fit_encoding_job(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS,
                       AlphaOnEdgeWarning, stacklevel=2)
     prov = {
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "method": "nested cross-validated ridge (alpha per target)",
+        "method": ("nested cross-validated banded ridge (alpha per space and target)" if banded
+                   else "nested cross-validated ridge (alpha per target)"),
         "features": {k: {"n_features": int(v[0].shape[1]), "n_runs": len(v)} for k, v in spaces.items()},
         "n_features_model": int(n_features_used),
         "delays_trs": delays,
@@ -311,6 +336,7 @@ def fit_encoding_job(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS,
         feature_names=list(feature_names), delays=delays, folds=folds,
         scores_per_fold=scores_per_fold, alphas_per_fold=alphas_per_fold, alpha_on_edge=on_edge,
         alpha_grid=alphas, provenance=prov,
+        space_alphas=np.exp(log_space_alphas / len(folds)) if banded else None,
     )
 
 
@@ -320,7 +346,8 @@ def fit_encoding(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS, cv=
                  run_names: Optional[Sequence[str]] = None, space: Optional[str] = None,
                  feature_names: Optional[Sequence[str]] = None, inner_cv=None,
                  provenance: Optional[Dict[str, Any]] = None, solver: str = "auto",
-                 fold_transform=None, on_progress=None) -> EncodingResult:
+                 fold_transform=None, banded: bool = False, banded_n_iter: int = 20,
+                 banded_gammas=None, on_progress=None) -> EncodingResult:
     """Fit cross-validated encoding models (one ridge per target) and score them on held-out runs.
 
     Parameters
@@ -358,6 +385,10 @@ def fit_encoding(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS, cv=
         ``fold_transform(spaces, train_run_indices) -> spaces`` applied to the z-scored
         feature runs of each outer fold before PCA and delays, fit on the training runs
         only (e.g. :func:`engine.encoding.partition.residualize` removes unimodal features).
+    banded : bool
+        With several feature spaces, banded ridge (:mod:`engine.encoding.banded`): one
+        penalty per space and target, searched over ``banded_n_iter`` simplex candidates
+        (or ``banded_gammas``); ``EncodingResult.space_alphas`` holds them.
     on_progress : callable, optional
         Receives each :class:`~engine.jobs.Progress`.
 
@@ -371,5 +402,6 @@ def fit_encoding(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS, cv=
                                      pca=pca, token=token, run_names=run_names, space=space,
                                      feature_names=feature_names, inner_cv=inner_cv,
                                      provenance=provenance, solver=solver,
-                                     fold_transform=fold_transform),
+                                     fold_transform=fold_transform, banded=banded,
+                                     banded_n_iter=banded_n_iter, banded_gammas=banded_gammas),
                     token=token, on_progress=on_progress)

@@ -80,6 +80,9 @@ class EncodingResult:
     alpha_on_edge : (n_targets,) bool
         True where some fold's best alpha was at the edge of the grid.
     alpha_grid : (n_alphas,) float64
+    space_alphas : (n_spaces, n_targets) float64 or None
+        Banded ridge only: each space's penalty (geometric mean over folds), spaces in
+        the order of ``feature_names``.
     provenance : dict
         Data paths and hashes, features, delays, alphas, folds, library versions, date.
     """
@@ -99,6 +102,7 @@ class EncodingResult:
     alpha_on_edge: Optional[np.ndarray] = None
     alpha_grid: Optional[np.ndarray] = None
     provenance: Dict[str, Any] = field(default_factory=dict)
+    space_alphas: Optional[np.ndarray] = None
 
     @property
     def n_targets(self) -> int:
@@ -138,7 +142,7 @@ class EncodingResult:
                 h.attrs["folds"] = json.dumps([[int(i) for i in f] for f in self.folds])
                 h.attrs["provenance"] = json.dumps(self.provenance, default=_json_default)
                 for name in ("scores", "alphas", "r2", "scores_per_fold", "alphas_per_fold",
-                             "alpha_on_edge", "alpha_grid"):
+                             "alpha_on_edge", "alpha_grid", "space_alphas"):
                     value = getattr(self, name)
                     if value is not None:
                         h.create_dataset(name, data=np.asarray(value))
@@ -190,7 +194,7 @@ class EncodingResult:
                 delays=json.loads(h.attrs["delays"]), folds=json.loads(h.attrs["folds"]),
                 scores_per_fold=opt("scores_per_fold"), alphas_per_fold=opt("alphas_per_fold"),
                 alpha_on_edge=opt("alpha_on_edge"), alpha_grid=opt("alpha_grid"),
-                provenance=json.loads(h.attrs["provenance"]),
+                provenance=json.loads(h.attrs["provenance"]), space_alphas=opt("space_alphas"),
             )
 
 

@@ -283,7 +283,7 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
             pred = pred.reshape(n_alphas, n_val, nb)
             pred -= yv[None]
             # n_alphas, n_batch: negative mean squared error, as himalaya's l2_neg_loss
-            fold_scores[f] = -bk.to_numpy((pred * pred).sum(1)).astype(np.float64) / n_val
+            fold_scores[f] = -bk.to_numpy(bk.square_(pred).sum(1)).astype(np.float64) / n_val
             del pred
         mean_scores = fold_scores.mean(0)                       # n_alphas, n_batch
         cv_scores[:, start:stop] = mean_scores

@@ -72,3 +72,30 @@ def test_planted_useless_space_gets_large_alpha():
     assert np.median(log_ratio[10:]) < -2     # B drives: A is penalised far more
     assert (log_ratio[:10] > 0).all() and (log_ratio[10:] < 0).all()
     np.testing.assert_allclose(res.gammas.sum(0), 1)
+
+
+def test_fit_encoding_banded_nested(tmp_path):
+    """fit_encoding(banded=True): per-space penalties per target, nested over runs, saved."""
+    from engine.encoding import preprocess as pp
+    from engine.encoding.fit import fit_encoding, inner_folds
+    from engine.encoding.results import EncodingResult
+
+    A, B, Y = _two_spaces(n=360, seed=4)
+    runs = lambda a: [a[i * 90:(i + 1) * 90] for i in range(4)]  # noqa: E731
+    gammas = simplex_candidates(2, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fit_encoding({"A": runs(A), "B": runs(B)}, runs(Y), delays=(0,), alphas=ALPHAS, banded=True,
+                           banded_gammas=gammas)
+        # the fold holding out run 3, by hand
+        Az, Bz, Yz = pp.zscore_runs(runs(A)), pp.zscore_runs(runs(B)), pp.zscore_runs(runs(Y))
+        ref = banded_ridge_cv({"A": np.concatenate(Az[:3]), "B": np.concatenate(Bz[:3])}, np.concatenate(Yz[:3]),
+                              ALPHAS, inner_folds([90, 90, 90]), gammas=gammas,
+                              X_predict=[np.concatenate([Az[3], Bz[3]], 1)])
+    np.testing.assert_allclose(res.predictions[3], ref.predictions[0], atol=1e-5)
+    assert res.space_alphas.shape == (2, 20)
+    log_ratio = np.log10(res.space_alphas[1] / res.space_alphas[0])
+    assert np.median(log_ratio[:10]) > 1 and np.median(log_ratio[10:]) < -1
+    back = EncodingResult.load(res.save(tmp_path / "banded.h5"))
+    np.testing.assert_array_equal(back.space_alphas, res.space_alphas)
+    assert "banded" in back.provenance["method"]
