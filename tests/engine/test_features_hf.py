@@ -277,3 +277,22 @@ def test_shot_change_in_a_real_video_is_the_biggest_feature_jump(models):
     first_new = int(np.ceil(cut_s / 0.25 - 0.5))
     assert int(np.argmax(jump)) == first_new - 1
     assert jump.max() > 5 * np.median(jump)
+
+
+def test_out_of_memory_halves_the_batch_inside_an_extraction(media, models):
+    ep = EpisodeInputs(n_trs=N_TRS, tr_s=TR_S, video_path=media["square"])
+    ref = run_sync(build_extractor(str(models["vit"]), device="cpu", batch_size=4, layers=(2,)).extract(ep))
+    ex = build_extractor(str(models["vit"]), device="cpu", batch_size=4, layers=(2,))
+    real_forward, sizes = ex.forward, []
+
+    def forward_with_small_memory(pixels):
+        sizes.append(len(pixels))
+        if len(pixels) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return real_forward(pixels)
+
+    ex.forward = forward_with_small_memory
+    out = run_sync(ex.extract(ep))
+    assert ex.runner.batch_size == 1 and ex.runner.n_halvings == 2
+    assert sizes[:3] == [4, 2, 1]
+    np.testing.assert_allclose(out["layer02"], ref["layer02"], rtol=1e-5, atol=1e-6)
