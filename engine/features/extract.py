@@ -121,6 +121,9 @@ def extract_features_job(episode: EpisodeInputs, model: Union[str, ModelSpec, An
         folder = None if spec.family in _NO_WEIGHTS else resolve_weights(spec)
         identity = model_identity(spec, folder)
     else:
+        if overrides:
+            raise ConfigError(f"extract: expected spec settings ({', '.join(sorted(overrides))}) with a model "
+                              f"name or spec, found an already built extractor")
         extractor = model
         spec = extractor.spec
         identity = dict(extractor.identity)

@@ -90,11 +90,18 @@ def load_model(cls, folder: Path, spec: ModelSpec, device: str, dtype, attn: str
         kw["use_safetensors"] = True
     kw.update(kwargs)
     try:
-        model = cls.from_pretrained(str(folder), attn_implementation=attn, **kw)
-    except (ValueError, TypeError) as exc:
-        if "attn_implementation" not in str(exc) and "sdpa" not in str(exc).lower():
-            raise
-        model = cls.from_pretrained(str(folder), attn_implementation="eager", **kw)
+        try:
+            model = cls.from_pretrained(str(folder), attn_implementation=attn, **kw)
+        except (ValueError, TypeError) as exc:
+            if "attn_implementation" not in str(exc) and "sdpa" not in str(exc).lower():
+                raise
+            model = cls.from_pretrained(str(folder), attn_implementation="eager", **kw)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc) and not spec.trust_remote_code:
+            raise ConfigError(f"model {spec.name!r} ships its own code ({folder}): expected trust_remote_code "
+                              f"enabled (--trust-remote-code) to run it, found it off; enable it only for a "
+                              f"source you trust") from exc
+        raise
     model.eval()
     model.requires_grad_(False)
     return model.to(device)

@@ -296,3 +296,19 @@ def test_out_of_memory_halves_the_batch_inside_an_extraction(media, models):
     assert ex.runner.batch_size == 1 and ex.runner.n_halvings == 2
     assert sizes[:3] == [4, 2, 1]
     np.testing.assert_allclose(out["layer02"], ref["layer02"], rtol=1e-5, atol=1e-6)
+
+
+def test_remote_code_is_never_run_unless_enabled(tmp_path):
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    marker = tmp_path / "code_was_run"
+    (folder / "config.json").write_text(json.dumps({
+        "model_type": "tiny_custom_xyz", "image_size": 32,
+        "auto_map": {"AutoConfig": "custom_code.TinyConfig", "AutoModel": "custom_code.TinyModel"}}))
+    (folder / "custom_code.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import PretrainedConfig\n"
+        "class TinyConfig(PretrainedConfig):\n    model_type = 'tiny_custom_xyz'\n")
+    with pytest.raises(ConfigError, match="trust_remote_code"):
+        build_extractor(str(folder), family="auto_image", device="cpu")
+    assert not marker.exists()
