@@ -233,78 +233,91 @@ def _clock_to_s(stamp: str) -> float:
 
 
 def _parse_cue_blocks(text: str, path: Path, kind: str) -> Tuple[List[Tuple[float, float, str]], List[int]]:
-    """Shared SRT/VTT parser: returns cues and the line number of each cue's timing line."""
+    """Shared SRT/VTT parser: returns cues and the line number of each cue's timing line.
+
+    Line-based, so that common deviations still parse: cues not separated by a blank
+    line, blank lines inside a cue's text, missing cue numbers. A line that looks like
+    a timestamp but is not one is an error naming its line number.
+    """
     pattern = _SRT_TIME if kind == "SubRip" else _VTT_TIME
     example = "00:01:25,210 --> 00:01:28,004" if kind == "SubRip" else "00:01:25.210 --> 00:01:28.004"
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    cues, cue_lines = [], []
+    n = len(lines)
     k = 0
     if kind == "WebVTT":
         if not lines or not lines[0].lstrip("\ufeff").startswith("WEBVTT"):
             raise DataError(
                 f"{path.name} line 1: expected a WebVTT header 'WEBVTT', found {lines[0][:40]!r}"
-                if lines else f"{path.name}: expected a WebVTT header 'WEBVTT', found an empty file"
+                if lines and lines[0].strip() else
+                f"{path.name} line 1: expected a WebVTT header 'WEBVTT', found an empty line"
             )
         k = 1
-        while k < len(lines) and lines[k].strip():  # header block (metadata lines)
+        while k < n and lines[k].strip():  # header block (metadata lines)
             k += 1
-    n = len(lines)
+
+    def is_timing(j: int) -> bool:
+        return j < n and "-->" in lines[j]
+
+    cues: List[Tuple[float, float, str]] = []
+    cue_lines: List[int] = []
     while k < n:
-        if not lines[k].strip():
+        line = lines[k].strip()
+        if not line:
             k += 1
             continue
-        block_start = k
-        block = []
-        while k < n and lines[k].strip():
-            block.append(lines[k])
-            k += 1
-        if kind == "WebVTT" and block[0].strip().startswith(("NOTE", "STYLE", "REGION")):
+        if kind == "WebVTT" and line.startswith(("NOTE", "STYLE", "REGION")) and not is_timing(k):
+            while k < n and lines[k].strip():
+                k += 1
             continue
-        # The timing line is the first line with "-->" (an identifier/number may precede it).
-        t_idx = next((j for j, line in enumerate(block) if "-->" in line), None)
-        if t_idx is None and cues and not any(_CLOCKISH.search(line) for line in block):
-            # A blank line inside a cue's text (seen in real files): the text continues.
-            more = _clean_cue_text(" ".join(block))
-            start_s, dur_s, body = cues[-1]
-            cues[-1] = (start_s, dur_s, f"{body} {more}".strip())
-            continue
-        if t_idx is None or t_idx > 1:
-            # Report the line where the timing should have been: after an identifier or
-            # cue number if there is one, else the block's first line.
-            j = 1 if (len(block) > 1 and (t_idx is None or t_idx > 1)) else 0
-            if t_idx is None and not block[0].strip().isdigit() and kind == "SubRip":
-                j = 0
-            if len(block) == 1 and block[0].strip().isdigit():
+        if not is_timing(k):
+            if is_timing(k + 1):  # a cue number (SRT) or identifier (VTT)
+                k += 1
+                continue
+            if line.isdigit() and kind == "SubRip":
+                found = lines[k + 1].strip() if k + 1 < n else ""
                 raise DataError(
-                    f"{path.name} line {block_start + 2}: expected a timing line like "
-                    f"'{example}' after cue number {block[0].strip()}, found none"
+                    f"{path.name} line {k + 2}: expected a timing line like '{example}' after cue "
+                    f"number {line}, found {found[:60]!r}" if found else
+                    f"{path.name} line {k + 2}: expected a timing line like '{example}' after cue "
+                    f"number {line}, found none"
                 )
-            bad = block[j]
-            line_no = block_start + 1 + j
-            raise DataError(
-                f"{path.name} line {line_no}: expected a timing line like '{example}', "
-                f"found {bad.strip()[:60]!r}"
-            )
-        line_no = block_start + 1 + t_idx
-        m = pattern.match(block[t_idx])
+            if _CLOCKISH.search(line) or not cues:
+                raise DataError(
+                    f"{path.name} line {k + 1}: expected a timing line like '{example}', "
+                    f"found {line[:60]!r}"
+                )
+            # A blank line inside a cue's text (seen in real files): the text continues.
+            start_s, dur_s, body = cues[-1]
+            cues[-1] = (start_s, dur_s, f"{body} {_clean_cue_text(line)}".strip())
+            k += 1
+            continue
+        line_no = k + 1
+        m = pattern.match(lines[k])
         if m is None:
             raise DataError(
                 f"{path.name} line {line_no}: expected a timing line like '{example}', "
-                f"found {block[t_idx].strip()[:60]!r}"
+                f"found {line[:60]!r}"
             )
         try:
             start_s, stop_s = _clock_to_s(m.group("a")), _clock_to_s(m.group("b"))
         except ValueError:
             raise DataError(
                 f"{path.name} line {line_no}: expected minutes and seconds below 60 in "
-                f"'{example}', found {block[t_idx].strip()[:60]!r}"
+                f"'{example}', found {line[:60]!r}"
             ) from None
         if stop_s < start_s:
             raise DataError(
                 f"{path.name} line {line_no}: expected a cue end after its start, found "
                 f"{m.group('b')} before {m.group('a')}"
             )
-        body = _clean_cue_text(" ".join(block[t_idx + 1:]))
+        k += 1
+        body_lines = []
+        while k < n and lines[k].strip() and not is_timing(k) and not (
+            lines[k].strip().isdigit() and is_timing(k + 1)
+        ):
+            body_lines.append(lines[k])
+            k += 1
+        body = _clean_cue_text(" ".join(body_lines))
         if body:
             cues.append((start_s, stop_s - start_s, body))
             cue_lines.append(line_no)

@@ -376,3 +376,20 @@ def test_srt_blank_line_inside_cue_text_is_kept(tmp_path):
     path.write_text("1\n00:00:01,000 --> 00:00:02,000\nfirst part\n\nsecond part\n\n"
                     "2\n00:00:03,000 --> 00:00:04,000\nnext\n")
     assert read_cues(path)["text"].tolist() == ["first part second part", "next"]
+
+
+def test_srt_without_blank_lines_between_cues(tmp_path):
+    path = tmp_path / "tight.srt"
+    path.write_text("1\n00:00:01,000 --> 00:00:02,000\none\n2\n00:00:02,500 --> 00:00:03,000\ntwo\n"
+                    "00:00:04,000 --> 00:00:05,000\nthree\n")
+    cues = read_cues(path)
+    assert cues["text"].tolist() == ["one", "two", "three"]
+    np.testing.assert_allclose(cues["onset_s"], [1.0, 2.5, 4.0])
+    stray = tmp_path / "stray.srt"
+    stray.write_text("hello\n\n1\n00:00:01,000 --> 00:00:02,000\none\n")
+    with pytest.raises(DataError, match="line 1: expected a timing line"):
+        read_cues(stray)
+    number_only = tmp_path / "number.srt"
+    number_only.write_text("1\n00:00:01,000 --> 00:00:02,000\none\n\n2\n")
+    with pytest.raises(DataError, match="line 6: expected a timing line .* after cue number 2, found none"):
+        read_cues(number_only)
