@@ -369,6 +369,10 @@ class VideoReader:
         self._decoder: Optional[Iterator] = None
         self._pos = -1  # index of the last frame the decoder produced (-1 = none)
         self._closed = False
+        #: Counters for diagnostics and benchmarks (requests served from the cache,
+        #: seeks, packets sent to the decoder, unreferenced packets left out).
+        self.stats = {"frames": 0, "cache_hits": 0, "seeks": 0, "packets_decoded": 0,
+                      "packets_skipped": 0}
         self._av_error = av.error.FFmpegError
 
     # ------------------------------------------------------------------ public API
@@ -414,9 +418,11 @@ class VideoReader:
             raise IndexError(f"frame index: expected 0..{self.n_frames - 1}, found {i}")
         with self._lock:
             self._check_open()
+            self.stats["frames"] += 1
             cached = self._cache.get(i)
             if cached is not None:
                 self._cache.move_to_end(i)
+                self.stats["cache_hits"] += 1
                 return cached
             rgb = self._decode_to(i)
             self._remember(i, rgb)
@@ -525,6 +531,7 @@ class VideoReader:
             )
         self._decoder = self._decode_packets()
         self._pos = -1 if key_index <= 0 else key_index - 1
+        self.stats["seeks"] += 1
 
     def _decode_packets(self):
         """Decode the stream from the demuxer's position, leaving out pictures nobody
@@ -537,7 +544,9 @@ class VideoReader:
                 break
             pts = packet.pts
             if droppable and pts is not None and pts < self._target_pts and pts in droppable:
+                self.stats["packets_skipped"] += 1
                 continue
+            self.stats["packets_decoded"] += 1
             for frame in cc.decode(packet):
                 yield frame
         for frame in cc.decode(None):

@@ -115,6 +115,7 @@ def test_seek_exact_constant_rate_gop25(videos):
             rgb = r.frame(int(i))
             assert rgb.shape == (H, W, 3) and rgb.dtype == np.uint8
             assert _decode_index(rgb) == i
+        assert r.stats["seeks"] > 0 and r.stats["packets_skipped"] > 0  # shortcut exercised
         # frame_at at random times (inside frame intervals, also exactly on boundaries)
         for t in np.concatenate([rng.uniform(0, 8.0, 40), np.arange(0, 8, 0.04)[::7]]):
             assert _decode_index(r.frame_at(t)) == _expected_index(r.frame_times_s, t + 1e-12)
