@@ -4,7 +4,8 @@ Generates (into a temporary folder) a ~60 s 1280x720 H.264 clip with PyAV/libx26
 (GOP 25, B-frames as in typical TV encodes), then measures:
 
 - ``VideoReader.frame_at`` at uniformly random times (fresh, distinct frames: no cache hits);
-- sequential scrubbing: small forward steps (1-3 frames) from random places;
+- sequential scrubbing: small forward steps (1-3 frames) from random places, and the
+  same backwards;
 - references measured in the same run on the same file: OpenCV's
   ``cv2.VideoCapture.set(CAP_PROP_POS_FRAMES)`` random seek, and the per-frame cost of a
   plain sequential PyAV decode (decode + RGB conversion).
@@ -108,8 +109,17 @@ def bench_reader(path: Path, n_seeks: int, seed: int = 1):
             t0 = time.perf_counter()
             reader.frame(i)
             scrub_ms.append((time.perf_counter() - t0) * 1e3)
+    back_ms = []
+    for start in rng.integers(40, n, 12):
+        i = int(start)
+        reader.frame(i)
+        for _ in range(12):
+            i -= int(rng.integers(1, 4))
+            t0 = time.perf_counter()
+            reader.frame(i)
+            back_ms.append((time.perf_counter() - t0) * 1e3)
     reader.close()
-    return open_ms, random_ms, scrub_ms, packets_per_seek, skipped_per_seek
+    return open_ms, random_ms, scrub_ms, back_ms, packets_per_seek, skipped_per_seek
 
 
 def bench_opencv(path: Path, n_seeks: int, n_frames: int, seed: int = 2):
@@ -162,7 +172,8 @@ def main(argv=None) -> int:
             make_clip(clip, args.seconds)
             print(f"clip: {clip.name} written in {time.perf_counter() - t0:.1f} s "
                   f"({clip.stat().st_size / 1e6:.1f} MB)")
-        open_ms, random_ms, scrub_ms, packets_per_seek, skipped_per_seek = bench_reader(clip, args.n_seeks)
+        open_ms, random_ms, scrub_ms, back_ms, packets_per_seek, skipped_per_seek = bench_reader(
+            clip, args.n_seeks)
         n_frames = int(round(args.seconds * FPS))
         cv_ms = bench_opencv(clip, min(args.n_seeks, 60), n_frames)
         seq_ms = bench_sequential(clip)
@@ -171,6 +182,8 @@ def main(argv=None) -> int:
         print(f"VideoReader random seek: p50 {pct(random_ms, 50):.1f} ms  p95 {pct(random_ms, 95):.1f} ms  "
               f"(n={len(random_ms)})")
         print(f"VideoReader scrub (+1..3 frames): p50 {pct(scrub_ms, 50):.1f} ms  p95 {pct(scrub_ms, 95):.1f} ms")
+        print(f"VideoReader scrub back (-1..3 frames): p50 {pct(back_ms, 50):.1f} ms  "
+              f"p95 {pct(back_ms, 95):.1f} ms")
         print(f"reference OpenCV set(POS_FRAMES)+read: p50 {pct(cv_ms, 50):.1f} ms  p95 {pct(cv_ms, 95):.1f} ms")
         print(f"reference PyAV sequential decode+RGB: {seq_ms:.2f} ms/frame")
         print(f"packets decoded per random seek: {packets_per_seek:.1f} (unreferenced pictures left "

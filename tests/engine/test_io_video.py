@@ -489,3 +489,16 @@ def test_colour_matrix_of_untagged_video(tmp_path, width, height, expected_rgb):
     with VideoReader(path) as r:
         rgb = r.frame(1)
     np.testing.assert_allclose(rgb[height // 2, width // 2], expected_rgb, atol=2)
+
+
+def test_backward_scrub_reuses_frames_passed_on_the_way(videos):
+    with VideoReader(videos["cfg"]) as r:
+        assert _decode_index(r.frame(74)) == 74  # decodes from key frame 50
+        seeks = r.stats["seeks"]
+        for i in range(73, 49, -1):
+            assert _decode_index(r.frame(i)) == i
+        # the referenced pictures 50..73 were kept; only skipped (unreferenced) ones need a seek
+        n_new_seeks = r.stats["seeks"] - seeks
+        assert n_new_seeks < 24 - 5
+        droppable = r._table.droppable[50:74]
+        assert n_new_seeks <= int(droppable.sum())
