@@ -29,7 +29,6 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
