@@ -15,18 +15,25 @@ an outer loop over held-out runs, so the runs it scores on never choose an alpha
 How it is fast (see ``bench/encoding.py``)
 ------------------------------------------
 Primal form (``n_features <= n_samples_train``): per fold, the Gram matrix of the training
-rows ``C = X_tr^T X_tr`` (float64, ``n_features^2``) is diagonalised once,
-``C = V diag(s) V^T``. For every alpha the coefficients are
-``V diag(1 / (s + alpha)) V^T X_tr^T Y``, so with ``Z = V^T X_tr^T Y`` (computed once per
-fold and target batch) the validation predictions of *all* alphas come from one float32
-GEMM ``[X_val V diag(1/(s + a_1)); ...; X_val V diag(1/(s + a_k))] @ Z`` and the
-coefficients of the alphas are never formed. ``X_tr^T Y`` is ``X^T Y - X_val^T Y_val``
-when the folds partition the samples, so ``X^T Y`` is computed once per target batch.
-The refit needs no per-alpha work either: with ``C_all = V diag(s) V^T``,
+rows ``C = X_tr^T X_tr`` (float64, ``n_features^2``, a downdate of the full Gram when the
+fold's training rows are the complement of its validation rows) is diagonalised once,
+``C = V diag(s) V^T``, and the *resolvent rows* of every alpha are stacked:
+``R = [X_val (C + a_1 I)^-1; ...; X_val (C + a_k I)^-1]`` (``n_alphas * n_val`` by
+``n_features``, independent of the targets). The validation predictions of all alphas
+are then one float32 GEMM per fold and target batch, ``R @ (X_tr^T Y)``, and no
+coefficients are ever formed for the alphas. ``X_tr^T Y = X^T Y - X_val^T Y_val`` and,
+when the validation sets partition the samples, ``X^T Y`` is the sum of the folds'
+``X_val^T Y_val``: one pass over ``Y`` per fold. The squared errors are taken in place.
+The refit needs no per-alpha work: with ``C_all = V diag(s) V^T``,
 ``coef[:, t] = V ((V^T X^T Y)[:, t] / (s + alpha_t))``, two GEMMs for all targets.
+Per target batch that is about ``2 n_targets (n_samples n_features (1 + n_alphas)
++ 2 n_features^2)`` flops, against himalaya's ``RidgeCV`` which forms
+``(n_alphas, n_val, n_train)`` prediction operators and refits every used alpha for
+every target (``2 n_alphas n_features n_samples n_targets`` more).
 
 Dual (kernel) form (``n_features > n_samples_train``): the same with the linear kernel
-``K = X X^T`` in place of ``C`` and ``Z = U^T Y_tr``.
+``K = X X^T`` in place of ``C`` (eigenvectors ``U``), ``Z = U^T Y_tr`` per fold, and its
+numerical null space dropped.
 
 Memory is bounded by ``n_targets_batch``: the largest temporary is
 ``(n_alphas * n_samples_val, n_targets_batch)`` float32.

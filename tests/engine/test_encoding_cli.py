@@ -92,3 +92,31 @@ def test_mismatched_run_count_is_reported(tmp_path):
     assert proc.returncode == 2
     assert "expected 3 (one per brain run), found 1" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_project_runs_with_feature_folder(tmp_path):
+    from engine.project import Episode, Project, RunRef
+
+    X, _, Y = _data(tmp_path)
+    (tmp_path / "brain").mkdir()
+    (tmp_path / "feats").mkdir()
+    project = Project(name="study")
+    for i, (x, y) in enumerate(zip(X, Y)):
+        ep = f"s01e0{i + 1}a"
+        np.save(tmp_path / "brain" / f"run{i}.npy", y)
+        with h5py.File(tmp_path / "feats" / f"{ep}.h5", "w") as h:
+            h["features/layer_1"] = x
+        project.episodes.append(Episode(name=ep))
+        project.runs.append(RunRef(name=f"sub-01_{ep}", path=f"brain/run{i}.npy", episode=ep, space="parcels"))
+    pfile = project.save(tmp_path)
+    out = tmp_path / "enc.h5"
+    rc = main.main(["encode", "--project", str(pfile), "--features", str(tmp_path / "feats"), "--delays", "1", "2",
+                    "3", "--alphas", "0.1:1e4:6", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    res = EncodingResult.load(out)
+    assert res.run_names == ["sub-01_s01e01a", "sub-01_s01e02a", "sub-01_s01e03a"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = fit_encoding(X, Y, delays=(1, 2, 3), alphas=np.logspace(-1, 4, 6))
+    np.testing.assert_allclose(res.scores, ref.scores, atol=1e-5)
+    assert res.space == "layer_1"
