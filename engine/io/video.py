@@ -443,12 +443,14 @@ class VideoReader:
             self._remember(i, rgb)
             return rgb
 
-    def iter_frames(self, start_s: float = 0.0, stop_s: Optional[float] = None):
+    def iter_frames(self, start_s: float = 0.0, stop_s: Optional[float] = None,
+                    size_hw: Optional[Tuple[int, int]] = None):
         """Yield ``(i, t_s, rgb)`` for every frame on screen in ``[start_s, stop_s)``.
 
         Decodes sequentially with its own decoder (one seek at the start, frame
         threading), so it is the fast way to visit a range and does not disturb random
         access (``frame``/``frame_at``) from another thread. Frames are not cached.
+        ``size_hw=(height, width)`` resizes each frame (:func:`resize_rgb`).
         """
         self._check_open()
         first = self.frame_index(start_s)
@@ -480,7 +482,10 @@ class VideoReader:
                             continue
                         if idx > last:
                             return
-                        yield idx, float(self.frame_times_s[idx]), self._to_rgb(frame, read_only=False)
+                        rgb = self._to_rgb(frame, read_only=False)
+                        if size_hw is not None:
+                            rgb = resize_rgb(rgb, size_hw)
+                        yield idx, float(self.frame_times_s[idx]), rgb
                     else:
                         return
                 except self._av_error as exc:
@@ -643,6 +648,30 @@ class VideoReader:
         self._passed.move_to_end(idx)
         while len(self._passed) > self._passed_max:
             self._passed.popitem(last=False)
+
+
+def resize_rgb(rgb: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
+    """Resize an RGB frame with OpenCV (area averaging when shrinking, bicubic when growing).
+
+    Parameters
+    ----------
+    rgb : ndarray, shape (H, W, 3) uint8
+    size_hw : (height, width)
+        Output size in pixels.
+
+    Returns
+    -------
+    ndarray, shape (height, width, 3) uint8
+    """
+    import cv2
+
+    h, w = int(size_hw[0]), int(size_hw[1])
+    if h <= 0 or w <= 0:
+        raise ValueError(f"size_hw: expected positive (height, width), found {size_hw}")
+    if rgb.shape[:2] == (h, w):
+        return rgb
+    shrinking = h * w < rgb.shape[0] * rgb.shape[1]
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
 
 
 def read_audio(path, sr: Optional[int] = 16000) -> Tuple[np.ndarray, int]:

