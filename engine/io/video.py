@@ -208,7 +208,7 @@ def _scan_frame_table(container, stream, path: Path) -> _FrameTable:
         stream_end_s = float((stream.start_time + stream.duration) * tb) - origin_s
         if stream_end_s > times_s[-1]:
             video_end_s = stream_end_s
-    _check_not_truncated(stream, path, n_packets, video_end_s, origin_s)
+    _check_not_truncated(container, stream, path, n_packets, video_end_s, origin_s)
     duration_s = video_end_s
     if container.duration is not None:
         container_s = float(container.duration) / 1e6
@@ -227,8 +227,15 @@ def _parse_clock(text: str) -> Optional[float]:
         return None
 
 
-def _check_not_truncated(stream, path: Path, n_packets: int, video_end_s: float, origin_s: float):
+# Formats whose durations FFmpeg estimates from the bit rate (no header to trust).
+_ESTIMATED_DURATION_FORMATS = {"mpegts", "mpeg", "mpegvideo", "h264", "hevc", "m4v", "rawvideo", "mjpeg"}
+
+
+def _check_not_truncated(container, stream, path: Path, n_packets: int, video_end_s: float,
+                         origin_s: float):
     """Compare what the header declares with the packets actually present."""
+    if set(container.format.name.split(",")) & _ESTIMATED_DURATION_FORMATS:
+        return
     declared_frames = int(stream.frames or 0)
     if declared_frames > 10 and n_packets < 0.98 * declared_frames - 1:
         raise DataError(
