@@ -43,7 +43,7 @@ def _media(path: Path) -> dict:
     """Container-level facts, plus the frame table when there is a video stream."""
     import av
 
-    from .video import VideoReader, _open_container
+    from .video import VideoReader, _open_container, pick_stream
 
     container = _open_container(path)
     try:
@@ -54,8 +54,8 @@ def _media(path: Path) -> dict:
             "streams": [s.type for s in container.streams],
         }
         audio = None
-        if container.streams.audio:
-            a = container.streams.audio[0]
+        a = pick_stream(container, "audio")
+        if a is not None:
             cc = a.codec_context
             audio_dur = float(a.duration * a.time_base) if a.duration is not None else None
             audio = {
@@ -64,8 +64,9 @@ def _media(path: Path) -> dict:
                 "channels": int(cc.channels or 0),
                 "duration_s": audio_dur,
             }
-        has_video = bool(container.streams.video)
-        declared_frames = int(container.streams.video[0].frames or 0) if has_video else 0
+        v = pick_stream(container, "video")
+        has_video = v is not None
+        declared_frames = int(v.frames or 0) if has_video else 0
     except av.error.FFmpegError as exc:
         raise DataError(f"{path.name}: expected readable media, found {exc}") from exc
     finally:

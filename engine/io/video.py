@@ -62,6 +62,25 @@ def _open_container(path: Path):
         ) from exc
 
 
+def pick_stream(container, kind: str):
+    """The stream of ``kind`` ("video"/"audio") to use, or None.
+
+    Skips cover art (attached pictures, as in MP3/M4A files) and prefers the stream
+    marked as default (the first one otherwise).
+    """
+    import av
+
+    streams = [s for s in container.streams if s.type == kind]
+    if kind == "video":
+        streams = [s for s in streams if not (s.disposition & av.stream.Disposition.attached_pic)]
+    if not streams:
+        return None
+    for s in streams:
+        if s.disposition & av.stream.Disposition.default:
+            return s
+    return streams[0]
+
+
 def _container_start_s(container) -> float:
     start = container.start_time  # AV_TIME_BASE (microseconds) or None
     return float(start) / 1e6 if start is not None else 0.0
@@ -330,13 +349,16 @@ class VideoReader:
 
         self.path = Path(path)
         self._container = _open_container(self.path)
-        if not self._container.streams.video:
+        stream = pick_stream(self._container, "video")
+        if stream is None:
             kinds = sorted({s.type for s in self._container.streams}) or ["no streams"]
+            if self._container.streams.video:
+                kinds = [k if k != "video" else "cover art" for k in kinds]
             self._container.close()
             raise DataError(
                 f"video {self.path.name}: expected a video stream, found {', '.join(kinds)}"
             )
-        self._stream = self._container.streams.video[0]
+        self._stream = stream
         try:
             table = _frame_table(self._container, self._stream, self.path)
         except DataError:
@@ -358,7 +380,7 @@ class VideoReader:
         cc = self._stream.codec_context
         self.width = int(cc.width)
         self.height = int(cc.height)
-        self.has_audio = bool(self._container.streams.audio)
+        self.has_audio = pick_stream(self._container, "audio") is not None
         self.codec = cc.name
         self._key_indices = table.key_indices
         self._droppable_pts = frozenset(int(p) for p in table.pts[table.droppable])
@@ -470,7 +492,7 @@ class VideoReader:
             return
         container = _open_container(self.path)
         try:
-            stream = container.streams.video[0]
+            stream = container.streams[self._stream.index]
             stream.codec_context.thread_type = "AUTO"
             key = self._key_before(first)
             for attempt in range(2):
@@ -718,12 +740,12 @@ def read_audio(path, sr: Optional[int] = 16000) -> Tuple[np.ndarray, int]:
             raise DataError(f"audio sampling rate: expected a positive integer, found {sr}")
     container = _open_container(path)
     try:
-        if not container.streams.audio:
+        stream = pick_stream(container, "audio")
+        if stream is None:
             kinds = sorted({s.type for s in container.streams}) or ["no streams"]
             raise DataError(
                 f"audio {path.name}: expected an audio stream, found only {', '.join(kinds)}"
             )
-        stream = container.streams.audio[0]
         if sr is None:
             sr = int(stream.codec_context.sample_rate or 0)
             if sr <= 0:
@@ -777,7 +799,9 @@ def probe_frame_count(path) -> int:
     """Count frames by decoding the whole video stream (slow; for checks and tests)."""
     container = _open_container(Path(path))
     try:
-        stream = container.streams.video[0]
+        stream = pick_stream(container, "video")
+        if stream is None:
+            raise DataError(f"video {Path(path).name}: expected a video stream, found none")
         stream.codec_context.thread_type = "AUTO"
         return sum(1 for _ in container.decode(stream))
     finally:

@@ -508,3 +508,34 @@ def test_backward_scrub_reuses_frames_passed_on_the_way(videos):
         assert n_new_seeks < 24 - 5
         droppable = r._table.droppable[50:74]
         assert n_new_seeks <= int(droppable.sum())
+
+
+def test_cover_art_is_not_a_video(tmp_path):
+    """An MP3 with an attached picture is audio: no 1-frame 'video' from its cover."""
+    from engine.io.media_info import describe_media
+
+    path = tmp_path / "song.mp3"
+    out = av.open(str(path), "w")
+    audio = out.add_stream("mp3", rate=16000)
+    audio.layout = "mono"
+    cover = out.add_stream("mjpeg")
+    cover.width = cover.height = 64
+    cover.pix_fmt = "yuvj420p"
+    cover.disposition = av.stream.Disposition.attached_pic
+    img = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 200, np.uint8), format="rgb24")
+    cover_packets = cover.encode(img.reformat(format="yuvj420p")) + cover.encode()
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    for start in range(0, 16000, 1152):
+        af = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[None, start:start + 1152]),
+                                        format="fltp", layout="mono")
+        af.sample_rate, af.pts = 16000, start
+        for packet in audio.encode(af):
+            out.mux(packet)
+    for packet in cover_packets + audio.encode():
+        out.mux(packet)
+    out.close()
+    with pytest.raises(DataError, match="expected a video stream, found audio, cover art"):
+        VideoReader(path)
+    assert describe_media(path)["kind"] == "audio"
+    samples, sr = read_audio(path)
+    assert len(samples) == pytest.approx(16000, abs=1200)  # MP3 encoder delay/padding
