@@ -375,7 +375,10 @@ def test_stream_kind_errors(tmp_path):
 def test_describe_and_check_media(tmp_path, videos):
     from engine.io.media_info import check_media, describe_media
 
+    import json
+
     info = describe_media(videos["vfr"])
+    assert json.loads(json.dumps(info)) == info  # plain JSON types only
     assert info["kind"] == "video" and info["audio"] is None
     v = info["video"]
     assert (v["codec"], v["width"], v["height"], v["n_frames"]) == ("h264", W, H, 120)
