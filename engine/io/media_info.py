@@ -93,6 +93,7 @@ def _media(path: Path) -> dict:
                 "last_frame_s": float(times[-1]),
                 "n_keyframes": int(len(keys)),
                 "max_keyframe_interval_s": float(key_gaps.max()) if len(key_gaps) else 0.0,
+                "seekable": bool(reader._table.seekable),
             }
             info["duration_s"] = float(reader.duration_s)
     return info
@@ -197,7 +198,13 @@ def check_media(path) -> List[str]:
             )
         if v["n_frames"] < 2:
             problems.append(f"{name}: expected a moving image, found {v['n_frames']} frame(s)")
-        if v["max_keyframe_interval_s"] > SLOW_SEEK_KEYFRAME_INTERVAL_S:
+        if not v["seekable"]:
+            problems.append(
+                f"{name}: expected a container with frame time stamps (mp4, mkv), found a stream "
+                f"without them: every step back decodes from the start (remux it, e.g. "
+                f"'ffmpeg -i {name} -c copy out.mkv')"
+            )
+        elif v["max_keyframe_interval_s"] > SLOW_SEEK_KEYFRAME_INTERVAL_S:
             problems.append(
                 f"{name}: expected key frames at most {SLOW_SEEK_KEYFRAME_INTERVAL_S:.0f} s apart for "
                 f"responsive seeking, found gaps up to {v['max_keyframe_interval_s']:.1f} s "

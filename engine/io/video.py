@@ -96,6 +96,7 @@ class _FrameTable:
     duration_s: float
     video_end_s: float
     droppable: np.ndarray  # n_frames, bool: no other frame references this one (H.264/HEVC)
+    seekable: bool = True  # False: stamps are synthetic, decoding restarts from the start
 
 
 _TABLE_CACHE: "OrderedDict[tuple, _FrameTable]" = OrderedDict()
@@ -202,9 +203,11 @@ def _scan_frame_table(container, stream, path: Path) -> _FrameTable:
             f"scanning packets ({exc})"
         ) from exc
     if missing_pts:
-        # Some containers (AVI) leave PTS unset; fall back to decoding once.
-        pts_list, key_pts, last_dur = _decode_frame_stamps(container, stream, path)
-        drop_pts = []
+        # Some containers (AVI, raw streams) leave PTS unset; fall back to decoding once.
+        # The stamps are then our own, so the demuxer cannot seek by them: decoding
+        # always restarts from the beginning (only key frame: frame 0).
+        pts_list, last_dur = _decode_frame_stamps(stream.index, path)
+        key_pts, drop_pts = [], []
     if not pts_list:
         raise DataError(f"video {path.name}: expected at least one video frame, found none")
     pts = np.unique(np.asarray(pts_list, dtype=np.int64))  # sorted; duplicate stamps merged
@@ -234,7 +237,8 @@ def _scan_frame_table(container, stream, path: Path) -> _FrameTable:
         if container_s > times_s[-1]:
             duration_s = container_s
     droppable = np.isin(pts, np.asarray(drop_pts, dtype=np.int64)) if drop_pts else np.zeros(len(pts), bool)
-    return _FrameTable(pts, times_s, key_indices.astype(np.int64), duration_s, video_end_s, droppable)
+    return _FrameTable(pts, times_s, key_indices.astype(np.int64), duration_s, video_end_s, droppable,
+                       seekable=not missing_pts)
 
 
 def _parse_clock(text: str) -> Optional[float]:
@@ -276,27 +280,38 @@ def _check_not_truncated(container, stream, path: Path, n_packets: int, video_en
         )
 
 
-def _decode_frame_stamps(container, stream, path: Path):
-    """Fallback when packets carry no PTS: decode once and read best-effort stamps."""
+def _decode_frame_stamps(stream_index: int, path: Path):
+    """Fallback when packets carry no PTS (raw elementary streams, some AVIs): decode
+    the whole stream once (with a fresh demuxer: such streams may not seek) and time
+    frames by their stamps or, lacking those, by accumulating frame durations."""
     import av
 
-    container.seek(0)
-    pts_list, key_pts = [], []
+    container = _open_container(path)
+    pts_list = []
     last_dur = 0
     try:
+        stream = container.streams[stream_index]
+        stream.codec_context.thread_type = "AUTO"
+        rate = stream.guessed_rate or stream.average_rate
+        default_step = int(round(1 / (float(rate) * float(stream.time_base)))) if rate else 1
+        next_pts = 0
         for frame in container.decode(stream):
-            pts = frame.pts if frame.pts is not None else frame.best_effort_timestamp  # type: ignore[attr-defined]
+            pts = frame.pts
             if pts is None:
-                pts = (pts_list[-1] + 1) if pts_list else 0
+                pts = getattr(frame, "best_effort_timestamp", None)
+            if pts is None or (pts_list and pts <= pts_list[-1]):
+                pts = next_pts
+            step = int(frame.duration or 0) or default_step
             pts_list.append(int(pts))
-            if frame.key_frame:
-                key_pts.append(int(pts))
-            last_dur = frame.duration or 0
+            next_pts = int(pts) + max(step, 1)
+            last_dur = step
     except av.error.FFmpegError as exc:
         raise DataError(
             f"video {path.name}: expected decodable video, found corrupt data ({exc})"
         ) from exc
-    return pts_list, key_pts, last_dur
+    finally:
+        container.close()
+    return pts_list, last_dur
 
 
 def _frame_table(container, stream, path: Path) -> _FrameTable:
@@ -308,7 +323,6 @@ def _frame_table(container, stream, path: Path) -> _FrameTable:
             _TABLE_CACHE.move_to_end(key)
             return table
     table = _scan_frame_table(container, stream, path)
-    container.seek(0)
     with _TABLE_LOCK:
         _TABLE_CACHE[key] = table
         while len(_TABLE_CACHE) > _TABLE_CACHE_MAX:
@@ -496,14 +510,19 @@ class VideoReader:
             stream.codec_context.thread_type = "AUTO"
             key = self._key_before(first)
             for attempt in range(2):
-                if key <= 0 or attempt:
+                if attempt and not self._table.seekable:
+                    break
+                if attempt:
                     container.seek(0)
+                elif key <= 0 or not self._table.seekable:
+                    pass  # a freshly opened file is at its start
                 else:
                     container.seek(int(self._pts[key]), stream=stream, backward=True, any_frame=False)
                 started = False
+                idx = -1
                 try:
                     for frame in container.decode(stream):
-                        idx = self._frame_index_of(frame)
+                        idx = self._frame_index_of(frame, previous=idx)
                         if not started and idx > first and attempt == 0 and key > 0:
                             break  # the demuxer landed too late: restart from the beginning
                         started = True
@@ -559,20 +578,34 @@ class VideoReader:
             rgb.setflags(write=False)
         return rgb
 
-    def _frame_index_of(self, frame) -> int:
+    def _frame_index_of(self, frame, previous: Optional[int] = None) -> int:
+        """Frame index from the frame's stamp; without one (streams with synthetic
+        stamps decode from the start), the frame after ``previous``."""
         pts = frame.pts
         if pts is None:
             pts = getattr(frame, "best_effort_timestamp", None)
-        if pts is None:
-            return self._pos + 1
+        if pts is None or not self._table.seekable:
+            return (self._pos if previous is None else previous) + 1
         idx = self._pts_to_index.get(int(pts))
         if idx is None:
             idx = int(np.searchsorted(self._pts, int(pts), side="right")) - 1
         return idx
 
+    def _restart(self) -> None:
+        """Reopen the file: the way back to the start for streams that cannot seek."""
+        index = self._stream.index
+        thread_count = self._stream.codec_context.thread_count
+        self._container.close()
+        self._container = _open_container(self.path)
+        self._stream = self._container.streams[index]
+        self._stream.codec_context.thread_type = "AUTO"
+        self._stream.codec_context.thread_count = thread_count
+
     def _seek_to_key(self, key_index: int) -> None:
         self._decoder = None
-        if key_index <= 0:
+        if not self._table.seekable:
+            self._restart()
+        elif key_index <= 0:
             self._container.seek(0)
         else:
             self._container.seek(

@@ -175,6 +175,7 @@ def test_iter_frames_window_and_cache(videos):
     [
         ("h264.mkv", "libx264", X264_GOP25),
         ("h264_start_offset.ts", "libx264", {"x264-params": "keyint=25:min-keyint=25:scenecut=0:bframes=3"}),
+        ("raw_no_timestamps.h264", "libx264", X264_GOP25),  # no PTS, cannot seek
         ("h264_open_gop.mp4", "libx264",
          {"x264-params": "keyint=25:min-keyint=25:scenecut=0:bframes=3:open-gop=1"}),
         ("mpeg4_bframes.avi", "mpeg4", {"bf": "2", "g": "25"}),
@@ -404,6 +405,11 @@ def test_describe_and_check_media(tmp_path, videos):
     info = describe_media(events)
     assert info["kind"] == "events" and info["trial_types"] == {"a": 1, "b": 2}
     assert any("expected onsets >= 0 s" in p for p in check_media(events))
+
+    raw = _write_video(tmp_path / "raw.h264", 30, options=X264_GOP25)
+    assert describe_media(raw)["video"]["seekable"] is False
+    assert any("without them" in p for p in check_media(raw))
+    assert describe_media(videos["cfg"])["video"]["seekable"] is True
 
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00" * 1000)
