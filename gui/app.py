@@ -55,30 +55,45 @@ def run(args) -> int:
         pv.OFF_SCREEN = True
     window = MainWindow()
     window.show()
-    ok = True
-    if getattr(args, "demo", False):
-        ok = window.open_demo()
-    elif getattr(args, "project", None):
-        ok = window.open_project(args.project)
-    status = {"code": 0}
+    status = {"code": 0, "shot": False}
 
     screenshot: Optional[str] = getattr(args, "screenshot", None)
-    if screenshot:
-        def shoot() -> None:
-            try:
-                window.cortex_view.render()
-                app.processEvents()
-                path = window.save_screenshot(screenshot)
-                print(f"screenshot written: {path}")
-            except Exception as exc:  # noqa: BLE001 - report, then quit with an error code
-                print(f"alignscope gui: error: screenshot failed: {exc}", file=sys.stderr)
-                status["code"] = 1
-            if not ok:
-                status["code"] = 2
-            window.close()
-            app.quit()
 
-        QTimer.singleShot(SCREENSHOT_DELAY_MS, shoot)
+    def shoot() -> None:
+        if status["shot"]:
+            return
+        status["shot"] = True
+        try:
+            window.cortex_view.render()
+            app.processEvents()
+            path = window.save_screenshot(screenshot)
+            print(f"screenshot written: {path}")
+        except Exception as exc:  # noqa: BLE001 - report, then quit with an error code
+            print(f"alignscope gui: error: screenshot failed: {exc}", file=sys.stderr)
+            status["code"] = 1
+        window.close()
+        app.quit()
+
+    def failed(message: str) -> None:
+        print(f"alignscope gui: error: {message}", file=sys.stderr)
+        status["code"] = 2
+        if screenshot:
+            QTimer.singleShot(0, shoot)   # inside the event loop, so that quit() ends it
+
+    if screenshot:
+        # once the project is on screen, give the panes a moment to lay out and render
+        window.project_opened.connect(lambda _p: QTimer.singleShot(SCREENSHOT_DELAY_MS, shoot))
+    if getattr(args, "demo", False):
+        handle = window.open_demo()
+        if handle is None:
+            failed("the demo project is not available in this build")
+        else:
+            handle.failed.connect(lambda msg, _tb: failed(f"demo project: {msg}"))
+    elif getattr(args, "project", None):
+        if not window.open_project(args.project):
+            failed(window.errors_shown[-1][1] if window.errors_shown else "cannot open the project")
+    elif screenshot:
+        QTimer.singleShot(SCREENSHOT_DELAY_MS, shoot)   # an empty window
     quit_after = getattr(args, "quit_after", None)
     if quit_after is not None:
         QTimer.singleShot(int(quit_after * 1000), lambda: (window.close(), app.quit()))

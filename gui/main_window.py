@@ -15,7 +15,7 @@ import numpy as np
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-from PySide6.QtCore import QPoint, QRect, QSettings, QSize, Qt, QTimer
+from PySide6.QtCore import QPoint, QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
                                QSplitter, QToolBar, QVBoxLayout, QWidget)
@@ -54,6 +54,8 @@ class MainWindow(QMainWindow):
     interactive_3d : bool or None
         Passed to :class:`CortexView` (None: decide from the Qt platform).
     """
+
+    project_opened = Signal(str)   # path of the project now shown
 
     def __init__(self, state: Optional[AppState] = None, interactive_3d: Optional[bool] = None) -> None:
         super().__init__()
@@ -104,6 +106,8 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.status_label, 1)
         self.status_position = QLabel("")
         self.status_position.setObjectName("timeLabel")
+        self.status_position.setFixedWidth(
+            self.status_position.fontMetrics().horizontalAdvance("t = 00000.00 s   frame 000000   TR 00000") + 24)
         self.statusBar().addPermanentWidget(self.status_position)
         self.state.events.time.connect(self._on_time)
         self.state.events.target.connect(self._on_target)
@@ -224,20 +228,25 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot open project", str(exc))
             return False
         self.set_session(session, Path(path))
+        self.project_opened.emit(str(path))
         return True
 
-    def open_demo(self) -> bool:
-        """Open the demo project (written on first use, which takes about a minute)."""
+    def open_demo(self) -> Optional[JobHandle]:
+        """Open the demo project. It is written (and its models fitted) on first use, which takes
+        about a minute: that runs as a job, so the window stays responsive and it can be cancelled.
+        Returns the job's handle (``project_opened`` is emitted once the demo is shown)."""
         demo = self._engine_module("engine.demo", "the demo project")
         if demo is None:
-            return False
+            return None
         self.status_label.setText("Preparing the demo project…")
-        try:
-            path = demo.ensure_demo_project()
-        except AlignScopeError as exc:
-            self.show_error("Cannot prepare the demo", str(exc))
-            return False
-        return self.open_project(path)
+
+        def factory(token):
+            def job():
+                yield Progress(0, 0, "writing the demo episode and fitting its models (first use only)")
+                return demo.ensure_demo_project(token=token)
+            return job()
+
+        return self.start_job("Prepare demo project", factory, lambda path: self.open_project(path))
 
     def set_session(self, session, path: Optional[Path] = None) -> None:
         """Show ``session`` in every pane (closing the previous one)."""

@@ -121,6 +121,12 @@ class VideoView(QWidget):
         self.speed_box.setCurrentIndex(SPEEDS.index(1.0))
         self.speed_box.setToolTip("Playback speed")
         self.speed_box.currentIndexChanged.connect(lambda i: setattr(self.state, "speed", SPEEDS[i]))
+        # Labels that change every tick get a fixed width: a size change would re-lay out
+        # (and repaint) the whole window, 3D pane included, at every frame.
+        fm = self.time_label.fontMetrics()
+        self.time_label.setFixedWidth(fm.horizontalAdvance("00:00.00 / 00:00.00") + 16)
+        self.position_label.setFixedWidth(fm.horizontalAdvance("frame 000000 / 000000   ·   TR 00000 / 00000") + 16)
+        self.position_label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
 
         head = QHBoxLayout()
         head.addWidget(title)

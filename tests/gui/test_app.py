@@ -120,3 +120,13 @@ def test_closing_the_cortex_view_leaves_no_vtk_window(qtbot, session):
     assert live_plotter_count() == 0
     assert ren_win() is None and plotter() is None
     assert state.events.time.callbacks == [] and state.events.target.callbacks == []
+
+
+def test_main_gui_with_a_missing_project_reports_and_exits(tmp_path):
+    png = tmp_path / "shot.png"
+    out = subprocess.run([sys.executable, "main.py", "gui", str(tmp_path / "nowhere.alignscope.json"),
+                          "--screenshot", str(png)], capture_output=True, text=True, cwd=REPO,
+                         env=env_offscreen(), timeout=60)
+    assert out.returncode == 2
+    assert "expected" in out.stderr and "nowhere.alignscope.json" in out.stderr
+    assert png.exists()   # the window (with its error) is still rendered
