@@ -32,8 +32,10 @@ end. This is an approximation (speech rate is not uniform); use a forced alignme
 Sentences from word-level sources
 ---------------------------------
 :func:`read_cues` on a word-level source groups words into cues: a new cue starts after a
-word ending a sentence (``.``, ``?``, ``!``, ``…``), after a silence of at least
-``max_gap_s`` (0.5 s) between words, or when a cue reaches ``max_words`` (20) words.
+word ending a sentence (``.``, ``?``, ``!``, ``…``) or after a silence of at least
+``max_gap_s`` (0.5 s) between words; a group longer than ``max_words`` (20) is split at
+its longest internal silence. Clitics that aligners split off (``'s``, ``n't``) are
+joined back to the previous word in the cue text.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ ALGONAUTS_COLUMNS = ["text_per_tr", "words_per_tr", "onsets_per_tr", "durations_
 ALGONAUTS_TR_S = 1.49
 
 #: Interval labels that mean "no word here" in forced alignments (compared lower-case).
-PAUSE_LABELS = frozenset({"", "sp", "sil", "<sil>", "{sl}", "<p:>", "pau", "#", "<unk>", "spn"})
+PAUSE_LABELS = frozenset({"", "sp", "sil", "<sil>", "{sl}", "<p:>", "pau", "#", "spn"})
 
 _SENTENCE_END = re.compile(r"[.?!…]+[\"'”’)\]]*$")
 _TAG = re.compile(r"<[^>]*>")
