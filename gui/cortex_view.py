@@ -23,7 +23,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPoint, QRectF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QLinearGradient, QPainter, QPixmap
+from PySide6.QtGui import QColor, QFont, QGuiApplication, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget)
 
 from engine.state import LAYERS, AppState, Event
@@ -70,7 +70,7 @@ class ColorBar(QWidget):
     def paintEvent(self, _event) -> None:  # noqa: N802 - Qt name
         p = QPainter(self)
         p.setRenderHint(QPainter.Antialiasing, False)
-        w, h = self.width(), self.height()
+        w = self.width()
         p.fillRect(self.rect(), QColor(BACKGROUND))
         if self.style_ is None:
             p.end()
@@ -190,6 +190,7 @@ class CortexView(QWidget):
         self.outline_vertices: np.ndarray = np.zeros(0, dtype=np.int64)  # region border drawn on top
         self.current_style: Optional[MapStyle] = None
         self.render_count = 0
+        self._style_cache = {}       # (run, layer) -> MapStyle: one colour scale per run while playing
         self._press_pos: Optional[QPoint] = None
         self._dragging = False
         self._resize_timer = QTimer(self, singleShot=True, interval=60, timeout=self._apply_resize)
@@ -256,6 +257,8 @@ class CortexView(QWidget):
         self._close_plotter()
         self.session = session
         self._shown_key = None
+        self._style_cache = {}
+        self.outline_vertices = np.zeros(0, dtype=np.int64)
         if session is None or session.surface is None:
             return
         import pyvista as pv
@@ -340,8 +343,7 @@ class CortexView(QWidget):
         self._shown_key = key
 
     def _run_style(self, run: str, layer: str) -> MapStyle:
-        cache = getattr(self, "_style_cache", {})
-        self._style_cache = cache
+        cache = self._style_cache
         if (run, layer) not in cache:
             _, meas, pred = self.session.brain_rows(run)
             rows = meas if layer == "measured" or pred is None else pred

@@ -18,7 +18,7 @@ from typing import Callable, Dict, Optional
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QSplitter, QToolBar, QVBoxLayout, QWidget)
+                               QSplitter, QToolBar, QWidget)
 
 from engine.errors import AlignScopeError
 from engine.jobs import Progress

@@ -21,7 +21,7 @@ from typing import Dict, List
 import numpy as np
 import pandas as pd
 
-from engine.project import AtlasRef, Episode, Project, RunRef
+from engine.project import Episode, Project, RunRef
 
 FPS = 10
 LEVEL_STEP = 4
