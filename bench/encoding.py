@@ -37,8 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 METHODS = ["engine", "himalaya_ridgecv_numpy", "himalaya_kernelridgecv_torch", "sklearn_ridgecv"]
+OPTIONAL = ["engine_torch"]   # --methods engine,engine_torch,...
 LABELS = {
     "engine": "engine ridge_cv (numpy)",
+    "engine_torch": "engine ridge_cv (torch CPU)",
     "himalaya_ridgecv_numpy": "himalaya RidgeCV (numpy)",
     "himalaya_kernelridgecv_torch": "himalaya KernelRidgeCV (torch)",
     "sklearn_ridgecv": "sklearn RidgeCV alpha_per_target (LOO/GCV)",
@@ -104,10 +106,11 @@ def run_method(method: str, data: Path, out: Path, n_test: int, batch: int | Non
 
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
-    if method == "engine":
+    if method in ("engine", "engine_torch"):
         from engine.encoding.ridge import ridge_cv
 
-        res = ridge_cv(Xtr, Ytr, alphas, folds, X_predict=[Xte], n_targets_batch=batch, warn=False)
+        res = ridge_cv(Xtr, Ytr, alphas, folds, X_predict=[Xte], n_targets_batch=batch, warn=False,
+                       backend="numpy" if method == "engine" else "torch")
         pred = res.predictions[0]
         chosen = res.best_alphas
     elif method == "himalaya_ridgecv_numpy":
@@ -173,7 +176,7 @@ def matmul_gflops(p: int) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0, help="size of the case (1 = full; 0.25 = quick)")
-    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS + OPTIONAL))
     ap.add_argument("--n-targets-batch", type=int, default=None)
     ap.add_argument("--repeat", type=int, default=1,
                     help="run every method N times, interleaved, and keep each one's fastest (contention)")
@@ -234,7 +237,7 @@ def main(argv=None) -> int:
         print(f"engine: {flops / 1e9:.0f} GFLOP of GEMMs in {eng['wall_s']:.2f} s = "
               f"{flops / eng['wall_s'] / 1e9:.0f} GFLOP/s; plain float32 matmul here: "
               f"{matmul_gflops(p):.0f} GFLOP/s")
-        refs = [m for m in results if m != "engine"]
+        refs = [m for m in results if not m.startswith("engine")]
         if not refs:
             print("bench encoding: no reference ran (goal >= 2)")
             return 1

@@ -19,6 +19,24 @@ __all__ = ["Backend", "NumpyBackend", "TorchBackend", "get_backend", "BACKENDS"]
 BACKENDS = ("numpy", "torch", "torch_cuda")
 
 
+class _one_blas_thread:
+    """Limit BLAS/LAPACK to one thread inside the block (no-op without threadpoolctl)."""
+
+    def __enter__(self):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            self._limits = None
+            return self
+        self._limits = threadpool_limits(limits=1, user_api="blas")
+        return self
+
+    def __exit__(self, *exc):
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+        return False
+
+
 class Backend:
     """The functions the solvers need. Arrays are float32 unless a function says otherwise."""
 
@@ -80,10 +98,13 @@ class NumpyBackend(Backend):
         return np.asarray(a)
 
     def eigh(self, a):
-        # scipy's MRRR driver: several times faster than numpy.linalg.eigh here (p = 1000)
+        # scipy's MRRR driver on one BLAS thread: the tridiagonal reduction is memory-bound
+        # and its many thread synchronisations make a multi-threaded eigh 2-10x slower on a
+        # busy machine (measured for p = 1000 on 2 cores); GEMMs keep all threads.
         import scipy.linalg
 
-        return scipy.linalg.eigh(a, driver="evr", check_finite=False)
+        with _one_blas_thread():
+            return scipy.linalg.eigh(a, driver="evr", check_finite=False)
 
     def take_rows(self, a, idx):
         return a[np.asarray(idx)]
