@@ -279,11 +279,14 @@ def window_frame_times(windows_s: np.ndarray, n_frames: int) -> np.ndarray:
 class FrameSource:
     """Frames of an episode at given times, decoded in increasing order.
 
+    ``threads``: decoder threads (None = FFmpeg's choice). When the model runs on the CPU,
+    one decoder thread keeps decoding from fighting the model's threads for the cores.
     Times before 0 or past the end are clamped to the first/last frame. ``blank=True``
     (vision ablation) gives mid-grey frames of the video's size without decoding.
     """
 
-    def __init__(self, video_path: Optional[Path], blank: bool = False, size_hw: Tuple[int, int] = (224, 224)):
+    def __init__(self, video_path: Optional[Path], blank: bool = False, size_hw: Tuple[int, int] = (224, 224),
+                 threads: Optional[int] = None):
         self.blank = blank
         self.reader = None
         self.size_hw = size_hw
@@ -293,7 +296,7 @@ class FrameSource:
             return
         from ..io.video import VideoReader
 
-        self.reader = VideoReader(video_path)
+        self.reader = VideoReader(video_path, threads=threads)
         self.size_hw = (self.reader.height, self.reader.width)
         self._last: Dict[int, np.ndarray] = {}
 
@@ -505,6 +508,9 @@ class HFExtractor:
         self.attention = attention
         self.identity = dict(identity or {"model": spec.model})
         self.prefetch_depth = 2
+        # On the CPU, decoding shares the cores with the model: one decoder thread is enough
+        # (decoding is ~2% of the work) and avoids oversubscribing the model's threads.
+        self.decode_threads = None if self.device.startswith("cuda") else 1
         self.layers: List[str] = []
         self.load()
         if batch_size is None:

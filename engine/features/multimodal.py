@@ -56,7 +56,7 @@ class CLIPJointExtractor(HFExtractor):
 
     def open_sources(self, episode: EpisodeInputs, ablate: str) -> Dict[str, Any]:
         onsets, tokens = _words_arrays(None if ablate == "text" else episode.words)
-        return {"frames": FrameSource(episode.video_path, blank=(ablate == "vision")),
+        return {"frames": FrameSource(episode.video_path, blank=(ablate == "vision"), threads=self.decode_threads),
                 "onsets": onsets, "tokens": tokens}
 
     def prepare(self, sources, episode, tr_indices, ablate) -> Dict[str, np.ndarray]:

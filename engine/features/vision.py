@@ -69,7 +69,7 @@ class ImageExtractor(HFExtractor):
         return 12.0 * self.n_frames * n_tokens * self.config.hidden_size * elem * 4
 
     def open_sources(self, episode: EpisodeInputs, ablate: str) -> Dict[str, Any]:
-        return {"frames": FrameSource(episode.video_path, blank=(ablate == "vision"))}
+        return {"frames": FrameSource(episode.video_path, blank=(ablate == "vision"), threads=self.decode_threads)}
 
     def frame_times(self, episode: EpisodeInputs, tr_indices: np.ndarray) -> np.ndarray:
         """``(n, n_frames)`` seconds of the frames each TR sees."""
@@ -150,7 +150,7 @@ class VideoExtractor(HFExtractor):
         return 12.0 * n_tokens * self.config.hidden_size * elem * 4
 
     def open_sources(self, episode, ablate):
-        return {"frames": FrameSource(episode.video_path, blank=(ablate == "vision"))}
+        return {"frames": FrameSource(episode.video_path, blank=(ablate == "vision"), threads=self.decode_threads)}
 
     def prepare(self, sources, episode, tr_indices, ablate) -> np.ndarray:
         times = window_frame_times(episode.windows_s(self.spec.window_s, tr_indices), self.n_frames)
