@@ -39,6 +39,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--joint", action="store_true", help="several layers: one joint model (default)")
     group.add_argument("--per-layer", action="store_true",
                        help="several layers: one model per layer, saved as OUT-<layer>.h5")
+    parser.add_argument("--banded", action="store_true",
+                        help="joint model of several layers: banded ridge, one penalty per layer and target")
+    parser.add_argument("--banded-iter", type=int, default=20, metavar="N",
+                        help="simplex candidates searched by --banded (default 20)")
     parser.add_argument("--delays", type=int, nargs="+", default=[1, 2, 3, 4], metavar="TRS",
                         help="FIR delays in TRs (default 1 2 3 4)")
     parser.add_argument("--alphas", default="0.01:1e8:11", metavar="LO:HI:N or A,B,...",
@@ -252,7 +256,8 @@ def run(args) -> int:
     common = dict(delays=args.delays, alphas=parse_alphas(args.alphas), cv=_parse_cv(args.cv),
                   inner_cv=_parse_cv(args.inner_cv), backend=args.backend,
                   n_targets_batch=args.n_targets_batch, zscore=not args.no_zscore,
-                  drop_edges=tuple(args.drop_edges), pca=pca, run_names=names)
+                  drop_edges=tuple(args.drop_edges), pca=pca, run_names=names,
+                  banded=args.banded, banded_n_iter=args.banded_iter)
     if args.per_layer:
         jobs = [(layer, {layer: [f[layer] for f in feats]},
                  Path(args.out).with_name(f"{Path(args.out).stem}-{layer.replace('/', '_')}.h5"))

@@ -120,3 +120,21 @@ def test_project_runs_with_feature_folder(tmp_path):
         ref = fit_encoding(X, Y, delays=(1, 2, 3), alphas=np.logspace(-1, 4, 6))
     np.testing.assert_allclose(res.scores, ref.scores, atol=1e-5)
     assert res.space == "layer_1"
+
+
+def test_banded_joint_layers(tmp_path):
+    X, L, Y = _data(tmp_path)
+    feats = []
+    for i, (x, l) in enumerate(zip(X, L)):
+        np.savez(tmp_path / f"ep{i}.npz", vision=x, text=l)
+        feats.append(str(tmp_path / f"ep{i}.npz"))
+        np.save(tmp_path / f"r{i}.npy", Y[i])
+    out = tmp_path / "joint.h5"
+    rc = main.main(["encode", "--features", *feats, "--brain", *[str(tmp_path / f"r{i}.npy") for i in range(3)],
+                    "--banded", "--banded-iter", "6", "--delays", "2", "--alphas", "0.1:1e4:6", "--out", str(out),
+                    "--no-progress"])
+    assert rc == 0
+    res = EncodingResult.load(out)
+    assert res.space == "vision+text" and res.space_alphas.shape == (2, 6)
+    # the text layer does not drive the targets: it gets the larger penalty
+    assert np.median(res.space_alphas[1] / res.space_alphas[0]) > 10
