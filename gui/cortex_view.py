@@ -63,7 +63,8 @@ class ColorBar(QWidget):
         self.setMinimumHeight(46)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
 
-    def set_style(self, style: MapStyle, title: str) -> None:
+    def set_style(self, style: Optional[MapStyle], title: str) -> None:
+        """Show ``style``'s colours (None: the title only, e.g. nothing to colour)."""
         self.style_, self.title = style, title
         self.update()
 
@@ -73,6 +74,8 @@ class ColorBar(QWidget):
         w = self.width()
         p.fillRect(self.rect(), QColor(BACKGROUND))
         if self.style_ is None:
+            p.setPen(QColor("#aab2bc"))
+            p.drawText(self.rect(), Qt.AlignCenter, self.title)
             p.end()
             return
         s = self.style_
@@ -216,7 +219,9 @@ class CortexView(QWidget):
         self._layout.setContentsMargins(6, 6, 6, 6)
         self._layout.setSpacing(4)
         self._layout.addLayout(top)
-        self.host: QWidget = QLabel()
+        self.host: QWidget = QLabel("Open a project to see its brain maps on the cortex")
+        self.host.setAlignment(Qt.AlignCenter)
+        self.host.setMinimumSize(200, 150)
         self._layout.addWidget(self.host, 1)
         self._layout.addWidget(self.colorbar)
 
@@ -339,7 +344,10 @@ class CortexView(QWidget):
         else:
             # one colour scale per run so that frames are comparable while playing
             style = self._run_style(run, key[0])
-        self.set_map(values, style, LAYER_TITLES[key[0]])
+        title = LAYER_TITLES[key[0]]
+        if key[0] == "score" and self.session.result is None:
+            title = "No encoding result yet: Run > Fit encoding model"
+        self.set_map(values, style, title)
         self._shown_key = key
 
     def _run_style(self, run: str, layer: str) -> MapStyle:
@@ -363,7 +371,7 @@ class CortexView(QWidget):
             ds.point_data["rgb"] = ds.point_data["rgb"]  # mark modified for VTK
         self.current_values = values
         self.current_style = style
-        self.colorbar.set_style(style, title)
+        self.colorbar.set_style(style if np.isfinite(values).any() else None, title)
         self.render()
 
     def render(self) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from PySide6.QtCore import QPoint, QRect, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QImage, QKeySequence, QPainter
+from PySide6.QtGui import QAction, QCloseEvent, QFont, QFontMetrics, QIcon, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
                                QSplitter, QToolBar, QWidget)
 
@@ -106,8 +106,10 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.status_label, 1)
         self.status_position = QLabel("")
         self.status_position.setObjectName("timeLabel")
-        self.status_position.setFixedWidth(
-            self.status_position.fontMetrics().horizontalAdvance("t = 00000.00 s   frame 000000   TR 00000") + 24)
+        mono = QFont("DejaVu Sans Mono")
+        mono.setStyleHint(QFont.Monospace)
+        self.status_position.setMinimumWidth(
+            QFontMetrics(mono).horizontalAdvance("t = 00000.00 s   frame 000000   TR 00000") + 30)
         self.statusBar().addPermanentWidget(self.status_position)
         self.state.events.time.connect(self._on_time)
         self.state.events.target.connect(self._on_target)

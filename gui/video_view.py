@@ -123,9 +123,13 @@ class VideoView(QWidget):
         self.speed_box.currentIndexChanged.connect(lambda i: setattr(self.state, "speed", SPEEDS[i]))
         # Labels that change every tick get a fixed width: a size change would re-lay out
         # (and repaint) the whole window, 3D pane included, at every frame.
-        fm = self.time_label.fontMetrics()
-        self.time_label.setFixedWidth(fm.horizontalAdvance("00:00.00 / 00:00.00") + 16)
-        self.position_label.setFixedWidth(fm.horizontalAdvance("frame 000000 / 000000   ·   TR 00000 / 00000") + 16)
+        from PySide6.QtGui import QFont, QFontMetrics
+
+        mono = QFont("DejaVu Sans Mono")
+        mono.setStyleHint(QFont.Monospace)
+        fm = QFontMetrics(mono)
+        self.time_label.setMinimumWidth(fm.horizontalAdvance("000:00.00 / 000:00.00") + 24)
+        self.position_label.setMinimumWidth(fm.horizontalAdvance("frame 000000/000000 · TR 0000/0000") + 16)
         self.position_label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
 
         head = QHBoxLayout()
@@ -196,7 +200,7 @@ class VideoView(QWidget):
             return
         i = tl.frame_index(t_s)
         k = tl.tr_index(t_s)
-        self.position_label.setText(f"frame {i} / {tl.n_frames - 1}   ·   TR {k} / {tl.n_trs - 1}")
+        self.position_label.setText(f"frame {i}/{tl.n_frames - 1} · TR {k}/{tl.n_trs - 1}")
         if i != self.shown_frame_index:   # a view ignores a value it already shows
             if self.shown_frame_index is not None and self._ticking and i > self.shown_frame_index + 1:
                 self.dropped_frames += i - self.shown_frame_index - 1

@@ -38,7 +38,7 @@ def check_all_panes_at(window, session, ms):
     assert vv.shown_frame_index == i
     assert canvas_frame_index(window) == i            # the pixels on screen are frame i
     assert vv.subtitle.text() == session.cue_at(t)
-    assert f"frame {i} /" in vv.position_label.text() and f"TR {k} /" in vv.position_label.text()
+    assert f"frame {i}/" in vv.position_label.text() and f"TR {k}/" in vv.position_label.text()
     assert tc.cursor_tr == k
     x = tc.plot.x_of_time(t)
     assert tc.plot.time_of_x(x) == pytest.approx(t)
