@@ -248,6 +248,8 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
     cv_scores = np.zeros((n_alphas, n_targets), dtype=np.float64)
     coef = np.zeros((n_features, n_targets), dtype=np.float32) if return_coef else None
     Xp = [bk.asarray(x) for x in X_predict]
+    Xp_v = ([bk.cast(bk.cast(x, "float64") @ v_all, "float32") for x in Xp]
+            if (solver == "primal" and Xp and not return_coef) else [])
     predictions = [np.zeros((x.shape[0], n_targets), dtype=np.float32) for x in X_predict]
     log_alphas = np.log(alphas)
     best_index = np.zeros(n_targets, dtype=np.int64)
@@ -302,16 +304,25 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
             if solver == "primal":
                 zf = v_all32.T @ xty                            # n_features, n_batch
                 scale = bk.cast(1.0 / (s_all[:, None] + best_alpha_b[None, :]), "float32")
-                coef_b = v_all32 @ (zf * scale)                 # n_features, n_batch
+                zf = zf * scale
+                if return_coef:
+                    coef_b = v_all32 @ zf                       # n_features, n_batch
+                    coef[:, start:stop] = bk.to_numpy(coef_b)
+                    for x, out in zip(Xp, predictions):
+                        out[:, start:stop] = bk.to_numpy(x @ coef_b)
+                else:
+                    # predictions only: (X_new V) @ zf skips forming the coefficients
+                    for xv_all, out in zip(Xp_v, predictions):
+                        out[:, start:stop] = bk.to_numpy(xv_all @ zf)
             else:
                 zf = u_all32.T @ Yb                             # n_samples, n_batch
                 scale = bk.cast(1.0 / (s_all[:, None] + best_alpha_b[None, :]), "float32")
                 dual = u_all32 @ (zf * scale)                   # n_samples, n_batch
                 coef_b = Xb.T @ dual
-            if return_coef:
-                coef[:, start:stop] = bk.to_numpy(coef_b)
-            for x, out in zip(Xp, predictions):
-                out[:, start:stop] = bk.to_numpy(x @ coef_b)
+                if return_coef:
+                    coef[:, start:stop] = bk.to_numpy(coef_b)
+                for x, out in zip(Xp, predictions):
+                    out[:, start:stop] = bk.to_numpy(x @ coef_b)
         yield Progress(progress_offset + ib + 1, total,
                        f"{message}targets {stop}/{n_targets}")
 
