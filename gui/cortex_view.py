@@ -121,7 +121,7 @@ class _ImageHost(QLabel):
         self.setMinimumSize(200, 150)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.setStyleSheet(f"background: {BACKGROUND};")
-        self.setMouseTracking(False)
+        self.setMouseTracking(True)
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(640, 480)
@@ -134,7 +134,10 @@ class _ImageHost(QLabel):
         self._view._press(e.position().toPoint(), e.button())
 
     def mouseMoveEvent(self, e) -> None:  # noqa: N802
-        self._view._drag(e.position().toPoint())
+        if e.buttons():
+            self._view._drag(e.position().toPoint())
+        else:
+            self._view._hover(e.position().toPoint())
 
     def mouseReleaseEvent(self, e) -> None:  # noqa: N802
         self._view._release(e.position().toPoint(), e.button())
@@ -159,6 +162,8 @@ class _ClickFilter(QObject):
             if (pos - self._pressed).manhattanLength() <= 3:
                 QTimer.singleShot(0, lambda p=pos: self._view.pick_at(p.x(), p.y(), select=True))
             self._pressed = None
+        elif e.type() == QEvent.MouseMove and not e.buttons():
+            self._view._hover(e.position().toPoint())
         return False
 
 
@@ -176,6 +181,7 @@ class CortexView(QWidget):
 
     vertex_picked = Signal(int)
     rendered = Signal()
+    hovered = Signal(str)   # what is under the mouse ("" when nothing)
 
     def __init__(self, state: AppState, session=None, interactive: Optional[bool] = None, parent=None) -> None:
         super().__init__(parent)
@@ -197,6 +203,8 @@ class CortexView(QWidget):
         self._press_pos: Optional[QPoint] = None
         self._dragging = False
         self._resize_timer = QTimer(self, singleShot=True, interval=60, timeout=self._apply_resize)
+        self._hover_pos: Optional[QPoint] = None
+        self._hover_timer = QTimer(self, singleShot=True, interval=80, timeout=self._hover_pick)
 
         self.layer_box = QComboBox()
         for name in LAYERS:
@@ -471,6 +479,26 @@ class CortexView(QWidget):
                 return rx + ox, ry + oy
         return None
 
+    def describe_vertex(self, vertex: int) -> str:
+        """``vertex 123 · left · region · r = 0.21`` for the status bar and the info label."""
+        hemi = "left" if vertex < self._n_left else "right"
+        region = self.session.region_of_vertex(vertex) if self.session is not None else None
+        text = f"vertex {vertex} · {hemi} hemisphere" + (f" · {region}" if region else "")
+        if self.current_values is not None and np.isfinite(self.current_values[vertex]):
+            name = {"score": "r", "measured": "measured", "predicted": "predicted"}[self.state.layer]
+            text += f" · {name} = {float(self.current_values[vertex]):.3f}"
+        return text
+
+    def _hover(self, pos: QPoint) -> None:
+        self._hover_pos = pos
+        self._hover_timer.start()   # pick once the mouse rests: picking every move event is wasteful
+
+    def _hover_pick(self) -> None:
+        if self._hover_pos is None or self.plotter is None:
+            return
+        v = self.pick_at(self._hover_pos.x(), self._hover_pos.y(), select=False)
+        self.hovered.emit("" if v is None else self.describe_vertex(v))
+
     # ---- off-screen mouse handling ----------------------------------------------------------
     def _press(self, pos: QPoint, button) -> None:
         self._press_pos = pos
@@ -606,6 +634,7 @@ class CortexView(QWidget):
                          ("layer", self._on_layer), ("run", self._on_run)):
             getattr(self.state.events, name).disconnect(cb)
         self._resize_timer.stop()
+        self._hover_timer.stop()
         self._close_plotter()
 
     def closeEvent(self, event) -> None:  # noqa: N802

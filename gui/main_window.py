@@ -114,6 +114,7 @@ class MainWindow(QMainWindow):
         self.state.events.time.connect(self._on_time)
         self.state.events.target.connect(self._on_target)
         self.state.events.run.connect(self._on_run)
+        self.cortex_view.hovered.connect(self._on_hover)
 
     # ---- chrome ------------------------------------------------------------------------
     def _build_toolbar(self) -> None:
@@ -355,6 +356,12 @@ class MainWindow(QMainWindow):
                 self.region_box.blockSignals(True)
                 self.region_box.setCurrentIndex(0)
                 self.region_box.blockSignals(False)
+
+    def _on_hover(self, text: str) -> None:
+        if text:
+            self.statusBar().showMessage(text + "   (click to select)", 4000)
+        else:
+            self.statusBar().clearMessage()
 
     def _on_run(self, e) -> None:
         i = self.run_box.findText(e.value or "")

@@ -96,7 +96,12 @@ def go():
         d = float(np.linalg.norm(w.session.surface.combined()[0][t.vertex] - w.session.surface.combined()[0][v]))
         same = np.array_equal(w.timecourse_view.measured, w.session.roi_timecourse(w.state.run, t)[1])
         out.append(f"PICK {v} {t.vertex} {d:.2f} {same}")
+    import gc, weakref
+    ren_win = weakref.ref(cv.plotter.ren_win)
     w.close()
+    gc.collect()
+    from gui.cortex_view import live_plotter_count
+    out.append(f"LIVE {live_plotter_count()} {ren_win() is None}")
     app.quit()
 QTimer.singleShot(800, go)
 app.exec()
@@ -114,5 +119,6 @@ def test_clicking_the_qtinteractor_selects_a_vertex(xvfb_display, synthetic):
     assert "INTERACTIVE True" in lines
     picks = [ln.split() for ln in lines if ln.startswith("PICK")]
     assert len(picks) == 2
+    assert "LIVE 0 True" in lines      # closing the window closed the interactor's VTK window
     for _, v, got, dist_mm, same in picks:
         assert float(dist_mm) < 4.0 and same == "True", picks

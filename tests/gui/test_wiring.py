@@ -152,3 +152,20 @@ def test_playback_follows_the_wall_clock_and_drops_frames(window, qtbot):
     qtbot.waitUntil(lambda: not state.playing, timeout=3000)
     assert state.time == pytest.approx(window.state.timeline.duration_s)
     assert not vv.play_button.isChecked()
+
+
+def test_hovering_the_cortex_names_the_vertex_under_the_mouse(window, qtbot, synthetic):
+    cv = window.cortex_view
+    surf = window.session.surface
+    v = surf.n_left + int(np.argmax(surf.right.coords[:, 0]))   # most lateral right vertex
+    x, y = cv.project_vertex(v, "lateral")
+    target_before = window.state.target
+    qtbot.mouseMove(cv.host, QPoint(int(round(x)), int(round(y))))
+    with qtbot.waitSignal(cv.hovered, timeout=2000) as blocker:
+        pass
+    text = blocker.args[0]
+    got = int(text.split()[1])
+    assert np.linalg.norm(surf.combined()[0][got] - surf.combined()[0][v]) < 4.0
+    assert "right hemisphere" in text and f"r = {synthetic.scores[got]:.3f}" in text
+    assert window.statusBar().currentMessage().startswith(text)
+    assert window.state.target == target_before      # hovering selects nothing
