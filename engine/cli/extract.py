@@ -48,6 +48,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="run code shipped with the checkpoint (only for sources you trust)")
+    parser.add_argument("--attention-out", metavar="H5", default=None,
+                        help="also write attention maps and rollout for the overlay (image and language models)")
+    parser.add_argument("--attention-mb", type=float, default=32.0, metavar="MB",
+                        help="size budget of the attention file; TRs are subsampled to fit (default 32)")
     parser.add_argument("--list-models", action="store_true", help="list the registry and exit")
 
 
@@ -114,6 +118,16 @@ def run(args) -> int:
     for name, fs in spaces.items():
         print(f"{fs.name}: {fs.n_trs} TRs x {fs.n_features} features")
     print(f"wrote {path}")
+    if args.attention_out:
+        from ..features.attention import save_attention
+        from ..features.extract import extract_attention_job
+
+        maps = run_sync(extract_attention_job(episode, args.model, max_mb=args.attention_mb, device=args.device,
+                                              ablate=args.ablate, **{k: v for k, v in overrides.items()
+                                                                     if v is not None}),
+                        progress_bar=True, name="attention")
+        apath = save_attention(maps, Path(args.attention_out))
+        print(f"wrote {apath} ({len(maps.tr_indices)} TRs, {maps.nbytes / 2 ** 20:.2f} MB of maps)")
     return 0
 
 

@@ -5,6 +5,10 @@ pooling, batching that halves its batch on out-of-memory errors, a background pr
 queue that decodes and preprocesses the next batches while the model runs, and the
 stimulus readers that cut an episode into per-TR windows (frames, audio, words).
 
+:class:`HFExtractor` is the batch loop the vision, language, audio and multimodal
+extractors (and TVLT) share: subclasses implement ``load``, ``open_sources``, ``prepare``
+(CPU work, on the prefetch thread) and ``forward`` (model + pooling, on the caller's thread).
+
 torch and transformers are imported inside functions only.
 """
 

@@ -36,6 +36,15 @@ def test_engine_feature_modules_import_without_torch():
     assert out.stdout.strip() == "[]"
 
 
+def test_cli_lists_the_registry(capsys):
+    import main
+
+    assert main.main(["extract", "--list-models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines]
+    assert {"minilm", "lowlevel", "clip-vit-b32", "vjepa2-vitl", "whisper-base", "tvlt-base"} <= set(names)
+
+
 def test_cli_extract_writes_the_engine_features(tmp_path):
     import h5py
 
@@ -61,6 +70,15 @@ def test_cli_extract_writes_the_engine_features(tmp_path):
         meta = json.loads(f.attrs["meta"])
         assert meta["ablate"] == "none" and meta["spec"]["context_words"] == 6
         assert float(f.attrs["tr_s"]) == 1.0
+    # Attention maps for the overlay, from the same command.
+    from engine.features.attention import load_attention
+
+    rc = main.main(["extract", str(video), "--words", str(words_path), "--model", str(bert), "--tr", "1.0",
+                    "--window", "1.0", "--out", str(out), "--device", "cpu", "--cache-dir", str(tmp_path / "cache"),
+                    "--attention-out", str(tmp_path / "att.h5")])
+    assert rc == 0
+    att = load_attention(tmp_path / "att.h5")
+    assert att.kind == "tokens" and list(att.tr_indices) == [0, 1, 2, 3] and att.maps.shape[1:3] == (2, 2)
     # A user mistake is a message and exit status 2, not a traceback.
     rc = main.main(["extract", str(video), "--model", str(tmp_path / "missing"), "--out", str(out)])
     assert rc == 2
