@@ -327,6 +327,8 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
                        f"{message}targets {stop}/{n_targets}")
 
     on_edge = (best_index == int(np.argmin(alphas))) | (best_index == int(np.argmax(alphas)))
+    # a target whose score does not depend on alpha (a constant, e.g. medial-wall vertex) is no warning
+    on_edge &= np.ptp(cv_scores, axis=0) > 0
     if n_alphas == 1:
         on_edge[:] = False
     if warn and on_edge.any():

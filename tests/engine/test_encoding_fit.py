@@ -162,3 +162,15 @@ def test_user_errors():
         fit_encoding(X[:1], Y)
     with pytest.raises(ConfigError, match="Supported values are"):
         fit_encoding(X, Y, backend="tpu")
+
+
+def test_constant_targets_score_zero_without_warning():
+    """Medial-wall-like targets (all zeros) give r = 0 and no alpha-on-edge warning."""
+    X, Y, _ = _planted(n_runs=3, n_trs=60, n_targets=4, noise=0.5)
+    Y = [np.c_[y[:, :2], np.zeros((len(y), 2), np.float32)] for y in Y]   # 2 driven, 2 constant
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = fit_encoding(X, Y, delays=(1, 2, 3), alphas=np.logspace(-2, 6, 9))
+    assert np.all(res.scores[2:] == 0) and not res.alpha_on_edge.any()
+    assert np.all(np.isfinite(res.predictions[0]))
+    assert res.scores[:2].min() > 0.8
