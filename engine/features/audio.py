@@ -123,3 +123,66 @@ class WhisperExtractor(HFExtractor):
             out = self.model(input_features=x, output_hidden_states=True)
         return {name: pool_tokens(out.hidden_states[i], mask, self.spec.pooling).float().cpu().numpy()
                 for i, name in zip(self.layer_indices, self.layers)}
+
+
+class FeatureAudioExtractor(HFExtractor):
+    """Models fed by their own feature extractor (filter banks), e.g. W2V-BERT 2.0
+    (``Wav2Vec2BertModel`` + ``SeamlessM4TFeatureExtractor``), TRIBE's audio model.
+    Frames are pooled by ``mean`` (over the frames the attention mask keeps) or ``last``."""
+
+    inputs = ("audio",)
+    modality = "audio"
+
+    def load(self) -> None:
+        set_offline()
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        self.feature_extractor = AutoFeatureExtractor.from_pretrained(
+            str(self.folder), local_files_only=True, trust_remote_code=bool(self.spec.trust_remote_code))
+        self.model = load_model(AutoModel, self.folder, self.spec, self.device, self.dtype,
+                                attn="eager" if self.attention else "sdpa")
+        self.config = self.model.config
+        self.sr = int(getattr(self.feature_extractor, "sampling_rate", 16000))
+        self.n_blocks = int(self.config.num_hidden_layers)
+        self.layer_indices = resolve_layers(self.spec.layers, self.n_blocks)
+        self.layers = [layer_name(i) for i in self.layer_indices]
+        if self.spec.pooling == "cls":
+            raise ConfigError(f"pooling of {self.spec.name!r}: audio models have no CLS token; "
+                              f"expected mean or last, found cls")
+
+    def bytes_per_item(self) -> float:
+        elem = 2 if self.device.startswith("cuda") else 4
+        return 16.0 * self.spec.window_s * 50 * self.config.hidden_size * elem * 4
+
+    def open_sources(self, episode, ablate):
+        return {"audio": AudioSource(episode.audio_source, sr=self.sr, silent=(ablate == "audio"))}
+
+    def prepare(self, sources, episode, tr_indices, ablate) -> Dict[str, np.ndarray]:
+        windows = episode.windows_s(self.spec.window_s, tr_indices)
+        n = int(round(self.spec.window_s * self.sr))
+        waves = []
+        for a, b in windows:
+            w = sources["audio"].window(a, b)
+            waves.append(w[:n] if len(w) >= n else np.pad(w, (0, n - len(w))))
+        enc = self.feature_extractor(waves, sampling_rate=self.sr, return_tensors="np", padding=True,
+                                     return_attention_mask=True)
+        main = "input_features" if "input_features" in enc else "input_values"
+        mask = enc.get("attention_mask")
+        if mask is None:
+            mask = np.ones(enc[main].shape[:2], np.int64)
+        return {main: enc[main].astype(np.float32), "attention_mask": np.asarray(mask, np.int64)}
+
+    def forward(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        import torch
+
+        main = "input_features" if "input_features" in batch else "input_values"
+        x = self.to_device(batch[main])
+        att = self.to_device(batch["attention_mask"], float_dtype=False)
+        with torch.inference_mode():
+            out = self.model(**{main: x}, attention_mask=att, output_hidden_states=True)
+        result = {}
+        for i, name in zip(self.layer_indices, self.layers):
+            hs = out.hidden_states[i]
+            mask = att if hs.shape[1] == att.shape[1] else None  # frames = feature frames for W2V-BERT
+            result[name] = pool_tokens(hs, mask, self.spec.pooling).float().cpu().numpy()
+        return result

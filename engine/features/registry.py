@@ -19,6 +19,7 @@ bert       language     BERT, RoBERTa, MiniLM... (any AutoModel encoder)
 causal_lm  language     GPT-2, Llama, Mistral, Qwen... (AutoModel base)
 wav2vec2   audio        Wav2Vec2, HuBERT, WavLM
 whisper    audio        Whisper encoder
+w2v_bert   audio        W2V-BERT 2.0 (filter-bank input, TRIBE's audio model)
 clip_joint multimodal   CLIP image + text embeddings
 tvlt       multimodal   TVLT (:mod:`engine.features.tvlt`)
 lowlevel   (any)        luminance, contrast, motion, audio envelope, mel, word rate
@@ -61,6 +62,7 @@ FAMILIES: Dict[str, Union[str, Callable]] = {
     "auto_text": "engine.features.language:LanguageExtractor",
     "wav2vec2": "engine.features.audio:WaveformExtractor",
     "whisper": "engine.features.audio:WhisperExtractor",
+    "w2v_bert": "engine.features.audio:FeatureAudioExtractor",
     "clip_joint": "engine.features.multimodal:CLIPJointExtractor",
     "tvlt": "engine.features.tvlt:TvltExtractor",
     "lowlevel": "engine.features.registry:LowLevelExtractor",
@@ -72,7 +74,8 @@ _NO_WEIGHTS = {"lowlevel"}
 _FAMILY_MODALITY = {
     "clip": "vision", "vit": "vision", "siglip": "vision", "dinov2": "vision", "auto_image": "vision",
     "videomae": "vision", "vjepa2": "vision", "bert": "language", "causal_lm": "language",
-    "auto_text": "language", "wav2vec2": "audio", "whisper": "audio", "clip_joint": "multimodal",
+    "auto_text": "language", "wav2vec2": "audio", "whisper": "audio", "w2v_bert": "audio",
+    "clip_joint": "multimodal",
     "tvlt": "multimodal", "lowlevel": "multimodal",
 }
 
@@ -88,7 +91,7 @@ _MODEL_TYPES = {
     "gemma2": ("causal_lm", "language"), "phi3": ("causal_lm", "language"), "gpt_neox": ("causal_lm", "language"),
     "opt": ("causal_lm", "language"),
     "wav2vec2": ("wav2vec2", "audio"), "hubert": ("wav2vec2", "audio"), "wavlm": ("wav2vec2", "audio"),
-    "whisper": ("whisper", "audio"), "tvlt": ("tvlt", "multimodal"),
+    "whisper": ("whisper", "audio"), "wav2vec2-bert": ("w2v_bert", "audio"), "tvlt": ("tvlt", "multimodal"),
 }
 
 
@@ -128,6 +131,8 @@ def _builtin_specs() -> Dict[str, ModelSpec]:
                   modality="language", layers=(0.5, 0.75, 1.0), context_words=1024),
         ModelSpec(name="wav2vec2-base", model="facebook/wav2vec2-base-960h", family="wav2vec2",
                   modality="audio", layers=(0.5, 0.75, 1.0), window_s=2.98),
+        ModelSpec(name="w2v-bert-2.0", model="facebook/w2v-bert-2.0", family="w2v_bert", modality="audio",
+                  layers=(0.5, 0.75, 1.0), window_s=2.98),
         ModelSpec(name="whisper-base", model="openai/whisper-base", family="whisper", modality="audio",
                   layers=(0.5, 0.75, 1.0), window_s=2.98),
         ModelSpec(name="tvlt-base", model="ZinengTang/tvlt-base", family="tvlt", modality="multimodal",

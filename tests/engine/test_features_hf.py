@@ -40,7 +40,7 @@ def models(tmp_path_factory):
     return {name: fn(root / name) for name, fn in [
         ("vit", S.tiny_vit), ("clip", S.tiny_clip), ("videomae", S.tiny_videomae), ("vjepa2", S.tiny_vjepa2),
         ("bert", S.tiny_bert), ("gpt2", S.tiny_gpt2), ("llama", S.tiny_llama), ("wav2vec2", S.tiny_wav2vec2),
-        ("whisper", S.tiny_whisper)]}
+        ("whisper", S.tiny_whisper), ("w2v_bert", S.tiny_w2v_bert)]}
 
 
 def run(episode, folder, **kw):
@@ -312,3 +312,22 @@ def test_remote_code_is_never_run_unless_enabled(tmp_path):
     with pytest.raises(ConfigError, match="trust_remote_code"):
         build_extractor(str(folder), family="auto_image", device="cpu")
     assert not marker.exists()
+
+
+def test_w2v_bert_equals_its_feature_extractor_and_model(media, models):
+    from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertModel
+
+    from engine.io.video import read_audio
+
+    ep = EpisodeInputs(n_trs=N_TRS, tr_s=TR_S, video_path=media["square"])
+    feats = run(ep, models["w2v_bert"], layers=(1, 2), window_s=TR_S)
+    assert get_spec(str(models["w2v_bert"])).family == "w2v_bert"  # found from config.json
+    samples, sr = read_audio(media["square"], sr=16000)
+    fe = SeamlessM4TFeatureExtractor.from_pretrained(models["w2v_bert"])
+    model = Wav2Vec2BertModel.from_pretrained(models["w2v_bert"]).eval()
+    k = 3
+    x = fe(samples[k * sr:(k + 1) * sr], sampling_rate=sr, return_tensors="pt")
+    with torch.no_grad():
+        hs = model(**x, output_hidden_states=True).hidden_states
+    np.testing.assert_allclose(feats["layer02"][k], hs[2][0].mean(0).numpy(), rtol=1e-3, atol=1e-4)
+    assert not np.allclose(feats["layer02"][1], feats["layer02"][4])  # the tone changes each second

@@ -223,3 +223,16 @@ def tiny_whisper(folder: Path) -> Path:
     # 2 s of audio -> 200 mel frames -> 100 encoder positions.
     WhisperFeatureExtractor(feature_size=16, chunk_length=2).save_pretrained(folder)
     return folder
+
+
+def tiny_w2v_bert(folder: Path) -> Path:
+    import torch
+    from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel
+
+    cfg = Wav2Vec2BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             output_hidden_size=32, conv_depthwise_kernel_size=5,
+                             left_max_position_embeddings=8, right_max_position_embeddings=8)
+    torch.manual_seed(0)
+    Wav2Vec2BertModel(cfg).save_pretrained(folder)
+    SeamlessM4TFeatureExtractor().save_pretrained(folder)
+    return folder
