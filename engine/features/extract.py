@@ -31,7 +31,7 @@ from ..jobs import CancelToken, Progress, run_sync
 from .base import ABLATIONS, BatchFeatures, EpisodeInputs, FeatureSpace, ModelSpec
 
 __all__ = ["EXTRACTION_VERSION", "extract_features_job", "extract_features", "extract_attention_job",
-           "stimulus_hashes", "feature_cache_key"]
+           "stimulus_hashes", "feature_cache_key", "episode_inputs"]
 
 # Bump when a change in the extraction code changes the numbers it produces.
 EXTRACTION_VERSION = "1"
@@ -69,6 +69,47 @@ def feature_cache_key(episode: EpisodeInputs, spec: ModelSpec, identity: Dict[st
         "version": {"engine": ENGINE_VERSION, "extraction": EXTRACTION_VERSION},
     }
     return cache_key(parts), parts
+
+
+def episode_inputs(project, episode: str, n_trs: Optional[int] = None, tr_s: Optional[float] = None,
+                   onset_s: Optional[float] = None) -> EpisodeInputs:
+    """The :class:`EpisodeInputs` of a project episode.
+
+    Paths come from the project; words from ``Episode.words`` (else ``Episode.subtitles``),
+    read with :func:`engine.io.text.read_words`. The TR grid defaults to the first run
+    paired with the episode (its ``tr_s`` and ``onset_s``); ``n_trs`` defaults to as many
+    whole TRs as the video holds after the onset.
+    """
+    ep = project.episode(episode)
+    runs = project.runs_for(episode)
+    tr_s = float(tr_s if tr_s is not None else (runs[0].tr_s if runs else 1.49))
+    onset_s = float(onset_s if onset_s is not None else (runs[0].onset_s if runs else 0.0))
+    video = project.path(ep.video)
+    audio = project.path(ep.audio)
+    words = None
+    text_file = ep.words or ep.subtitles
+    if text_file:
+        from ..io.text import read_words
+
+        words = read_words(project.path(text_file))
+    if n_trs is None:
+        media = video or audio
+        if media is None:
+            raise ConfigError(f"episode {episode!r}: expected a video or audio file to count TRs, found none "
+                              f"(give n_trs)")
+        if video is not None:
+            from ..io.video import VideoReader
+
+            with VideoReader(video) as reader:
+                duration_s = reader.duration_s
+        else:
+            from ..io.video import read_audio
+
+            samples, sr = read_audio(audio)
+            duration_s = len(samples) / sr
+        n_trs = int((duration_s - onset_s) // tr_s)
+    return EpisodeInputs(n_trs=int(n_trs), tr_s=tr_s, video_path=video, audio_path=audio, words=words,
+                         onset_s=onset_s)
 
 
 _INPUTS_OF_FAMILY = {"vision": ("vision",), "language": ("text",), "audio": ("audio",),

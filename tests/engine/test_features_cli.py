@@ -98,3 +98,18 @@ def test_gpu_half_precision_close_to_cpu(tmp_path):
     assert gpu["layer02"].data.dtype == np.float32
     r = np.corrcoef(cpu.ravel(), gpu["layer02"].data.ravel())[0, 1]
     assert r > 0.99
+
+
+def test_episode_inputs_from_a_project(tmp_path):
+    from engine.features.extract import episode_inputs
+    from engine.project import Episode, Project, RunRef
+
+    S.make_video(tmp_path / "ep1.mp4", seconds=6.0, size=(32, 32), audio=False)
+    S.make_words(seconds=6.0).to_csv(tmp_path / "ep1_words.tsv", sep="\t", index=False)
+    project = Project(name="t", episodes=[Episode(name="ep1", video="ep1.mp4", words="ep1_words.tsv")],
+                      runs=[RunRef(name="r1", path="r1.npy", episode="ep1", tr_s=1.5, onset_s=1.0)])
+    project.save(tmp_path / "t.alignscope.json")
+    project = Project.load(tmp_path / "t.alignscope.json")
+    ep = episode_inputs(project, "ep1")
+    assert ep.tr_s == 1.5 and ep.onset_s == 1.0 and ep.n_trs == 3  # (6.0 - 1.0) // 1.5
+    assert ep.video_path == tmp_path / "ep1.mp4" and len(ep.words) == len(S.make_words(seconds=6.0))
