@@ -72,6 +72,9 @@ def outer_folds(n_runs: int, cv: Union[str, int, Sequence[Sequence[int]]] = "lor
         if not f or min(f) < 0 or max(f) >= n_runs or len(set(f)) == n_runs:
             raise ConfigError(expected_found("cv held-out runs", f"non-empty lists of run indices in "
                                              f"[0, {n_runs}) leaving at least one training run", f))
+    held_out = [i for f in folds for i in f]
+    if len(held_out) != len(set(held_out)):
+        raise ConfigError(expected_found("cv held-out runs", "each run held out at most once", folds))
     return folds
 
 
@@ -302,6 +305,8 @@ def fit_encoding_job(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS,
         alphas_per_fold[f] = res.best_alphas
         on_edge |= edge
 
+    # runs no fold held out (explicit cv, e.g. one fixed test run) have no held-out prediction
+    predictions = [p if p is not None else np.full_like(Yp[i], np.nan) for i, p in enumerate(predictions)]
     if on_edge.any():
         warnings.warn(f"{int(on_edge.sum())} of {n_targets} targets chose an alpha at the edge of the "
                       f"grid [{alphas.min():.3g}, {alphas.max():.3g}] in some fold; consider widening it",
@@ -362,7 +367,9 @@ def fit_encoding(X_runs, Y_runs, delays=(1, 2, 3, 4), alphas=DEFAULT_ALPHAS, cv=
     alphas : (n_alphas,) array
         Ridge grid; one alpha is chosen per target (inner CV).
     cv : "loro", int or list of lists
-        Outer cross-validation over runs (see :func:`outer_folds`).
+        Outer cross-validation over runs (see :func:`outer_folds`). ``[[k]]`` is the
+        himalaya tutorials' convention (alpha by CV on the other runs, one test run ``k``);
+        runs that no fold holds out get NaN predictions.
     backend : {"numpy", "torch", "torch_cuda"}
     n_targets_batch : int, optional
         Targets solved at once (bounds memory).

@@ -174,3 +174,18 @@ def test_constant_targets_score_zero_without_warning():
     assert np.all(res.scores[2:] == 0) and not res.alpha_on_edge.any()
     assert np.all(np.isfinite(res.predictions[0]))
     assert res.scores[:2].min() > 0.8
+
+
+def test_single_test_run_convention():
+    """cv=[[3]]: one fixed test run (himalaya tutorials); other runs have NaN predictions."""
+    X, Y, _ = _planted(n_runs=4, n_trs=60, n_targets=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fit_encoding(X, Y, delays=(1, 2, 3), alphas=ALPHAS, cv=[[3]])
+        full = fit_encoding(X, Y, delays=(1, 2, 3), alphas=ALPHAS)
+    assert res.folds == [[3]]
+    np.testing.assert_allclose(res.predictions[3], full.predictions[3], atol=1e-6)
+    assert np.isnan(res.predictions[0]).all()
+    np.testing.assert_allclose(res.scores, full.scores_per_fold[3], atol=1e-6)
+    with pytest.raises(ConfigError, match="at most once"):
+        outer_folds(4, [[0, 1], [1, 2]])
