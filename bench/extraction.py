@@ -116,7 +116,7 @@ def main(argv=None) -> int:
         sources = ex.open_sources(episode, "none")
         batches = [ex.prepare(sources, episode, b, "none") for b in chunks(np.arange(n_trs), ex.batch_size)]
         ex.close_sources(sources)
-        tensors = [ex.to_device(b.reshape((-1,) + b.shape[2:])) for b in batches]
+        tensors = [ex.pixels_to_device(b.reshape((-1,) + b.shape[2:])) for b in batches]  # model-ready
 
         def sync():
             if ex.device.startswith("cuda"):

@@ -69,7 +69,7 @@ class CLIPJointExtractor(HFExtractor):
             texts.append(" ".join(inside[-self.spec.context_words:]))
         enc = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.max_tokens,
                              return_tensors="np")
-        return {"pixels": self.preprocess(frames), "input_ids": enc["input_ids"].astype(np.int64),
+        return {"pixels": self.prepare_pixels(frames), "input_ids": enc["input_ids"].astype(np.int64),
                 "attention_mask": enc["attention_mask"].astype(np.int64)}
 
     def forward(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -77,7 +77,7 @@ class CLIPJointExtractor(HFExtractor):
 
         pixels = batch["pixels"]
         n, f = pixels.shape[:2]
-        x = self.to_device(pixels.reshape((n * f,) + pixels.shape[2:]))
+        x = self.pixels_to_device(pixels.reshape((n * f,) + pixels.shape[2:]))
         used = max(1, int(batch["attention_mask"].sum(1).max()))
         ids = self.to_device(batch["input_ids"][:, :used], float_dtype=False)
         att = self.to_device(batch["attention_mask"][:, :used], float_dtype=False)

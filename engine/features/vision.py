@@ -77,13 +77,13 @@ class ImageExtractor(HFExtractor):
 
     def prepare(self, sources, episode, tr_indices, ablate) -> np.ndarray:
         frames = sources["frames"].frames(self.frame_times(episode, tr_indices))  # n, F, H, W, 3
-        return self.preprocess(frames)  # n, F, 3, h, w
+        return self.prepare_pixels(frames)  # n, F, 3, h, w float32 (CPU) or n, F, h, w, 3 uint8 (GPU)
 
     def forward(self, pixels: np.ndarray) -> Dict[str, np.ndarray]:
         import torch
 
         n, f = pixels.shape[:2]
-        x = self.to_device(pixels.reshape((n * f,) + pixels.shape[2:]))
+        x = self.pixels_to_device(pixels.reshape((n * f,) + pixels.shape[2:]))
         with torch.inference_mode():
             out = self.model(pixel_values=x, output_hidden_states=True)
         result = {}
@@ -154,12 +154,12 @@ class VideoExtractor(HFExtractor):
 
     def prepare(self, sources, episode, tr_indices, ablate) -> np.ndarray:
         times = window_frame_times(episode.windows_s(self.spec.window_s, tr_indices), self.n_frames)
-        return self.preprocess(sources["frames"].frames(times))  # n, T, 3, h, w
+        return self.prepare_pixels(sources["frames"].frames(times))  # n, T, 3, h, w (or n, T, h, w, 3 uint8)
 
     def forward(self, clips: np.ndarray) -> Dict[str, np.ndarray]:
         import torch
 
-        x = self.to_device(clips)
+        x = self.pixels_to_device(clips)
         with torch.inference_mode():
             if self.spec.family == "vjepa2":
                 out = self.model(pixel_values_videos=x, skip_predictor=True, output_hidden_states=True)

@@ -331,3 +331,21 @@ def test_w2v_bert_equals_its_feature_extractor_and_model(media, models):
         hs = model(**x, output_hidden_states=True).hidden_states
     np.testing.assert_allclose(feats["layer02"][k], hs[2][0].mean(0).numpy(), rtol=1e-3, atol=1e-4)
     assert not np.allclose(feats["layer02"][1], feats["layer02"][4])  # the tone changes each second
+
+
+def test_gpu_style_preprocessing_gives_the_same_features(media, models, monkeypatch):
+    """On CUDA frames travel as uint8 and are normalised on the device, resized by a thread
+    pool; forced here on the CPU, the features must not change."""
+    from engine.features.hf import HFExtractor
+
+    ep = EpisodeInputs(n_trs=N_TRS, tr_s=TR_S, video_path=media["wide"])
+    kw = dict(layers=(1, 2), frames_per_window=2)
+    ref = run(ep, models["clip"], **kw)
+    monkeypatch.setattr(HFExtractor, "pixels_on_device", property(lambda self: True))
+    monkeypatch.setattr(HFExtractor, "preprocess_threads", property(lambda self: 3))
+    ex = build_extractor(str(models["clip"]), device="cpu", **kw)
+    prepared = ex.prepare(ex.open_sources(ep, "none"), ep, np.arange(2), "none")
+    assert prepared.dtype == np.uint8 and prepared.shape == (2, 2, 32, 32, 3)
+    out = run(ep, models["clip"], **kw)
+    for name in ref:
+        np.testing.assert_allclose(out[name], ref[name], rtol=1e-5, atol=1e-5)
