@@ -56,6 +56,11 @@ __all__ = ["RidgeCVResult", "ridge_cv", "ridge_cv_job", "ridge_fit", "solve_ridg
            "AlphaOnEdgeWarning", "default_targets_batch"]
 
 
+#: Keep every fold's resolvent rows between target batches up to this size (bytes);
+#: beyond it they are rebuilt for each batch from the fold's eigendecomposition.
+RESOLVENT_CACHE_BYTES = 1e9
+
+
 class AlphaOnEdgeWarning(UserWarning):
     """Some targets' best alpha is the smallest or largest of the grid: widen the grid."""
 
@@ -207,7 +212,7 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
         gram = X64.T @ X64                                      # n_features, n_features
         # keep every fold's (n_alphas * n_val, n_features) resolvent rows when they fit
         cache_bytes = 4 * n_alphas * sum(v.size for _, v in folds) * n_features
-        keep_resolvents = cache_bytes <= 1e9
+        keep_resolvents = cache_bytes <= RESOLVENT_CACHE_BYTES
         for train, val in folds:
             complement = _is_partition(train, val, n_samples)
             Xv64 = bk.take_rows(X64, val)
@@ -219,9 +224,12 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
                 Xt64 = bk.take_rows(X64, train)
                 c = Xt64.T @ Xt64
             s, v = bk.eigh(c)
-            op["eig"] = (bk.clip_min(s, 0.0), v, Xv64 @ v)
+            del c
+            eig = (bk.clip_min(s, 0.0), v, Xv64 @ v)
             if keep_resolvents:
-                op["resolvent"] = _resolvent_rows(bk, op["eig"], alphas_b)
+                op["resolvent"] = _resolvent_rows(bk, eig, alphas_b)
+            else:                                               # rebuilt per target batch
+                op["eig"] = eig
             fold_ops.append(op)
         if return_coef or len(X_predict):
             s_all, v_all = bk.eigh(gram)

@@ -124,3 +124,15 @@ def test_backend_errors():
         get_backend("jax")
     with pytest.raises(ConfigError, match="positive"):
         ridge_cv(np.zeros((10, 2)), np.zeros((10, 1)), [-1.0], _kfold(10, 2))
+
+
+def test_uncached_resolvents_give_the_same_fit(monkeypatch):
+    import engine.encoding.ridge as ridge_module
+
+    X, Y, _ = _data(n=200, p=20, t=9, seed=6)
+    folds = _kfold(200, 4)
+    cached = ridge_cv(X, Y, ALPHAS, folds, X_predict=[X[:5]], n_targets_batch=4, warn=False)
+    monkeypatch.setattr(ridge_module, "RESOLVENT_CACHE_BYTES", 0)
+    rebuilt = ridge_cv(X, Y, ALPHAS, folds, X_predict=[X[:5]], n_targets_batch=4, warn=False)
+    np.testing.assert_array_equal(cached.cv_scores, rebuilt.cv_scores)
+    np.testing.assert_array_equal(cached.coef, rebuilt.coef)
