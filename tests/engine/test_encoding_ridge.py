@@ -27,16 +27,19 @@ def _kfold(n, k=5):
     return list(KFold(k).split(np.zeros(n)))
 
 
-def _backends():
-    out = ["numpy", "torch"]
+def _cuda_available():
     try:
         import torch
 
-        if torch.cuda.is_available():
-            out.append("torch_cuda")
+        return torch.cuda.is_available()
     except ImportError:
-        pass
-    return out
+        return False
+
+
+def _backends():
+    cuda = pytest.param("torch_cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        not _cuda_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")])
+    return ["numpy", "torch", cuda]
 
 
 def test_fixed_alpha_matches_sklearn_ridge():
