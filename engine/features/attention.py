@@ -6,7 +6,10 @@ What is kept, per TR (subsampled to stay under a size budget):
   of the CLS token to every patch, per layer and head, as a ``(grid_h, grid_w)`` map,
   plus the rollout of the CLS row over all layers;
 - language models: the attention of the window's last token to every token of the
-  context, per layer and head (padded to the longest context), plus its rollout.
+  context, per layer and head (padded to the longest context), plus its rollout;
+- video models (VideoMAE, V-JEPA 2; no CLS token): the attention each patch receives
+  (mean over queries) per layer, head and time slot, ``(n_kept, n_layers, n_heads,
+  n_time_slots, grid_h, grid_w)``, heads averaged when fewer than 64 TRs would fit.
 
 Size: maps are float16; ``n_kept * n_layers * n_heads * n_keys * 2`` bytes plus the
 rollout. When every TR does not fit in ``max_mb`` (default 32 MB per episode), TRs are
@@ -99,6 +102,8 @@ def attention_job(extractor, episode: EpisodeInputs, token: Optional[CancelToken
     token = token or CancelToken()
     ablate = check_ablation(ablate, getattr(extractor, "inputs", ()))
     idx = episode_tr_indices(episode, tr_indices)
+    if getattr(extractor.spec, "family", "") in ("videomae", "vjepa2"):
+        return (yield from _video_job(extractor, episode, idx, token, max_mb, ablate, batch_size))
     if hasattr(extractor, "attention_forward") and hasattr(extractor, "grid_hw"):
         return (yield from _vision_job(extractor, episode, idx, token, max_mb, ablate, batch_size))
     if getattr(extractor, "modality", "") == "language" and hasattr(extractor, "tokenizer"):
@@ -107,10 +112,14 @@ def attention_job(extractor, episode: EpisodeInputs, token: Optional[CancelToken
                       f"found family {extractor.spec.family!r} (attention maps are not available for it)")
 
 
-def _budget(n_layers: int, n_heads: int, n_keys: int, idx: np.ndarray, max_mb: float):
+def _budget(n_layers: int, n_heads: int, n_keys: int, idx: np.ndarray, max_mb: float, min_trs: int = 1):
+    """TRs to keep and whether heads are kept (``all``) or averaged (``mean``).
+
+    Heads are averaged when fewer than ``min(min_trs, len(idx))`` TRs would fit otherwise.
+    """
     per_tr = (n_layers * n_heads + 1) * n_keys * 2
     heads = "all"
-    if per_tr > max_mb * 2 ** 20:
+    if per_tr * min(max(1, min_trs), len(idx)) > max_mb * 2 ** 20:
         heads, per_tr = "mean", (n_layers + 1) * n_keys * 2
     kept = kept_tr_indices(idx, per_tr, max_mb)
     if kept.size == 0:
@@ -146,6 +155,49 @@ def _vision_job(ex, episode, idx, token, max_mb, ablate, batch_size):
                          maps=np.concatenate(maps), rollout=np.concatenate(rolls), kind="patches",
                          meta={"grid": [gh, gw], "frame_times_s": np.concatenate(times).tolist(), "heads": heads,
                                "query": "cls", "max_mb": max_mb, "model": str(ex.spec.model)})
+
+
+def _video_job(ex, episode, idx, token, max_mb, ablate, batch_size):
+    """Video transformers have no CLS token: keep the attention each patch *receives*
+    (mean over queries), per layer, head and time slot (tubelet), and the same for the rollout."""
+    import torch
+
+    c = ex.config
+    patch = int(getattr(c, "patch_size", 16))
+    h, w = ex.preprocess.out_hw
+    gh, gw = h // patch, w // patch
+    n_t = max(1, ex.n_frames // int(getattr(c, "tubelet_size", 1)))
+    n_layers, n_heads = int(ex.n_blocks), int(c.num_attention_heads)
+    kept, heads = _budget(n_layers, n_heads, n_t * gh * gw, idx, max_mb, min_trs=64)
+    sources = ex.open_sources(episode, ablate)
+    maps, rolls = [], []
+    try:
+        batches = chunks(kept, batch_size)
+        for k, b in enumerate(batches):
+            token.raise_if_cancelled()
+            x = ex.pixels_to_device(ex.prepare(sources, episode, b, ablate))
+            with torch.inference_mode():
+                if ex.spec.family == "vjepa2":
+                    out = ex.model(pixel_values_videos=x, skip_predictor=True, output_attentions=True)
+                else:
+                    out = ex.model(pixel_values=x, output_attentions=True)
+            if not out.attentions or out.attentions[0] is None:
+                raise ConfigError(f"attention of {ex.spec.name!r}: expected attention maps, found none "
+                                  f"(build the extractor with attention=True)")
+            attn = [a.float().cpu().numpy() for a in out.attentions]  # L x (n, H, N, N)
+            received = np.stack([a.mean(-2) for a in attn], 1)  # n, L, H, N
+            if heads == "mean":
+                received = received.mean(2, keepdims=True)
+            n = len(b)
+            maps.append(received.reshape(n, n_layers, -1, n_t, gh, gw).astype(np.float16))
+            rolls.append(attention_rollout(attn).mean(-2).reshape(n, n_t, gh, gw).astype(np.float16))
+            yield Progress(k + 1, len(batches), f"{ex.spec.name}: attention, TRs {int(b[0])}-{int(b[-1])}")
+    finally:
+        ex.close_sources(sources)
+    return AttentionMaps(tr_indices=kept, layers=[layer_name(i) for i in range(1, n_layers + 1)],
+                         maps=np.concatenate(maps), rollout=np.concatenate(rolls), kind="video_patches",
+                         meta={"grid": [gh, gw], "time_slots": n_t, "heads": heads, "query": "mean over queries",
+                               "max_mb": max_mb, "model": str(ex.spec.model)})
 
 
 def _language_job(ex, episode, idx, token, max_mb, ablate, batch_size):

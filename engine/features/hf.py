@@ -217,9 +217,6 @@ def auto_batch_size(device: str, bytes_per_item: float, default_cpu: int = 8,
     return int(max(1, min(cap, fraction * free // max(1.0, bytes_per_item))))
 
 
-_END = object()
-
-
 def prefetch(items: Iterable[Any], depth: int = 2, token: Optional[CancelToken] = None) -> Iterator[Any]:
     """Iterate ``items`` produced on a background thread, ``depth`` items ahead.
 

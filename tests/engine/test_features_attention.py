@@ -103,3 +103,24 @@ def test_language_attention_from_the_last_window_token(vit_setup):
         np.testing.assert_allclose(row.sum(-1), 1.0, atol=5e-3)  # a distribution over the real tokens
         assert np.all(maps.maps[i, :, :, len(toks):] == 0)  # nothing on padding
         assert toks[0] == "[CLS]" and toks[-1] == "[SEP]"
+
+
+@pytest.mark.parametrize("family", ["videomae", "vjepa2"])
+def test_video_attention_received_per_patch(vit_setup, tmp_path, family):
+    from engine.features.extract import extract_attention_job
+    from engine.jobs import run_sync
+    from tests.engine import test_features_support as S
+
+    ep = vit_setup[0]
+    folder = (S.tiny_videomae if family == "videomae" else S.tiny_vjepa2)(tmp_path / family)
+    maps = run_sync(extract_attention_job(ep, str(folder), device="cpu", frames_per_window=4, window_s=2.0))
+    # 4 frames, tubelet 2 -> 2 time slots of a 4x4 grid; 2 layers, 2 heads.
+    assert maps.kind == "video_patches" and maps.maps.shape == (4, 2, 2, 2, 4, 4)
+    # Every query row sums to 1, so the mean over queries of the received attention sums to 1.
+    np.testing.assert_allclose(maps.maps.astype(np.float32).sum((-3, -2, -1)), 1.0, atol=1e-2)
+    np.testing.assert_allclose(maps.rollout.astype(np.float32).sum((-3, -2, -1)), 1.0, atol=1e-2)
+    # Heads are averaged when they would not leave room for enough TRs.
+    per_tr_all = (2 * 2 + 1) * 32 * 2
+    small = run_sync(extract_attention_job(ep, str(folder), device="cpu", frames_per_window=4, window_s=2.0,
+                                           max_mb=3 * per_tr_all / 2 ** 20))
+    assert small.meta["heads"] == "mean" and small.maps.shape[2] == 1 and len(small.tr_indices) == 4
