@@ -266,12 +266,21 @@ class CortexView(QWidget):
         return plotter, host
 
     def set_session(self, session) -> None:
-        """Show ``session``'s surface (meshes are built once per session)."""
-        self._close_plotter()
+        """Show ``session``'s surface. Meshes are built once: a session on the same surface
+        (another result of the project) only gets new colours."""
+        same_mesh = (self.plotter is not None and session is not None and self.session is not None
+                     and session.surface is not None and session.surface is self.session.surface)
+        if not same_mesh:
+            self._close_plotter()
         self.session = session
         self._shown_key = None
         self._style_cache = {}
         self.outline_vertices = np.zeros(0, dtype=np.int64)
+        if same_mesh:
+            for _, m in self._markers:
+                m.SetVisibility(False)
+            self.refresh(force=True)
+            return
         if session is None or session.surface is None:
             return
         import pyvista as pv

@@ -177,6 +177,7 @@ def test_fit_encoding_job_saves_the_result_and_shows_it(qtbot, synthetic, tmp_pa
     w = MainWindow(interactive_3d=False)
     qtbot.addWidget(w)
     assert w.open_project(project_file)
+    plotter = w.cortex_view.plotter
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")      # alpha-on-edge warnings on 6-TR runs
         h = w.start_fit_encoding()
@@ -187,6 +188,7 @@ def test_fit_encoding_job_saves_the_result_and_shows_it(qtbot, synthetic, tmp_pa
         saved = EncodingResult.load(root / "results" / "lowlevel_gui.h5")
         assert w.result_box.currentText() == "lowlevel (GUI)"
         np.testing.assert_array_equal(w.cortex_view.current_values, np.asarray(saved.scores, np.float32))
+        assert w.cortex_view.plotter is plotter     # same surface: meshes kept, only colours rewritten
         # the same fit run synchronously by the engine gives the same scores
         runs = [synthetic.runs[n] for n in ("sub-01_run-1", "sub-01_run-2")]
         feats = lowlevel_features(root / "stimuli" / "ep.mp4", synthetic.words, 6, 1.0)
