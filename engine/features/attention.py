@@ -20,7 +20,8 @@ takes 56 kB per TR, so about 590 TRs fit in 32 MB (a 15-minute run at TR 1.49 s)
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -248,13 +249,12 @@ def _language_job(ex, episode, idx, token, max_mb, ablate, batch_size):
                                "model": str(ex.spec.model)})
 
 
-def save_attention(maps: AttentionMaps, path) -> "Path":
+def save_attention(maps: AttentionMaps, path) -> Path:
     """Write attention maps to HDF5 atomically (float16, gzip): ``/maps``, ``/rollout``,
     ``/tr_indices``; layers, kind and meta as JSON attributes."""
     import json
     import os
     import uuid
-    from pathlib import Path
 
     import h5py
 
