@@ -34,14 +34,57 @@ _HASH_MEMO: Dict[Tuple[str, int, int], str] = {}
 _memo_lock = threading.Lock()
 
 
+# Files at least this large (model weights, long episodes) have their hash remembered on
+# disk too, in <cache>/file_hashes.json, keyed by path, size and modification time.
+PERSIST_HASH_BYTES = 256 * 2 ** 20
+
+
+def _hash_db_path() -> Path:
+    return default_cache_dir() / "file_hashes.json"
+
+
+def _persisted(key) -> Optional[str]:
+    try:
+        return json.loads(_hash_db_path().read_text()).get("|".join(map(str, key)))
+    except (OSError, ValueError):
+        return None
+
+
+def _persist(key, digest: str) -> None:
+    db_path = _hash_db_path()
+    try:
+        db = json.loads(db_path.read_text()) if db_path.exists() else {}
+    except (OSError, ValueError):
+        db = {}
+    db["|".join(map(str, key))] = digest
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = db_path.with_name(f".{db_path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(json.dumps(db))
+        os.replace(tmp, db_path)
+    except OSError:  # a read-only cache folder only costs a re-hash next time
+        pass
+
+
 def file_sha256(path, chunk_bytes: int = 1 << 22) -> str:
-    """SHA-256 of a file's bytes, read in chunks; remembered per (path, size, mtime) in this process."""
+    """SHA-256 of a file's bytes, read in chunks.
+
+    Remembered per (path, size, mtime) in this process, and on disk for files of at least
+    :data:`PERSIST_HASH_BYTES` (hashing a 6 GB checkpoint takes tens of seconds).
+    """
     path = Path(path)
     st = path.stat()
     key = (str(path.resolve()), int(st.st_size), int(st.st_mtime_ns))
     with _memo_lock:
         if key in _HASH_MEMO:
             return _HASH_MEMO[key]
+    big = st.st_size >= PERSIST_HASH_BYTES
+    if big:
+        known = _persisted(key)
+        if known:
+            with _memo_lock:
+                _HASH_MEMO[key] = known
+            return known
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -52,6 +95,8 @@ def file_sha256(path, chunk_bytes: int = 1 << 22) -> str:
     digest = h.hexdigest()
     with _memo_lock:
         _HASH_MEMO[key] = digest
+    if big:
+        _persist(key, digest)
     return digest
 
 

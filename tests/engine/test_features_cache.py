@@ -55,6 +55,28 @@ def test_file_sha256_matches_hashlib(tmp_path):
     assert file_sha256(p, chunk_bytes=1 << 20) == hashlib.sha256(data).hexdigest()
 
 
+def test_big_file_hashes_are_remembered_on_disk(tmp_path, monkeypatch):
+    import hashlib
+
+    from engine.features import cache as C
+
+    monkeypatch.setenv("ALIGNSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(C, "PERSIST_HASH_BYTES", 1000)
+    p = tmp_path / "weights.bin"
+    p.write_bytes(b"x" * 5000)
+    digest = C.file_sha256(p)
+    assert digest == hashlib.sha256(b"x" * 5000).hexdigest()
+    C._HASH_MEMO.clear()  # a new process: the on-disk memo answers without reading the file
+    monkeypatch.setattr(C.hashlib, "sha256", lambda *a: (_ for _ in ()).throw(AssertionError("re-hashed")))
+    assert C.file_sha256(p) == digest
+    import os
+
+    os.utime(p, ns=(0, 10 ** 9))  # modified: hashed again
+    C._HASH_MEMO.clear()
+    with pytest.raises(AssertionError, match="re-hashed"):
+        C.file_sha256(p)
+
+
 def test_cancel_then_resume_is_bit_identical_and_computes_only_the_rest(setup, tmp_path):
     root, ep, vit = setup
     reference = {k: v.data for k, v in extract_features(ep, spy(vit), cache_dir=tmp_path / "ref",
