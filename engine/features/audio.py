@@ -70,7 +70,12 @@ class WaveformExtractor(HFExtractor):
 
 class WhisperExtractor(HFExtractor):
     """Whisper's encoder. Windows are padded to Whisper's input length; only the encoder
-    positions covering the window's audio are pooled (not the padding)."""
+    positions covering the window's audio are pooled (not the padding).
+
+    Option ``context_s`` (``ModelSpec.options``): the encoder hears that many seconds of
+    audio up to the TR's end (at most Whisper's 30 s), and the positions of the last
+    ``window_s`` seconds are pooled, so they carry what came before (like the language
+    models' word context). Default: the window alone."""
 
     inputs = ("audio",)
     modality = "audio"
@@ -101,18 +106,21 @@ class WhisperExtractor(HFExtractor):
         return {"audio": AudioSource(episode.audio_source, sr=self.sr, silent=(ablate == "audio"))}
 
     def prepare(self, sources, episode, tr_indices, ablate) -> Dict[str, np.ndarray]:
-        windows = episode.windows_s(self.spec.window_s, tr_indices)
-        waves = []
-        for a, b in windows:
-            w = sources["audio"].window(a, b)
-            waves.append(w[-self.max_samples:])  # keep the end: the window ends at the TR's end
-        feats = self.feature_extractor(waves, sampling_rate=self.sr, return_tensors="np")["input_features"]
+        context_s = max(float(self.spec.option("context_s", self.spec.window_s)), self.spec.window_s)
+        ends_s = episode.windows_s(self.spec.window_s, tr_indices)[:, 1]
         hop = int(self.feature_extractor.hop_length)
         n_pos = self.config.max_source_positions
-        mask = np.zeros((len(waves), n_pos), np.float32)
-        for i, w in enumerate(waves):
-            mask[i, :max(1, min(n_pos, int(np.ceil(len(w) / hop / 2))))] = 1
-        return {"input_features": feats.astype(np.float32), "mask": mask}
+        n_window = int(round(self.spec.window_s * self.sr))
+        waves, masks = [], np.zeros((len(ends_s), n_pos), np.float32)
+        for i, end_s in enumerate(ends_s):
+            w = sources["audio"].window(end_s - context_s, end_s)
+            w = w[-self.max_samples:]  # keep the end: the window ends at the TR's end
+            waves.append(w)
+            stop = max(1, min(n_pos, int(np.ceil(len(w) / hop / 2))))  # positions holding audio
+            start = max(0, stop - max(1, int(np.ceil(min(n_window, len(w)) / hop / 2))))
+            masks[i, start:stop] = 1  # the window's positions (the last ones)
+        feats = self.feature_extractor(waves, sampling_rate=self.sr, return_tensors="np")["input_features"]
+        return {"input_features": feats.astype(np.float32), "mask": masks}
 
     def forward(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         import torch

@@ -190,6 +190,14 @@ def test_whisper_encoder_pools_only_the_window(media, models):
     n_pos = int(np.ceil(len(window) / fe.hop_length / 2))  # 1 s = 100 mel frames = 50 positions
     assert n_pos == 50
     np.testing.assert_allclose(feats["layer02"][k], hs[:n_pos].mean(0).numpy(), rtol=1e-3, atol=1e-4)
+    # With 2 s of context the encoder hears [k-1, k+1) s and the last 50 positions are pooled.
+    ctx = run(ep, models["whisper"], layers=(2,), window_s=TR_S, options=(("context_s", 2.0),))["layer02"]
+    window = samples[int((k - 1) * TR_S * sr):int((k + 1) * TR_S * sr)]
+    x = torch.from_numpy(fe(window, sampling_rate=sr, return_tensors="np")["input_features"])
+    with torch.no_grad():
+        hs = enc(input_features=x, output_hidden_states=True).hidden_states[2][0]
+    np.testing.assert_allclose(ctx[k], hs[50:100].mean(0).numpy(), rtol=1e-3, atol=1e-4)
+    assert not np.allclose(ctx[k], feats["layer02"][k], atol=1e-3)
 
 
 @pytest.mark.parametrize("name", ["videomae", "vjepa2"])
