@@ -125,7 +125,7 @@ class ModelSpec:
         Hugging Face model id (``"openai/clip-vit-base-patch32"``) or a local folder.
     family : str
         Which extractor builds it: ``"clip"``, ``"vit"``, ``"videomae"``, ``"vjepa2"``,
-        ``"bert"``, ``"causal_lm"``, ``"wav2vec2"``, ``"whisper"``, ``"clip_joint"``,
+        ``"bert"``, ``"causal_lm"``, ``"wav2vec2"``, ``"whisper"``, ``"w2v_bert"``, ``"clip_joint"``,
         ``"tvlt"``, ``"lowlevel"``, ``"auto"`` (guess from the config), or a plugin family.
     modality : str
         ``vision``, ``language``, ``audio`` or ``multimodal``.
@@ -148,7 +148,8 @@ class ModelSpec:
     revision : str, optional
         Hub revision (branch, tag or commit) to resolve in the offline cache.
     options : tuple of (key, value)
-        Family-specific settings (kept hashable), e.g. ``(("sample_rate", 16000),)``.
+        Family-specific settings (kept hashable, part of the cache key): ``context_s``
+        (Whisper audio context), ``max_tokens`` (language models), ``split_modalities`` (TVLT).
     """
 
     model: str
