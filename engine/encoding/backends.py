@@ -165,6 +165,9 @@ class TorchBackend(Backend):
         return np.asarray(a)
 
     def eigh(self, a):
+        if self.device.type == "cpu":
+            with _one_blas_thread():   # see NumpyBackend.eigh
+                return self.torch.linalg.eigh(a)
         return self.torch.linalg.eigh(a)
 
     def take_rows(self, a, idx):
