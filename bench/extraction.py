@@ -16,7 +16,10 @@ Both are timed ``--repeats`` times, alternating (bare, pipeline, bare, pipeline.
 figure is pipeline throughput / bare throughput from the best time of each (the timeit
 convention: on a shared machine other work only ever adds time); the median of the
 paired ratios is printed too. Device: ``--device``
-(auto: CUDA when available). Ends with one line
+(auto: CUDA when available). On the CPU, torch runs one thread by default (``--threads``)
+and decoding gets the other cores: with torch on every core of a shared machine, timings
+swing by 2-4x from run to run and the ratio measures the machine's load rather than the
+pipeline (``--threads 0`` for torch's default). Ends with one line
 ``bench extraction: <ratio> x bare forward (goal >= 0.9)``.
 """
 
@@ -82,12 +85,15 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads when the model runs on the CPU (default 1; 0 = torch's choice)")
     args = p.parse_args(argv)
 
     import torch
 
-    if args.threads:
+    from engine.features.hf import pick_device
+
+    if args.threads and pick_device(args.device) == "cpu":
         torch.set_num_threads(args.threads)
 
     from engine.features.base import EpisodeInputs
