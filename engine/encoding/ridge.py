@@ -26,6 +26,9 @@ when the validation sets partition the samples, ``X^T Y`` is the sum of the fold
 ``X_val^T Y_val``: one pass over ``Y`` per fold. The squared errors are taken in place.
 The refit needs no per-alpha work: with ``C_all = V diag(s) V^T``,
 ``coef[:, t] = V ((V^T X^T Y)[:, t] / (s + alpha_t))``, two GEMMs for all targets.
+With few targets (``n_alphas * n_val > n_targets``, e.g. 1000 parcels and many
+features) the ``n_features^2`` cost of forming ``R`` is not repaid, and the predictions go
+through ``Z = V^T X_tr^T Y`` instead: ``[X_val V diag(1/(s + a_1)); ...] @ Z``.
 Per target batch that is about ``2 n_targets (n_samples n_features (1 + n_alphas)
 + 2 n_features^2)`` flops, against himalaya's ``RidgeCV`` which forms
 ``(n_alphas, n_val, n_train)`` prediction operators and refits every used alpha for
@@ -140,16 +143,20 @@ def _is_partition(train: np.ndarray, val: np.ndarray, n_samples: int) -> bool:
     return bool(mask.all())
 
 
-def _resolvent_rows(bk, eig, alphas_b):
-    """``X_val (C_train + alpha I)^-1`` for every alpha, stacked: (n_alphas * n_val, n_features) float32.
+def _weighted_rows(bk, eig, alphas_b):
+    """``[X_val V diag(1 / (s + a_1)); ...]`` stacked: (n_alphas * n_val, n_features) float32.
 
     ``eig = (s, V, X_val V)`` with ``C_train = V diag(s) V^T`` (float64).
     """
     s, v, xv_v = eig
     weights = bk.cast(1.0 / (s[None, :] + alphas_b[:, None]), "float32")   # n_alphas, n_features
     xv_v32 = bk.cast(xv_v, "float32")
-    stacked = bk.concatenate([xv_v32 * weights[i][None, :] for i in range(weights.shape[0])], 0)
-    return stacked @ bk.cast(v, "float32").T
+    return bk.concatenate([xv_v32 * weights[i][None, :] for i in range(weights.shape[0])], 0)
+
+
+def _resolvent_rows(bk, eig, alphas_b):
+    """``X_val (C_train + alpha I)^-1`` for every alpha, stacked: (n_alphas * n_val, n_features) float32."""
+    return _weighted_rows(bk, eig, alphas_b) @ bk.cast(eig[1], "float32").T
 
 
 def _drop_null_space(bk, s, u, rtol: float = 1e-10):
@@ -210,9 +217,13 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
         and sum(v.size for _, v in folds) == n_samples
     if solver == "primal":
         gram = X64.T @ X64                                      # n_features, n_features
-        # keep every fold's (n_alphas * n_val, n_features) resolvent rows when they fit
+        # keep every fold's (n_alphas * n_val, n_features) stacked rows when they fit
         cache_bytes = 4 * n_alphas * sum(v.size for _, v in folds) * n_features
         keep_resolvents = cache_bytes <= RESOLVENT_CACHE_BYTES
+        # Resolvent rows cost n_alphas * n_val * n_features^2 once per fold and save a
+        # V^T (X_tr^T Y) projection (n_features^2 per target): worth it with many targets.
+        # With few targets (parcels), project instead: Z = V^T X_tr^T Y per batch.
+        use_resolvent = n_alphas * n_val_max <= n_targets
         for train, val in folds:
             complement = _is_partition(train, val, n_samples)
             Xv64 = bk.take_rows(X64, val)
@@ -226,8 +237,10 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
             s, v = bk.eigh(c)
             del c
             eig = (bk.clip_min(s, 0.0), v, Xv64 @ v)
+            if not use_resolvent:
+                op["v32"] = bk.cast(v, "float32")
             if keep_resolvents:
-                op["resolvent"] = _resolvent_rows(bk, eig, alphas_b)
+                op["rows"] = (_resolvent_rows if use_resolvent else _weighted_rows)(bk, eig, alphas_b)
             else:                                               # rebuilt per target batch
                 op["eig"] = eig
             fold_ops.append(op)
@@ -286,12 +299,17 @@ def ridge_cv_job(X, Y, alphas, folds, backend="numpy", n_targets_batch: Optional
                     xty_tr = xty - xvy[f]
                 else:
                     xty_tr = op["xt"].T @ bk.take_rows(Yb, op["train"])
-                resolvent = op.get("resolvent")
-                if resolvent is None:
-                    resolvent = _resolvent_rows(bk, op["eig"], alphas_b)
-                # n_alphas * n_val, n_batch: X_val (C_train + alpha I)^-1 X_train^T Y, all alphas
-                pred = resolvent @ xty_tr
-                del xty_tr, resolvent
+                rows = op.get("rows")
+                if use_resolvent:
+                    if rows is None:
+                        rows = _resolvent_rows(bk, op["eig"], alphas_b)
+                    # n_alphas * n_val, n_batch: X_val (C_train + alpha I)^-1 X_train^T Y, all alphas
+                    pred = rows @ xty_tr
+                else:
+                    if rows is None:
+                        rows = _weighted_rows(bk, op["eig"], alphas_b)
+                    pred = rows @ (op["v32"].T @ xty_tr)        # the same, through Z = V^T X_tr^T Y
+                del xty_tr, rows
             else:
                 z = op["u"].T @ bk.take_rows(Yb, op["train"])   # n_train, n_batch
                 pred = op["w_stack"] @ z

@@ -129,13 +129,33 @@ def test_backend_errors():
         ridge_cv(np.zeros((10, 2)), np.zeros((10, 1)), [-1.0], _kfold(10, 2))
 
 
-def test_uncached_resolvents_give_the_same_fit(monkeypatch):
+@pytest.mark.parametrize("n,t", [(200, 9), (60, 200)])
+def test_uncached_rows_give_the_same_fit(monkeypatch, n, t):
     import engine.encoding.ridge as ridge_module
 
-    X, Y, _ = _data(n=200, p=20, t=9, seed=6)
-    folds = _kfold(200, 4)
+    X, Y, _ = _data(n=n, p=20, t=t, seed=6)
+    folds = _kfold(n, 4)
     cached = ridge_cv(X, Y, ALPHAS, folds, X_predict=[X[:5]], n_targets_batch=4, warn=False)
     monkeypatch.setattr(ridge_module, "RESOLVENT_CACHE_BYTES", 0)
     rebuilt = ridge_cv(X, Y, ALPHAS, folds, X_predict=[X[:5]], n_targets_batch=4, warn=False)
     np.testing.assert_array_equal(cached.cv_scores, rebuilt.cv_scores)
     np.testing.assert_array_equal(cached.coef, rebuilt.coef)
+
+
+@pytest.mark.parametrize("n,t", [(200, 6), (60, 200)])
+def test_projection_and_resolvent_paths_agree_with_himalaya(n, t):
+    """Few targets (n_alphas * n_val > n_targets) take the V^T X^T Y projection path,
+    many targets the resolvent-rows path; both equal himalaya."""
+    from himalaya.backend import set_backend
+    from himalaya.ridge import RidgeCV
+
+    X, Y, _ = _data(n=n, p=12, t=t, seed=7)
+    folds = _kfold(n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = ridge_cv(X, Y, ALPHAS, folds, X_predict=[X[:9]])
+        set_backend("numpy", on_error="raise")
+        ref = RidgeCV(alphas=ALPHAS, cv=folds, fit_intercept=False).fit(X, Y)
+    np.testing.assert_allclose(res.best_alphas, ref.best_alphas_, rtol=1e-6)
+    np.testing.assert_allclose(res.coef, ref.coef_, atol=1e-5 * np.abs(ref.coef_).max())
+    np.testing.assert_allclose(res.cv_scores[res.alpha_index, np.arange(t)], ref.cv_scores_, rtol=1e-4)
