@@ -27,10 +27,37 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quit-after", type=float, default=None)
 
 
+def protect_none_refcount() -> bool:
+    """Work around PySide6 6.12.0 on Python < 3.12: its void methods return ``None`` without a
+    new reference, so every call (``setText``, ``update``, ``setValue``...) lowers None's
+    reference count, and after some ten thousand calls (seconds of video playback) Python
+    aborts with "none_dealloc: deallocating None". PySide6 6.11.3 is fine; Python >= 3.12
+    makes None immortal. Where the leak is measured, None gets a reference count no program
+    can exhaust (what Python 3.12 does for it). Returns True when the fix was applied.
+    """
+    if sys.version_info >= (3, 12) or getattr(protect_none_refcount, "applied", False):
+        return False
+    from PySide6.QtCore import QObject
+
+    probe = QObject()
+    before = sys.getrefcount(None)
+    for _ in range(64):
+        probe.setObjectName("probe")          # a void method
+    leaked = before - sys.getrefcount(None)
+    if leaked < 32:
+        return False
+    import ctypes
+
+    ctypes.c_ssize_t.from_address(id(None)).value += 1 << 40
+    protect_none_refcount.applied = True
+    return True
+
+
 def make_application(argv=None):
     """The QApplication (made once), with AlignScope's style sheet."""
     from PySide6.QtWidgets import QApplication
 
+    protect_none_refcount()
     app = QApplication.instance()
     if app is None:
         os.environ.setdefault("QT_AUTO_SCREEN_SCALE_FACTOR", "1")

@@ -14,6 +14,9 @@ import pytest  # noqa: E402
 def _pyvista_offscreen():
     import pyvista as pv
 
+    from gui.app import protect_none_refcount
+
+    protect_none_refcount()   # PySide6 6.12.0 + Python 3.11: see its docstring
     pv.OFF_SCREEN = True
     yield
 
