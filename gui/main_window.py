@@ -132,7 +132,13 @@ class MainWindow(QMainWindow):
         tb.addAction(self.screenshot_action)
         tb.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         tb.addSeparator()
-        tb.addWidget(QLabel(" Run "))
+        tb.addWidget(QLabel(" Episode "))
+        self.episode_box = QComboBox()
+        self.episode_box.setMinimumWidth(150)
+        self.episode_box.setToolTip("Stimulus episode (video) and the runs recorded while it was watched")
+        self.episode_box.currentIndexChanged.connect(self._episode_chosen)
+        tb.addWidget(self.episode_box)
+        tb.addWidget(QLabel("  Run "))
         self.run_box = QComboBox()
         self.run_box.setMinimumWidth(150)
         self.run_box.setToolTip("fMRI run whose time course and maps are shown")
@@ -281,7 +287,9 @@ class MainWindow(QMainWindow):
 
     def _fill_boxes(self) -> None:
         s = self.session
-        for box, items, current in ((self.run_box, s.run_names, self.state.run),
+        episodes = [e.name for e in s.project.episodes]
+        for box, items, current in ((self.episode_box, episodes, s.episode.name),
+                                    (self.run_box, s.run_names, self.state.run),
                                     (self.result_box, list(s.project.results), s.result_name)):
             box.blockSignals(True)
             box.clear()
@@ -316,20 +324,36 @@ class MainWindow(QMainWindow):
         if self.session is None or index < 0:
             return
         name = self.result_box.itemText(index)
-        if name == self.session.result_name or self.project_path is None:
+        if name != self.session.result_name:
+            self._reopen(episode=self.session.episode.name, result=name, keep_place=True)
+
+    def _episode_chosen(self, index: int) -> None:
+        if self.session is None or index < 0:
             return
+        name = self.episode_box.itemText(index)
+        if name != self.session.episode.name:
+            self._reopen(episode=name, result=self.session.result_name, keep_place=False)
+
+    def _reopen(self, episode: str, result: Optional[str], keep_place: bool) -> bool:
+        """Open another episode or result of the open project (the meshes are kept)."""
+        if self.project_path is None:
+            return False
         from engine.session import ProjectSession
 
         try:
-            session = ProjectSession.open(self.project_path, episode=self.session.episode.name, result=name)
+            session = ProjectSession.open(self.project_path, episode=episode, result=result)
         except AlignScopeError as exc:
-            self.show_error("Cannot open result", str(exc))
-            return
+            self.show_error("Cannot open", str(exc))
+            self._fill_boxes()   # show the session that is still open
+            return False
         target, t = self.state.target, self.state.time
         self.set_session(session, self.project_path)
-        self.state.time = t
-        if target is not None:
-            self.state.target = target
+        if keep_place:
+            self.state.time = t
+            if target is not None:
+                self.state.target = target
+        self.project_opened.emit(str(self.project_path))
+        return True
 
     def _region_chosen(self, index: int) -> None:
         if self.session is None or index <= 0 or self.session.atlas is None:

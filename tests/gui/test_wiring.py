@@ -169,3 +169,36 @@ def test_hovering_the_cortex_names_the_vertex_under_the_mouse(window, qtbot, syn
     assert "right hemisphere" in text and f"r = {synthetic.scores[got]:.3f}" in text
     assert window.statusBar().currentMessage().startswith(text)
     assert window.state.target == target_before      # hovering selects nothing
+
+
+def test_choosing_another_episode_shows_its_video_and_runs(qtbot, synthetic, tmp_path):
+    """A project with two episodes: the Episode box opens the other one (its video, its runs)."""
+    import shutil
+
+    from engine.project import Episode, Project, RunRef
+    from gui.main_window import MainWindow
+
+    root = tmp_path / "two"
+    shutil.copytree(synthetic.project_path.parent, root)
+    project_file = root / synthetic.project_path.name
+    p = Project.load(project_file)
+    p.episodes.append(Episode(name="ep2", video="stimuli/ep.mp4", subtitles=None, words=None))
+    p.runs.append(RunRef(name="sub-02_run-1", path="fmri/sub-01_run-2.npy", episode="ep2", tr_s=2.0))
+    p.save(project_file)
+    w = MainWindow(interactive_3d=False)
+    qtbot.addWidget(w)
+    assert w.open_project(project_file)
+    assert [w.episode_box.itemText(i) for i in range(w.episode_box.count())] == ["ep", "ep2"]
+    plotter = w.cortex_view.plotter
+    w.episode_box.setCurrentIndex(1)
+    assert w.session.episode.name == "ep2" and w.session.run_names == ["sub-02_run-1"]
+    assert w.state.run == "sub-02_run-1" and w.state.timeline.tr_s == 2.0 and w.state.time == 0.0
+    w.state.time = 4.5
+    assert w.state.tr_index == 2 and w.timecourse_view.cursor_tr == 2
+    assert w.video_view.subtitle.text() == ""            # ep2 has no subtitles
+    # no result for this run: the time course shows the raw run, without a prediction
+    w.state.select_vertex(0)
+    np.testing.assert_array_equal(w.timecourse_view.measured, synthetic.runs["sub-01_run-2"][:, 0])
+    assert np.isnan(w.timecourse_view.predicted).all()
+    assert w.cortex_view.plotter is plotter               # same surface: meshes kept
+    w.close()
