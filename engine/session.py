@@ -83,6 +83,9 @@ class ProjectSession:
     surface : engine.io.surfaces.Surface or None
     atlas : engine.io.atlases.Atlas or None
         ``labels`` (n_vertices,) with 0 = no region and ``names[k - 1]`` naming label ``k``.
+        When the runs (and result) are parcel tables of this atlas (one column per parcel,
+        as in the Algonauts release), the session is in *parcel mode*: maps are painted
+        on the vertices of each parcel and a clicked vertex stands for its parcel.
     result_name : str or None
     """
 
@@ -104,6 +107,10 @@ class ProjectSession:
         self.result_name = result_name
         self.surface = surface
         self.atlas = atlas
+        self.parcel_atlas = None   # set in parcel mode: targets are this atlas's parcels
+        if (surface is not None and atlas is not None and n_map is not None and n_map != surface.n_vertices
+                and n_map == len(atlas.names) and np.asarray(atlas.labels).size == surface.n_vertices):
+            self.parcel_atlas = atlas
         self._timelines: Dict[str, Timeline] = {}
         self._check_consistency()
         self._cue_onsets_s, self._cue_offsets_s, self._cue_texts = self._index_cues(cues)
@@ -162,7 +169,15 @@ class ProjectSession:
             res = EncodingResult.load(project.path(project.results[result_name]))
 
         surface = load_surface("inflated") if load_mesh else None
-        atlas = _load_first_atlas(project)
+        atlas = None
+        n_map = cls._map_size(runs, res, surface)
+        parcel_refs = [r.ref for r in runs if r.ref.atlas and r.data.shape[1] == n_map]
+        if surface is not None and n_map != surface.n_vertices and parcel_refs:
+            atlases = _optional_module("engine.io.atlases")
+            if atlases is not None:
+                atlas = atlases.load_atlas(parcel_refs[0].atlas, space=surface.space)
+        if atlas is None:
+            atlas = _load_first_atlas(project)
         return cls(project, ep, video, words, cues, runs, res, surface, atlas, result_name)
 
     def close(self) -> None:
@@ -181,8 +196,9 @@ class ProjectSession:
     def _map_size(runs, result, surface) -> Optional[int]:
         if result is not None:
             return int(np.asarray(result.scores).shape[0])
-        if surface is not None:
-            return int(surface.n_vertices)
+        sizes = [int(r.data.shape[1]) for r in runs if r.data.ndim == 2]
+        if surface is not None and (int(surface.n_vertices) in sizes or not sizes):
+            return int(surface.n_vertices)     # vertex runs first
         vertex_runs = [r for r in runs if r.ref.space != "parcels"]
         return int(vertex_runs[0].data.shape[1]) if vertex_runs else (int(runs[0].data.shape[1]) if runs else None)
 
@@ -200,7 +216,7 @@ class ProjectSession:
                 raise MismatchError(expected_found("encoding result targets (scores)", f"{n} like the runs",
                                                    scores.shape[0]))
             n = scores.shape[0]
-        if self.surface is not None and n is not None and n != self.surface.n_vertices:
+        if self.surface is not None and n is not None and n != self.surface.n_vertices and self.parcel_atlas is None:
             raise MismatchError(expected_found("brain map length", f"{self.surface.n_vertices} vertices "
                                                f"({self.surface.space})", n))
 
@@ -208,6 +224,22 @@ class ProjectSession:
     @property
     def run_names(self) -> List[str]:
         return list(self.runs)
+
+    @property
+    def n_vertices(self) -> int:
+        """Length of the maps the cortex shows (the surface's vertices when there is one)."""
+        return self.surface.n_vertices if self.surface is not None else self.n_targets
+
+    def to_vertices(self, values: np.ndarray) -> np.ndarray:
+        """Per-target values (..., n_targets) as per-vertex values (..., n_vertices) float32.
+
+        The identity in vertex space; in parcel mode each vertex gets its parcel's value
+        (NaN on the medial wall).
+        """
+        values = np.asarray(values, dtype=np.float32)
+        if self.parcel_atlas is None:
+            return values
+        return self.parcel_atlas.parcel_to_vertex(values)
 
     @property
     def n_targets(self) -> int:
@@ -295,8 +327,8 @@ class ProjectSession:
     def score_map(self) -> np.ndarray:
         """Encoding score (Pearson r) per vertex, (n_vertices,) float32; NaN without a result."""
         if self.result is None:
-            return np.full(self.n_targets, np.nan, dtype=np.float32)
-        return np.asarray(self.result.scores, dtype=np.float32).ravel()
+            return np.full(self.n_vertices, np.nan, dtype=np.float32)
+        return self.to_vertices(np.asarray(self.result.scores, dtype=np.float32).ravel())
 
     def _result_run_index(self, run: str) -> Optional[int]:
         if self.result is None:
@@ -346,8 +378,8 @@ class ProjectSession:
     def target_vertices(self, target: Target) -> np.ndarray:
         """Vertex indices a target covers (one for a vertex, every labelled one for a region)."""
         if target.kind == "vertex":
-            if not 0 <= target.vertex < self.n_targets:
-                raise DataError(expected_found("vertex", f"0..{self.n_targets - 1}", target.vertex))
+            if not 0 <= target.vertex < self.n_vertices:
+                raise DataError(expected_found("vertex", f"0..{self.n_vertices - 1}", target.vertex))
             return np.array([target.vertex])
         if self.atlas is None:
             raise DataError(f"region {target.region!r}: expected an atlas in the project, found none")
@@ -360,6 +392,26 @@ class ProjectSession:
             raise DataError(f"region {target.region!r}: expected vertices with its label, found none")
         return idx
 
+    def target_columns(self, target: Target) -> np.ndarray:
+        """Columns of the runs (and result) a target covers: its vertices, or in parcel
+        mode its parcel (a vertex stands for the parcel it lies in)."""
+        if self.parcel_atlas is None:
+            return self.target_vertices(target)
+        labels = np.asarray(self.parcel_atlas.labels)
+        if target.kind == "vertex":
+            self.target_vertices(target)   # bounds check
+            k = int(labels[target.vertex])
+            if k == 0:
+                raise DataError(expected_found(f"vertex {target.vertex}",
+                                               f"a vertex inside a parcel of {self.parcel_atlas.name}",
+                                               "the medial wall (no parcel)"))
+            return np.array([k - 1])
+        names = list(self.parcel_atlas.names)
+        if target.region not in names:
+            raise DataError(expected_found("region", f"one of the {len(names)} names of the atlas",
+                                           repr(target.region)))
+        return np.array([names.index(target.region)])
+
     def roi_timecourse(self, run: str, target: Target) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Measured and predicted time courses of a vertex or region (mean over its vertices).
 
@@ -371,7 +423,7 @@ class ProjectSession:
             ``predicted`` is all-NaN when the session holds no result for ``run``.
         """
         times, meas, pred = self.brain_rows(run)
-        cols = self.target_vertices(target)
+        cols = self.target_columns(target)
         m = meas[:, cols].mean(axis=1, dtype=np.float64).astype(np.float32)
         if pred is None:
             p = np.full_like(m, np.nan)
@@ -380,9 +432,13 @@ class ProjectSession:
         return np.asarray(times, dtype=float), m, p
 
     def target_score(self, target: Target) -> float:
-        """Score of a vertex, or mean score over a region's vertices (NaN without a result)."""
-        return float(np.nanmean(self.score_map()[self.target_vertices(target)])) if self.result is not None \
-            else float("nan")
+        """Score of a vertex, or mean score over a region's vertices (NaN without a result,
+        or on the medial wall in parcel mode)."""
+        if self.result is None:
+            return float("nan")
+        values = self.score_map()[self.target_vertices(target)]
+        values = values[np.isfinite(values)]
+        return float(values.mean()) if values.size else float("nan")
 
     def map_at(self, run: str, layer: str, tr_index: int) -> np.ndarray:
         """The map the cortex shows: "score", or "measured"/"predicted" at one TR, (n_vertices,) float32."""
@@ -393,13 +449,13 @@ class ProjectSession:
         times, meas, pred = self.brain_rows(run)
         rows = meas if layer == "measured" else pred
         if rows is None:
-            return np.full(self.n_targets, np.nan, dtype=np.float32)
+            return np.full(self.n_vertices, np.nan, dtype=np.float32)
         tl = self.timeline(run)
         first = int(round((times[0] - tl.onset_s) / tl.tr_s)) if len(times) else 0
         k = int(tr_index) - first
         if not 0 <= k < rows.shape[0]:
-            return np.full(self.n_targets, np.nan, dtype=np.float32)  # an edge TR the result dropped
-        return np.asarray(rows[k], dtype=np.float32)
+            return np.full(self.n_vertices, np.nan, dtype=np.float32)  # an edge TR the result dropped
+        return self.to_vertices(rows[k])
 
     def region_of_vertex(self, vertex: int) -> Optional[str]:
         if self.atlas is None:

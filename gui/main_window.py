@@ -275,8 +275,9 @@ class MainWindow(QMainWindow):
         self._on_time(None)
         if old is not None and old is not session:
             old.close()
-        if session.result is not None and session.run_names:
-            best = int(session.score_map().argmax())
+        scores = session.score_map()
+        if session.result is not None and session.run_names and np.isfinite(scores).any():
+            best = int(np.nanargmax(scores))
             self.state.select_vertex(best)   # start on the best-predicted vertex: something to see
         title = session.project.name
         self.setWindowTitle(f"AlignScope — {title}")

@@ -181,6 +181,8 @@ class TimecoursePlot(QWidget):
 class TimecourseView(QWidget):
     """Title + plot of measured vs predicted for ``state.target`` in ``state.run``."""
 
+    EMPTY_TEXT = "Click the cortex (or pick a region) to see its time course"
+
     def __init__(self, state: AppState, session=None, parent=None) -> None:
         super().__init__(parent)
         self.state = state
@@ -190,7 +192,7 @@ class TimecourseView(QWidget):
         self.predicted: Optional[np.ndarray] = None   # n
         self.cursor_tr = 0
         self.y_label = "response"
-        self.empty_text = "Click the cortex (or pick a region) to see its time course"
+        self.empty_text = self.EMPTY_TEXT
         self.title = QLabel("Time course")
         self.title.setObjectName("paneTitle")
         self.detail = QLabel("")
@@ -228,6 +230,7 @@ class TimecourseView(QWidget):
     def _on_data(self, _e) -> None:
         s, target, run = self.session, self.state.target, self.state.run
         self.cursor_tr = self.state.tr_index
+        self.empty_text = self.EMPTY_TEXT
         if s is None or target is None or not s.runs:
             self.times = self.measured = self.predicted = None
             self.title.setText("Time course")
@@ -248,7 +251,10 @@ class TimecourseView(QWidget):
         if target.kind == "vertex":
             region = s.region_of_vertex(target.vertex)
             hemi = "left" if s.surface is None or target.vertex < s.surface.n_left else "right"
-            where = f"Vertex {target.vertex} ({hemi} hemisphere" + (f", {region})" if region else ")")
+            if getattr(s, "parcel_atlas", None) is not None and region:
+                where = f"Parcel {region} (at vertex {target.vertex}, {hemi} hemisphere)"
+            else:
+                where = f"Vertex {target.vertex} ({hemi} hemisphere" + (f", {region})" if region else ")")
         self.title.setText(where)
         what = "r" if target.kind == "vertex" else "mean vertex r"
         r_txt = "" if np.isnan(score) else f"{what} = {score:.3f} (held-out)  ·  "

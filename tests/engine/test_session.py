@@ -115,3 +115,35 @@ def test_session_imports_no_qt_and_no_torch():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'PySide6','vtk','pyvista','torch','transformers'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_parcel_tables_are_shown_on_the_vertices_of_their_parcels(tmp_path):
+    """Algonauts-style runs (one column per parcel): maps painted per parcel, a vertex stands
+    for its parcel, a region is its parcel's column."""
+    from tests.gui.synthetic import write_parcel_project
+
+    path, atlas, runs, measured, predictions, scores = write_parcel_project(tmp_path / "parcels")
+    with ProjectSession.open(path) as s:
+        assert s.parcel_atlas is not None and s.n_targets == atlas.n_parcels == 100
+        assert s.run_names == ["sub-01_run-1_parcels", "sub-01_run-2_parcels"]
+        labels = np.asarray(atlas.labels)
+        smap = s.score_map()
+        assert smap.shape == (20484,)
+        inside = labels > 0
+        np.testing.assert_array_equal(smap[inside], scores[labels[inside] - 1])
+        assert np.isnan(smap[~inside]).all()
+        v = int(np.flatnonzero(labels == 37)[0])
+        times, meas, pred = s.roi_timecourse("sub-01_run-2_parcels", Target.vertex_target(v))
+        np.testing.assert_array_equal(meas, measured[1][:, 36])
+        np.testing.assert_array_equal(pred, predictions[1][:, 36])
+        np.testing.assert_allclose(times, (N_START + np.arange(len(times))) * TR_S)
+        name = atlas.names[36]
+        _, meas_r, _ = s.roi_timecourse("sub-01_run-2_parcels", Target.region_target(name))
+        np.testing.assert_array_equal(meas_r, measured[1][:, 36])
+        assert s.region_of_vertex(v) == name
+        assert s.target_score(Target.region_target(name)) == pytest.approx(float(scores[36]))
+        wall = int(np.flatnonzero(~inside)[0])
+        with pytest.raises(DataError, match="medial wall"):
+            s.roi_timecourse("sub-01_run-1_parcels", Target.vertex_target(wall))
+        m3 = s.map_at("sub-01_run-1_parcels", "measured", 3)
+        np.testing.assert_array_equal(m3[inside], measured[0][3 - N_START][labels[inside] - 1])

@@ -170,3 +170,37 @@ def make_session(syn: Synthetic, load_mesh: bool = True):
     surface = load_surface("inflated") if load_mesh else None
     return ProjectSession(p, ep, VideoReader(p.path(ep.video)), syn.words, syn.cues, runs, syn.result,
                           surface, atlas, result_name="synthetic")
+
+
+def write_parcel_project(root: Path, atlas_name: str = "schaefer100", n_trs: int = 6, seed: int = 1):
+    """Like :func:`write_project`, but the runs are parcel tables of a bundled atlas (one
+    column per parcel, as in the Algonauts release) and the result is per parcel.
+
+    Returns (project_path, atlas, runs dict, measured list, predictions list, scores).
+    """
+    from engine.encoding.results import EncodingResult
+    from engine.io.atlases import load_atlas
+
+    syn = write_project(root, n_targets=8, n_trs=n_trs, seconds=6.0, seed=seed)   # video, text
+    atlas = load_atlas(atlas_name, "fsaverage5")
+    rng = np.random.default_rng(seed)
+    p = syn.project
+    runs = {}
+    p.runs = []
+    for k in (1, 2):
+        name = f"sub-01_run-{k}_parcels"
+        data = rng.standard_normal((n_trs, atlas.n_parcels)).astype(np.float32)
+        np.save(root / "fmri" / f"{name}.npy", data)
+        runs[name] = data
+        p.runs.append(RunRef(name=name, path=f"fmri/{name}.npy", episode="ep", tr_s=TR_S, space="parcels",
+                             atlas=atlas_name))
+    measured = [r[N_START:] for r in runs.values()]
+    predictions = [(0.5 * m + rng.standard_normal(m.shape)).astype(np.float32) for m in measured]
+    scores = rng.uniform(-0.1, 0.6, atlas.n_parcels).astype(np.float32)
+    res = EncodingResult(scores=scores, alphas=np.ones(atlas.n_parcels), predictions=predictions,
+                         measured=measured, run_names=list(runs), space="parcels",
+                         provenance={"drop_edges": [N_START, 0]})
+    res.save(root / "results" / "parcels.h5")
+    p.results = {"parcels": "results/parcels.h5"}
+    path = p.save(root / "synthetic.alignscope.json")
+    return path, atlas, runs, measured, predictions, scores

@@ -202,3 +202,33 @@ def test_choosing_another_episode_shows_its_video_and_runs(qtbot, synthetic, tmp
     assert np.isnan(w.timecourse_view.predicted).all()
     assert w.cortex_view.plotter is plotter               # same surface: meshes kept
     w.close()
+
+
+def test_parcel_project_clicks_show_the_parcel_time_course(qtbot, tmp_path):
+    from gui.main_window import MainWindow
+    from tests.gui.synthetic import write_parcel_project
+
+    path, atlas, runs, measured, predictions, scores = write_parcel_project(tmp_path / "parcels")
+    w = MainWindow(interactive_3d=False)
+    qtbot.addWidget(w)
+    assert w.open_project(path), w.errors_shown
+    labels = np.asarray(atlas.labels)
+    # opened on the best parcel
+    best = int(np.argmax(scores))
+    assert labels[w.state.target.vertex] == best + 1
+    np.testing.assert_array_equal(w.timecourse_view.measured, measured[0][:, best])
+    cv = w.cortex_view
+    np.testing.assert_array_equal(np.nan_to_num(cv.current_values, nan=-9),
+                                  np.nan_to_num(atlas.parcel_to_vertex(scores), nan=-9))
+    surf = w.session.surface
+    v = int(np.argmin(surf.left.coords[:, 0]))
+    x, y = cv.project_vertex(v, "lateral")
+    qtbot.mouseClick(cv.host, Qt.LeftButton, pos=QPoint(int(round(x)), int(round(y))))
+    k = labels[w.state.target.vertex]
+    assert k > 0
+    np.testing.assert_array_equal(w.timecourse_view.measured, measured[0][:, k - 1])
+    np.testing.assert_array_equal(w.timecourse_view.predicted, predictions[0][:, k - 1])
+    # a vertex of the medial wall has no parcel: the pane says so, nothing breaks
+    w.state.select_vertex(int(np.flatnonzero(labels == 0)[0]))
+    assert w.timecourse_view.measured is None and "medial wall" in w.timecourse_view.empty_text
+    w.close()
