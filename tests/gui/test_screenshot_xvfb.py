@@ -1,8 +1,7 @@
 """The demo as a user sees it on a real X server (Xvfb): the 3D pane is a pyvistaqt QtInteractor.
 
 Starts its own Xvfb on a free display number; skips cleanly where Xvfb is missing or cannot
-start. The demo project is written on first use into the user data folder (about a minute
-the first time, then reused).
+start. The demo project is the test session's copy (``demo_project`` in tests/conftest.py).
 """
 
 import os
@@ -49,9 +48,11 @@ def xvfb_display():
         proc.kill()
 
 
-def test_demo_screenshot_under_xvfb(xvfb_display, tmp_path):
+def test_demo_screenshot_under_xvfb(xvfb_display, demo_project, tmp_path):
     png = tmp_path / "demo.png"
-    env = dict(os.environ, DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb", HF_HUB_OFFLINE="1")
+    # ALIGNSCOPE_DEMO_DIR: `--demo` opens the session's demo copy (tests/conftest.py), not the user's
+    env = dict(os.environ, DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb", HF_HUB_OFFLINE="1",
+               ALIGNSCOPE_DEMO_DIR=str(demo_project.parent))
     out = subprocess.run([sys.executable, "main.py", "gui", "--demo", "--screenshot", str(png)],
                          capture_output=True, text=True, cwd=REPO, env=env, timeout=400)
     if out.returncode != 0 and "could not connect to display" in out.stderr:
