@@ -109,9 +109,12 @@ class JobHandle(QObject):
         """Ask the job to stop at its next step (it raises JobCancelled there)."""
         self.job.token.cancel()
 
-    def wait(self, timeout_ms: int = 10000) -> bool:
-        """Block until the thread ended (True) or the timeout passed (False)."""
-        return self._thread is None or self._thread.wait(timeout_ms)
+    def wait(self, timeout_ms: Optional[int] = 10000) -> bool:
+        """Block until the thread ended (True) or the timeout passed (False); None: no timeout."""
+        thread = self._thread
+        if thread is None:
+            return True
+        return thread.wait() if timeout_ms is None else thread.wait(timeout_ms)
 
     # ---- slots (GUI thread) -------------------------------------------------------------
     def _on_progress(self, p: Progress) -> None:
@@ -167,9 +170,12 @@ class JobManager(QObject):
         """Handles whose thread has not ended yet."""
         return list(self._handles)
 
-    def shutdown(self, timeout_ms: int = 10000) -> bool:
-        """Cancel every job and wait for their threads (on window close). True if all stopped."""
+    def shutdown(self, timeout_ms: Optional[int] = None) -> bool:
+        """Cancel every job and wait for their threads (on window close). True if all stopped.
+
+        Without a timeout it waits for each job to reach its next cancel point: a QThread
+        destroyed while running would abort the whole process.
+        """
         for h in self._handles:
             h.cancel()
-        ok = all(h.wait(timeout_ms) for h in list(self._handles))
-        return ok
+        return all(h.wait(timeout_ms) for h in list(self._handles))
