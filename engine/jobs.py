@@ -28,7 +28,7 @@ from typing import Any, Callable, Generator, Optional
 
 from .errors import JobCancelled
 
-__all__ = ["Progress", "CancelToken", "JobCancelled", "run_sync", "Job", "TerminalProgress"]
+__all__ = ["Progress", "CancelToken", "JobCancelled", "run_sync", "Job", "TerminalProgress", "nested"]
 
 
 @dataclass
@@ -92,6 +92,23 @@ class Job:
 
     def start(self) -> JobGenerator:
         return self.factory(self.token)
+
+
+def nested(gen: JobGenerator, step: int, total: int, label: str = "") -> Generator[Progress, None, Any]:
+    """Run a sub-job inside a job: its reports become ``step`` of the outer ``total``.
+
+    ``result = yield from nested(sub_job(...), step, total, "features")`` keeps the outer
+    progress bar monotonic while still showing what the sub-job is doing (its message, and
+    its own fraction as a payload-free suffix).
+    """
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        inner = f" ({p.step}/{p.total})" if p.total else ""
+        message = f"{label}: {p.message}{inner}" if label else f"{p.message}{inner}"
+        yield Progress(step, total, message, p.payload)
 
 
 def drive(gen: JobGenerator, token: Optional[CancelToken] = None,

@@ -71,3 +71,27 @@ def test_planted_maps_are_where_they_should_be():
     # the regions barely overlap
     for (n1, m1), (n2, m2) in [((n1, maps[n1]), (n2, maps[n2])) for n1 in maps for n2 in maps if n1 < n2]:
         assert ((m1 > 0.5) & (m2 > 0.5)).sum() == 0, (n1, n2)
+
+
+def test_demo_attention_is_minilm_over_the_preceding_words(demo_project):
+    from engine.features.attention import load_attention
+    from engine.io.text import read_words
+
+    project = Project.load(demo_project)
+    att = load_attention(project.path(project.extra["attention"]["minilm"]))
+    assert att.kind == "tokens" and len(att.tr_indices) == 80
+    words = read_words(project.path(project.episodes[0].words))
+    tr_s = project.runs[0].tr_s
+    checked = 0
+    for row, k in enumerate(att.tr_indices):
+        tokens = [t for t in att.meta["tokens"][row] if t not in ("[CLS]", "[SEP]", "[PAD]")]
+        spoken = words[words.onset_s < (k + 1) * tr_s]
+        if not len(spoken) or not tokens:
+            continue
+        # the context ends with the last word spoken before the end of TR k
+        assert tokens[-1].lstrip("#") in spoken.word.iloc[-1].lower()
+        n_real = len(att.meta["tokens"][row])
+        weights = att.rollout[row, :n_real].astype(float)
+        assert weights.min() >= 0 and abs(weights.sum() - 1.0) < 0.02
+        checked += 1
+    assert checked > 50

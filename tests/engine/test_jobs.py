@@ -67,3 +67,23 @@ def test_exception_inside_job_reaches_the_caller():
 def test_progress_fraction():
     assert Progress(3, 4).fraction == 0.75
     assert Progress(3, 0).fraction == 0.0
+
+
+def test_nested_job_keeps_the_outer_progress_monotonic():
+    from engine.jobs import nested
+
+    def inner():
+        for i in range(3):
+            yield Progress(i + 1, 3, "chunk")
+        return "inner-result"
+
+    def outer():
+        yield Progress(1, 4, "start")
+        got = yield from nested(inner(), 2, 4, "features")
+        yield Progress(4, 4, "done")
+        return got
+
+    seen = []
+    assert run_sync(outer(), on_progress=lambda p: seen.append((p.step, p.message))) == "inner-result"
+    assert [s for s, _ in seen] == [1, 2, 2, 2, 4]
+    assert seen[2][1] == "features: chunk (2/3)"
