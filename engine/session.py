@@ -17,17 +17,88 @@ from __future__ import annotations
 
 import importlib
 import math
+import re
+from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import ConfigError, DataError, MismatchError, expected_found
+from .errors import AlignScopeError, ConfigError, DataError, MismatchError, expected_found
 from .project import Episode, Project, RunRef
 from .state import Target
 from .timeline import Timeline
 
-__all__ = ["LoadedRun", "ProjectSession", "load_surface"]
+__all__ = ["LoadedRun", "ProjectSession", "load_surface", "upsample_grid", "heatmap_rgb", "blend_heatmap",
+           "token_shading", "INFERNO"]
+
+# matplotlib's "inferno" at 17 evenly spaced points (perceptually uniform, dark -> bright).
+INFERNO = np.array([
+    [0.001, 0.000, 0.014], [0.042, 0.028, 0.141], [0.129, 0.047, 0.291], [0.238, 0.037, 0.396],
+    [0.342, 0.062, 0.429], [0.441, 0.099, 0.432], [0.541, 0.135, 0.415], [0.640, 0.171, 0.381],
+    [0.736, 0.216, 0.330], [0.822, 0.275, 0.266], [0.894, 0.353, 0.194], [0.947, 0.449, 0.115],
+    [0.978, 0.558, 0.035], [0.988, 0.675, 0.065], [0.975, 0.798, 0.206], [0.948, 0.917, 0.411],
+    [0.988, 0.998, 0.645]], dtype=np.float32)
+_INFERNO_LUT = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(INFERNO)), INFERNO[:, c])
+                         for c in range(3)], axis=1)   # 256, 3 in [0, 1]
+
+
+def upsample_grid(values: np.ndarray, size_hw) -> np.ndarray:
+    """A ``(grid_h, grid_w)`` patch map stretched over a ``(H, W)`` frame, float32.
+
+    Bilinear between patch centres (each patch covers ``H / grid_h`` x ``W / grid_w``
+    pixels, as the model's patches covered the resized frame); the edges are clamped.
+    """
+    v = np.asarray(values, dtype=np.float32)
+    if v.ndim != 2:
+        raise ConfigError(f"attention map: expected a (grid_h, grid_w) array, found shape {v.shape}")
+    h, w = int(size_hw[0]), int(size_hw[1])
+    gh, gw = v.shape
+    ys = np.clip((np.arange(h) + 0.5) * gh / h - 0.5, 0, gh - 1)   # pixel centre in patch units
+    xs = np.clip((np.arange(w) + 0.5) * gw / w - 0.5, 0, gw - 1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, gh - 1), np.minimum(x0 + 1, gw - 1)
+    fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
+    top = v[y0][:, x0] * (1 - fx) + v[y0][:, x1] * fx
+    bottom = v[y1][:, x0] * (1 - fx) + v[y1][:, x1] * fx
+    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+
+
+def heatmap_rgb(values: np.ndarray) -> np.ndarray:
+    """Values coloured with inferno after scaling min..max to 0..1, (..., 3) float32 in [0, 1]."""
+    v = np.asarray(values, dtype=np.float32)
+    finite = np.isfinite(v)
+    lo = float(v[finite].min()) if finite.any() else 0.0
+    hi = float(v[finite].max()) if finite.any() else 1.0
+    x = np.where(finite, (v - lo) / (hi - lo) if hi > lo else 0.0, 0.0)
+    idx = np.clip(np.round(x * 255), 0, 255).astype(np.intp)
+    return _INFERNO_LUT[idx].astype(np.float32)
+
+
+def blend_heatmap(frame_rgb: np.ndarray, grid_values: np.ndarray, opacity: float = 0.5) -> np.ndarray:
+    """Frame (H, W, 3) uint8 with the grid map upsampled, coloured (inferno) and blended at
+    ``opacity`` (0: the frame, 1: the map alone), (H, W, 3) uint8."""
+    frame = np.asarray(frame_rgb)
+    a = float(np.clip(opacity, 0.0, 1.0))
+    heat = heatmap_rgb(upsample_grid(grid_values, frame.shape[:2])) * 255.0
+    out = frame[..., :3].astype(np.float32) * (1.0 - a) + heat * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+_SPECIAL_TOKEN = re.compile(r"^(\[[A-Z]+\]|<\|?[a-z_]+\|?>|</?s>|<pad>|<unk>)$")
+
+
+def token_shading(tokens: Sequence[str], weights: np.ndarray) -> np.ndarray:
+    """Shading in [0, 1] per token: weight over the largest weight of a word token.
+
+    Special tokens (``[CLS]``, ``[SEP]``, ``<s>``...) soak up much attention as "no-op"
+    targets; they get their own shading (clipped to 1) but do not set the scale of the words.
+    """
+    w = np.clip(np.asarray(weights, dtype=np.float32)[: len(tokens)], 0, None)
+    words = np.array([not _SPECIAL_TOKEN.match(str(t)) for t in tokens], dtype=bool)
+    ref = float(w[words].max()) if words.any() and w[words].max() > 0 else (float(w.max()) if w.size else 0.0)
+    return np.clip(w / ref, 0, 1).astype(np.float32) if ref > 0 else np.zeros_like(w)
 
 
 @dataclass
@@ -91,7 +162,7 @@ class ProjectSession:
 
     def __init__(self, project: Project, episode: Episode, video=None, words=None, cues=None,
                  runs: Sequence[LoadedRun] = (), result=None, surface=None, atlas=None,
-                 result_name: Optional[str] = None) -> None:
+                 result_name: Optional[str] = None, run_atlases: Optional[Dict[str, object]] = None) -> None:
         self.project = project
         self.episode = episode
         self.video = video
@@ -103,6 +174,16 @@ class ProjectSession:
         # views show brain maps on the cortex, one value per vertex.
         self.runs: Dict[str, LoadedRun] = {r.name: r for r in runs if n_map is None or r.data.shape[1] == n_map}
         self.other_runs: Dict[str, LoadedRun] = {r.name: r for r in runs if r.name not in self.runs}
+        # Parcel tables beside vertex runs (e.g. the demo's Schaefer-400 tables): shown painted
+        # per parcel on the cortex through their own atlas.
+        self.parcel_runs: Dict[str, LoadedRun] = {}
+        self._run_atlases: Dict[str, object] = {}
+        for name, r in self.other_runs.items():
+            a = (run_atlases or {}).get(name)
+            if (a is not None and surface is not None and r.data.ndim == 2 and r.data.shape[1] == len(a.names)
+                    and np.asarray(a.labels).size == surface.n_vertices):
+                self.parcel_runs[name] = r
+                self._run_atlases[name] = a
         self.result = result
         self.result_name = result_name
         self.surface = surface
@@ -112,6 +193,11 @@ class ProjectSession:
                 and n_map == len(atlas.names) and np.asarray(atlas.labels).size == surface.n_vertices):
             self.parcel_atlas = atlas
         self._timelines: Dict[str, Timeline] = {}
+        self._attention: Dict[str, object] = {}          # name -> AttentionMaps (loaded on first use)
+        self._attention_cache: "OrderedDict[tuple, tuple]" = OrderedDict()
+        self.video_source_path = None if video is None else getattr(video, "path", None)
+        if episode.video and self.video_source_path is not None:
+            self.video_source_path = project.path(episode.video)
         self._check_consistency()
         self._cue_onsets_s, self._cue_offsets_s, self._cue_texts = self._index_cues(cues)
 
@@ -143,9 +229,9 @@ class ProjectSession:
 
         video = None
         if ep.video:
-            from .io.video import VideoReader
+            from .io.proxy import open_for_display
 
-            video = VideoReader(project.path(ep.video))
+            video = open_for_display(project.path(ep.video))   # the scrub proxy when one is built
         words = cues = None
         if ep.words or ep.subtitles:
             text = _optional_module("engine.io.text")
@@ -178,7 +264,20 @@ class ProjectSession:
                 atlas = atlases.load_atlas(parcel_refs[0].atlas, space=surface.space)
         if atlas is None:
             atlas = _load_first_atlas(project)
-        return cls(project, ep, video, words, cues, runs, res, surface, atlas, result_name)
+        run_atlases: Dict[str, object] = {}
+        if surface is not None:
+            atlases = _optional_module("engine.io.atlases")
+            by_name: Dict[str, object] = {}
+            for r in runs:
+                if r.ref.atlas and r.data.shape[1] != n_map and atlases is not None:
+                    if r.ref.atlas not in by_name:
+                        try:
+                            by_name[r.ref.atlas] = atlases.load_atlas(r.ref.atlas, space=surface.space)
+                        except AlignScopeError:
+                            by_name[r.ref.atlas] = None   # an unknown atlas: the run stays hidden
+                    run_atlases[r.name] = by_name[r.ref.atlas]
+        return cls(project, ep, video, words, cues, runs, res, surface, atlas, result_name,
+                   run_atlases={k: v for k, v in run_atlases.items() if v is not None})
 
     def close(self) -> None:
         """Release the video file."""
@@ -223,23 +322,36 @@ class ProjectSession:
     # ---- what is there ------------------------------------------------------------------
     @property
     def run_names(self) -> List[str]:
+        """Runs in the space of the maps (the result's space): these are fitted and compared."""
         return list(self.runs)
+
+    @property
+    def display_run_names(self) -> List[str]:
+        """Every run the views can show: :attr:`run_names`, then parcel tables painted per parcel."""
+        return list(self.runs) + list(self.parcel_runs)
+
+    def run_atlas(self, run: Optional[str] = None):
+        """The atlas whose parcels are the columns of ``run`` (None for a vertex run)."""
+        if run is not None and run in self._run_atlases:
+            return self._run_atlases[run]
+        return self.parcel_atlas
 
     @property
     def n_vertices(self) -> int:
         """Length of the maps the cortex shows (the surface's vertices when there is one)."""
         return self.surface.n_vertices if self.surface is not None else self.n_targets
 
-    def to_vertices(self, values: np.ndarray) -> np.ndarray:
+    def to_vertices(self, values: np.ndarray, run: Optional[str] = None) -> np.ndarray:
         """Per-target values (..., n_targets) as per-vertex values (..., n_vertices) float32.
 
-        The identity in vertex space; in parcel mode each vertex gets its parcel's value
-        (NaN on the medial wall).
+        The identity in vertex space; in parcel mode (or for a parcel-table ``run``) each
+        vertex gets its parcel's value (NaN on the medial wall).
         """
         values = np.asarray(values, dtype=np.float32)
-        if self.parcel_atlas is None:
+        atlas = self.run_atlas(run)
+        if atlas is None:
             return values
-        return self.parcel_atlas.parcel_to_vertex(values)
+        return atlas.parcel_to_vertex(values)
 
     @property
     def n_targets(self) -> int:
@@ -267,10 +379,11 @@ class ProjectSession:
             raise DataError(f"episode {self.episode.name}: expected at least one fMRI run, found none")
         if name is None:
             return next(iter(self.runs.values()))
-        try:
+        if name in self.runs:
             return self.runs[name]
-        except KeyError:
-            raise DataError(expected_found("run", f"one of {self.run_names}", repr(name))) from None
+        if name in self.parcel_runs:
+            return self.parcel_runs[name]
+        raise DataError(expected_found("run", f"one of {self.display_run_names}", repr(name)))
 
     def timeline(self, run: Optional[str] = None) -> Timeline:
         """The clock pairing the episode with ``run`` (cached)."""
@@ -322,6 +435,191 @@ class ProjectSession:
         on = np.asarray(self.words["onset_s"], dtype=float)
         keep = (on >= start_s) & (on < stop_s)
         return [str(w) for w in np.asarray(self.words["word"], dtype=object)[keep]]
+
+    # ---- scrub proxy --------------------------------------------------------------------
+    @property
+    def video_is_proxy(self) -> bool:
+        """True when frames are shown from the scrub proxy instead of the episode's file."""
+        return (self.video is not None and self.video_source_path is not None
+                and Path(self.video.path).resolve() != Path(self.video_source_path).resolve())
+
+    def needs_scrub_proxy(self, max_key_spacing: int = 5) -> bool:
+        """True when the episode's key frames are sparse (a seek decodes more than
+        ``max_key_spacing`` frames on average) and frames are not already shown from a proxy."""
+        if self.video is None or self.video_source_path is None or self.video_is_proxy:
+            return False
+        keys = np.asarray(self.video.keyframe_indices())
+        n = int(self.video.n_frames)
+        spacing = n / max(len(keys), 1)   # mean frames per key frame
+        return n > max_key_spacing and spacing > max_key_spacing
+
+    def swap_video(self, path) -> bool:
+        """Show frames from ``path`` (the scrub proxy, or the original file) from now on.
+
+        The new reader must hold the same frames at the same times (so the timeline, and
+        the frame index shown at the current time, do not change); otherwise it is closed,
+        the current reader is kept and a MismatchError says why. Returns True if swapped.
+        """
+        from .io.video import VideoReader
+
+        if self.video is None:
+            raise DataError(f"episode {self.episode.name}: expected a video to swap, found none")
+        path = Path(path)
+        if Path(self.video.path).resolve() == path.resolve():
+            return False
+        new = VideoReader(path)
+        old_times = np.asarray(self.video.frame_times_s)
+        if new.n_frames != self.video.n_frames or not np.allclose(new.frame_times_s, old_times, atol=1e-6):
+            found = f"{new.n_frames} frames" + (" at other times" if new.n_frames == self.video.n_frames else "")
+            new.close()
+            raise MismatchError(expected_found(f"frames of {path.name}",
+                                               f"{len(old_times)} frames at the episode's times", found))
+        old, self.video = self.video, new
+        old.close()
+        return True
+
+    def use_original_video(self) -> bool:
+        """Show frames from the episode's own file again (True if that changed anything)."""
+        if not self.video_is_proxy:
+            return False
+        return self.swap_video(self.video_source_path)
+
+    # ---- attention overlay --------------------------------------------------------------
+    def attention_names(self) -> List[str]:
+        """Attention files registered in ``project.extra["attention"]`` (name -> relative path)."""
+        reg = (self.project.extra or {}).get("attention") or {}
+        if not isinstance(reg, dict):
+            raise ConfigError(f"project extra['attention']: expected a mapping name -> file, "
+                              f"found {type(reg).__name__}")
+        return list(reg)
+
+    def attention(self, name: str):
+        """The :class:`~engine.features.base.AttentionMaps` registered as ``name`` (loaded once)."""
+        if name not in self._attention:
+            names = self.attention_names()
+            if name not in names:
+                raise DataError(expected_found("attention file", f"one of {names}", repr(name)))
+            path = self.project.path(self.project.extra["attention"][name])
+            if path is None or not Path(path).exists():
+                raise DataError(expected_found(f"attention file {name!r}", f"{path} to exist", "nothing there"))
+            from .features.attention import load_attention
+
+            maps = load_attention(path)
+            if maps.kind not in ("patches", "tokens", "video_patches"):
+                raise DataError(expected_found(f"attention {name!r} kind", "patches, tokens or video_patches",
+                                               repr(maps.kind)))
+            if maps.kind == "tokens" and len(maps.meta.get("tokens", [])) != len(maps.tr_indices):
+                raise DataError(expected_found(f"attention {name!r} tokens", f"one list per kept TR "
+                                               f"({len(maps.tr_indices)})", len(maps.meta.get("tokens", []))))
+            self._attention[name] = maps
+        return self._attention[name]
+
+    def attention_kind(self, name: str) -> str:
+        """``"patches"`` (a map over the frame) or ``"tokens"`` (weights over words)."""
+        kind = self.attention(name).kind
+        return "patches" if kind == "video_patches" else kind
+
+    def attention_layers(self, name: str) -> List[str]:
+        """``"rollout"`` then the layer names, as ``attention_at`` takes them."""
+        return ["rollout"] + [str(x) for x in self.attention(name).layers]
+
+    def attention_heads(self, name: str) -> int:
+        """Heads kept per layer (1 when the file kept only their mean)."""
+        return int(self.attention(name).maps.shape[2])
+
+    def attention_tr(self, name: str, t_s: float) -> Optional[int]:
+        """The kept TR whose attention is shown at ``t_s``: the nearest kept TR at or before
+        the TR being acquired then (through the timeline); None before the first kept one."""
+        kept = np.asarray(self.attention(name).tr_indices)
+        k = self.timeline().tr_index(t_s) if self.runs or self.video is not None else 0
+        pos = int(np.searchsorted(kept, k, side="right")) - 1
+        return None if pos < 0 else int(kept[pos])
+
+    def attention_at(self, name: str, t_s: float, layer="rollout", head="mean"):
+        """Attention shown at ``t_s``.
+
+        Parameters
+        ----------
+        name : str
+            One of :meth:`attention_names`.
+        t_s : float
+            Seconds into the episode; the kept TR is :meth:`attention_tr`.
+        layer : str or int
+            ``"rollout"``, a layer name (e.g. ``"layer06"``) or its 1-based number.
+        head : "mean" or int
+            Mean over heads, or one head (0-based); ignored for the rollout.
+
+        Returns
+        -------
+        values : ndarray float32 or None
+            ``(grid_h, grid_w)`` for image models (time slots of video models averaged),
+            ``(n_tokens,)`` for language models (the context's tokens); None before the first kept TR.
+        tokens : list of str or None
+            The context's tokens for language models.
+        """
+        maps = self.attention(name)
+        tr = self.attention_tr(name, t_s)
+        if tr is None:
+            return None, None
+        layer_i = self._attention_layer(maps, layer)
+        head_i = self._attention_head(maps, head, layer_i)
+        key = (name, tr, layer_i, head_i)
+        if key in self._attention_cache:
+            self._attention_cache.move_to_end(key)
+            return self._attention_cache[key]
+        pos = int(np.searchsorted(np.asarray(maps.tr_indices), tr))
+        if layer_i is None:
+            values = np.asarray(maps.rollout[pos], dtype=np.float32)
+        else:
+            per_head = np.asarray(maps.maps[pos, layer_i], dtype=np.float32)   # n_heads, ...
+            values = per_head.mean(0) if head_i is None else per_head[head_i]
+        if maps.kind == "video_patches":
+            values = values.mean(0)   # n_time_slots, gh, gw -> gh, gw
+        tokens = None
+        if maps.kind == "tokens":
+            tokens = [str(t) for t in maps.meta["tokens"][pos]]
+            values = values[: len(tokens)]   # maps are padded to the longest context
+        out = (np.ascontiguousarray(values, dtype=np.float32), tokens)
+        self._attention_cache[key] = out
+        while len(self._attention_cache) > 256:
+            self._attention_cache.popitem(last=False)
+        return out
+
+    @staticmethod
+    def _attention_layer(maps, layer) -> Optional[int]:
+        names = [str(x) for x in maps.layers]
+        if layer is None or layer == "rollout":
+            return None
+        if isinstance(layer, (int, np.integer)) and 1 <= int(layer) <= len(names):
+            return int(layer) - 1
+        if str(layer) in names:
+            return names.index(str(layer))
+        raise ConfigError(f"attention layer: got {layer!r}. Supported values are: rollout, "
+                          f"{', '.join(names)} (or 1..{len(names)})")
+
+    @staticmethod
+    def _attention_head(maps, head, layer_i) -> Optional[int]:
+        if head is None or head == "mean" or layer_i is None:
+            return None
+        n = int(maps.maps.shape[2])
+        if maps.meta.get("heads") == "mean" or not isinstance(head, (int, np.integer)) or not 0 <= int(head) < n:
+            raise ConfigError(expected_found("attention head", "'mean'" + (f" or 0..{n - 1}"
+                                             if maps.meta.get("heads") != "mean" else " (this file kept only "
+                                             "the mean over heads)"), repr(head)))
+        return int(head)
+
+    def attention_frame(self, name: str, t_s: float, layer="rollout", head="mean", opacity: float = 0.5):
+        """The frame at ``t_s`` with the patch attention blended over it, (H, W, 3) uint8 RGB.
+
+        The raw frame for token attention, or before the first kept TR.
+        """
+        rgb = self.frame_at(t_s)
+        if rgb is None:
+            return None
+        values, tokens = self.attention_at(name, t_s, layer, head)
+        if values is None or tokens is not None:
+            return rgb
+        return blend_heatmap(rgb, values, opacity)
 
     # ---- brain maps ---------------------------------------------------------------------
     def score_map(self) -> np.ndarray:
@@ -392,25 +690,32 @@ class ProjectSession:
             raise DataError(f"region {target.region!r}: expected vertices with its label, found none")
         return idx
 
-    def target_columns(self, target: Target) -> np.ndarray:
+    def target_columns(self, target: Target, run: Optional[str] = None) -> np.ndarray:
         """Columns of the runs (and result) a target covers: its vertices, or in parcel
-        mode its parcel (a vertex stands for the parcel it lies in)."""
-        if self.parcel_atlas is None:
+        mode (or for a parcel-table ``run``) its parcel (a vertex stands for the parcel it
+        lies in; a region of another atlas for the parcels its vertices lie in)."""
+        atlas = self.run_atlas(run)
+        if atlas is None:
             return self.target_vertices(target)
-        labels = np.asarray(self.parcel_atlas.labels)
+        labels = np.asarray(atlas.labels)
         if target.kind == "vertex":
             self.target_vertices(target)   # bounds check
             k = int(labels[target.vertex])
             if k == 0:
                 raise DataError(expected_found(f"vertex {target.vertex}",
-                                               f"a vertex inside a parcel of {self.parcel_atlas.name}",
+                                               f"a vertex inside a parcel of {atlas.name}",
                                                "the medial wall (no parcel)"))
             return np.array([k - 1])
-        names = list(self.parcel_atlas.names)
-        if target.region not in names:
-            raise DataError(expected_found("region", f"one of the {len(names)} names of the atlas",
-                                           repr(target.region)))
-        return np.array([names.index(target.region)])
+        names = list(atlas.names)
+        if target.region in names:
+            return np.array([names.index(target.region)])
+        if self.atlas is not None and self.atlas is not atlas and target.region in list(self.atlas.names):
+            inside = np.unique(labels[self.target_vertices(target)])
+            inside = inside[inside > 0]
+            if inside.size:
+                return inside - 1
+        raise DataError(expected_found("region", f"one of the {len(names)} names of the atlas {atlas.name}",
+                                       repr(target.region)))
 
     def roi_timecourse(self, run: str, target: Target) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Measured and predicted time courses of a vertex or region (mean over its vertices).
@@ -423,7 +728,7 @@ class ProjectSession:
             ``predicted`` is all-NaN when the session holds no result for ``run``.
         """
         times, meas, pred = self.brain_rows(run)
-        cols = self.target_columns(target)
+        cols = self.target_columns(target, run)
         m = meas[:, cols].mean(axis=1, dtype=np.float64).astype(np.float32)
         if pred is None:
             p = np.full_like(m, np.nan)
@@ -455,7 +760,7 @@ class ProjectSession:
         k = int(tr_index) - first
         if not 0 <= k < rows.shape[0]:
             return np.full(self.n_vertices, np.nan, dtype=np.float32)  # an edge TR the result dropped
-        return self.to_vertices(rows[k])
+        return self.to_vertices(rows[k], run)
 
     def region_of_vertex(self, vertex: int) -> Optional[str]:
         if self.atlas is None:
