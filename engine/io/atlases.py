@@ -8,6 +8,7 @@ or "no parcel"; parcel ``k`` (1-based) is named ``names[k - 1]``.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ConfigError, DataError, MismatchError, expected_found
-from .surfaces import N_VERTICES_PER_HEMI, RESOURCES, space_for_n_vertices
+from .surfaces import N_VERTICES_PER_HEMI, RESOURCES, load_fsaverage5, space_for_n_vertices
 
 ATLAS_DIR = RESOURCES / "atlases"
 
@@ -201,14 +202,29 @@ def load_atlas(name: str, space: str = "fsaverage5") -> Atlas:
         raise ConfigError(f"atlas: expected one of {list_atlases()} or an atlas file, found {name!r}")
     if space not in ATLAS_SPACES:
         raise ConfigError(f"atlas space: expected one of {ATLAS_SPACES}, found {space!r}")
+    labels, names = _bundled(canon, space)
+    return Atlas(canon, space, labels, list(names))
+
+
+@functools.lru_cache(maxsize=None)
+def _bundled(canon: str, space: str):
+    """A bundled atlas's labels ((n_vertices,) int64, read-only, shared by every call) and names.
+
+    Cached: the npz is read once per process; each :func:`load_atlas` call wraps the same
+    read-only label array in a fresh :class:`Atlas` (its own ``names`` list).
+    """
     path = ATLAS_DIR / f"{canon}.npz"
     try:
-        with np.load(path) as d:
-            labels = d[f"labels_{space}"].astype(np.int64)
-            names = [str(x) for x in d["names"]]
+        with np.load(path, allow_pickle=False) as d:
+            labels = d[f"labels_{space}"].astype(np.int64)   # n_vertices
+            names = tuple(str(x) for x in d["names"])
     except FileNotFoundError:
         raise DataError(expected_found("bundled atlas", str(path), "no file (broken installation)")) from None
-    return Atlas(canon, space, labels, names)
+    except (OSError, ValueError, EOFError, KeyError) as exc:
+        raise DataError(expected_found("bundled atlas", f"{path} with labels_{space} and names",
+                                       f"unreadable content ({exc.__class__.__name__}: {exc}; broken installation)")) from None
+    labels.setflags(write=False)
+    return labels, names
 
 
 # ---- user atlases ------------------------------------------------------------------
@@ -333,7 +349,7 @@ def project_volume_labels(img, space: str = "fsaverage5", name: Optional[str] = 
     Each vertex takes the most frequent label sampled between the white and pial surfaces
     (nilearn ``vol_to_surf(..., interpolation="nearest_most_frequent")``).
     """
-    from nilearn import datasets, surface
+    from nilearn import surface
 
     if space != "fsaverage5":
         raise ConfigError(f"volume-to-surface projection: expected space 'fsaverage5', found {space!r}")
@@ -343,10 +359,10 @@ def project_volume_labels(img, space: str = "fsaverage5", name: Optional[str] = 
         raise DataError(expected_found("label image", "a 3-D volume", f"{data.ndim}-D data of shape {data.shape}"))
     if not np.allclose(data, np.round(data)):
         raise DataError(expected_found("label image", "integer labels", "non-integer values (a statistical map?)"))
-    fs = datasets.load_fsaverage("fsaverage5")
+    pial, white = load_fsaverage5("pial"), load_fsaverage5("white")   # bundled: no nilearn.datasets
     labels = []
     for hemi in ("left", "right"):
-        lab = surface.vol_to_surf(img, fs["pial"].parts[hemi], inner_mesh=fs["white_matter"].parts[hemi],
+        lab = surface.vol_to_surf(img, _mesh(surface, pial, hemi), inner_mesh=_mesh(surface, white, hemi),
                                   interpolation="nearest_most_frequent")
         labels.append(np.nan_to_num(lab).round().astype(np.int64))
     # volume label k is parcel k, whichever hemisphere samples it; a label no vertex samples
@@ -364,16 +380,22 @@ def volume_to_surface(img, space: str = "fsaverage5") -> np.ndarray:
     -------
     ndarray (n_vertices,) or (n_volumes, n_vertices) float32, left then right.
     """
-    from nilearn import datasets, surface
+    from nilearn import surface
 
     if space != "fsaverage5":
         raise ConfigError(f"volume-to-surface projection: expected space 'fsaverage5', found {space!r}")
     img = _load_nifti(img, "volume")
-    fs = datasets.load_fsaverage("fsaverage5")
-    parts = [surface.vol_to_surf(img, fs["pial"].parts[h], inner_mesh=fs["white_matter"].parts[h])
+    pial, white = load_fsaverage5("pial"), load_fsaverage5("white")
+    parts = [surface.vol_to_surf(img, _mesh(surface, pial, h), inner_mesh=_mesh(surface, white, h))
              for h in ("left", "right")]
     out = np.concatenate(parts, axis=0).astype(np.float32)   # n_vertices[, n_volumes]
     return out.T if out.ndim == 2 else out
+
+
+def _mesh(nilearn_surface, surf, hemi: str):
+    """One hemisphere of a bundled :class:`Surface` as nilearn's ``InMemoryMesh``."""
+    coords, faces = getattr(surf, hemi)
+    return nilearn_surface.InMemoryMesh(coords, faces)
 
 
 def _load_nifti(img, what: str):

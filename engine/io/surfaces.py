@@ -1,4 +1,8 @@
-"""Cortical surfaces: fsaverage5 (from nilearn's bundled copy) and fs_LR 32k (bundled here).
+"""Cortical surfaces: fsaverage5 and fs_LR 32k, both bundled in ``resources/surfaces``.
+
+fsaverage5 is a copy of nilearn's (``resources/surfaces/make_fsaverage5.py``), read without
+importing nilearn (which costs ~1.5 s); nilearn is the fallback when the bundle is missing.
+Loaded meshes are cached in-process and their arrays are read-only.
 
 A :class:`Surface` holds both hemispheres, left first; vertex ``i`` of the whole brain is
 left vertex ``i`` when ``i < left.n_vertices``, else right vertex ``i - left.n_vertices``.
@@ -63,6 +67,8 @@ class Surface:
         ``"inflated"``, ``"pial"``, ``"midthickness"``...
     sulc : ndarray or None
         Sulcal depth per vertex (n_vertices,) float32, left then right; None where unavailable.
+    curv : ndarray or None
+        Mean curvature per vertex (n_vertices,) float32, left then right; None where unavailable.
     """
 
     left: Hemisphere
@@ -70,6 +76,7 @@ class Surface:
     space: str
     kind: str
     sulc: Optional[np.ndarray] = None   # n_vertices float32
+    curv: Optional[np.ndarray] = None   # n_vertices float32
 
     @property
     def n_vertices(self) -> int:
@@ -104,9 +111,115 @@ def _hemisphere(coords, faces, what: str) -> Hemisphere:
     return Hemisphere(coords, faces)
 
 
+FSAVERAGE5_BUNDLE = SURFACES_DIR / "fsaverage5.npz"
+_NILEARN_MESH = {"pial": "pial", "inflated": "inflated", "sphere": "sphere", "white": "white_matter",
+                 "flat": "flat"}
+_NILEARN_DATA = {"sulc": "sulcal", "curv": "curvature"}
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+@functools.lru_cache(maxsize=1)
+def _fsaverage5_from_nilearn() -> dict:
+    """Every array of the bundle (same keys as ``fsaverage5.npz``), read from nilearn's copy.
+
+    The fallback when the bundle is missing or unreadable: importing ``nilearn.datasets``
+    costs about 1.5 s (it pulls in scikit-learn).
+    """
+    try:
+        from nilearn import datasets
+
+        bunch = datasets.load_fsaverage("fsaverage5")
+    except Exception as exc:
+        raise DataError(expected_found("fsaverage5 meshes", f"the bundled {FSAVERAGE5_BUNDLE.name} or nilearn's copy",
+                                       f"neither ({exc.__class__.__name__}: {exc})")) from None
+    out = {}
+    for h in ("left", "right"):
+        out[f"faces_{h}"] = np.asarray(bunch["pial"].parts[h].faces)
+        out[f"faces_flat_{h}"] = np.asarray(bunch["flat"].parts[h].faces)
+        for kind, key in _NILEARN_MESH.items():
+            out[f"coords_{kind}_{h}"] = np.asarray(bunch[key].parts[h].coordinates)
+    for name, data_type in _NILEARN_DATA.items():
+        try:
+            d = datasets.load_fsaverage_data(mesh="fsaverage5", mesh_type="pial", data_type=data_type)
+            for h in ("left", "right"):
+                out[f"{name}_{h}"] = np.asarray(d.data.parts[h]).ravel()
+        except Exception:  # per-vertex data are decoration: the meshes are usable without them
+            pass
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _fsaverage5_array(key: str) -> Optional[np.ndarray]:
+    """One array of the fsaverage5 bundle (read-only, cached), or None where it has none.
+
+    Reads ``resources/surfaces/fsaverage5.npz`` (only the member asked for is inflated);
+    falls back to nilearn's copy when the bundle is missing or unreadable.
+    """
+    try:
+        with np.load(FSAVERAGE5_BUNDLE, allow_pickle=False) as d:
+            a = d[key] if key in d.files else None
+    except (OSError, ValueError, EOFError):   # missing, truncated or not an npz
+        a = _fsaverage5_from_nilearn().get(key)
+        a = None if a is None else np.array(a, copy=True)   # never share nilearn's arrays
+    if a is None:
+        return None
+    if key.startswith("faces"):
+        a = a.astype(np.int64, copy=False)   # n_faces, 3: the dtype Hemisphere holds
+    return _read_only(a)
+
+
+def fsaverage5_source() -> str:
+    """Where the fsaverage5 meshes come from: ``"bundle"`` (resources/surfaces) or ``"nilearn"``."""
+    try:
+        with np.load(FSAVERAGE5_BUNDLE, allow_pickle=False) as d:
+            ok = all(f"coords_{k}_{h}" in d.files for k in FSAVERAGE5_KINDS for h in ("left", "right"))
+        return "bundle" if ok else "nilearn"
+    except (OSError, ValueError, EOFError):
+        return "nilearn"
+
+
+def _fsaverage5_hemi_data(name: str) -> Optional[np.ndarray]:
+    left, right = _fsaverage5_array(f"{name}_left"), _fsaverage5_array(f"{name}_right")
+    if left is None or right is None:
+        return None
+    return _read_only(np.concatenate([left, right]).astype(np.float32, copy=False))
+
+
+@functools.lru_cache(maxsize=2)
+def fsaverage5_sulc() -> Optional[np.ndarray]:
+    """Sulcal depth on fsaverage5, (20484,) float32 read-only, left then right (None if unavailable)."""
+    return _fsaverage5_hemi_data("sulc")
+
+
+@functools.lru_cache(maxsize=2)
+def fsaverage5_curv() -> Optional[np.ndarray]:
+    """Mean curvature on fsaverage5, (20484,) float32 read-only, left then right (None if unavailable)."""
+    return _fsaverage5_hemi_data("curv")
+
+
 @functools.lru_cache(maxsize=8)
+def _fsaverage5(kind: str) -> Surface:
+    hemis = []
+    for h in ("left", "right"):
+        coords = _fsaverage5_array(f"coords_{kind}_{h}")
+        faces = _fsaverage5_array(f"faces_flat_{h}" if kind == "flat" else f"faces_{h}")
+        if coords is None or faces is None:
+            raise DataError(expected_found(f"fsaverage5 {kind} mesh ({h})", f"arrays in {FSAVERAGE5_BUNDLE}",
+                                           "none (broken installation: rerun resources/surfaces/make_fsaverage5.py)"))
+        hemis.append(_hemisphere(coords, faces, f"fsaverage5 {h}"))
+    return Surface(hemis[0], hemis[1], "fsaverage5", kind, fsaverage5_sulc(), fsaverage5_curv())
+
+
 def load_fsaverage5(kind: str = "inflated") -> Surface:
-    """The fsaverage5 mesh (10242 vertices / 20480 triangles per hemisphere) from nilearn.
+    """The fsaverage5 mesh (10242 vertices / 20480 triangles per hemisphere).
+
+    Read from the bundle ``resources/surfaces/fsaverage5.npz`` (a copy of nilearn's, see its
+    README), without importing nilearn; from nilearn's copy only if the bundle is missing.
+    Cached: a second call returns the same :class:`Surface`, whose arrays are read-only.
 
     Parameters
     ----------
@@ -115,28 +228,14 @@ def load_fsaverage5(kind: str = "inflated") -> Surface:
     Returns
     -------
     Surface
-        With ``sulc`` (sulcal depth, (20484,) float32) when nilearn has it offline.
+        With ``sulc`` (sulcal depth) and ``curv`` (curvature), each (20484,) float32.
     """
     if kind not in FSAVERAGE5_KINDS:
         raise ConfigError(f"fsaverage5 mesh kind: expected one of {FSAVERAGE5_KINDS}, found {kind!r}")
-    from nilearn import datasets
+    return _fsaverage5(kind)
 
-    bunch = datasets.load_fsaverage("fsaverage5")
-    mesh = bunch["white_matter" if kind == "white" else kind]
-    left = _hemisphere(mesh.parts["left"].coordinates, mesh.parts["left"].faces, "fsaverage5 left")
-    right = _hemisphere(mesh.parts["right"].coordinates, mesh.parts["right"].faces, "fsaverage5 right")
-    sulc = None
-    try:
-        mesh_type = {"white": "white_matter"}.get(kind, kind)
-        if mesh_type == "flat":
-            mesh_type = "inflated"
-        data = datasets.load_fsaverage_data(mesh="fsaverage5", mesh_type=mesh_type, data_type="sulcal")
-        sulc = np.concatenate([np.asarray(data.data.parts["left"], dtype=np.float32).ravel(),
-                               np.asarray(data.data.parts["right"], dtype=np.float32).ravel()])
-        sulc.setflags(write=False)
-    except Exception:  # sulcal depth is decoration: the mesh is usable without it
-        sulc = None
-    return Surface(left, right, "fsaverage5", kind, sulc)
+
+load_fsaverage5.cache_clear = _fsaverage5.cache_clear  # type: ignore[attr-defined]
 
 
 def read_gifti_mesh(path, what: Optional[str] = None, data: Optional[bytes] = None) -> Hemisphere:
