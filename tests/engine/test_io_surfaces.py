@@ -1,5 +1,8 @@
 """Surfaces and atlases: bundled files checked against ENIGMA's originals and nilearn."""
 
+import hashlib
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -8,7 +11,10 @@ import pytest
 
 from engine.errors import ConfigError, DataError, MismatchError
 from engine.io import atlases as atl
+from engine.io import surfaces as surf
 from engine.io.surfaces import cortex_mask, load_fsaverage5, load_fslr32k, load_surface, read_gifti_mesh
+
+REPO = Path(__file__).resolve().parents[2]
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 ENIGMA = DATA / "surfaces_enigma"
@@ -17,7 +23,7 @@ needs_enigma = pytest.mark.skipif(not ENIGMA.is_dir(), reason="../shared/data/su
 
 # ---- meshes ---------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["inflated", "pial", "sphere", "white"])
-def test_fsaverage5_meshes_from_nilearn(kind):
+def test_fsaverage5_meshes(kind):
     s = load_fsaverage5(kind)
     assert s.n_vertices == 20484 and s.n_left == 10242
     for hemi in (s.left, s.right):
@@ -29,11 +35,133 @@ def test_fsaverage5_meshes_from_nilearn(kind):
     assert s.sulc is not None and s.sulc.shape == (20484,)
     # sulcal depth: gyri and sulci both present
     assert (s.sulc > 0).mean() > 0.2 and (s.sulc < 0).mean() > 0.2
+    # curvature follows sulcal depth (both positive in sulci in FreeSurfer's convention)
+    assert s.curv is not None and s.curv.shape == (20484,) and np.corrcoef(s.sulc, s.curv)[0, 1] > 0.5
+    for hemi in (s.left, s.right):  # closed triangulated spheres: V - E + F = 2
+        assert hemi.n_vertices - 3 * hemi.n_faces // 2 + hemi.n_faces == 2
     if kind == "sphere":
         r = np.linalg.norm(s.left.coords, axis=1)
         assert np.allclose(r, 100, atol=1.0)  # FreeSurfer sphere radius 100 mm
     if kind == "pial":  # left hemisphere lies at negative x
         assert np.median(s.left.coords[:, 0]) < 0 < np.median(s.right.coords[:, 0])
+
+
+def _nilearn_fsaverage5():
+    """nilearn's own copy, read through its public API (the reference the bundle must equal)."""
+    from nilearn import datasets
+
+    bunch = datasets.load_fsaverage("fsaverage5")
+    data = {name: datasets.load_fsaverage_data(mesh="fsaverage5", mesh_type="pial", data_type=dt)
+            for name, dt in (("sulc", "sulcal"), ("curv", "curvature"))}
+    return bunch, data
+
+
+def test_bundled_fsaverage5_equals_nilearn():
+    """Every mesh, triangle and per-vertex value of the bundle is nilearn's, to float32 precision."""
+    bunch, data = _nilearn_fsaverage5()
+    assert surf.fsaverage5_source() == "bundle"
+    for kind, key in (("pial", "pial"), ("inflated", "inflated"), ("sphere", "sphere"),
+                      ("white", "white_matter"), ("flat", "flat")):
+        ours = load_fsaverage5(kind)
+        for part in ("left", "right"):
+            ref = bunch[key].parts[part]
+            hemi = getattr(ours, part)
+            np.testing.assert_array_equal(hemi.coords, np.asarray(ref.coordinates, dtype=np.float32), err_msg=kind)
+            np.testing.assert_array_equal(hemi.faces, np.asarray(ref.faces), err_msg=kind)
+        for name in ("sulc", "curv"):
+            want = np.concatenate([np.asarray(data[name].data.parts[p], dtype=np.float32).ravel()
+                                   for p in ("left", "right")])
+            np.testing.assert_array_equal(getattr(ours, name), want, err_msg=name)
+    flat = load_fsaverage5("flat")   # the flat patch is cut: fewer triangles than the closed mesh
+    assert flat.left.n_faces == np.asarray(bunch["flat"].parts["left"].faces).shape[0] < 20480
+
+
+def test_loading_imports_no_nilearn_or_sklearn():
+    """Opening a project's meshes and atlases stays import-light (no nilearn, sklearn, scipy, nibabel)."""
+    code = (
+        "import sys\n"
+        "from engine.io.surfaces import load_fsaverage5, cortex_mask, fsaverage5_source\n"
+        "from engine.io.atlases import load_atlas, list_atlases\n"
+        "for k in ('inflated', 'pial', 'sphere', 'white', 'flat'):\n"
+        "    assert load_fsaverage5(k).n_vertices == 20484\n"
+        "for name in list_atlases():\n"
+        "    load_atlas(name, 'fsaverage5'); load_atlas(name, 'fsLR32k')\n"
+        "cortex_mask('fsaverage5')\n"
+        "print(fsaverage5_source(), sorted(m for m in ('nilearn', 'sklearn', 'scipy', 'nibabel', 'pandas')"
+        " if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["bundle", "[]"], out.stdout
+
+
+def test_loaded_surfaces_and_atlases_are_cached_and_read_only():
+    s = load_fsaverage5("inflated")
+    assert load_fsaverage5("inflated") is s and load_surface("fsaverage5") is s
+    arrays = [s.left.coords, s.left.faces, s.right.coords, s.right.faces, s.sulc, s.curv]
+    assert not any(a.flags.writeable for a in arrays)
+    with pytest.raises(ValueError, match="read-only"):
+        s.left.coords[0, 0] = 0.0
+    with pytest.raises(ValueError, match="read-only"):
+        s.sulc[:] = 0.0
+    # every kind shares one sulcal-depth array and the closed meshes share one triangle array
+    assert load_fsaverage5("pial").sulc is s.sulc and load_fsaverage5("pial").left.faces is s.left.faces
+    a, b = atl.load_atlas("schaefer400"), atl.load_atlas("Schaefer_400", "fsaverage5")
+    assert a.labels is b.labels and not a.labels.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        a.labels[0] = 3
+    a.names[0] = "renamed"             # an Atlas's names are its own: the cache is not touched
+    assert b.names[0] != "renamed" and atl.load_atlas("schaefer400").names[0] != "renamed"
+
+
+@pytest.fixture
+def fresh_fsaverage5_caches():
+    caches = [surf._fsaverage5, surf._fsaverage5_array, surf.fsaverage5_sulc, surf.fsaverage5_curv]
+    for c in caches:
+        c.cache_clear()
+    yield
+    for c in caches:
+        c.cache_clear()
+
+
+@pytest.mark.parametrize("bundle", ["missing", "garbage"])
+def test_fsaverage5_falls_back_to_nilearn_without_the_bundle(tmp_path, monkeypatch, fresh_fsaverage5_caches, bundle):
+    good = {k: load_fsaverage5(k) for k in ("inflated", "flat")}
+    for c in (surf._fsaverage5, surf._fsaverage5_array, surf.fsaverage5_sulc, surf.fsaverage5_curv):
+        c.cache_clear()
+    path = tmp_path / "fsaverage5.npz"
+    if bundle == "garbage":
+        path.write_bytes(b"version https://git-lfs.github.com/spec/v1\n")   # an LFS pointer, say
+    monkeypatch.setattr(surf, "FSAVERAGE5_BUNDLE", path)
+    assert surf.fsaverage5_source() == "nilearn"
+    for kind, want in good.items():
+        got = load_fsaverage5(kind)
+        assert got is not want
+        for part in ("left", "right"):
+            np.testing.assert_array_equal(getattr(got, part).coords, getattr(want, part).coords)
+            np.testing.assert_array_equal(getattr(got, part).faces, getattr(want, part).faces)
+            assert not getattr(got, part).coords.flags.writeable
+        np.testing.assert_array_equal(got.sulc, want.sulc)
+        np.testing.assert_array_equal(got.curv, want.curv)
+
+
+def test_make_fsaverage5_rebuilds_the_same_bytes(tmp_path):
+    """The bundle is what its script writes from this nilearn (byte for byte: fixed zip dates)."""
+    import importlib.util
+
+    import nilearn
+
+    bundled = surf.SURFACES_DIR / "fsaverage5.npz"
+    with np.load(bundled) as d:
+        built_with = str(d["nilearn_version"])
+    if built_with != nilearn.__version__:
+        pytest.skip(f"bundle built with nilearn {built_with}, this is {nilearn.__version__}")
+    spec = importlib.util.spec_from_file_location("make_fsaverage5", surf.SURFACES_DIR / "make_fsaverage5.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.main(tmp_path / "fsaverage5.npz")
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == hashlib.sha256(bundled.read_bytes()).hexdigest()
+    assert bundled.stat().st_size < 3e6
 
 
 def test_unknown_kind_lists_choices():
