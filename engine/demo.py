@@ -34,6 +34,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from .atomic import atomic_path
 from .project import AtlasRef, Episode, Project, RunRef
 
 DEMO_VERSION = 1
@@ -224,68 +225,67 @@ def _render_video_and_audio(path: Path, rng, duration_s, plan: _StimulusPlan, cu
              + 0.3 * np.sin(2 * np.pi * 550 * audio_t) + 0.2 * rng.standard_normal(n_audio))
     audio = (0.25 * envelope * tones).astype(np.float32)
 
-    tmp = path.with_suffix(".tmp.mp4")
-    container = av.open(str(tmp), mode="w")
-    vstream = container.add_stream("libx264", rate=FPS)
-    vstream.width, vstream.height = WIDTH, HEIGHT
-    vstream.pix_fmt = "yuv420p"
-    vstream.gop_size = 25
-    vstream.options = {"crf": "26", "preset": "veryfast", "g": "25", "keyint_min": "25", "sc_threshold": "0",
-                       "bf": "0"}
-    astream = container.add_stream("aac", rate=AUDIO_SR)
-    astream.layout = "mono"
+    with atomic_path(path) as tmp:  # a half-written episode never replaces a good one
+        container = av.open(str(tmp), mode="w")
+        vstream = container.add_stream("libx264", rate=FPS)
+        vstream.width, vstream.height = WIDTH, HEIGHT
+        vstream.pix_fmt = "yuv420p"
+        vstream.gop_size = 25
+        vstream.options = {"crf": "26", "preset": "veryfast", "g": "25", "keyint_min": "25", "sc_threshold": "0",
+                           "bf": "0"}
+        astream = container.add_stream("aac", rate=AUDIO_SR)
+        astream.layout = "mono"
 
-    frame_lum = np.zeros(n_frames)
-    scene_idx = np.searchsorted([s.start_s for s in scenes], frame_t, side="right") - 1
-    cue_starts = np.array([c[0] for c in cues])
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    for i in range(n_frames):
-        sc = scenes[scene_idx[i]]
-        g = lum_gain[i]
-        img = np.empty((HEIGHT, WIDTH, 3), np.uint8)
-        img[:] = np.clip(np.array(sc.background) * (0.4 + 1.2 * g), 0, 255).astype(np.uint8)
-        step = speed[i] * np.stack([np.cos(ang), np.sin(ang)], axis=1)
-        pos += step
-        for k in range(2):  # bounce off the walls
-            lo, hi = 15, (WIDTH, HEIGHT)[k] - 15
-            over = (pos[:, k] < lo) | (pos[:, k] > hi)
-            if k == 0:
-                ang[over] = np.pi - ang[over]
-            else:
-                ang[over] = -ang[over]
-            pos[:, k] = np.clip(pos[:, k], lo, hi)
-        for s in range(sc.n_shapes):
-            c = tuple(int(v) for v in colours[(s + scene_idx[i]) % max_shapes])
-            x, y = int(pos[s, 0]), int(pos[s, 1])
-            if s % 2 == 0:
-                cv2.circle(img, (x, y), int(sizes[s]), c, -1, lineType=cv2.LINE_AA)
-            else:
-                r = int(sizes[s])
-                cv2.rectangle(img, (x - r, y - r), (x + r, y + r), c, -1)
-        if frame_t[i] - sc.start_s < 2.0:  # scene title for two seconds after each cut
-            cv2.putText(img, sc.title, (10, 30), font, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
-        j = int(np.searchsorted(cue_starts, frame_t[i], side="right")) - 1
-        if j >= 0 and cues[j][0] <= frame_t[i] < cues[j][1]:  # burnt-in caption
-            cv2.putText(img, cues[j][2][:40], (8, HEIGHT - 12), font, 0.42, (255, 255, 0), 1, cv2.LINE_AA)
-        frame_lum[i] = img.mean() / 255.0
-        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-        for packet in vstream.encode(frame):
+        frame_lum = np.zeros(n_frames)
+        scene_idx = np.searchsorted([s.start_s for s in scenes], frame_t, side="right") - 1
+        cue_starts = np.array([c[0] for c in cues])
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        for i in range(n_frames):
+            sc = scenes[scene_idx[i]]
+            g = lum_gain[i]
+            img = np.empty((HEIGHT, WIDTH, 3), np.uint8)
+            img[:] = np.clip(np.array(sc.background) * (0.4 + 1.2 * g), 0, 255).astype(np.uint8)
+            step = speed[i] * np.stack([np.cos(ang), np.sin(ang)], axis=1)
+            pos += step
+            for k in range(2):  # bounce off the walls
+                lo, hi = 15, (WIDTH, HEIGHT)[k] - 15
+                over = (pos[:, k] < lo) | (pos[:, k] > hi)
+                if k == 0:
+                    ang[over] = np.pi - ang[over]
+                else:
+                    ang[over] = -ang[over]
+                pos[:, k] = np.clip(pos[:, k], lo, hi)
+            for s in range(sc.n_shapes):
+                c = tuple(int(v) for v in colours[(s + scene_idx[i]) % max_shapes])
+                x, y = int(pos[s, 0]), int(pos[s, 1])
+                if s % 2 == 0:
+                    cv2.circle(img, (x, y), int(sizes[s]), c, -1, lineType=cv2.LINE_AA)
+                else:
+                    r = int(sizes[s])
+                    cv2.rectangle(img, (x - r, y - r), (x + r, y + r), c, -1)
+            if frame_t[i] - sc.start_s < 2.0:  # scene title for two seconds after each cut
+                cv2.putText(img, sc.title, (10, 30), font, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
+            j = int(np.searchsorted(cue_starts, frame_t[i], side="right")) - 1
+            if j >= 0 and cues[j][0] <= frame_t[i] < cues[j][1]:  # burnt-in caption
+                cv2.putText(img, cues[j][2][:40], (8, HEIGHT - 12), font, 0.42, (255, 255, 0), 1, cv2.LINE_AA)
+            frame_lum[i] = img.mean() / 255.0
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            for packet in vstream.encode(frame):
+                container.mux(packet)
+        for packet in vstream.encode():
             container.mux(packet)
-    for packet in vstream.encode():
-        container.mux(packet)
 
-    chunk = 1024
-    for start in range(0, n_audio, chunk):
-        block = audio[start:start + chunk]
-        aframe = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="flt", layout="mono")
-        aframe.sample_rate = AUDIO_SR
-        aframe.pts = start
-        for packet in astream.encode(aframe):
+        chunk = 1024
+        for start in range(0, n_audio, chunk):
+            block = audio[start:start + chunk]
+            aframe = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="flt", layout="mono")
+            aframe.sample_rate = AUDIO_SR
+            aframe.pts = start
+            for packet in astream.encode(aframe):
+                container.mux(packet)
+        for packet in astream.encode():
             container.mux(packet)
-    for packet in astream.encode():
-        container.mux(packet)
-    container.close()
-    os.replace(tmp, path)
+        container.close()
     return {"frame_t": frame_t, "speed": speed, "frame_luminance": frame_lum,
             "audio_t": audio_t[::AUDIO_SR // 100], "audio_envelope": envelope[::AUDIO_SR // 100]}
 

@@ -9,13 +9,12 @@ planted regions were recovered (``summary.json``).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 
+from .atomic import write_text_atomic
 from .jobs import Progress, nested
 from .project import Project
 
@@ -48,14 +47,6 @@ def feature_spaces(lowlevel: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
     joint = _z(visual) * _z(language[:, :1])
     return {name: np.asarray(x, dtype=np.float32) for name, x in
             {"visual": visual, "audio": audio, "language": language, "joint": joint}.items()}
-
-
-def _atomic_json(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
 
 
 def recovery_summary(scores: np.ndarray, unique_r2: Dict[str, np.ndarray], truth,
@@ -208,6 +199,6 @@ def run_demo_pipeline(project_file, token=None, backend: str = "numpy"):
     project.features.update({name: {"kind": "lowlevel", "columns": int(spaces[name].shape[1])}
                              for name in spaces})
     project.save(project_file)
-    _atomic_json(root / "summary.json", summary)
+    write_text_atomic(root / "summary.json", json.dumps(summary, indent=2) + "\n")
     yield Progress(total, total, "done")
     return summary

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from .atomic import write_text_atomic
 from .errors import DataError, SchemaError
 
 SCHEMA_VERSION = 1
@@ -147,16 +147,7 @@ class Project:
         if self.root is not None and Path(self.root).resolve() != new_root:
             self._rebase(new_root)   # saved elsewhere: relative paths must still reach the same files
         text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_text_atomic(path, text)
         self.root = new_root
         return path
 

@@ -134,14 +134,12 @@ def run(args) -> int:
 def save_feature_spaces(spaces, path):
     """Write ``{layer: FeatureSpace}`` to one HDF5 file atomically."""
     import json
-    import os
-    import uuid
 
     import h5py
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    from engine.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             meta = None
             for layer, fs in spaces.items():
@@ -151,8 +149,4 @@ def save_feature_spaces(spaces, path):
             f.attrs["tr_s"] = next(iter(spaces.values())).tr_s if spaces else 0.0
             f.attrs["model_id"] = next(iter(spaces.values())).model_id if spaces else ""
             f.attrs["meta"] = json.dumps(meta or {}, default=str)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

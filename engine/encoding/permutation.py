@@ -31,8 +31,6 @@ up front from ``seed``, so the null is the same wherever it runs.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import ConfigError, DataError, SchemaError, expected_found
 from ..jobs import CancelToken, Progress, run_sync
 from .distributed import Task, run_tasks
@@ -154,20 +153,13 @@ class PermutationResult:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".h5")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             with h5py.File(tmp, "w") as h:
                 h.attrs["kind"] = _KIND
                 h.attrs["schema_version"] = SCHEMA_VERSION
                 h.attrs["settings"] = json.dumps(self.settings, default=_json_default)
                 for name in ("observed", "null", "p_values", "q_values", "p_fwer"):
                     h.create_dataset(name, data=np.asarray(getattr(self, name)))
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         return path
 
     @classmethod

@@ -9,14 +9,13 @@ atomically (temporary file + rename), schema-versioned.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import DataError, SchemaError, expected_found
 
 __all__ = ["EncodingResult", "RESULT_SCHEMA_VERSION", "pearson_r", "r2_score"]
@@ -129,9 +128,7 @@ class EncodingResult:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".h5")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             with h5py.File(tmp, "w") as h:
                 h.attrs["kind"] = _KIND
                 h.attrs["schema_version"] = RESULT_SCHEMA_VERSION
@@ -151,11 +148,6 @@ class EncodingResult:
                     for i, a in enumerate(getattr(self, group_name)):
                         g.create_dataset(f"run_{i:04d}", data=np.asarray(a, dtype=np.float32),
                                          compression="gzip", compression_opts=1, shuffle=True)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         return path
 
     @classmethod

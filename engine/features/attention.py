@@ -253,15 +253,13 @@ def save_attention(maps: AttentionMaps, path) -> Path:
     """Write attention maps to HDF5 atomically (float16, gzip): ``/maps``, ``/rollout``,
     ``/tr_indices``; layers, kind and meta as JSON attributes."""
     import json
-    import os
-    import uuid
 
     import h5py
 
+    from ..atomic import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("maps", data=maps.maps.astype(np.float16), compression="gzip", shuffle=True)
             f.create_dataset("rollout", data=maps.rollout.astype(np.float16), compression="gzip", shuffle=True)
@@ -269,10 +267,6 @@ def save_attention(maps: AttentionMaps, path) -> Path:
             f.attrs["layers"] = json.dumps(list(maps.layers))
             f.attrs["kind"] = maps.kind
             f.attrs["meta"] = json.dumps(maps.meta, default=str)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -22,11 +22,12 @@ import json
 import os
 import shutil
 import threading
-import uuid
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..atomic import atomic_path, write_text_atomic
 
 __all__ = ["file_sha256", "words_sha256", "cache_key", "FeatureCache", "default_cache_dir"]
 
@@ -58,10 +59,7 @@ def _persist(key, digest: str) -> None:
         db = {}
     db["|".join(map(str, key))] = digest
     try:
-        db_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = db_path.with_name(f".{db_path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(db))
-        os.replace(tmp, db_path)
+        write_text_atomic(db_path, json.dumps(db))
     except OSError:  # a read-only cache folder only costs a re-hash next time
         pass
 
@@ -146,18 +144,12 @@ def default_cache_dir() -> Path:
 def _write_h5_atomic(path: Path, datasets: Dict[str, np.ndarray], attrs: Dict[str, Any]) -> None:
     import h5py
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             for name, arr in datasets.items():
                 f.create_dataset(name, data=arr)
             for k, v in attrs.items():
                 f.attrs[k] = v
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class FeatureCache:

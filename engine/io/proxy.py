@@ -21,10 +21,9 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Optional
-
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import DataError
 from ..jobs import Progress
 
@@ -83,10 +82,7 @@ def make_scrub_proxy_job(video_path, out_path=None, max_height: int = 720, crf: 
         height = int(max_height)
     width, height = max(2, width - width % 2), max(2, height - height % 2)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".tmp-{os.getpid()}-{out_path.name}")
-    ok = False
-    try:
+    with atomic_path(out_path) as tmp:
         with av.open(str(video_path)) as inp, av.open(str(tmp), mode="w", format="mp4") as out:
             ist = pick_stream(inp, "video")
             ist.thread_type = "AUTO"
@@ -121,11 +117,6 @@ def make_scrub_proxy_job(video_path, out_path=None, max_height: int = 720, crf: 
             raise DataError(f"scrub proxy of {video_path.name}: expected {n_frames} frames at the source's "
                             f"times, found {len(times)} frames"
                             + ("" if len(times) != n_frames else " at other times"))
-        os.replace(tmp, out_path)
-        ok = True
-    finally:
-        if not ok and tmp.exists():
-            tmp.unlink()
     yield Progress(n_frames, n_frames, "scrub proxy ready")
     return out_path
 
