@@ -45,7 +45,8 @@ class Atlas:
     name : str
     space : str
     labels : ndarray (n_vertices,) int64
-        0 = medial wall / unlabelled, parcels 1..n_parcels.
+        0 = medial wall / unlabelled, parcels 1..n_parcels. Read-only for the bundled atlases
+        (one cached array shared by every :func:`load_atlas` call); copy it to edit.
     names : list of str
         ``names[k - 1]`` names parcel ``k``.
     """
