@@ -608,6 +608,31 @@ class ProjectSession:
                                              "the mean over heads)"), repr(head)))
         return int(head)
 
+    def attention_overlay(self, frame_rgb: np.ndarray, name: str, t_s: float, layer="rollout", head="mean",
+                          opacity: float = 0.5) -> np.ndarray:
+        """``frame_rgb`` (H, W, 3) uint8 with the patch attention at ``t_s`` blended over it.
+
+        The coloured, upsampled map is cached per (file, kept TR, layer, head, frame size),
+        so scrubbing within a TR only blends. The frame itself is returned for token
+        attention or before the first kept TR.
+        """
+        values, tokens = self.attention_at(name, t_s, layer, head)
+        if values is None or tokens is not None:
+            return frame_rgb
+        tr = self.attention_tr(name, t_s)
+        key = ("heat", name, tr, self._attention_layer(self.attention(name), layer),
+               self._attention_head(self.attention(name), head, self._attention_layer(self.attention(name), layer)),
+               tuple(frame_rgb.shape[:2]))
+        heat = self._attention_cache.get(key)
+        if heat is None:
+            heat = heatmap_rgb(upsample_grid(values, frame_rgb.shape[:2])) * np.float32(255.0)   # H, W, 3
+            self._attention_cache[key] = heat
+            while len(self._attention_cache) > 256:
+                self._attention_cache.popitem(last=False)
+        a = np.float32(np.clip(opacity, 0.0, 1.0))
+        out = frame_rgb[..., :3].astype(np.float32) * (1 - a) + heat * a
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
     def attention_frame(self, name: str, t_s: float, layer="rollout", head="mean", opacity: float = 0.5):
         """The frame at ``t_s`` with the patch attention blended over it, (H, W, 3) uint8 RGB.
 

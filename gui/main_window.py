@@ -189,6 +189,14 @@ class MainWindow(QMainWindow):
         self.fit_action.triggered.connect(self.start_fit_encoding)
         m = mb.addMenu("&View")
         m.addAction(self.jobs_dock.toggleViewAction())
+        self.proxy_action = m.addAction("Use scrub proxy")
+        self.proxy_action.setCheckable(True)
+        self.proxy_action.setChecked(True)
+        self.proxy_action.setToolTip("Show frames from an all-intra copy of the episode (built once in the "
+                                     "background when its key frames are sparse): instant seeks")
+        self.proxy_action.toggled.connect(self.use_scrub_proxy)
+        self.proxy_job: Optional[JobHandle] = None
+        m.addSeparator()
         for layer, label in (("score", "Encoding score"), ("measured", "Measured response"),
                              ("predicted", "Predicted response")):
             a = m.addAction(f"Cortex: {label}")
@@ -238,6 +246,7 @@ class MainWindow(QMainWindow):
             return False
         self.set_session(session, Path(path))
         self.project_opened.emit(str(path))
+        self.ensure_scrub_proxy()
         return True
 
     def open_demo(self) -> Optional[JobHandle]:
@@ -290,7 +299,7 @@ class MainWindow(QMainWindow):
         s = self.session
         episodes = [e.name for e in s.project.episodes]
         for box, items, current in ((self.episode_box, episodes, s.episode.name),
-                                    (self.run_box, s.run_names, self.state.run),
+                                    (self.run_box, s.display_run_names, self.state.run),
                                     (self.result_box, list(s.project.results), s.result_name)):
             box.blockSignals(True)
             box.clear()
@@ -354,6 +363,7 @@ class MainWindow(QMainWindow):
             if target is not None:
                 self.state.target = target
         self.project_opened.emit(str(self.project_path))
+        self.ensure_scrub_proxy()
         return True
 
     def _region_chosen(self, index: int) -> None:
@@ -394,6 +404,61 @@ class MainWindow(QMainWindow):
             self.run_box.blockSignals(True)
             self.run_box.setCurrentIndex(i)
             self.run_box.blockSignals(False)
+
+    # ---- scrub proxy ---------------------------------------------------------------------
+    def ensure_scrub_proxy(self) -> Optional[JobHandle]:
+        """Show frames through the episode's scrub proxy: swap to it if it is built, else
+        (when the video's key frames are sparse) build it in the background and swap when done."""
+        s = self.session
+        if s is None or s.video is None or not self.proxy_action.isChecked():
+            return None
+        from engine.io import proxy
+
+        source = s.video_source_path
+        if s.video_is_proxy or source is None:
+            return None
+        built = proxy.proxy_path(source)
+        if built.exists():
+            self._swap_to_proxy(s, built)
+            return None
+        if not s.needs_scrub_proxy():
+            return None
+        if self.proxy_job is not None and self.proxy_job.running and self.proxy_job.job_source == source:
+            return self.proxy_job
+
+        def factory(token):
+            return proxy.make_scrub_proxy_job(source, token=token)
+
+        handle = self.start_job("Build scrub proxy", factory,
+                                lambda path, session=s: self._swap_to_proxy(session, path))
+        handle.job_source = source
+        self.proxy_job = handle
+        return handle
+
+    def _swap_to_proxy(self, session, path) -> None:
+        if session is not self.session or not self.proxy_action.isChecked():
+            return   # another episode is shown now, or the user turned proxies off meanwhile
+        try:
+            swapped = session.swap_video(path)
+        except AlignScopeError as exc:
+            self.show_error("Scrub proxy not used", str(exc))
+            return
+        if swapped:
+            self.video_view.refresh_frame()   # same time, same frame index, from the proxy
+            self.status_label.setText(f"Scrubbing through the proxy {Path(path).name} (every frame a key frame)")
+
+    def use_scrub_proxy(self, on: bool) -> None:
+        """View > Use scrub proxy: frames from the proxy (built if needed) or from the episode's file."""
+        if self.proxy_action.isChecked() != bool(on):
+            self.proxy_action.setChecked(bool(on))   # re-enters through toggled
+            return
+        if self.session is None:
+            return
+        if on:
+            self.ensure_scrub_proxy()
+        elif self.session.use_original_video():
+            self.video_view.refresh_frame()
+            self.status_label.setText("Showing frames from the episode's own video file")
 
     # ---- jobs --------------------------------------------------------------------------
     def start_job(self, name: str, factory: Callable, on_done: Optional[Callable] = None) -> JobHandle:

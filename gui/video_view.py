@@ -9,14 +9,16 @@ value of the :class:`~engine.state.AppState` through its timeline.
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PySide6.QtCore import QRect, QSize, Qt, QTimer
-from PySide6.QtGui import QColor, QImage, QPainter
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSlider, QStyle, QToolButton,
-                               QVBoxLayout, QWidget)
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSlider, QStyle,
+                               QToolButton, QVBoxLayout, QWidget)
 
+from engine.errors import AlignScopeError
+from engine.session import token_shading
 from engine.state import AppState, Event
 
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
@@ -69,6 +71,94 @@ class FrameCanvas(QWidget):
         else:
             p.setPen(QColor("#8a929c"))
             p.drawText(self.rect(), Qt.AlignCenter, "No video in this project")
+        p.end()
+
+
+class TokenStrip(QWidget):
+    """The words of the model's context, each on a background as strong as its attention.
+
+    Tokens are laid out left to right on up to ``LINES`` lines; when they do not all fit,
+    the last ones (nearest the query, the window's last word) are kept. ``token_rects``
+    holds where each shown token was drawn (tests read it).
+    """
+
+    LINES = 2
+    SHADE = QColor(255, 170, 40)     # the strongest attention: amber on the dark pane
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.tokens: List[str] = []
+        self.shading = np.zeros(0, np.float32)
+        self.token_rects: List[Tuple[int, QRect]] = []     # (token index, rect)
+        self.caption = ""
+        font = QFont(self.font())
+        font.setPointSizeF(max(font.pointSizeF(), 9.5))
+        self.setFont(font)
+        fm = QFontMetrics(font)
+        self._line_h = fm.height() + 6
+        self.setFixedHeight(self.LINES * self._line_h + 6)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+
+    def set_tokens(self, tokens: Sequence[str], shading: np.ndarray, caption: str = "") -> None:
+        self.tokens = [str(t) for t in tokens]
+        self.shading = np.asarray(shading, dtype=np.float32)
+        self.caption = caption
+        self.update()
+
+    @staticmethod
+    def display_text(token: str) -> Tuple[str, bool]:
+        """(text, joins the previous token): WordPiece ``##ing`` and BPE ``Ġword`` spellings."""
+        if token.startswith("##"):
+            return token[2:], True
+        if token.startswith(("Ġ", "▁")):
+            return token[1:], False
+        return token, False
+
+    def _layout(self) -> List[Tuple[int, QRect]]:
+        fm = QFontMetrics(self.font())
+        pad, gap, width = 4, 3, max(self.width() - 8, 10)
+        items = []
+        for i, tok in enumerate(self.tokens):
+            text, joined = self.display_text(tok)
+            items.append((i, text, joined, fm.horizontalAdvance(text) + 2 * pad))
+        # keep the last tokens that fit on LINES lines
+        lines, x, start = 1, 0, len(items)
+        for j in range(len(items) - 1, -1, -1):
+            w = items[j][3] + (0 if items[j][2] else gap)
+            if x + w > width:
+                if lines == self.LINES:
+                    break
+                lines, x = lines + 1, 0
+            x += w
+            start = j
+        rects, x, y = [], 4, 3
+        for i, text, joined, w in items[start:]:
+            step = 0 if joined and rects else gap
+            if x + step + w > width + 4 and rects:
+                x, y = 4, y + self._line_h
+                step = 0
+            x += step
+            rects.append((i, QRect(x, y, w, self._line_h - 4)))
+            x += w
+        return rects
+
+    def paintEvent(self, _e) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor("#15181c"))
+        if not self.tokens:
+            p.setPen(QColor("#8a929c"))
+            p.drawText(self.rect(), Qt.AlignCenter, self.caption or "No words in the model's context here")
+            p.end()
+            self.token_rects = []
+            return
+        self.token_rects = self._layout()
+        for i, rect in self.token_rects:
+            s = float(self.shading[i]) if i < len(self.shading) else 0.0
+            bg = QColor(self.SHADE)
+            bg.setAlphaF(0.08 + 0.92 * s)
+            p.fillRect(rect, bg)
+            p.setPen(QColor("#111111") if s > 0.55 else QColor("#e8eaed"))
+            p.drawText(rect, Qt.AlignCenter, self.display_text(self.tokens[i])[0])
         p.end()
 
 
@@ -132,6 +222,46 @@ class VideoView(QWidget):
         self.position_label.setMinimumWidth(fm.horizontalAdvance("frame 000000/000000 · TR 0000/0000") + 16)
         self.position_label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
 
+        # ---- attention overlay controls -----------------------------------------------
+        self.attention_check = QCheckBox("Attention")
+        self.attention_check.setToolTip("Show the model's attention on each frame (patches) or on the words "
+                                        "of its context (tokens)")
+        self.attention_box = QComboBox()
+        self.attention_box.setToolTip("Attention file (model) registered in the project")
+        self.attention_layer_box = QComboBox()
+        self.attention_layer_box.setToolTip("Rollout over all layers, or one layer's attention")
+        self.attention_head_box = QComboBox()
+        self.attention_head_box.setToolTip("Mean over heads, or one head")
+        self.opacity_slider = QSlider(Qt.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(55)
+        self.opacity_slider.setFixedWidth(90)
+        self.opacity_slider.setToolTip("Opacity of the attention map over the frame")
+        self.attention_label = QLabel("")
+        self.attention_label.setObjectName("paneHint")
+        self.attention_label.setMinimumWidth(fm.horizontalAdvance("TR 0000 shown (kept TR at or before)") // 2)
+        self.token_strip = TokenStrip()
+        self.token_strip.setVisible(False)
+        self.attention_check.toggled.connect(lambda _on: self._attention_changed())
+        self.attention_box.currentIndexChanged.connect(self._attention_file_chosen)
+        self.attention_layer_box.currentIndexChanged.connect(lambda _i: self._attention_changed())
+        self.attention_head_box.currentIndexChanged.connect(lambda _i: self._attention_changed())
+        self.opacity_slider.valueChanged.connect(lambda _v: self._attention_changed())
+        self.attention_row = QWidget()
+        arow = QHBoxLayout(self.attention_row)
+        arow.setContentsMargins(0, 0, 0, 0)
+        arow.addWidget(self.attention_check)
+        arow.addWidget(self.attention_box, 1)
+        arow.addWidget(self.attention_layer_box)
+        arow.addWidget(self.attention_head_box)
+        arow.addWidget(QLabel("opacity"))
+        arow.addWidget(self.opacity_slider)
+        arow.addWidget(self.attention_label, 1)
+        self.attention_row.setVisible(False)
+        self._raw_rgb: Optional[np.ndarray] = None
+        self._shown_attention_key = None
+        self.attention_error = ""
+
         head = QHBoxLayout()
         head.addWidget(title)
         head.addSpacing(8)
@@ -149,9 +279,11 @@ class VideoView(QWidget):
         lay.setSpacing(4)
         lay.addLayout(head)
         lay.addWidget(self.canvas, 1)
+        lay.addWidget(self.token_strip)
         lay.addWidget(self.subtitle)
         lay.addLayout(controls)
         lay.addLayout(info)
+        lay.addWidget(self.attention_row)
 
         state.events.time.connect(self._on_time)
         state.events.playing.connect(self._on_playing)
@@ -163,6 +295,8 @@ class VideoView(QWidget):
     def set_session(self, session) -> None:
         self.session = session
         self.shown_frame_index = None
+        self._shown_attention_key = None
+        self._fill_attention_boxes()
         if session is None:
             self.slider.setRange(0, 0)
             self.canvas.set_rgb(None)
@@ -201,15 +335,151 @@ class VideoView(QWidget):
         i = tl.frame_index(t_s)
         k = tl.tr_index(t_s)
         self.position_label.setText(f"frame {i}/{tl.n_frames - 1} · TR {k}/{tl.n_trs - 1}")
+        akey = self._attention_key(t_s)
         if i != self.shown_frame_index:   # a view ignores a value it already shows
             if self.shown_frame_index is not None and self._ticking and i > self.shown_frame_index + 1:
                 self.dropped_frames += i - self.shown_frame_index - 1
-            self.canvas.set_rgb(self.session.video.frame(i) if self.session.video is not None else None)
+            self._raw_rgb = self.session.video.frame(i) if self.session.video is not None else None
             self.shown_frame_index = i
+            self._paint_frame(t_s, akey)
+        elif akey != self._shown_attention_key:
+            self._paint_frame(t_s, akey)
         cue = self.session.cue_at(t_s)
         if cue != self.shown_cue:
             self.shown_cue = cue
             self.subtitle.setText(cue)
+
+    def refresh_frame(self) -> None:
+        """Decode the frame shown at the current time again (after the reader was swapped)."""
+        self.shown_frame_index = None
+        self._shown_attention_key = None
+        self._show(self.state.time)
+
+    # ---- attention overlay --------------------------------------------------------------
+    @property
+    def attention_name(self) -> Optional[str]:
+        return self.attention_box.currentText() or None
+
+    @property
+    def attention_layer(self) -> str:
+        return self.attention_layer_box.currentData() or "rollout"
+
+    @property
+    def attention_head(self):
+        h = self.attention_head_box.currentData()
+        return "mean" if h is None or h == "mean" else int(h)
+
+    @property
+    def opacity(self) -> float:
+        return self.opacity_slider.value() / 100.0
+
+    def set_attention(self, on: bool = True, name: Optional[str] = None, layer=None, head=None,
+                      opacity: Optional[float] = None) -> None:
+        """Set the overlay as the controls would (used by tests and the screenshot command)."""
+        if name is not None:
+            self.attention_box.setCurrentIndex(self.attention_box.findText(name))
+        if layer is not None:
+            self.attention_layer_box.setCurrentIndex(self.attention_layer_box.findData(layer))
+        if head is not None:
+            self.attention_head_box.setCurrentIndex(self.attention_head_box.findData(head))
+        if opacity is not None:
+            self.opacity_slider.setValue(int(round(opacity * 100)))
+        self.attention_check.setChecked(on)
+        self._attention_changed()
+
+    def _fill_attention_boxes(self) -> None:
+        names = []
+        if self.session is not None:
+            try:
+                names = self.session.attention_names()
+            except AlignScopeError as exc:
+                self.attention_error = str(exc)
+        self.attention_box.blockSignals(True)
+        self.attention_box.clear()
+        self.attention_box.addItems(names)
+        self.attention_box.blockSignals(False)
+        self.attention_row.setVisible(bool(names))
+        if not names:
+            self.attention_check.setChecked(False)
+        self._attention_file_chosen(self.attention_box.currentIndex())
+
+    def _attention_file_chosen(self, _index: int) -> None:
+        name = self.attention_name
+        layers, n_heads = [], 0
+        if self.session is not None and name:
+            try:
+                layers = self.session.attention_layers(name)
+                n_heads = self.session.attention_heads(name)
+            except AlignScopeError as exc:
+                self.attention_error = str(exc)
+                self.attention_label.setText(str(exc))
+        for box in (self.attention_layer_box, self.attention_head_box):
+            box.blockSignals(True)
+            box.clear()
+        for layer in layers:
+            label = "rollout (all layers)" if layer == "rollout" else layer.replace("layer", "layer ")
+            self.attention_layer_box.addItem(label, layer)
+        self.attention_head_box.addItem("mean of heads", "mean")
+        if n_heads > 1:
+            for h in range(n_heads):
+                self.attention_head_box.addItem(f"head {h}", h)
+        for box in (self.attention_layer_box, self.attention_head_box):
+            box.blockSignals(False)
+        self._attention_changed()
+
+    def _attention_changed(self) -> None:
+        on = self.attention_check.isChecked() and self.attention_name is not None
+        for w in (self.attention_box, self.attention_layer_box, self.opacity_slider):
+            w.setEnabled(bool(self.attention_name))
+        self.attention_head_box.setEnabled(on and self.attention_layer != "rollout")
+        if self.session is not None:
+            self._show(self.state.time)
+
+    def _attention_key(self, t_s: float):
+        """What the overlay shows at ``t_s`` (None when off): file, kept TR, layer, head, opacity."""
+        name = self.attention_name
+        if not self.attention_check.isChecked() or name is None or self.session is None:
+            return None
+        try:
+            tr = self.session.attention_tr(name, t_s)
+        except AlignScopeError as exc:
+            return ("error", str(exc))
+        head = "mean" if self.attention_layer == "rollout" else self.attention_head
+        return (name, tr, self.attention_layer, head, self.opacity_slider.value())
+
+    def _paint_frame(self, t_s: float, akey) -> None:
+        """The raw frame, or with the overlay; the token strip and the attention label."""
+        self._shown_attention_key = akey
+        rgb = self._raw_rgb
+        tokens = None
+        if akey is None:
+            self.attention_label.setText("")
+        elif akey[0] == "error":
+            self.attention_label.setText(akey[1])
+        elif akey[1] is None:
+            self.attention_label.setText("no attention kept this early")
+        else:
+            name, tr, layer, head, opacity = akey
+            try:
+                values, tokens = self.session.attention_at(name, t_s, layer, head)
+                if tokens is None and rgb is not None:
+                    rgb = self.session.attention_overlay(rgb, name, t_s, layer, head, opacity / 100.0)
+                shown_k = self.state.tr_index
+                self.attention_label.setText(f"TR {tr} shown" + ("" if tr == shown_k else
+                                                                 f" (nearest kept before TR {shown_k})"))
+                if tokens is not None:
+                    self.token_strip.set_tokens(tokens, token_shading(tokens, values))
+            except AlignScopeError as exc:
+                self.attention_label.setText(str(exc))
+                tokens = None
+        show_strip = akey is not None and akey[0] != "error" and (
+            tokens is not None or (akey[1] is not None and self.session is not None
+                                   and self.session.attention_kind(akey[0]) == "tokens"))
+        if akey is not None and akey[0] != "error" and akey[1] is None:
+            self.token_strip.set_tokens([], [], "no attention kept this early")
+        if self.token_strip.isHidden() == show_strip:
+            self.token_strip.setVisible(show_strip)
+        self.canvas.set_rgb(rgb)
 
     # ---- widgets -> model ---------------------------------------------------------------
     def _slider_moved(self, ms: int) -> None:

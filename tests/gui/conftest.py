@@ -5,7 +5,16 @@ import os
 os.environ["QT_QPA_PLATFORM"] = "offscreen"   # before any Qt import
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import atexit  # noqa: E402
 import gc  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+# Scrub proxies (and any other cache) go to a temporary folder, never the user's cache; set at
+# import so that subprocesses (main.py gui ...) inherit it.
+_CACHE_DIR = tempfile.mkdtemp(prefix="alignscope-test-cache-")
+os.environ["ALIGNSCOPE_CACHE_DIR"] = _CACHE_DIR
+atexit.register(shutil.rmtree, _CACHE_DIR, True)
 
 import pytest  # noqa: E402
 
