@@ -16,7 +16,14 @@ TORCH_VERSION ?= 2.13.0
 .PHONY: run test setup system bench demo clean lint-imports
 
 run: setup
-	$(PY) main.py gui --demo
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = "Darwin" ]; then \
+		$(PY) main.py gui --demo; \
+	elif command -v xvfb-run >/dev/null; then \
+		echo "no display here: showing the app on a virtual screen and saving it to alignscope-demo.png"; \
+		xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) main.py gui --demo --screenshot alignscope-demo.png; \
+	else \
+		echo "no display (DISPLAY/WAYLAND_DISPLAY unset) and no xvfb-run: run 'make run' on a desktop"; exit 1; \
+	fi
 
 test: setup
 	QT_QPA_PLATFORM=offscreen PYTHONUNBUFFERED=1 $(PY) -m pytest
