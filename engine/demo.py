@@ -295,11 +295,11 @@ def _render_video_and_audio(path: Path, rng, duration_s, plan: _StimulusPlan, cu
 # ------------------------------------------------------------------------------------------
 def _fsaverage5_pial() -> Tuple[np.ndarray, np.ndarray]:
     """Pial vertex coordinates (20484, 3) and a hemisphere flag (0 left, 1 right)."""
-    from nilearn.datasets import load_fsaverage
+    from .io.surfaces import load_fsaverage5
 
-    mesh = load_fsaverage("fsaverage5")["pial"]
-    left = np.asarray(mesh.parts["left"].coordinates, dtype=float)
-    right = np.asarray(mesh.parts["right"].coordinates, dtype=float)
+    surface = load_fsaverage5("pial")
+    left = np.asarray(surface.left[0], dtype=float)
+    right = np.asarray(surface.right[0], dtype=float)
     hemi = np.r_[np.zeros(len(left), int), np.ones(len(right), int)]
     return np.vstack([left, right]), hemi
 

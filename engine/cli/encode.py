@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drop-edges", type=int, nargs=2, default=[0, 0], metavar=("START", "END"),
                         help="TRs dropped at the start and end of every run")
     parser.add_argument("--no-zscore", action="store_true", help="do not z-score runs")
+    parser.add_argument("--scheduler", default=None, metavar="ADDR",
+                        help="run chunks of targets on Dask: 'local' (a LocalCluster on this machine) "
+                             "or a scheduler address such as tcp://host:8786 (default: in-process)")
+    parser.add_argument("--chunks", type=int, default=None, metavar="N",
+                        help="with --scheduler: split the targets into N chunks (default: one per worker)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="with --scheduler local: number of Dask workers")
     parser.add_argument("--out", metavar="H5", help="output EncodingResult file (.h5)")
     parser.add_argument("--top", type=int, default=10, help="top targets printed (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -242,6 +249,7 @@ def run(args) -> int:
 
     import numpy as np
 
+    from ..encoding.distributed import fit_encoding_distributed_job
     from ..encoding.fit import fit_encoding_job
     from ..errors import ConfigError
     from ..jobs import run_sync
@@ -267,8 +275,12 @@ def run(args) -> int:
     for name, spaces, out in jobs:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = run_sync(fit_encoding_job(spaces, Y, provenance=dict(prov), **common),
-                              progress_bar=not args.no_progress, name=f"encode {name}")
+            if args.scheduler:
+                job = fit_encoding_distributed_job(spaces, Y, scheduler=args.scheduler, n_chunks=args.chunks,
+                                                   n_workers=args.workers, provenance=dict(prov), **common)
+            else:
+                job = fit_encoding_job(spaces, Y, provenance=dict(prov), **common)
+            result = run_sync(job, progress_bar=not args.no_progress, name=f"encode {name}")
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
         result.save(out)

@@ -138,3 +138,22 @@ def test_banded_joint_layers(tmp_path):
     assert res.space == "vision+text" and res.space_alphas.shape == (2, 6)
     # the text layer does not drive the targets: it gets the larger penalty
     assert np.median(res.space_alphas[1] / res.space_alphas[0]) > 10
+
+
+def test_scheduler_local_gives_the_in_process_result(tmp_path, capsys):
+    X, _, Y = _data(tmp_path, n_trs=60)
+    args = []
+    for i, (x, y) in enumerate(zip(X, Y)):
+        np.save(tmp_path / f"feat{i}.npy", x)
+        np.save(tmp_path / f"run{i}.npy", y)
+    feats = [str(tmp_path / f"feat{i}.npy") for i in range(3)]
+    brains = [str(tmp_path / f"run{i}.npy") for i in range(3)]
+    common = ["encode", "--features", *feats, "--brain", *brains, "--delays", "1", "2",
+              "--alphas", "0.1:1e4:6", "--n-targets-batch", "2", "--no-progress"]
+    assert main.main(common + ["--out", str(tmp_path / "local.h5")]) == 0
+    assert main.main(common + ["--scheduler", "local", "--chunks", "3", "--workers", "2",
+                               "--out", str(tmp_path / "dask.h5")]) == 0
+    a, b = EncodingResult.load(tmp_path / "local.h5"), EncodingResult.load(tmp_path / "dask.h5")
+    np.testing.assert_array_equal(a.alphas, b.alphas)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
+    assert b.provenance["distributed"]["n_chunks"] == 3
