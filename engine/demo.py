@@ -298,8 +298,8 @@ def _fsaverage5_pial() -> Tuple[np.ndarray, np.ndarray]:
     from .io.surfaces import load_fsaverage5
 
     surface = load_fsaverage5("pial")
-    left = np.asarray(surface.left[0], dtype=float)
-    right = np.asarray(surface.right[0], dtype=float)
+    left = np.asarray(surface.left.coords, dtype=float)
+    right = np.asarray(surface.right.coords, dtype=float)
     hemi = np.r_[np.zeros(len(left), int), np.ones(len(right), int)]
     return np.vstack([left, right]), hemi
 
