@@ -251,13 +251,18 @@ class TimecourseView(QWidget):
         if target.kind == "vertex":
             region = s.region_of_vertex(target.vertex)
             hemi = "left" if s.surface is None or target.vertex < s.surface.n_left else "right"
-            if getattr(s, "parcel_atlas", None) is not None and region:
+            run_atlas = s.run_atlas(run) if hasattr(s, "run_atlas") else getattr(s, "parcel_atlas", None)
+            if run_atlas is not None:
+                k = int(np.asarray(run_atlas.labels)[target.vertex])
+                region = str(run_atlas.names[k - 1]) if k > 0 else region
+            if run_atlas is not None and region:
                 where = f"Parcel {region} (at vertex {target.vertex}, {hemi} hemisphere)"
             else:
                 where = f"Vertex {target.vertex} ({hemi} hemisphere" + (f", {region})" if region else ")")
         self.title.setText(where)
         what = "r" if target.kind == "vertex" else "mean vertex r"
-        r_txt = "" if np.isnan(score) else f"{what} = {score:.3f} (held-out)  ·  "
+        no_prediction = self.predicted is None or not np.isfinite(self.predicted).any()
+        r_txt = "" if np.isnan(score) or no_prediction else f"{what} = {score:.3f} (held-out)  ·  "
         self.detail.setText(f"{r_txt}run {run}  ·  {len(self.times)} TRs")
         self.plot.update()
 

@@ -147,3 +147,36 @@ def test_parcel_tables_are_shown_on_the_vertices_of_their_parcels(tmp_path):
             s.roi_timecourse("sub-01_run-1_parcels", Target.vertex_target(wall))
         m3 = s.map_at("sub-01_run-1_parcels", "measured", 3)
         np.testing.assert_array_equal(m3[inside], measured[0][3 - N_START][labels[inside] - 1])
+
+
+def test_demo_offers_its_parcel_runs_attention_and_a_scrub_proxy(demo_project):
+    """The demo: parcel tables beside the vertex runs are shown per parcel; the MiniLM token
+    attention registered in ``project.extra["attention"]`` is read per kept TR; its GOP-25 video
+    asks for a scrub proxy."""
+    from engine.features.attention import load_attention
+    from engine.io.atlases import load_atlas
+
+    with ProjectSession.open(demo_project) as s:
+        assert s.run_names == ["sub-01_run-1", "sub-01_run-2"]
+        assert s.display_run_names == s.run_names + ["sub-01_run-1_parcels", "sub-01_run-2_parcels"]
+        atlas = load_atlas("schaefer_400", "fsaverage5")
+        table = np.loadtxt(demo_project.parent / "fmri" / "sub-01_run-2_schaefer400.tsv", skiprows=1,
+                           dtype=np.float32)
+        labels = np.asarray(atlas.labels)
+        v = int(np.flatnonzero(labels == 250)[3])
+        _, measured, predicted = s.roi_timecourse("sub-01_run-2_parcels", Target.vertex_target(v))
+        np.testing.assert_array_equal(measured, table[:, 249])
+        assert np.isnan(predicted).all()
+        m = s.map_at("sub-01_run-2_parcels", "measured", 7)
+        np.testing.assert_array_equal(m[labels == 250], table[7, 249])
+        # attention: the file's numbers at the kept TR the timeline gives
+        assert "minilm" in s.attention_names() and s.attention_kind("minilm") == "tokens"
+        maps = load_attention(s.project.path(s.project.extra["attention"]["minilm"]))
+        t_s = 20.0
+        k = s.timeline().tr_index(t_s)
+        pos = int(np.searchsorted(maps.tr_indices, k, side="right")) - 1
+        assert s.attention_tr("minilm", t_s) == int(maps.tr_indices[pos])
+        values, tokens = s.attention_at("minilm", t_s, layer="layer03", head=2)
+        assert tokens == maps.meta["tokens"][pos]
+        np.testing.assert_array_equal(values, maps.maps[pos, 2, 2, :len(tokens)].astype(np.float32))
+        assert s.needs_scrub_proxy() and not s.video_is_proxy
