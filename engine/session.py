@@ -31,7 +31,7 @@ from .state import Target
 from .timeline import Timeline
 
 __all__ = ["LoadedRun", "ProjectSession", "load_surface", "upsample_grid", "heatmap_rgb", "blend_heatmap",
-           "token_shading", "INFERNO"]
+           "token_shading", "is_special_token", "INFERNO"]
 
 # matplotlib's "inferno" at 17 evenly spaced points (perceptually uniform, dark -> bright).
 INFERNO = np.array([
@@ -89,6 +89,11 @@ def blend_heatmap(frame_rgb: np.ndarray, grid_values: np.ndarray, opacity: float
 _SPECIAL_TOKEN = re.compile(r"^(\[[A-Z]+\]|<\|?[a-z_]+\|?>|</?s>|<pad>|<unk>)$")
 
 
+def is_special_token(token: str) -> bool:
+    """``[CLS]``, ``[SEP]``, ``<s>``, ``<|endoftext|>``...: markers, not words of the context."""
+    return bool(_SPECIAL_TOKEN.match(str(token)))
+
+
 def token_shading(tokens: Sequence[str], weights: np.ndarray) -> np.ndarray:
     """Shading in [0, 1] per token: weight over the largest weight of a word token.
 
@@ -96,7 +101,7 @@ def token_shading(tokens: Sequence[str], weights: np.ndarray) -> np.ndarray:
     targets; they get their own shading (clipped to 1) but do not set the scale of the words.
     """
     w = np.clip(np.asarray(weights, dtype=np.float32)[: len(tokens)], 0, None)
-    words = np.array([not _SPECIAL_TOKEN.match(str(t)) for t in tokens], dtype=bool)
+    words = np.array([not is_special_token(t) for t in tokens], dtype=bool)
     ref = float(w[words].max()) if words.any() and w[words].max() > 0 else (float(w.max()) if w.size else 0.0)
     return np.clip(w / ref, 0, 1).astype(np.float32) if ref > 0 else np.zeros_like(w)
 

@@ -2,7 +2,9 @@
 
 Arguments (parsed in main.py so that ``--help`` never imports Qt): ``project`` (a project
 file or folder), ``--demo``, ``--screenshot PNG`` (render the window once shown, write the
-PNG and a JSON of pane rectangles beside it, then quit) and ``--quit-after S``.
+PNG and a JSON of pane rectangles beside it, then quit), ``--quit-after S`` and
+``--attention NAME[:LAYER[:HEAD[:OPACITY]]]`` (the attention overlay on at start; also read from
+the environment variable ``ALIGNSCOPE_ATTENTION`` while main.py does not declare it).
 
 Starting the GUI imports no torch and no transformers: those load only inside jobs.
 """
@@ -25,6 +27,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--demo", action="store_true")
     parser.add_argument("--screenshot", metavar="PNG")
     parser.add_argument("--quit-after", type=float, default=None)
+    parser.add_argument("--attention", metavar="NAME[:LAYER[:HEAD[:OPACITY]]]", default=None)
 
 
 def protect_none_refcount() -> bool:
@@ -70,6 +73,24 @@ def make_application(argv=None):
     return app
 
 
+def _show_attention(window, spec: str) -> None:
+    """Turn the attention overlay on as ``NAME[:LAYER[:HEAD[:OPACITY]]]`` asks."""
+    parts = spec.split(":")
+    name = parts[0] or None
+    vv = window.video_view
+    names = [vv.attention_box.itemText(i) for i in range(vv.attention_box.count())]
+    if not names:
+        print("alignscope gui: warning: this project registers no attention file", file=sys.stderr)
+        return
+    if name not in names:
+        print(f"alignscope gui: warning: attention {name!r} not in {names}; showing {names[0]!r}", file=sys.stderr)
+        name = names[0]
+    head = parts[2] if len(parts) > 2 else None
+    vv.set_attention(True, name=name, layer=parts[1] if len(parts) > 1 and parts[1] else None,
+                     head=None if head in (None, "") else (head if head == "mean" else int(head)),
+                     opacity=float(parts[3]) if len(parts) > 3 else None)
+
+
 def run(args) -> int:
     """Open the main window; returns the exit code."""
     import pyvista as pv
@@ -107,6 +128,10 @@ def run(args) -> int:
         if screenshot:
             QTimer.singleShot(0, shoot)   # inside the event loop, so that quit() ends it
 
+    attention = getattr(args, "attention", None) or os.environ.get("ALIGNSCOPE_ATTENTION")
+    if attention:
+        # NAME[:LAYER[:HEAD[:OPACITY]]], e.g. "minilm" or "vit:rollout:mean:0.6": the overlay on at start
+        window.project_opened.connect(lambda _p: _show_attention(window, attention))
     if screenshot:
         # once the project is on screen, give the panes a moment to lay out and render
         window.project_opened.connect(lambda _p: QTimer.singleShot(SCREENSHOT_DELAY_MS, shoot))

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizeP
                                QToolButton, QVBoxLayout, QWidget)
 
 from engine.errors import AlignScopeError
-from engine.session import token_shading
+from engine.session import is_special_token, token_shading
 from engine.state import AppState, Event
 
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
@@ -154,11 +154,18 @@ class TokenStrip(QWidget):
         self.token_rects = self._layout()
         for i, rect in self.token_rects:
             s = float(self.shading[i]) if i < len(self.shading) else 0.0
+            text = self.display_text(self.tokens[i])[0]
+            if is_special_token(self.tokens[i]):
+                # [CLS]/[SEP] soak up attention as no-op targets: outlined, not shaded like words
+                p.setPen(QColor("#5f6670"))
+                p.drawRect(rect.adjusted(0, 0, -1, -1))
+                p.drawText(rect, Qt.AlignCenter, text)
+                continue
             bg = QColor(self.SHADE)
             bg.setAlphaF(0.08 + 0.92 * s)
             p.fillRect(rect, bg)
             p.setPen(QColor("#111111") if s > 0.55 else QColor("#e8eaed"))
-            p.drawText(rect, Qt.AlignCenter, self.display_text(self.tokens[i])[0])
+            p.drawText(rect, Qt.AlignCenter, text)
         p.end()
 
 
@@ -231,6 +238,8 @@ class VideoView(QWidget):
         self.attention_layer_box = QComboBox()
         self.attention_layer_box.setToolTip("Rollout over all layers, or one layer's attention")
         self.attention_head_box = QComboBox()
+        for box in (self.attention_box, self.attention_layer_box, self.attention_head_box):
+            box.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.attention_head_box.setToolTip("Mean over heads, or one head")
         self.opacity_slider = QSlider(Qt.Horizontal)
         self.opacity_slider.setRange(0, 100)
@@ -417,9 +426,13 @@ class VideoView(QWidget):
             box.blockSignals(True)
             box.clear()
         for layer in layers:
-            label = "rollout (all layers)" if layer == "rollout" else layer.replace("layer", "layer ")
+            digits = layer[len("layer"):] if layer.startswith("layer") else ""
+            label = f"layer {int(digits)}" if digits.isdigit() else layer
             self.attention_layer_box.addItem(label, layer)
-        self.attention_head_box.addItem("mean of heads", "mean")
+            if layer == "rollout":
+                self.attention_layer_box.setItemData(0, "Attention rollout: attention combined over all layers "
+                                                        "(Abnar & Zuidema 2020)", Qt.ToolTipRole)
+        self.attention_head_box.addItem("head mean", "mean")
         if n_heads > 1:
             for h in range(n_heads):
                 self.attention_head_box.addItem(f"head {h}", h)
