@@ -419,7 +419,7 @@ class MainWindow(QMainWindow):
             return None
         built = proxy.proxy_path(source)
         if built.exists():
-            self._swap_to_proxy(s, built)
+            self._swap_to_proxy(source, built)
             return None
         if not s.needs_scrub_proxy():
             return None
@@ -429,14 +429,14 @@ class MainWindow(QMainWindow):
         def factory(token):
             return proxy.make_scrub_proxy_job(source, token=token)
 
-        handle = self.start_job("Build scrub proxy", factory,
-                                lambda path, session=s: self._swap_to_proxy(session, path))
+        handle = self.start_job("Build scrub proxy", factory, lambda path: self._swap_to_proxy(source, path))
         handle.job_source = source
         self.proxy_job = handle
         return handle
 
-    def _swap_to_proxy(self, session, path) -> None:
-        if session is not self.session or not self.proxy_action.isChecked():
+    def _swap_to_proxy(self, source, path) -> None:
+        session = self.session
+        if session is None or session.video_source_path != source or not self.proxy_action.isChecked():
             return   # another episode is shown now, or the user turned proxies off meanwhile
         try:
             swapped = session.swap_video(path)
@@ -584,6 +584,8 @@ class MainWindow(QMainWindow):
             "cortex_3d": rect(self.cortex_view.host),
             "cortex_colorbar": rect(self.cortex_view.colorbar),
             "jobs": rect(self.job_panel),
+            "attention_controls": rect(self.video_view.attention_row),
+            "attention_tokens": rect(self.video_view.token_strip),
         }
 
     def save_screenshot(self, path) -> Path:
@@ -597,7 +599,8 @@ class MainWindow(QMainWindow):
         meta = {"device_pixel_ratio": ratio, "panes": self.pane_geometry(),
                 "interactive_3d": self.cortex_view.interactive,
                 "time_s": self.state.time, "frame": self.state.frame_index, "tr": self.state.tr_index,
-                "target": None if self.state.target is None else self.state.target.label}
+                "target": None if self.state.target is None else self.state.target.label,
+                "attention": self.video_view.attention_state()}
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
         return path
 

@@ -396,6 +396,16 @@ class VideoView(QWidget):
         self.attention_check.setChecked(on)
         self._attention_changed()
 
+    def attention_state(self) -> Optional[dict]:
+        """What the overlay shows now (None when off), for screenshots' JSON."""
+        key = self._shown_attention_key
+        if key is None or key[0] == "error":
+            return None
+        name, tr, layer, head, opacity = key
+        return {"name": name, "tr": tr, "layer": layer, "head": head, "opacity": opacity / 100.0,
+                "kind": self.session.attention_kind(name) if self.session is not None else None,
+                "tokens_visible": not self.token_strip.isHidden(), "label": self.attention_label.text()}
+
     def _fill_attention_boxes(self) -> None:
         names = []
         if self.session is not None:
@@ -478,8 +488,11 @@ class VideoView(QWidget):
                 if tokens is None and rgb is not None:
                     rgb = self.session.attention_overlay(rgb, name, t_s, layer, head, opacity / 100.0)
                 shown_k = self.state.tr_index
-                self.attention_label.setText(f"TR {tr} shown" + ("" if tr == shown_k else
-                                                                 f" (nearest kept before TR {shown_k})"))
+                text = f"TR {tr} shown" + ("" if tr == shown_k else f" (nearest kept before TR {shown_k})")
+                if tokens is None and values.size:
+                    # the colours stretch min..max of this map: say how much contrast there really is
+                    text += f"  ·  {float(values.min()):.3g}–{float(values.max()):.3g}"
+                self.attention_label.setText(text)
                 if tokens is not None:
                     self.token_strip.set_tokens(tokens, token_shading(tokens, values))
             except AlignScopeError as exc:

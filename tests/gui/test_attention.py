@@ -121,7 +121,7 @@ def test_patch_overlay_peak_lies_over_the_planted_patch(att_window):
     cells = displayed_cells(w, GRID)
     assert np.unravel_index(np.argmax(cells), GRID) == PEAK[5]
     assert cells.max() > cells.min() + 100                    # bright yellow over near-black
-    assert vv.attention_label.text() == "TR 5 shown"
+    assert vv.attention_label.text() == "TR 5 shown  ·  0.01–1"          # the range the colours stretch
     # one layer, one head, the mean of heads
     vv.set_attention(True, layer="layer02", head=1)
     assert np.unravel_index(np.argmax(displayed_cells(w, GRID)), GRID) == LAYER2_HEAD_PEAKS[1]
@@ -239,5 +239,5 @@ def test_vit_attention_end_to_end(qtbot, synthetic, tmp_path):
     rho = spearmanr(shown.ravel(), expected.ravel()).statistic
     assert rho > 0.9, (rho, shown, expected)
     assert expected[np.unravel_index(np.argmax(shown), (4, 4))] == expected.max()   # (float16 ties)
-    assert w.video_view.attention_label.text() == "TR 3 shown"
+    assert w.video_view.attention_label.text().startswith("TR 3 shown  ·  ")
     w.close()

@@ -73,6 +73,31 @@ def test_demo_screenshot_under_xvfb(xvfb_display, demo_project, tmp_path):
     assert sum(hot_pixels(q) > 20 for q in quadrants) >= 2
 
 
+def test_demo_attention_screenshot_under_xvfb(xvfb_display, demo_project, tmp_path):
+    """`main.py gui --demo` with the MiniLM attention on: the words of the context sit under the
+    video, shaded by attention, and the frame itself is untouched (token attention)."""
+    png = tmp_path / "attention.png"
+    env = dict(os.environ, DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb", HF_HUB_OFFLINE="1",
+               ALIGNSCOPE_DEMO_DIR=str(demo_project.parent), ALIGNSCOPE_ATTENTION="minilm")
+    out = subprocess.run([sys.executable, "main.py", "gui", "--demo", "--screenshot", str(png)],
+                         capture_output=True, text=True, cwd=REPO, env=env, timeout=400)
+    if out.returncode != 0 and "could not connect to display" in out.stderr:
+        pytest.skip("Qt could not use the Xvfb display")
+    assert out.returncode == 0, out.stderr[-3000:]
+    meta, img = check_screenshot(png, min_hot=300)
+    att = meta["attention"]
+    assert att["name"] == "minilm" and att["kind"] == "tokens" and att["tokens_visible"]
+    assert att["label"] == f"TR {att['tr']} shown"
+    ratio = meta["device_pixel_ratio"]
+    strip = crop(img, meta["panes"]["attention_tokens"], ratio)
+    video = crop(img, meta["panes"]["video_frame"], ratio)
+    assert strip.shape[0] >= 30 and strip.shape[1] > 300
+    # amber token boxes (the most attended word fully shaded) on the dark strip
+    r, g, b = (strip[..., i].astype(int) for i in range(3))
+    assert ((r > 200) & (g > 120) & (g < 200) & (b < 90)).sum() > 100
+    assert video.std() > 10                                  # the frame is still the frame
+
+
 CLICK_SCRIPT = """
 import sys
 import numpy as np
