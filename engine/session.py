@@ -31,14 +31,18 @@ from .state import Target
 from .timeline import Timeline
 
 __all__ = ["LoadedRun", "ProjectSession", "load_surface", "upsample_grid", "heatmap_rgb", "blend_heatmap",
-           "token_shading", "is_special_token", "INFERNO"]
+           "heatmap_frame", "token_shading", "is_special_token", "INFERNO"]
 
-# matplotlib's "inferno" at 17 evenly spaced points (perceptually uniform, dark -> bright).
+# matplotlib's "inferno" at 33 evenly spaced points (perceptually uniform, dark -> bright).
 INFERNO = np.array([
-    [0.001, 0.000, 0.014], [0.042, 0.028, 0.141], [0.129, 0.047, 0.291], [0.238, 0.037, 0.396],
-    [0.342, 0.062, 0.429], [0.441, 0.099, 0.432], [0.541, 0.135, 0.415], [0.640, 0.171, 0.381],
-    [0.736, 0.216, 0.330], [0.822, 0.275, 0.266], [0.894, 0.353, 0.194], [0.947, 0.449, 0.115],
-    [0.978, 0.558, 0.035], [0.988, 0.675, 0.065], [0.975, 0.798, 0.206], [0.948, 0.917, 0.411],
+    [0.001, 0.000, 0.014], [0.014, 0.011, 0.072], [0.042, 0.028, 0.141], [0.082, 0.043, 0.215],
+    [0.129, 0.047, 0.291], [0.183, 0.040, 0.355], [0.238, 0.037, 0.396], [0.291, 0.046, 0.419],
+    [0.342, 0.062, 0.429], [0.391, 0.081, 0.433], [0.441, 0.099, 0.432], [0.491, 0.117, 0.426],
+    [0.541, 0.135, 0.415], [0.591, 0.153, 0.400], [0.640, 0.171, 0.381], [0.689, 0.192, 0.358],
+    [0.736, 0.216, 0.330], [0.781, 0.243, 0.300], [0.822, 0.275, 0.266], [0.861, 0.312, 0.231],
+    [0.894, 0.353, 0.194], [0.923, 0.399, 0.155], [0.947, 0.449, 0.115], [0.965, 0.502, 0.074],
+    [0.978, 0.558, 0.035], [0.986, 0.616, 0.026], [0.988, 0.675, 0.065], [0.984, 0.736, 0.130],
+    [0.975, 0.798, 0.206], [0.961, 0.859, 0.298], [0.948, 0.917, 0.411], [0.955, 0.966, 0.540],
     [0.988, 0.998, 0.645]], dtype=np.float32)
 _INFERNO_LUT = np.stack([np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(INFERNO)), INFERNO[:, c])
                          for c in range(3)], axis=1)   # 256, 3 in [0, 1]
@@ -55,6 +59,9 @@ def upsample_grid(values: np.ndarray, size_hw) -> np.ndarray:
         raise ConfigError(f"attention map: expected a (grid_h, grid_w) array, found shape {v.shape}")
     h, w = int(size_hw[0]), int(size_hw[1])
     gh, gw = v.shape
+    cv2 = _optional_module("cv2")
+    if cv2 is not None:   # same sampling (pixel centres, clamped edges), ~10x faster at 720p
+        return cv2.resize(np.ascontiguousarray(v), (w, h), interpolation=cv2.INTER_LINEAR)
     ys = np.clip((np.arange(h) + 0.5) * gh / h - 0.5, 0, gh - 1)   # pixel centre in patch units
     xs = np.clip((np.arange(w) + 0.5) * gw / w - 0.5, 0, gw - 1)
     y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
@@ -76,14 +83,38 @@ def heatmap_rgb(values: np.ndarray) -> np.ndarray:
     return _INFERNO_LUT[idx].astype(np.float32)
 
 
+_INFERNO_LUT_U8 = (_INFERNO_LUT * 255.0 + 0.5).astype(np.uint8)
+
+
+def heatmap_frame(grid_values: np.ndarray, size_hw) -> np.ndarray:
+    """A grid map upsampled to ``(H, W)`` and coloured with inferno (min..max), (H, W, 3) uint8.
+
+    Scales to 0..255 on the grid first (bilinear upsampling stays within the grid's range,
+    so the result equals colouring the upsampled map) and indexes a uint8 table.
+    """
+    v = np.asarray(grid_values, dtype=np.float32)
+    finite = np.isfinite(v)
+    lo = float(v[finite].min()) if finite.any() else 0.0
+    hi = float(v[finite].max()) if finite.any() else 1.0
+    scaled = np.where(finite, (v - lo) * (255.0 / (hi - lo)) if hi > lo else 0.0, 0.0).astype(np.float32)
+    idx = np.clip(upsample_grid(scaled, size_hw) + 0.5, 0, 255).astype(np.uint8)
+    return _INFERNO_LUT_U8[idx]
+
+
+def _blend(frame_u8: np.ndarray, heat_u8: np.ndarray, opacity: float) -> np.ndarray:
+    a = float(np.clip(opacity, 0.0, 1.0))
+    cv2 = _optional_module("cv2")
+    if cv2 is not None:
+        return cv2.addWeighted(frame_u8, 1.0 - a, heat_u8, a, 0.0)
+    out = frame_u8.astype(np.float32) * (1.0 - a) + heat_u8.astype(np.float32) * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
 def blend_heatmap(frame_rgb: np.ndarray, grid_values: np.ndarray, opacity: float = 0.5) -> np.ndarray:
     """Frame (H, W, 3) uint8 with the grid map upsampled, coloured (inferno) and blended at
     ``opacity`` (0: the frame, 1: the map alone), (H, W, 3) uint8."""
-    frame = np.asarray(frame_rgb)
-    a = float(np.clip(opacity, 0.0, 1.0))
-    heat = heatmap_rgb(upsample_grid(grid_values, frame.shape[:2])) * 255.0
-    out = frame[..., :3].astype(np.float32) * (1.0 - a) + heat * a
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    frame = np.ascontiguousarray(np.asarray(frame_rgb)[..., :3], dtype=np.uint8)
+    return _blend(frame, heatmap_frame(grid_values, frame.shape[:2]), opacity)
 
 
 _SPECIAL_TOKEN = re.compile(r"^(\[[A-Z]+\]|<\|?[a-z_]+\|?>|</?s>|<pad>|<unk>)$")
@@ -630,13 +661,11 @@ class ProjectSession:
                tuple(frame_rgb.shape[:2]))
         heat = self._attention_cache.get(key)
         if heat is None:
-            heat = heatmap_rgb(upsample_grid(values, frame_rgb.shape[:2])) * np.float32(255.0)   # H, W, 3
-            self._attention_cache[key] = heat
-            while len(self._attention_cache) > 256:
+            heat = heatmap_frame(values, frame_rgb.shape[:2])
+            self._attention_cache[key] = heat   # H, W, 3 uint8
+            while len(self._attention_cache) > 64:
                 self._attention_cache.popitem(last=False)
-        a = np.float32(np.clip(opacity, 0.0, 1.0))
-        out = frame_rgb[..., :3].astype(np.float32) * (1 - a) + heat * a
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        return _blend(np.ascontiguousarray(frame_rgb[..., :3]), heat, opacity)
 
     def attention_frame(self, name: str, t_s: float, layer="rollout", head="mean", opacity: float = 0.5):
         """The frame at ``t_s`` with the patch attention blended over it, (H, W, 3) uint8 RGB.

@@ -185,3 +185,34 @@ def test_demo_offers_its_parcel_runs_attention_and_a_scrub_proxy(demo_project):
         with VideoReader(s.video_source_path) as original:
             assert np.diff(original.keyframe_indices()).min() == 25
         assert s.needs_scrub_proxy() != s.video_is_proxy
+
+
+def test_attention_heat_map_helpers_agree_with_references(monkeypatch):
+    """Upsampling: OpenCV's bilinear resize and the numpy fallback sample the same pixel
+    centres; colours: matplotlib's inferno; a planted patch peaks where it lies on the frame."""
+    import engine.session as S
+
+    rng = np.random.default_rng(0)
+    grid = rng.random((7, 9)).astype(np.float32)
+    fast = S.upsample_grid(grid, (48, 64))
+    real = S._optional_module
+    monkeypatch.setattr(S, "_optional_module", lambda name: None if name == "cv2" else real(name))
+    slow = S.upsample_grid(grid, (48, 64))
+    blended_numpy = S.blend_heatmap(np.full((48, 64, 3), 200, np.uint8), grid, 0.3)
+    monkeypatch.undo()
+    np.testing.assert_allclose(fast, slow, atol=1e-5)
+    np.testing.assert_allclose(S.blend_heatmap(np.full((48, 64, 3), 200, np.uint8), grid, 0.3),
+                               blended_numpy, atol=1)
+    # a single hot patch (2, 3) of a 4 x 6 grid peaks inside its own 12 x 10.67 px cell
+    one = np.zeros((4, 6), np.float32)
+    one[2, 3] = 1.0
+    y, x = np.unravel_index(np.argmax(S.upsample_grid(one, (48, 64))), (48, 64))
+    assert 24 <= y < 36 and 32 <= x < 43
+    matplotlib = pytest.importorskip("matplotlib")
+    x01 = np.linspace(0, 1, 101)
+    np.testing.assert_allclose(S.heatmap_rgb(x01), matplotlib.colormaps["inferno"](x01)[:, :3], atol=0.02)
+    # the overlay's colours: inferno of the upsampled map on the grid's own min..max
+    heat = S.heatmap_frame(grid, (48, 64)).astype(float)
+    x = (S.upsample_grid(grid, (48, 64)) - grid.min()) / (grid.max() - grid.min())
+    ref = matplotlib.colormaps["inferno"](x)[..., :3] * 255
+    assert np.abs(heat - ref).max() <= 0.025 * 255
