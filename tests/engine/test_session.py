@@ -216,3 +216,33 @@ def test_attention_heat_map_helpers_agree_with_references(monkeypatch):
     x = (S.upsample_grid(grid, (48, 64)) - grid.min()) / (grid.max() - grid.min())
     ref = matplotlib.colormaps["inferno"](x)[..., :3] * 255
     assert np.abs(heat - ref).max() <= 0.025 * 255
+
+
+def test_video_model_attention_is_averaged_over_time_slots(syn, tmp_path):
+    """VideoMAE / V-JEPA 2 keep attention per time slot: the overlay shows their mean."""
+    import shutil
+
+    from engine.features.attention import save_attention
+    from engine.features.base import AttentionMaps
+    from engine.project import Project
+
+    root = tmp_path / "video_att"
+    shutil.copytree(syn.project_path.parent, root)
+    maps = np.zeros((2, 1, 1, 2, 3, 4), np.float32)        # n_kept, L, H, n_time_slots, gh, gw
+    maps[1, 0, 0, 0, 1, 2] = 1.0                           # slot 0 looks at (1, 2) ...
+    maps[1, 0, 0, 1, 0, 0] = 0.5                           # ... slot 1 at (0, 0)
+    rollout = maps[:, 0, 0] * 2
+    save_attention(AttentionMaps(tr_indices=np.array([0, 3]), layers=["layer01"], maps=maps, rollout=rollout,
+                                 kind="video_patches", meta={"grid": [3, 4], "time_slots": 2}),
+                   root / "results" / "video.h5")
+    p = Project.load(root / syn.project_path.name)
+    p.extra["attention"] = {"videomae": "results/video.h5"}
+    p.save(root / syn.project_path.name)
+    with ProjectSession.open(root, load_mesh=False) as s:
+        assert s.attention_kind("videomae") == "patches"
+        values, tokens = s.attention_at("videomae", 3.5, layer="layer01")
+        assert tokens is None and values.shape == (3, 4)
+        assert values[1, 2] == 0.5 and values[0, 0] == 0.25 and values.sum() == 0.75
+        roll, _ = s.attention_at("videomae", 4.0)
+        np.testing.assert_array_equal(roll, 2 * values)
+        assert s.attention_at("videomae", 2.9)[0].max() == 0   # TR 2 -> kept TR 0 (all zeros)
