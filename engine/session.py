@@ -229,6 +229,7 @@ class ProjectSession:
                 and n_map == len(atlas.names) and np.asarray(atlas.labels).size == surface.n_vertices):
             self.parcel_atlas = atlas
         self._timelines: Dict[str, Timeline] = {}
+        self._zscored_rows: Dict[tuple, np.ndarray] = {}   # raw runs z-scored per target, for the maps
         self._attention: Dict[str, object] = {}          # name -> AttentionMaps (loaded on first use)
         self._attention_cache: "OrderedDict[tuple, tuple]" = OrderedDict()
         self.video_source_path = None if video is None else getattr(video, "path", None)
@@ -804,14 +805,37 @@ class ProjectSession:
         values = values[np.isfinite(values)]
         return float(values.mean()) if values.size else float("nan")
 
+    def has_prediction(self, run: str) -> bool:
+        """True when the encoding result holds held-out predictions for ``run``."""
+        return self._result_run_index(self.run(run).name) is not None
+
+    def map_rows(self, run: str, layer: str) -> Optional[np.ndarray]:
+        """Rows (n, n_targets) the cortex shows for ``layer`` of ``run``: the result's held-out
+        rows (z-scored by the fit), or for a run without a result its data z-scored per target
+        over the run (file units differ between targets: a baseline of 1000 would hide the
+        response). None when there is nothing to show (no prediction)."""
+        times, meas, pred = self.brain_rows(run)
+        if layer == "predicted":
+            return pred
+        if pred is not None:
+            return meas
+        key = ("zscored", self.run(run).name)
+        if key not in self._zscored_rows:
+            m = meas.astype(np.float64)
+            sd = m.std(0)
+            z = (m - m.mean(0)) / np.where(sd > 0, sd, 1.0)
+            self._zscored_rows[key] = z.astype(np.float32)
+        return self._zscored_rows[key]
+
     def map_at(self, run: str, layer: str, tr_index: int) -> np.ndarray:
-        """The map the cortex shows: "score", or "measured"/"predicted" at one TR, (n_vertices,) float32."""
+        """The map the cortex shows: "score", or "measured"/"predicted" at one TR, (n_vertices,) float32
+        (see :meth:`map_rows`)."""
         if layer == "score":
             return self.score_map()
         if layer not in ("measured", "predicted"):
             raise ConfigError(f"layer: expected one of ['score', 'measured', 'predicted'], found {layer!r}")
-        times, meas, pred = self.brain_rows(run)
-        rows = meas if layer == "measured" else pred
+        times, _, _ = self.brain_rows(run)
+        rows = self.map_rows(run, layer)
         if rows is None:
             return np.full(self.n_vertices, np.nan, dtype=np.float32)
         tl = self.timeline(run)

@@ -362,6 +362,8 @@ class CortexView(QWidget):
             # one colour scale per run so that frames are comparable while playing
             style = self._run_style(run, key[0])
         title = LAYER_TITLES[key[0]]
+        if key[0] == "measured" and run is not None and not self.session.has_prediction(run):
+            title += " (z-scored within the run)"
         if key[0] == "score" and self.session.result is None:
             title = "No encoding result yet: Run > Fit encoding model"
         self.set_map(values, style, title)
@@ -370,8 +372,9 @@ class CortexView(QWidget):
     def _run_style(self, run: str, layer: str) -> MapStyle:
         cache = self._style_cache
         if (run, layer) not in cache:
-            _, meas, pred = self.session.brain_rows(run)
-            rows = meas if layer == "measured" or pred is None else pred
+            rows = self.session.map_rows(run, layer)
+            if rows is None:
+                rows = self.session.map_rows(run, "measured")
             cache[(run, layer)] = MapStyle.for_values(np.asarray(rows[::max(len(rows) // 20, 1)]).ravel(),
                                                       threshold_fraction=0.3)
         return cache[(run, layer)]

@@ -141,6 +141,7 @@ class MainWindow(QMainWindow):
         tb.addWidget(QLabel("  Run "))
         self.run_box = QComboBox()
         self.run_box.setMinimumWidth(150)
+        self.run_box.setSizeAdjustPolicy(QComboBox.AdjustToContents)
         self.run_box.setToolTip("fMRI run whose time course and maps are shown")
         self.run_box.currentIndexChanged.connect(self._run_chosen)
         tb.addWidget(self.run_box)

@@ -246,7 +246,8 @@ class TimecourseView(QWidget):
             self.plot.update()
             return
         score = s.target_score(target)
-        self.y_label = "response (z-scored per run)" if s.result is not None else "response (file units)"
+        has_pred = s.has_prediction(run) if hasattr(s, "has_prediction") else s.result is not None
+        self.y_label = "response (z-scored per run)" if has_pred else "response (file units)"
         where = target.label
         if target.kind == "vertex":
             region = s.region_of_vertex(target.vertex)

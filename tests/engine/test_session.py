@@ -85,6 +85,11 @@ def test_without_result_measured_is_the_raw_run(syn):
     assert np.isnan(s.score_map()).all()
     with pytest.raises(DataError, match="atlas"):
         s.roi_timecourse("sub-01_run-1", Target.region_target("Region 1"))
+    # the cortex shows the raw run z-scored per target (file units would hide the response)
+    raw = syn.runs["sub-01_run-1"].astype(np.float64)
+    z = (raw - raw.mean(0)) / raw.std(0)
+    np.testing.assert_allclose(s.map_at("sub-01_run-1", "measured", 4), z[4], rtol=1e-5, atol=1e-5)
+    assert not s.has_prediction("sub-01_run-1") and s.map_rows("sub-01_run-1", "predicted") is None
 
 
 def test_runs_of_another_size_are_set_aside_and_mismatches_refused(syn):
@@ -167,8 +172,9 @@ def test_demo_offers_its_parcel_runs_attention_and_a_scrub_proxy(demo_project):
         _, measured, predicted = s.roi_timecourse("sub-01_run-2_parcels", Target.vertex_target(v))
         np.testing.assert_array_equal(measured, table[:, 249])
         assert np.isnan(predicted).all()
-        m = s.map_at("sub-01_run-2_parcels", "measured", 7)
-        np.testing.assert_array_equal(m[labels == 250], table[7, 249])
+        m = s.map_at("sub-01_run-2_parcels", "measured", 7)            # z-scored within the run
+        col = table[:, 249].astype(np.float64)
+        np.testing.assert_allclose(m[labels == 250], (col[7] - col.mean()) / col.std(), rtol=1e-4)
         # attention: the file's numbers at the kept TR the timeline gives
         assert "minilm" in s.attention_names() and s.attention_kind("minilm") == "tokens"
         maps = load_attention(s.project.path(s.project.extra["attention"]["minilm"]))

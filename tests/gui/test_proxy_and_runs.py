@@ -124,10 +124,14 @@ def test_parcel_runs_are_offered_and_painted_per_parcel(qtbot, mixed_project, sy
     np.testing.assert_array_equal(tc.measured, table[:, 36])            # the parcel the vertex lies in
     assert np.isnan(tc.predicted).all()                                 # no result for a parcel table
     assert tc.title.text().startswith("Parcel ") and "r = " not in tc.detail.text()
-    np.testing.assert_array_equal(np.nan_to_num(cv.current_values, nan=-9),
-                                  np.nan_to_num(atlas.parcel_to_vertex(table[3]), nan=-9))
+    # painted per parcel, z-scored within the run (a raw table's baseline would hide the response)
+    z = (table - table.mean(0)) / table.std(0)
+    np.testing.assert_allclose(np.nan_to_num(cv.current_values, nan=-9),
+                               np.nan_to_num(atlas.parcel_to_vertex(z[3]), nan=-9), rtol=1e-5, atol=1e-5)
+    assert "z-scored within the run" in cv.colorbar.title
     w.state.time = 4.1
-    np.testing.assert_array_equal(cv.current_values[labels == 37], table[4, 36])
+    np.testing.assert_allclose(cv.current_values[labels == 37], z[4, 36], rtol=1e-5)
+    assert tc.y_label == "response (file units)"
     assert np.isnan(cv.current_values[labels == 0]).all()               # medial wall uncoloured
     # and back to a vertex run
     w.run_box.setCurrentIndex(0)
