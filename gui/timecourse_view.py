@@ -111,7 +111,8 @@ class TimecoursePlot(QWidget):
             p.setPen(grid)
             p.drawLine(QPointF(r.left(), y), QPointF(r.right(), y))
             p.setPen(axis_text)
-            p.drawText(QRectF(0, y - 8, self.MARGIN_L - 6, 16), Qt.AlignRight | Qt.AlignVCenter, f"{ty:.3g}")
+            p.drawText(QRectF(0, y - 8, self.MARGIN_L - 6, 16), Qt.AlignRight | Qt.AlignVCenter,
+                       f"{ty:.0f}" if 1000 <= abs(ty) < 1e6 else f"{ty:.3g}")   # file units: 1050, not 1.05e+03
         for tx in nice_ticks(x_lo, x_hi, 8):
             x = self.x_of_time(tx)
             p.setPen(grid)
