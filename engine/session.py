@@ -522,13 +522,30 @@ class ProjectSession:
         return self.swap_video(self.video_source_path)
 
     # ---- attention overlay --------------------------------------------------------------
-    def attention_names(self) -> List[str]:
-        """Attention files registered in ``project.extra["attention"]`` (name -> relative path)."""
+    def _attention_registry(self) -> Dict[str, str]:
+        """``project.extra["attention"]``: name -> relative path of a file written by
+        :func:`engine.features.attention.save_attention`; a value may also be
+        ``{"path": ..., "episode": ...}`` to tie the file to one episode of the project."""
         reg = (self.project.extra or {}).get("attention") or {}
         if not isinstance(reg, dict):
             raise ConfigError(f"project extra['attention']: expected a mapping name -> file, "
                               f"found {type(reg).__name__}")
-        return list(reg)
+        out = {}
+        for name, value in reg.items():
+            if isinstance(value, dict):
+                if value.get("episode") not in (None, self.episode.name):
+                    continue   # another episode's attention
+                value = value.get("path")
+            if not isinstance(value, str) or not value:
+                raise ConfigError(expected_found(f"project extra['attention'][{name!r}]",
+                                                 "a relative file path (or {'path': ..., 'episode': ...})",
+                                                 repr(value)))
+            out[str(name)] = value
+        return out
+
+    def attention_names(self) -> List[str]:
+        """Attention files registered in ``project.extra["attention"]`` for this episode."""
+        return list(self._attention_registry())
 
     def attention(self, name: str):
         """The :class:`~engine.features.base.AttentionMaps` registered as ``name`` (loaded once)."""
@@ -536,7 +553,7 @@ class ProjectSession:
             names = self.attention_names()
             if name not in names:
                 raise DataError(expected_found("attention file", f"one of {names}", repr(name)))
-            path = self.project.path(self.project.extra["attention"][name])
+            path = self.project.path(self._attention_registry()[name])
             if path is None or not Path(path).exists():
                 raise DataError(expected_found(f"attention file {name!r}", f"{path} to exist", "nothing there"))
             from .features.attention import load_attention

@@ -195,6 +195,16 @@ def test_session_attention_choices_and_errors(att_project):
             s.attention_at("vit", 1.0, layer="layer09")
         with pytest.raises(ConfigError, match="attention head"):
             s.attention_at("vit", 1.0, layer="layer01", head=7)
+    # a file tied to another episode is not offered; a malformed entry says what was expected
+    p = Project.load(att_project)
+    p.extra["attention"]["other"] = {"path": "results/vit_attention.h5", "episode": "another"}
+    p.extra["attention"]["mine"] = {"path": "results/vit_attention.h5", "episode": "ep"}
+    p.save(att_project)
+    with ProjectSession.open(att_project, load_mesh=False) as s:
+        assert s.attention_names() == ["vit", "minilm", "mine"]
+        s.project.extra["attention"]["bad"] = 3
+        with pytest.raises(ConfigError, match="relative file path"):
+            s.attention_names()
     # a dominant [CLS] does not wash out the words
     shade = token_shading(["[CLS]", "a", "coffee"], np.array([0.9, 0.05, 0.1]))
     np.testing.assert_allclose(shade, [1.0, 0.5, 1.0])
