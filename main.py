@@ -35,22 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module_name)
         try:
-            module = importlib.import_module(module_name) if name != "gui" else None
+            module = importlib.import_module(module_name)   # import-light by contract (no Qt, no torch)
         except ImportError:
             module = None
-        if name == "gui":
-            _add_gui_arguments(p)
-        elif module is not None and hasattr(module, "add_arguments"):
+        if module is not None and hasattr(module, "add_arguments"):
             module.add_arguments(p)
     return parser
-
-
-def _add_gui_arguments(p: argparse.ArgumentParser) -> None:
-    # Kept here so that `--help` never imports Qt.
-    p.add_argument("project", nargs="?", help="project file (.alignscope.json) or data folder to open")
-    p.add_argument("--demo", action="store_true", help="open the bundled demo project (written on first use)")
-    p.add_argument("--screenshot", metavar="PNG", help="render the window to PNG once it is shown, then quit")
-    p.add_argument("--quit-after", type=float, default=None, metavar="S", help="quit after S seconds (tests)")
 
 
 def main(argv=None) -> int:

@@ -7,8 +7,9 @@ the GUI runs it on a worker thread and a script runs it with :func:`engine.jobs.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -17,6 +18,12 @@ from .jobs import Progress, nested
 from .project import PROJECT_SUFFIX, Project
 
 LOWLEVEL_SPACES = ("luminance", "contrast", "motion", "audio_envelope", "word_rate")
+
+
+def result_slug(name: str) -> str:
+    """A file name for a result name: "lowlevel (GUI)" -> "lowlevel_gui"."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
+    return slug or "result"
 
 
 def _project_file(path) -> Path:
@@ -31,7 +38,7 @@ def _project_file(path) -> Path:
 
 def fit_lowlevel_job(project_path, episode: Optional[str] = None, space: Optional[str] = None,
                      features: Sequence[str] = LOWLEVEL_SPACES, delays=(1, 2, 3, 4),
-                     alphas=np.logspace(-1, 7, 17), result_name: str = "lowlevel",
+                     alphas=None, result_name: str = "lowlevel",
                      token=None):
     """Job: low-level features of an episode -> nested leave-one-run-out ridge -> saved result.
 
@@ -46,16 +53,18 @@ def fit_lowlevel_job(project_path, episode: Optional[str] = None, space: Optiona
         episode's first run). Runs of one space share their targets.
     features : sequence of str
         Low-level feature groups (keys of :func:`engine.features.lowlevel.lowlevel_features`).
+    alphas : array, optional
+        Ridge grid (default: :data:`engine.encoding.fit.DEFAULT_ALPHAS`).
     result_name : str
-        Name under which the result is registered in the project
-        (file ``results/<result_name>.h5``).
+        Name under which the result is registered in the project; the file is
+        ``results/<slug>.h5`` ("lowlevel (GUI)" -> ``results/lowlevel_gui.h5``).
 
     Returns
     -------
     (EncodingResult, str)
         The result and its name in the project.
     """
-    from .encoding.fit import fit_encoding_job
+    from .encoding.fit import DEFAULT_ALPHAS, fit_encoding_job
     from .features.lowlevel import lowlevel_features_job
     from .io.fmri import load_run
     from .io.text import read_words
@@ -91,6 +100,7 @@ def fit_lowlevel_job(project_path, episode: Optional[str] = None, space: Optiona
     X = np.column_stack([feats[k] for k in features]).astype(np.float32)   # n_trs, n_features
     names = [f"{k}:{i}" for k in features for i in range(feats[k].shape[1])]
     step += 1
+    alphas = DEFAULT_ALPHAS if alphas is None else alphas
     result = yield from nested(fit_encoding_job([X] * len(runs), [r.data for r in runs], delays=delays,
                                                 alphas=alphas, run_names=[r.name for r in refs], space=space,
                                                 feature_names=names, token=token),
@@ -98,7 +108,7 @@ def fit_lowlevel_job(project_path, episode: Optional[str] = None, space: Optiona
     result.provenance.update({"project": str(project_file), "episode": ep.name, "features": list(features)})
     step += 1
     yield Progress(step, total, "saving the result")
-    rel = f"results/{result_name}.h5"
+    rel = f"results/{result_slug(result_name)}.h5"
     result.save(project.path(rel))
     project = Project.load(project_file)     # re-read: the project may have changed meanwhile
     project.results[result_name] = rel

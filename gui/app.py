@@ -22,12 +22,14 @@ SCREENSHOT_DELAY_MS = 1200
 
 
 def add_arguments(parser) -> None:
-    """Same arguments as main.py declares for ``gui`` (for callers that build their own parser)."""
-    parser.add_argument("project", nargs="?")
-    parser.add_argument("--demo", action="store_true")
-    parser.add_argument("--screenshot", metavar="PNG")
-    parser.add_argument("--quit-after", type=float, default=None)
-    parser.add_argument("--attention", metavar="NAME[:LAYER[:HEAD[:OPACITY]]]", default=None)
+    """Arguments of ``main.py gui`` (import-light: ``--help`` must not import Qt)."""
+    parser.add_argument("project", nargs="?", help="project file (.alignscope.json) or data folder to open")
+    parser.add_argument("--demo", action="store_true", help="open the bundled demo project (written on first use)")
+    parser.add_argument("--screenshot", metavar="PNG", help="render the window to PNG once it is shown, then quit")
+    parser.add_argument("--quit-after", type=float, default=None, metavar="S", help="quit after S seconds (tests)")
+    parser.add_argument("--attention", metavar="NAME[:LAYER[:HEAD[:OPACITY]]]", default=None,
+                        help="start with the attention overlay of this project attention file on, "
+                             "e.g. minilm:rollout (also ALIGNSCOPE_ATTENTION)")
 
 
 def protect_none_refcount() -> bool:

@@ -497,57 +497,25 @@ class MainWindow(QMainWindow):
         return self.start_job("Extract features", factory, done)
 
     def start_fit_encoding(self) -> Optional[JobHandle]:
-        """Run > Fit encoding model on the low-level features; saves the result and shows it."""
+        """Run > Fit encoding model: engine.analysis.fit_lowlevel_job on this episode's runs."""
         got = self._episode_inputs()
-        lowlevel = self._engine_module("engine.features.lowlevel", "low-level features")
-        fit = self._engine_module("engine.encoding.fit", "encoding model fitting")
-        if got is None or lowlevel is None or fit is None:
+        analysis = self._engine_module("engine.analysis", "encoding model fitting")
+        if got is None or analysis is None or self.project_path is None:
             return None
-        s, _ = got
-        if len(s.runs) < 2:
-            self.show_error("Cannot fit", f"leave-one-run-out: expected at least 2 runs, found {len(s.runs)}")
-            return None
-        runs = list(s.runs.values())
-        video = s.project.path(s.episode.video)
-        words = s.words
+        s, run = got
         project_path = self.project_path
-        out_rel = "results/lowlevel_gui.h5"
         result_name = "lowlevel (GUI)"
+        episode, space = s.episode.name, run.ref.space
 
         def factory(token):
-            def job():
-                yield Progress(0, 3, "computing low-level features")
-                feats = yield from lowlevel.lowlevel_features_job(video, words, runs[0].n_trs, runs[0].ref.tr_s,
-                                                                   runs[0].ref.onset_s, token=token)
-                X = np.column_stack([v for v in feats.values()]).astype(np.float32)
-                result = yield from fit.fit_encoding_job([X] * len(runs), [r.data for r in runs],
-                                                         run_names=[r.name for r in runs], space="fsaverage5",
-                                                         feature_names=[f"{k}:{i}" for k, v in feats.items()
-                                                                        for i in range(v.shape[1])],
-                                                         token=token)
-                yield Progress(3, 3, "saving the result")
-                return result
-            return job()
+            return analysis.fit_lowlevel_job(project_path, episode=episode, space=space,
+                                             result_name=result_name, token=token)
 
-        def done(result) -> None:
-            if project_path is None:
-                return
-            try:
-                from engine.project import PROJECT_SUFFIX, Project
-
-                project = Project.load(project_path)
-                project_file = Path(project_path)
-                if project_file.is_dir():
-                    project_file = sorted(project_file.glob(f"*{PROJECT_SUFFIX}"))[0]
-                result.save(project.path(out_rel))
-                project.results[result_name] = out_rel
-                project.save(project_file)
-            except (AlignScopeError, OSError) as exc:
-                self.show_error("Cannot save the result", str(exc))
-                return
+        def done(outcome) -> None:
+            result, name = outcome
             mean_r = float(np.nanmean(result.scores))
-            if self.open_project(project_path, result=result_name):
-                self.status_label.setText(f"Encoding result saved to {out_rel} (mean r = {mean_r:.3f})")
+            if self.open_project(project_path, result=name):
+                self.status_label.setText(f"Encoding result {name!r} saved (mean r = {mean_r:.3f})")
 
         return self.start_job("Fit encoding model", factory, done)
 

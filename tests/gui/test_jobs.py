@@ -192,7 +192,9 @@ def test_fit_encoding_job_saves_the_result_and_shows_it(qtbot, synthetic, tmp_pa
         # the same fit run synchronously by the engine gives the same scores
         runs = [synthetic.runs[n] for n in ("sub-01_run-1", "sub-01_run-2")]
         feats = lowlevel_features(root / "stimuli" / "ep.mp4", synthetic.words, 6, 1.0)
-        X = np.column_stack(list(feats.values())).astype(np.float32)
+        from engine.analysis import LOWLEVEL_SPACES
+
+        X = np.column_stack([feats[k] for k in LOWLEVEL_SPACES]).astype(np.float32)
         ref = run_sync(fit_encoding_job([X, X], runs, run_names=["sub-01_run-1", "sub-01_run-2"],
                                         space="fsaverage5"))
     np.testing.assert_allclose(saved.scores, ref.scores, rtol=1e-5, atol=1e-6)
