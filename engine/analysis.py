@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 from .jobs import Progress, nested
-from .project import PROJECT_SUFFIX, Project
+from .project import PROJECT_SUFFIX, Project, detect_layout, open_project
 
 LOWLEVEL_SPACES = ("luminance", "contrast", "motion", "audio_envelope", "word_rate")
 
@@ -27,13 +27,12 @@ def result_slug(name: str) -> str:
 
 
 def _project_file(path) -> Path:
+    """The project file of ``path``; a data folder (Algonauts, BIDS) becomes a project first,
+    since results need a home: ``<folder>/<folder name>.alignscope.json``."""
     path = Path(path)
-    if path.is_dir():
-        found = sorted(path.glob(f"*{PROJECT_SUFFIX}"))
-        if not found:
-            raise DataError(f"project folder {path}: expected a *{PROJECT_SUFFIX} file, found none")
-        return found[0]
-    return path
+    if detect_layout(path) == "project":
+        return path if path.is_file() else sorted(path.glob(f"*{PROJECT_SUFFIX}"))[0]
+    return open_project(path).save(path)
 
 
 def fit_lowlevel_job(project_path, episode: Optional[str] = None, space: Optional[str] = None,

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import AlignScopeError, ConfigError, DataError, MismatchError, expected_found
-from .project import Episode, Project, RunRef
+from .project import Episode, Project, RunRef, open_project
 from .state import Target
 from .timeline import Timeline
 
@@ -224,6 +224,8 @@ class ProjectSession:
         self.result_name = result_name
         self.surface = surface
         self.atlas = atlas
+        #: What could not be loaded but did not stop the project opening (the GUI shows these).
+        self.notes: List[str] = []
         self.parcel_atlas = None   # set in parcel mode: targets are this atlas's parcels
         if (surface is not None and atlas is not None and n_map is not None and n_map != surface.n_vertices
                 and n_map == len(atlas.names) and np.asarray(atlas.labels).size == surface.n_vertices):
@@ -247,7 +249,8 @@ class ProjectSession:
         Parameters
         ----------
         project_path : str or Path
-            ``*.alignscope.json`` or a folder holding one.
+            ``*.alignscope.json``, a folder holding one, or an Algonauts 2025 / BIDS data folder
+            (see :func:`engine.project.open_project`).
         episode : str, optional
             Episode name (default: the first one that has runs, else the first one).
         result : str, optional
@@ -255,7 +258,7 @@ class ProjectSession:
         load_mesh : bool
             Load the fsaverage5 surface (skip it for headless use that needs no mesh).
         """
-        project = Project.load(project_path)
+        project = open_project(project_path)
         if not project.episodes:
             raise DataError(f"project {project.name}: expected at least one episode, found none")
         if episode is None:
@@ -298,9 +301,16 @@ class ProjectSession:
         if surface is not None and n_map != surface.n_vertices and parcel_refs:
             atlases = _optional_module("engine.io.atlases")
             if atlases is not None:
-                atlas = atlases.load_atlas(parcel_refs[0].atlas, space=surface.space)
+                try:
+                    atlas = atlases.load_atlas(parcel_refs[0].atlas, space=surface.space)
+                except AlignScopeError:
+                    atlas = None   # not bundled (e.g. Algonauts' Schaefer-1000): the project's own atlas
+        atlas_note = None
         if atlas is None:
-            atlas = _load_first_atlas(project)
+            try:
+                atlas = _load_first_atlas(project, surface.space if surface is not None else "fsaverage5")
+            except AlignScopeError as exc:   # the data still opens; regions are unavailable
+                atlas_note = f"atlas {project.atlases[0].name}: {exc}"
         run_atlases: Dict[str, object] = {}
         if surface is not None:
             atlases = _optional_module("engine.io.atlases")
@@ -313,8 +323,16 @@ class ProjectSession:
                         except AlignScopeError:
                             by_name[r.ref.atlas] = None   # an unknown atlas: the run stays hidden
                     run_atlases[r.name] = by_name[r.ref.atlas]
-        return cls(project, ep, video, words, cues, runs, res, surface, atlas, result_name,
-                   run_atlases={k: v for k, v in run_atlases.items() if v is not None})
+        try:
+            session = cls(project, ep, video, words, cues, runs, res, surface, atlas, result_name,
+                          run_atlases={k: v for k, v in run_atlases.items() if v is not None})
+        except MismatchError as exc:
+            if atlas_note is None:
+                raise
+            raise MismatchError(f"{exc}; parcel runs are painted through their atlas, and {atlas_note}") from None
+        if atlas_note:
+            session.notes.append(atlas_note)
+        return session
 
     def close(self) -> None:
         """Release the video file."""
@@ -895,8 +913,12 @@ def _load_run_data(ref: RunRef, project: Project) -> np.ndarray:
     return data
 
 
-def _load_first_atlas(project: Project):
-    """The project's first atlas (``builtin:<name>`` or a file), via engine.io.atlases."""
+def _load_first_atlas(project: Project, surface_space: str = "fsaverage5"):
+    """The project's first atlas (``builtin:<name>`` or a file), via engine.io.atlases.
+
+    A label volume (e.g. the per-subject Schaefer-1000 NIfTI of the Algonauts release) is
+    projected onto the surface the views show.
+    """
     if not project.atlases:
         return None
     atlases = _optional_module("engine.io.atlases")
@@ -904,5 +926,7 @@ def _load_first_atlas(project: Project):
         return None
     ref = project.atlases[0]
     if ref.path and not ref.path.startswith("builtin:"):
-        return atlases.load_atlas(str(project.path(ref.path)), space=ref.space)
+        path = str(project.path(ref.path))
+        volume = path.endswith((".nii", ".nii.gz")) and not path.endswith((".dlabel.nii", ".label.nii"))
+        return atlases.load_atlas(path, space=surface_space if volume else ref.space)
     return atlases.load_atlas(ref.path or ref.name, space=ref.space)

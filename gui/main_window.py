@@ -294,7 +294,8 @@ class MainWindow(QMainWindow):
         n = len(session.run_names)
         self.status_label.setText(
             f"{session.project.name}: episode {session.episode.name}, {n} run{'s' * (n != 1)}"
-            + (f", result “{session.result_name}”" if session.result_name else ", no encoding result yet"))
+            + (f", result “{session.result_name}”" if session.result_name else ", no encoding result yet")
+            + "".join(f" — note: {n}" for n in getattr(session, "notes", [])))
 
     def _fill_boxes(self) -> None:
         s = self.session

@@ -452,16 +452,16 @@ def _inspect_bids(path) -> dict:
 
 
 def _inspect_folder(path, tr_s) -> dict:
-    from engine.project import PROJECT_SUFFIX
+    from engine.project import PROJECT_SUFFIX, detect_layout
 
-    projects = sorted(path.glob(f"*{PROJECT_SUFFIX}"))
-    if projects:
-        rep = _inspect_project(projects[0])
+    layout = detect_layout(path)
+    if layout == "project":
+        rep = _inspect_project(sorted(path.glob(f"*{PROJECT_SUFFIX}"))[0])
         rep["kind"] = "folder (project)"
         return rep
-    if any(path.rglob("sub-*_task-*_bold.h5")) or (path / "stimuli" / "movies").is_dir():
+    if layout == "algonauts":
         return _inspect_algonauts(path)
-    if (path / "dataset_description.json").exists() or any(path.glob("sub-*/**/*_bold.*")):
+    if layout == "bids":
         return _inspect_bids(path)
     files = []
     for p in sorted(x for x in path.rglob("*") if x.is_file() and not x.name.startswith("."))[:MAX_FOLDER_FILES]:

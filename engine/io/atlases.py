@@ -360,6 +360,8 @@ def project_volume_labels(img, space: str = "fsaverage5", name: Optional[str] = 
         raise DataError(expected_found("label image", "a 3-D volume", f"{data.ndim}-D data of shape {data.shape}"))
     if not np.allclose(data, np.round(data)):
         raise DataError(expected_found("label image", "integer labels", "non-integer values (a statistical map?)"))
+    if not (data > 0).any():
+        raise DataError(expected_found("label image", "some labels > 0", "only background (0) everywhere"))
     pial, white = load_fsaverage5("pial"), load_fsaverage5("white")   # bundled: no nilearn.datasets
     labels = []
     for hemi in ("left", "right"):
