@@ -186,12 +186,20 @@ def file_sha256(path, chunk_bytes: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
-def _load_inputs(args):
-    """(feature runs: list of {layer: array}, brain runs, run names, provenance)."""
-    from ..errors import ConfigError, DataError, MismatchError, expected_found
+def load_brain_runs(args, command: str = "encode"):
+    """Brain runs from ``--project`` or ``--brain`` (+ ``--brain-datasets``).
+
+    Returns
+    -------
+    Y : list of (n_trs_run, n_targets) float32
+    names : list of str, one per run
+    episodes : list of str, the episode of each run (names of feature files in a folder)
+    prov : dict, ``{"data": {...}}`` provenance of the brain files
+    """
+    from ..errors import ConfigError, DataError, expected_found
 
     prov = {"data": {}}
-    if args.project:
+    if getattr(args, "project", None):
         from ..io.fmri import load_run
         from ..project import Project
 
@@ -205,7 +213,7 @@ def _load_inputs(args):
         prov["data"]["brain"] = [str(project.path(r.path)) for r in project.runs]
     else:
         if not args.brain:
-            raise ConfigError("encode: expected --brain FILE... or --project FILE, found neither")
+            raise ConfigError(f"{command}: expected --brain FILE... or --project FILE, found neither")
         if args.brain_datasets:
             if len(args.brain) != 1:
                 raise ConfigError(expected_found("--brain with --brain-datasets", "one file", len(args.brain)))
@@ -219,10 +227,15 @@ def _load_inputs(args):
         prov["data"]["brain_sha256"] = [file_sha256(p) for p in args.brain]
         if args.brain_datasets:
             prov["data"]["brain_datasets"] = list(args.brain_datasets)
-    if not args.features:
-        raise ConfigError("encode: expected --features FILE... (one per run) or a folder, found none")
-    if len(args.features) == 1 and Path(args.features[0]).is_dir():
-        folder = Path(args.features[0])
+    return Y, names, episodes, prov
+
+
+def resolve_feature_files(features, episodes, what: str = "feature files"):
+    """One feature file per run: the files as given, or ``<episode>.h5/.npz/.npy`` of one folder."""
+    from ..errors import DataError, MismatchError, expected_found
+
+    if len(features) == 1 and Path(features[0]).is_dir():
+        folder = Path(features[0])
         files = []
         for ep in episodes:
             found = [folder / f"{ep}{s}" for s in (".h5", ".npz", ".npy") if (folder / f"{ep}{s}").exists()]
@@ -231,9 +244,20 @@ def _load_inputs(args):
                                                "none"))
             files.append(found[0])
     else:
-        files = [Path(p) for p in args.features]
-    if len(files) != len(Y):
-        raise MismatchError(expected_found("feature files", f"{len(Y)} (one per brain run)", len(files)))
+        files = [Path(p) for p in features]
+    if len(files) != len(episodes):
+        raise MismatchError(expected_found(what, f"{len(episodes)} (one per brain run)", len(files)))
+    return files
+
+
+def _load_inputs(args):
+    """(feature runs: list of {layer: array}, brain runs, run names, provenance)."""
+    from ..errors import ConfigError, MismatchError, expected_found
+
+    Y, names, episodes, prov = load_brain_runs(args, "encode")
+    if not args.features:
+        raise ConfigError("encode: expected --features FILE... (one per run) or a folder, found none")
+    files = resolve_feature_files(args.features, episodes)
     feats = [read_feature_file(f, args.layer) for f in files]
     layers = list(feats[0])
     for f, d in zip(files, feats):
