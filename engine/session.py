@@ -892,6 +892,112 @@ class ProjectSession:
         present = set(np.unique(np.asarray(self.atlas.labels)).tolist())
         return [n for k, n in enumerate(self.atlas.names, 1) if k in present]
 
+    # ---- region tables ------------------------------------------------------------------
+    def _region_labels(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Atlas label per target of the result (n_targets,) and vertices per label (n_labels + 1,)."""
+        if self.atlas is None:
+            raise DataError("region table: expected an atlas in the project, found none")
+        vertex_labels = np.asarray(self.atlas.labels).astype(np.int64)
+        n_vertices = np.bincount(np.clip(vertex_labels, 0, None), minlength=len(self.atlas.names) + 1)
+        if self.parcel_atlas is not None:   # one target per parcel
+            return np.arange(1, len(self.atlas.names) + 1, dtype=np.int64), n_vertices
+        return vertex_labels, n_vertices
+
+    def _hemispheres(self) -> Dict[int, str]:
+        """"left", "right" or "both" per atlas label (left-hemisphere vertices come first)."""
+        labels = np.asarray(self.atlas.labels).astype(np.int64)
+        n_left = int(getattr(self.surface, "n_left", 0) or labels.size // 2)
+        left = np.bincount(np.clip(labels[:n_left], 0, None), minlength=len(self.atlas.names) + 1)
+        right = np.bincount(np.clip(labels[n_left:], 0, None), minlength=len(self.atlas.names) + 1)
+        return {k: ("both" if left[k] and right[k] else "left" if left[k] else "right")
+                for k in range(1, len(self.atlas.names) + 1)}
+
+    def load_result(self, name: Optional[str] = None):
+        """The encoding result ``name`` of the project (the open one when None or the same name)."""
+        if name is None or name == self.result_name:
+            if self.result is None:
+                raise DataError("encoding result: expected one in the project, found none")
+            return self.result
+        if name not in self.project.results:
+            raise DataError(expected_found("result", f"one of {list(self.project.results)}", repr(name)))
+        from .encoding.results import EncodingResult
+
+        return EncodingResult.load(self.project.path(self.project.results[name]))
+
+    def region_table(self, result_name: Optional[str] = None, n_boot: int = 1000, ci_level: float = 0.95,
+                     seed: int = 0):
+        """One row per atlas region: how well the result predicts it.
+
+        Parameters
+        ----------
+        result_name : str, optional
+            A key of ``project.results`` (default: the open result).
+        n_boot, ci_level, seed
+            Bootstrap over the region's targets (:func:`engine.encoding.regions.region_summary`,
+            ``ci="targets"``).
+
+        Returns
+        -------
+        DataFrame with ``region, label, hemisphere, n_vertices, n_targets, mean_r, ci_low,
+        ci_high, frac_positive`` (fraction of the region's targets with r > 0), sorted by
+        ``mean_r`` descending (NaN last).
+        """
+        from .encoding.regions import make_regions, region_means, region_summary
+
+        result = self.load_result(result_name)
+        scores = np.asarray(result.scores, dtype=np.float64).ravel()   # n_targets
+        labels, n_vertices = self._region_labels()
+        names = list(self.atlas.names)
+        table = region_summary(scores, labels, names, ci="targets", n_boot=n_boot, ci_level=ci_level, seed=seed)
+        regions = make_regions(labels, names, n_targets=scores.size)
+        positive = np.where(np.isfinite(scores), (scores > 0).astype(np.float64), np.nan)
+        hemis = self._hemispheres()
+        table = table.rename(columns={"mean_score": "mean_r"}).drop(columns=["frac_significant"])
+        table["frac_positive"] = region_means(positive, regions)
+        table.insert(2, "hemisphere", [hemis[int(k)] for k in table["label"]])
+        table.insert(3, "n_vertices", [int(n_vertices[int(k)]) for k in table["label"]])
+        return table.sort_values("mean_r", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+
+    def region_comparison_job(self, other: str, n_perm: int = 1000, n_boot: int = 1000, seed: int = 0,
+                              token=None):
+        """Job: region by region, the open result minus result ``other`` (paired block tests).
+
+        Runs :func:`engine.encoding.stats.compare_models_job` (block-swap permutations,
+        block bootstrap) on the two results' held-out predictions, then
+        :func:`engine.encoding.regions.region_comparison` on the atlas.
+
+        Returns
+        -------
+        DataFrame with ``region, label, n_targets, mean_a, mean_b, mean_difference (= delta r),
+        ci_low, ci_high, p_value, q_value (BH-FDR across regions), frac_targets_a_better``.
+
+        Raises
+        ------
+        MismatchError
+            When the two results do not cover the same targets or runs.
+        """
+        from .encoding.regions import region_comparison
+        from .encoding.stats import compare_models_job
+        from .jobs import Progress
+
+        mine = self.load_result(None)
+        yield Progress(0, 0, f"loading result {other!r}")
+        theirs = self.load_result(other)
+        n_a, n_b = np.asarray(mine.scores).size, np.asarray(theirs.scores).size
+        if n_a != n_b:
+            raise MismatchError(expected_found(f"result {other!r} targets", f"{n_a} like {self.result_name!r}",
+                                               n_b) + " (results of different targets cannot be compared)")
+        runs_a = list(getattr(mine, "run_names", []) or [])
+        runs_b = list(getattr(theirs, "run_names", []) or [])
+        if runs_a and runs_b and runs_a != runs_b:
+            raise MismatchError(expected_found(f"runs of result {other!r}", runs_a, runs_b))
+        if token is not None:
+            token.raise_if_cancelled()
+        comparison = yield from compare_models_job(mine, theirs, n_perm=n_perm, n_boot=n_boot, seed=seed,
+                                                   token=token)
+        labels, _ = self._region_labels()
+        return region_comparison(comparison, labels, list(self.atlas.names))
+
 
 def _load_run_data(ref: RunRef, project: Project) -> np.ndarray:
     fmri = _optional_module("engine.io.fmri")
