@@ -26,6 +26,7 @@ from engine.state import AppState
 
 from .cortex_view import CortexView
 from .job_panel import JobPanel
+from .regions_view import RegionsView
 from .timecourse_view import TimecourseView
 from .video_view import VideoView
 from .workers import JobHandle, JobManager
@@ -99,6 +100,20 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.BottomDockWidgetArea, dock)
         self.resizeDocks([dock], [72], Qt.Vertical)
         self.jobs_dock = dock
+
+        # Regions: a tab beside Jobs (the video and cortex panes keep their room)
+        self.regions_view = RegionsView(self.state, self.start_job)
+        self.regions_view.region_selected.connect(self.select_region)
+        rdock = QDockWidget("Regions", self)
+        rdock.setObjectName("regionsDock")
+        rdock.setWidget(self.regions_view)
+        rdock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
+                          | QDockWidget.DockWidgetClosable)
+        self.addDockWidget(Qt.BottomDockWidgetArea, rdock)
+        self.tabifyDockWidget(dock, rdock)
+        dock.raise_()
+        rdock.visibilityChanged.connect(self._regions_shown)
+        self.regions_dock = rdock
 
         self._build_toolbar()
         self._build_menus()
@@ -190,6 +205,7 @@ class MainWindow(QMainWindow):
         self.fit_action.triggered.connect(self.start_fit_encoding)
         m = mb.addMenu("&View")
         m.addAction(self.jobs_dock.toggleViewAction())
+        m.addAction(self.regions_dock.toggleViewAction())
         self.proxy_action = m.addAction("Use scrub proxy")
         self.proxy_action.setCheckable(True)
         self.proxy_action.setChecked(True)
@@ -211,6 +227,17 @@ class MainWindow(QMainWindow):
         if not getattr(self, "_docks_sized", False):
             self._docks_sized = True
             QTimer.singleShot(0, lambda: self.resizeDocks([self.jobs_dock], [72], Qt.Vertical))
+
+    def _regions_shown(self, visible: bool) -> None:
+        # a table needs rows: give the tab room when raised, never more than a third of the window
+        if visible and not self.regions_dock.isFloating() and self.regions_dock.height() < 200:
+            self.resizeDocks([self.regions_dock], [min(260, self.height() // 3)], Qt.Vertical)
+
+    def show_regions(self) -> None:
+        """Raise the Regions tab (and give it room)."""
+        self.regions_dock.show()
+        self.regions_dock.raise_()
+        self._regions_shown(True)
 
     def _make_room_for_jobs(self, _handle=None) -> None:
         wanted = 30 + 36 * min(len(self.job_panel.rows), 4)
@@ -282,6 +309,7 @@ class MainWindow(QMainWindow):
         for view in (self.video_view, self.timecourse_view, self.cortex_view):
             view.set_session(session)
         self._fill_boxes()
+        self.regions_view.set_session(session)
         self._on_time(None)
         if old is not None and old is not session:
             old.close()
@@ -372,6 +400,19 @@ class MainWindow(QMainWindow):
         if self.session is None or index <= 0 or self.session.atlas is None:
             return
         self.state.select_region(self.region_box.itemText(index), atlas=getattr(self.session.atlas, "name", None))
+
+    def select_region(self, name: str) -> None:
+        """Select an atlas region as the Region box does (the Regions table's rows call this)."""
+        if self.session is None or self.session.atlas is None:
+            return
+        i = self.region_box.findText(name)
+        if i > 0:
+            if i == self.region_box.currentIndex():
+                self._region_chosen(i)   # re-select (e.g. after a vertex was clicked meanwhile)
+            else:
+                self.region_box.setCurrentIndex(i)   # -> _region_chosen
+        else:
+            self.state.select_region(name, atlas=getattr(self.session.atlas, "name", None))
 
     def _step_tr(self, delta: int) -> None:
         tl = self.state.timeline
@@ -609,6 +650,7 @@ class MainWindow(QMainWindow):
         self.video_view.close_view()
         self.timecourse_view.close_view()
         self.cortex_view.close_view()
+        self.regions_view.close_view()
         for name, cb in (("time", self._on_time), ("target", self._on_target), ("run", self._on_run)):
             getattr(self.state.events, name).disconnect(cb)
         if self.session is not None:
