@@ -22,6 +22,8 @@ COMMANDS = {
     "info": ("engine.cli.info", "report what a file or folder holds and what is wrong with it"),
     "extract": ("engine.cli.extract", "extract per-TR model features from an episode"),
     "encode": ("engine.cli.encode", "fit cross-validated encoding models and save the scores"),
+    "partition": ("engine.cli.partition", "variance partitioning (unique/shared R2) of 2-3 feature spaces"),
+    "compare": ("engine.cli.compare", "compare two encoding results target by target and region by region"),
 }
 
 

@@ -1,0 +1,388 @@
+"""``alignscope partition``: variance partitioning of 2 or 3 feature spaces (and residual analysis).
+
+How much of each target's held-out variance is explained *uniquely* by one feature space
+and how much is *shared* between spaces (de Heer et al. 2017): every non-empty subset of
+the spaces gets its own cross-validated encoding model (the same folds, delays and alpha
+grid), and inclusion-exclusion on their held-out R^2 gives the regions of the Venn diagram
+(:mod:`engine.encoding.partition`).
+
+Examples::
+
+    # one feature file per run for each space, in the order of the brain runs
+    python main.py partition --space vision=v1.npy,v2.npy,v3.npy --space language=l1.npy,l2.npy,l3.npy \\
+        --brain run1.npy run2.npy run3.npy --out partition.h5
+    # layers of `alignscope extract` files as the spaces (like encode --layer)
+    python main.py partition --features ep1.h5 ep2.h5 ep3.h5 --layer vision --layer language \\
+        --brain run1.npy run2.npy run3.npy --out partition.h5
+    # a layer inside each space's files (NAME:LAYER=FILES), files from a folder of <episode>.h5
+    python main.py partition --space vision:layer_6=vit_feats/ --space language:layer_8=bert_feats/ \\
+        --project study.alignscope.json --out partition.h5
+    # study 1: does the joint (multimodal) space explain anything beyond the unimodal ones?
+    python main.py partition --space vision=... --space language=... --space joint=... \\
+        --residual joint=vision,language --brain ... --out partition.h5
+
+The output HDF5 holds one dataset per region of the Venn diagram (``unique:vision``,
+``shared:vision&language``, ...; each (n_targets,) held-out R^2), ``total`` (R^2 of the
+model on all spaces), ``r2/<subset>`` and ``scores/<subset>`` (R^2 and Pearson r of every
+subset model, subsets named ``vision+language``), ``residual/<joint>/{r2,scores,alphas}``
+with ``--residual``, and the provenance as JSON attributes. Read it with
+:func:`read_partition`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_arguments", "run", "parse_space", "partition_job", "read_partition", "region_key",
+           "KIND", "SCHEMA_VERSION"]
+
+KIND = "alignscope.variance_partition"
+SCHEMA_VERSION = 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--space", action="append", default=None, metavar="NAME[:LAYER]=FILE[,FILE...]",
+                        help="a feature space: its files, one per run (comma-separated, .npy/.npz/.h5), or "
+                             "one folder of <episode>.h5/.npy; ':LAYER' picks an array inside .npz/.h5 "
+                             "files. Give 2 or 3 (repeat the option)")
+    parser.add_argument("--features", nargs="+", metavar="FILE",
+                        help="instead of --space: feature files (one per run) whose --layer arrays are the spaces")
+    parser.add_argument("--layer", action="append", default=None, metavar="NAME",
+                        help="with --features: a layer (array) that is one feature space; repeat 2 or 3 times")
+    parser.add_argument("--brain", nargs="+", metavar="FILE",
+                        help="brain files, one per run (.npy/.npz/.h5/.tsv), or one .h5 with --brain-datasets")
+    parser.add_argument("--brain-datasets", nargs="+", metavar="NAME",
+                        help="datasets of the brain .h5/.npz, one per run (Algonauts: ses-001_task-s01e02a ...)")
+    parser.add_argument("--project", metavar="FILE", help="project file: its runs are the brain runs")
+    parser.add_argument("--residual", metavar="JOINT=UNI1[,UNI2]",
+                        help="also encode space JOINT after regressing the unimodal spaces out of it "
+                             "(fit on training runs only): what the joint space explains beyond them")
+    parser.add_argument("--delays", type=int, nargs="+", default=[1, 2, 3, 4], metavar="TRS",
+                        help="FIR delays in TRs (default 1 2 3 4)")
+    parser.add_argument("--alphas", default="0.01:1e8:11", metavar="LO:HI:N or A,B,...",
+                        help="ridge grid: N values log-spaced from LO to HI, or a comma list (default 0.01:1e8:11)")
+    parser.add_argument("--cv", default="loro", help="outer CV: loro (leave one run out) or K (grouped K-fold)")
+    parser.add_argument("--inner-cv", default=None, help="inner CV for alpha: loro or K (default as --cv)")
+    parser.add_argument("--backend", default="numpy", choices=("numpy", "torch", "torch_cuda"))
+    parser.add_argument("--n-targets-batch", type=int, default=None, metavar="N",
+                        help="targets solved at once (memory bound)")
+    parser.add_argument("--pca", default=None, metavar="K",
+                        help="PCA per feature space fit on training runs: components (int) or variance (0-1)")
+    parser.add_argument("--drop-edges", type=int, nargs=2, default=[0, 0], metavar=("START", "END"),
+                        help="TRs dropped at the start and end of every run")
+    parser.add_argument("--no-zscore", action="store_true", help="do not z-score runs")
+    parser.add_argument("--out", metavar="H5", help="output file (.h5)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+# --------------------------------------------------------------------------- parsing
+
+def parse_space(text: str):
+    """``"NAME[:LAYER]=FILE[,FILE...]"`` -> (name, layer or None, [files])."""
+    from ..errors import ConfigError
+
+    name, sep, files = str(text).partition("=")
+    layer = None
+    if ":" in name:
+        name, layer = name.split(":", 1)
+        layer = layer.strip() or None
+    name = name.strip()
+    paths = [f.strip() for f in files.split(",") if f.strip()]
+    if not sep or not name or not paths:
+        raise ConfigError(f"--space: expected NAME=FILE[,FILE...] (or NAME:LAYER=FILES), found {text!r}")
+    if any(c in name for c in "+&/"):
+        raise ConfigError(f"--space name: expected no '+', '&' or '/' (they name subsets and regions), "
+                          f"found {name!r}")
+    return name, layer, paths
+
+
+def parse_residual(text: str, space_names):
+    """``"JOINT=UNI1,UNI2"`` -> (joint, [unimodal...]), all among ``space_names``."""
+    from ..errors import ConfigError, expected_found
+
+    joint, sep, rest = str(text).partition("=")
+    joint = joint.strip()
+    uni = [u.strip() for u in rest.split(",") if u.strip()]
+    if not sep or not joint or not uni:
+        raise ConfigError(f"--residual: expected JOINT=UNIMODAL1[,UNIMODAL2], found {text!r}")
+    for n in [joint] + uni:
+        if n not in space_names:
+            raise ConfigError(expected_found(f"--residual space {n!r}", f"one of the spaces {list(space_names)}",
+                                             repr(n)))
+    if joint in uni:
+        raise ConfigError(expected_found("--residual", "a joint space that is not among the unimodal ones",
+                                         f"{joint!r} on both sides"))
+    return joint, uni
+
+
+def region_key(region_name: str) -> str:
+    """``"unique vision"`` -> ``"unique:vision"``, ``"shared a&b"`` -> ``"shared:a&b"`` (dataset names)."""
+    kind, _, members = region_name.partition(" ")
+    return f"{kind}:{members}"
+
+
+def _load_spaces(args, episodes):
+    """{space name: list of (n_trs_run, n_features) float32}, {space: [files]} (provenance)."""
+    from ..errors import ConfigError, DataError, MismatchError, expected_found
+    from .encode import file_sha256, read_feature_file, resolve_feature_files
+
+    spaces, prov = {}, {}
+    if args.space and (args.features or args.layer):
+        raise ConfigError("partition: expected either --space NAME=FILES (repeated) or --features FILES with "
+                          "--layer NAME (repeated), found both")
+    if args.space:
+        for text in args.space:
+            name, layer, paths = parse_space(text)
+            if name in spaces:
+                raise ConfigError(expected_found("--space names", "different names", f"{name!r} twice"))
+            files = resolve_feature_files(paths, episodes, what=f"feature files of space {name!r}")
+            runs = []
+            for f in files:
+                arrays = read_feature_file(f, [layer] if layer else None)
+                if len(arrays) != 1:
+                    raise DataError(expected_found(f"feature file {f.name} of space {name!r}",
+                                                   "one array (or NAME:LAYER=FILES to pick one)",
+                                                   f"{len(arrays)} arrays: {sorted(arrays)[:6]}"))
+                runs.append(next(iter(arrays.values())))
+            spaces[name] = runs
+            prov[name] = {"files": [str(f.resolve()) for f in files],
+                          "sha256": [file_sha256(f) for f in files], "layer": layer}
+    elif args.features:
+        if not args.layer:
+            raise ConfigError("partition --features: expected --layer NAME for each feature space (2 or 3), "
+                              "found none")
+        files = resolve_feature_files(args.features, episodes)
+        feats = [read_feature_file(f, args.layer) for f in files]
+        for layer in args.layer:
+            if any(c in layer for c in "+&"):
+                raise ConfigError(f"--layer as a space name: expected no '+' or '&', found {layer!r}")
+            spaces[layer] = [d[layer] for d in feats]
+            prov[layer] = {"files": [str(f.resolve()) for f in files],
+                           "sha256": [file_sha256(f) for f in files], "layer": layer}
+    else:
+        raise ConfigError("partition: expected --space NAME=FILES (2 or 3 times) or --features FILES "
+                          "--layer A --layer B, found neither")
+    if not 2 <= len(spaces) <= 3:
+        raise ConfigError(expected_found("variance partitioning", "2 or 3 feature spaces",
+                                         f"{len(spaces)} ({', '.join(spaces)})"))
+    for name, runs in spaces.items():
+        for k, r in enumerate(runs):
+            if r.shape[1] != runs[0].shape[1]:
+                raise MismatchError(expected_found(f"features per TR of space {name!r} in run {k}",
+                                                   runs[0].shape[1], r.shape[1]))
+    return spaces, prov
+
+
+# --------------------------------------------------------------------------- the job
+
+def partition_job(X_spaces, Y_runs, residual=None, token=None, **fit_kwargs):
+    """Job form of variance partitioning (+ optional residual analysis).
+
+    Fits exactly the models :func:`engine.encoding.partition.variance_partition` fits (every
+    non-empty subset of the spaces, in the same order, with the same ``fit_kwargs``), one
+    :class:`~engine.jobs.Progress` stream, then partitions their held-out R^2 with
+    :func:`~engine.encoding.partition.partition_regions`.
+
+    Parameters
+    ----------
+    X_spaces : dict space name -> list of (n_trs_run, n_features) arrays (2 or 3 spaces)
+    Y_runs : list of (n_trs_run, n_targets) arrays
+    residual : (joint name, [unimodal names]), optional
+        Also run :func:`~engine.encoding.partition.residual_encoding`.
+    **fit_kwargs
+        Passed to :func:`engine.encoding.fit.fit_encoding_job`.
+
+    Returns
+    -------
+    (PartitionResult, EncodingResult or None)
+    """
+    from itertools import combinations
+
+    import numpy as np
+
+    from ..encoding.fit import fit_encoding_job
+    from ..encoding.partition import SUBSET_SEP, PartitionResult, partition_regions, residual_encoding
+    from ..errors import ConfigError, expected_found
+    from ..jobs import Progress, nested
+
+    if not isinstance(X_spaces, dict) or not 2 <= len(X_spaces) <= 3:
+        found = len(X_spaces) if isinstance(X_spaces, dict) else type(X_spaces).__name__
+        raise ConfigError(expected_found("variance partitioning", "a dict of 2 or 3 feature spaces", found))
+    names = [str(k) for k in X_spaces]
+    subsets = [s for size in range(1, len(names) + 1) for s in combinations(names, size)]
+    total = len(subsets) + (1 if residual else 0)
+    r2, models = {}, {}
+    for k, subset in enumerate(subsets):
+        key = SUBSET_SEP.join(subset)
+        res = yield from nested(fit_encoding_job({n: X_spaces[n] for n in subset}, Y_runs, token=token,
+                                                 **fit_kwargs), k, total, f"model {key}")
+        r2[key] = np.asarray(res.r2, dtype=np.float64)
+        models[key] = res
+    part = PartitionResult(space_names=names, r2=r2, regions=partition_regions(r2, names), models=models)
+    resid = None
+    if residual:
+        joint, uni = residual
+        yield Progress(len(subsets), total, f"residual: {joint} minus {'+'.join(uni)}")
+        resid = residual_encoding(X_spaces[joint], {u: X_spaces[u] for u in uni}, Y_runs, joint_name=joint,
+                                  token=token, **fit_kwargs)
+        yield Progress(total, total, "residual done")
+    return part, resid
+
+
+# --------------------------------------------------------------------------- output
+
+def write_partition(path, part, residual=None, provenance=None) -> Path:
+    """Write a PartitionResult (and a residual EncodingResult) to one HDF5 file, atomically."""
+    import h5py
+    import numpy as np
+
+    from ..atomic import atomic_path
+
+    def _json_default(o):
+        return o.tolist() if hasattr(o, "tolist") else str(o)
+
+    def ds(name):
+        return name.replace("/", "%2F")
+
+    path = Path(path)
+    joint_key = "+".join(part.space_names)
+    first = part.models.get(joint_key)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as h:
+            h.attrs["kind"] = KIND
+            h.attrs["schema_version"] = SCHEMA_VERSION
+            h.attrs["spaces"] = json.dumps(part.space_names)
+            h.attrs["regions"] = json.dumps([region_key(r) for r in part.regions])
+            h.attrs["subsets"] = json.dumps(list(part.r2))
+            h.attrs["run_names"] = json.dumps(list(first.run_names) if first is not None else [])
+            h.attrs["measure"] = "held-out R^2 (mean over outer folds); regions by inclusion-exclusion"
+            h.attrs["provenance"] = json.dumps(provenance or {}, default=_json_default)
+            for name, values in part.regions.items():
+                h[ds(region_key(name))] = np.asarray(values, dtype=np.float64)
+            h["total"] = np.asarray(part.total, dtype=np.float64)
+            for key, values in part.r2.items():
+                h[f"r2/{ds(key)}"] = np.asarray(values, dtype=np.float64)
+                if key in part.models:
+                    h[f"scores/{ds(key)}"] = np.asarray(part.models[key].scores, dtype=np.float64)
+                    h[f"alphas/{ds(key)}"] = np.asarray(part.models[key].alphas, dtype=np.float64)
+            if residual is not None:
+                g = h.create_group(f"residual/{ds(residual.space.split(' minus ')[0])}")
+                g.attrs["space"] = residual.space
+                g["r2"] = np.asarray(residual.r2, dtype=np.float64)
+                g["scores"] = np.asarray(residual.scores, dtype=np.float64)
+                g["alphas"] = np.asarray(residual.alphas, dtype=np.float64)
+    return path
+
+
+def read_partition(path) -> dict:
+    """Read a file written by ``alignscope partition``.
+
+    Returns
+    -------
+    dict with ``spaces`` (list), ``regions`` {"unique:A": (n_targets,) ...}, ``total``,
+    ``r2`` and ``scores`` {subset: (n_targets,)}, ``residual`` {joint: {"space", "r2", "scores",
+    "alphas"}}, ``run_names``, ``provenance``.
+    """
+    import h5py
+    import numpy as np
+
+    from ..errors import DataError, SchemaError, expected_found
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(expected_found("variance partition file", "an existing .h5 file", f"no file at {path}"))
+    try:
+        h = h5py.File(path, "r")
+    except OSError as exc:
+        raise DataError(expected_found(f"variance partition file {path}", "an HDF5 file", f"unreadable ({exc})"))
+    with h:
+        if h.attrs.get("kind") != KIND:
+            raise SchemaError(expected_found(f"variance partition file {path}", f"kind {KIND!r}",
+                                             repr(h.attrs.get("kind"))))
+        if int(h.attrs.get("schema_version", -1)) > SCHEMA_VERSION:
+            raise SchemaError(f"variance partition file {path}: written by a newer AlignScope; this version "
+                              f"reads schema <= {SCHEMA_VERSION}")
+
+        def group(name):
+            return {k.replace("%2F", "/"): np.asarray(h[name][k]) for k in h[name]} if name in h else {}
+
+        residual = {}
+        if "residual" in h:
+            for k in h["residual"]:
+                g = h["residual"][k]
+                residual[k.replace("%2F", "/")] = {"space": str(g.attrs["space"]),
+                                                   **{n: np.asarray(g[n]) for n in ("r2", "scores", "alphas")}}
+        return {
+            "spaces": json.loads(h.attrs["spaces"]),
+            "regions": {r: np.asarray(h[r.replace("/", "%2F")]) for r in json.loads(h.attrs["regions"])},
+            "total": np.asarray(h["total"]),
+            "r2": group("r2"), "scores": group("scores"), "alphas": group("alphas"),
+            "residual": residual,
+            "run_names": json.loads(h.attrs["run_names"]),
+            "provenance": json.loads(h.attrs["provenance"]),
+        }
+
+
+def summary_line(name: str, values) -> str:
+    """``name: mean R2 = ..., median = ..., N% of M targets > 0``."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    pos = 100.0 * np.mean(finite > 0) if finite.size else float("nan")
+    return (f"{name:<34s} mean R2 = {np.nanmean(v):+.4f}  median = {np.nanmedian(v):+.4f}  "
+            f"> 0: {pos:5.1f}% of {v.size} targets")
+
+
+# --------------------------------------------------------------------------- run
+
+def run(args) -> int:
+    import warnings
+
+    from ..errors import ConfigError
+    from ..jobs import run_sync
+    from .encode import _parse_cv, load_brain_runs, parse_alphas
+
+    if not args.out:
+        raise ConfigError("partition: expected --out RESULT.h5, found none")
+    Y, names, episodes, prov = load_brain_runs(args, "partition")
+    spaces, space_prov = _load_spaces(args, episodes)
+    residual = parse_residual(args.residual, list(spaces)) if args.residual else None
+    pca = None
+    if args.pca is not None:
+        pca = float(args.pca) if "." in str(args.pca) else int(args.pca)
+    fit_kwargs = dict(delays=args.delays, alphas=parse_alphas(args.alphas), cv=_parse_cv(args.cv),
+                      inner_cv=_parse_cv(args.inner_cv), backend=args.backend,
+                      n_targets_batch=args.n_targets_batch, zscore=not args.no_zscore,
+                      drop_edges=tuple(args.drop_edges), pca=pca, run_names=names)
+    prov["data"]["spaces"] = space_prov
+    prov["command"] = " ".join(sys.argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        part, resid = run_sync(partition_job(spaces, Y, residual=residual, **fit_kwargs),
+                               progress_bar=not args.no_progress, name="partition")
+    for w in {str(w.message) for w in caught}:
+        print(f"warning: {w}", file=sys.stderr)
+    joint_key = "+".join(part.space_names)
+    settings = {k: v for k, v in part.models[joint_key].provenance.items() if k not in ("features", "input_hashes",
+                                                                                        "n_features_model")}
+    provenance = {**settings, **prov, "analysis": "variance partitioning (inclusion-exclusion of held-out R^2)",
+                  "residual": (None if residual is None else
+                               {"joint": residual[0], "unimodal": residual[1],
+                                "method": "ridge from unimodal to joint features fit on training runs, "
+                                          "residual encoded (Dong & Toneva 2023)"})}
+    write_partition(args.out, part, resid, provenance)
+    n_targets = part.total.size
+    print(f"variance partitioning of {', '.join(part.space_names)}: {n_targets} targets, {len(names)} runs, "
+          f"{len(part.models[joint_key].folds)} folds (held-out R2)")
+    print(summary_line(f"total ({joint_key})", part.total))
+    for name, values in part.regions.items():
+        print(summary_line(region_key(name), values))
+    if resid is not None:
+        print(summary_line(f"joint {residual[0]} (as fitted)", part.r2[residual[0]]))
+        print(summary_line(f"residual: {resid.space}", resid.r2))
+    print(f"saved {args.out}")
+    return 0
