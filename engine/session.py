@@ -968,15 +968,17 @@ class ProjectSession:
 
         Returns
         -------
-        DataFrame with ``region, label, n_targets, mean_a, mean_b, mean_difference (= delta r),
-        ci_low, ci_high, p_value, q_value (BH-FDR across regions), frac_targets_a_better``.
+        DataFrame with ``region, label, n_targets, mean_a, mean_b, mean_difference`` (the test
+        statistic), ``delta_r`` (region mean of the saved scores' difference, open minus
+        ``other``), ``ci_low, ci_high`` (of the statistic), ``p_value, q_value`` (BH-FDR across
+        regions), ``frac_targets_a_better``.
 
         Raises
         ------
         MismatchError
             When the two results do not cover the same targets or runs.
         """
-        from .encoding.regions import region_comparison
+        from .encoding.regions import make_regions, region_comparison, region_means
         from .encoding.stats import compare_models_job
         from .jobs import Progress
 
@@ -996,7 +998,13 @@ class ProjectSession:
         comparison = yield from compare_models_job(mine, theirs, n_perm=n_perm, n_boot=n_boot, seed=seed,
                                                    token=token)
         labels, _ = self._region_labels()
-        return region_comparison(comparison, labels, list(self.atlas.names))
+        names = list(self.atlas.names)
+        table = region_comparison(comparison, labels, names)
+        # delta r of the saved scores (the region table's mean r columns); the test statistic
+        # ``mean_difference`` centres both models' predictions alike, so it can differ by ~1e-3
+        diff = np.asarray(mine.scores, dtype=np.float64).ravel() - np.asarray(theirs.scores, dtype=np.float64).ravel()
+        table.insert(6, "delta_r", region_means(diff, make_regions(labels, names, n_targets=diff.size)))
+        return table
 
 
 def _load_run_data(ref: RunRef, project: Project) -> np.ndarray:

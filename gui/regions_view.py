@@ -57,7 +57,7 @@ class RegionTableModel(QAbstractTableModel):
         "Mean r": "Mean held-out Pearson r over the region's targets",
         "95% CI": "95% bootstrap interval of the mean (targets resampled)",
         "r > 0": "Fraction of the region's targets with r > 0",
-        "Δr": "Region mean of (this result's r − the other result's r)",
+        "Δr": "Region mean r of this result minus that of the other result",
         "p (FDR)": "Paired block-swap permutation test of Δr, Benjamini-Hochberg FDR across regions",
     }
 
@@ -84,7 +84,7 @@ class RegionTableModel(QAbstractTableModel):
         self.beginResetModel()
         for row in self.rows:
             c = by_label.get(int(row["label"]), {})
-            row["delta_r"] = float(c.get("mean_difference", np.nan))
+            row["delta_r"] = float(c.get("delta_r", c.get("mean_difference", np.nan)))
             row["p_value"] = float(c.get("p_value", np.nan))
             row["q_value"] = float(c.get("q_value", np.nan))
         self.columns = list(self.BASE) + list(self.COMPARE)
@@ -369,7 +369,7 @@ class RegionsView(QWidget):
         self.compared_with = other
         self.model.set_comparison(table)
         q = np.asarray(table["q_value"], dtype=float)
-        d = np.asarray(table["mean_difference"], dtype=float)
+        d = np.asarray(table["delta_r"], dtype=float)
         n_up = int(np.sum((q <= 0.05) & (d > 0)))
         n_down = int(np.sum((q <= 0.05) & (d < 0)))
         self.message.setText(f"Δr = {session.result_name} − {other}: {n_up} regions better, {n_down} worse "
