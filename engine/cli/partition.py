@@ -181,10 +181,8 @@ def _load_spaces(args, episodes):
 def partition_job(X_spaces, Y_runs, residual=None, token=None, **fit_kwargs):
     """Job form of variance partitioning (+ optional residual analysis).
 
-    Fits exactly the models :func:`engine.encoding.partition.variance_partition` fits (every
-    non-empty subset of the spaces, in the same order, with the same ``fit_kwargs``), one
-    :class:`~engine.jobs.Progress` stream, then partitions their held-out R^2 with
-    :func:`~engine.encoding.partition.partition_regions`.
+    :func:`engine.encoding.partition.variance_partition_job` (every non-empty subset of the
+    spaces, one :class:`~engine.jobs.Progress` stream), then the residual analysis if asked.
 
     Parameters
     ----------
@@ -199,33 +197,15 @@ def partition_job(X_spaces, Y_runs, residual=None, token=None, **fit_kwargs):
     -------
     (PartitionResult, EncodingResult or None)
     """
-    from itertools import combinations
+    from ..encoding.partition import residual_encoding, variance_partition_job
+    from ..jobs import Progress
 
-    import numpy as np
-
-    from ..encoding.fit import fit_encoding_job
-    from ..encoding.partition import SUBSET_SEP, PartitionResult, partition_regions, residual_encoding
-    from ..errors import ConfigError, expected_found
-    from ..jobs import Progress, nested
-
-    if not isinstance(X_spaces, dict) or not 2 <= len(X_spaces) <= 3:
-        found = len(X_spaces) if isinstance(X_spaces, dict) else type(X_spaces).__name__
-        raise ConfigError(expected_found("variance partitioning", "a dict of 2 or 3 feature spaces", found))
-    names = [str(k) for k in X_spaces]
-    subsets = [s for size in range(1, len(names) + 1) for s in combinations(names, size)]
-    total = len(subsets) + (1 if residual else 0)
-    r2, models = {}, {}
-    for k, subset in enumerate(subsets):
-        key = SUBSET_SEP.join(subset)
-        res = yield from nested(fit_encoding_job({n: X_spaces[n] for n in subset}, Y_runs, token=token,
-                                                 **fit_kwargs), k, total, f"model {key}")
-        r2[key] = np.asarray(res.r2, dtype=np.float64)
-        models[key] = res
-    part = PartitionResult(space_names=names, r2=r2, regions=partition_regions(r2, names), models=models)
+    part = yield from variance_partition_job(X_spaces, Y_runs, token=token, **fit_kwargs)
     resid = None
     if residual:
         joint, uni = residual
-        yield Progress(len(subsets), total, f"residual: {joint} minus {'+'.join(uni)}")
+        total = len(part.r2) + 1
+        yield Progress(total - 1, total, f"residual: {joint} minus {'+'.join(uni)}")
         resid = residual_encoding(X_spaces[joint], {u: X_spaces[u] for u in uni}, Y_runs, joint_name=joint,
                                   token=token, **fit_kwargs)
         yield Progress(total, total, "residual done")

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import ConfigError, DataError, expected_found
 from . import preprocess as pp
-from .fit import fit_encoding, inner_folds
+from .fit import fit_encoding, fit_encoding_job, inner_folds
 from .results import EncodingResult
 from .ridge import ridge_cv
 
@@ -114,9 +114,9 @@ def partition_regions(r2: Dict[str, np.ndarray], space_names: Sequence[str]) -> 
     return regions
 
 
-def variance_partition(X_spaces: Dict[str, List[np.ndarray]], Y_runs, keep_models: bool = True,
-                       **fit_kwargs) -> PartitionResult:
-    """Fit the joint and all subset models of 2 or 3 feature spaces and partition their R^2.
+def variance_partition_job(X_spaces: Dict[str, List[np.ndarray]], Y_runs, keep_models: bool = True,
+                           token=None, **fit_kwargs):
+    """Job: fit the joint and all subset models of 2 or 3 feature spaces and partition their R^2.
 
     Parameters
     ----------
@@ -124,28 +124,45 @@ def variance_partition(X_spaces: Dict[str, List[np.ndarray]], Y_runs, keep_model
     Y_runs : list of (n_trs_run, n_targets) arrays
     keep_models : bool
         Keep every subset's :class:`EncodingResult` in ``models``.
+    token : CancelToken, optional
+        Checked between (and inside) the subset fits.
     **fit_kwargs
-        Passed to :func:`engine.encoding.fit.fit_encoding` (delays, alphas, cv, pca, ...);
+        Passed to :func:`engine.encoding.fit.fit_encoding_job` (delays, alphas, cv, pca, ...);
         the same for every subset, so the folds are the same.
+
+    Yields
+    ------
+    Progress, one bar over all subset models.
 
     Returns
     -------
     PartitionResult
     """
+    from ..jobs import nested
+
     if not isinstance(X_spaces, dict) or not 2 <= len(X_spaces) <= 3:
         found = len(X_spaces) if isinstance(X_spaces, dict) else type(X_spaces).__name__
         raise ConfigError(expected_found("variance partitioning", "a dict of 2 or 3 feature spaces", found))
     names = [str(k) for k in X_spaces]
+    subsets = [s for size in range(1, len(names) + 1) for s in combinations(names, size)]
     r2: Dict[str, np.ndarray] = {}
     models: Dict[str, EncodingResult] = {}
-    for size in range(1, len(names) + 1):
-        for subset in combinations(names, size):
-            key = _subset_name(subset)
-            res = fit_encoding({n: X_spaces[n] for n in subset}, Y_runs, **fit_kwargs)
-            r2[key] = np.asarray(res.r2, dtype=np.float64)
-            if keep_models:
-                models[key] = res
+    for k, subset in enumerate(subsets):
+        key = _subset_name(subset)
+        res = yield from nested(fit_encoding_job({n: X_spaces[n] for n in subset}, Y_runs, token=token,
+                                                 **fit_kwargs), k, len(subsets), f"model {key}")
+        r2[key] = np.asarray(res.r2, dtype=np.float64)
+        if keep_models:
+            models[key] = res
     return PartitionResult(space_names=names, r2=r2, regions=partition_regions(r2, names), models=models)
+
+
+def variance_partition(X_spaces: Dict[str, List[np.ndarray]], Y_runs, keep_models: bool = True,
+                       **fit_kwargs) -> PartitionResult:
+    """Synchronous :func:`variance_partition_job` (same parameters, returns the PartitionResult)."""
+    from ..jobs import run_sync
+
+    return run_sync(variance_partition_job(X_spaces, Y_runs, keep_models=keep_models, **fit_kwargs))
 
 
 def residualize(joint: Sequence[np.ndarray], unimodal: Sequence[np.ndarray], train_runs: Sequence[int],
