@@ -27,6 +27,8 @@ Conventions
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
@@ -315,7 +317,9 @@ class _PairStats:
             r_groups.append(self.r_from_sums(w[:, sel] @ self.n[sel], s))
         if len(r_groups) == 1:
             return r_groups[0]
-        with np.errstate(invalid="ignore"):
+        with warnings.catch_warnings():
+            # a target whose every group is undefined (constant in a resample) stays NaN, silently
+            warnings.simplefilter("ignore", RuntimeWarning)
             return np.nanmean(np.stack(r_groups), axis=0)
 
 
