@@ -229,9 +229,9 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, lambda: self.resizeDocks([self.jobs_dock], [72], Qt.Vertical))
 
     def _regions_shown(self, visible: bool) -> None:
-        # a table needs rows: give the tab room when raised, never more than a third of the window
+        # a table needs rows: give the tab room when raised, at most a quarter of the window
         if visible and not self.regions_dock.isFloating() and self.regions_dock.height() < 200:
-            self.resizeDocks([self.regions_dock], [min(260, self.height() // 3)], Qt.Vertical)
+            self.resizeDocks([self.regions_dock], [min(230, self.height() // 4)], Qt.Vertical)
 
     def show_regions(self) -> None:
         """Raise the Regions tab (and give it room)."""
@@ -595,6 +595,7 @@ class MainWindow(QMainWindow):
             "cortex_3d": rect(self.cortex_view.host),
             "cortex_colorbar": rect(self.cortex_view.colorbar),
             "jobs": rect(self.job_panel),
+            "regions_table": rect(self.regions_view.view),
             "attention_controls": rect(self.video_view.attention_row),
             "attention_tokens": rect(self.video_view.token_strip),
         }
