@@ -178,3 +178,22 @@ def test_compare_visual_with_audio_on_the_demo(demo_project, qtbot):
         w.close()
         gc.collect()
     assert live_plotter_count() == 0
+
+
+def test_region_table_of_a_parcel_result(tmp_path):
+    """Algonauts-style parcel tables: one target per parcel, vertex counts from the atlas."""
+    from engine.session import ProjectSession
+    from tests.gui.synthetic import write_parcel_project
+
+    path, atlas, _runs, _meas, _preds, scores = write_parcel_project(tmp_path)
+    with ProjectSession.open(path) as s:
+        assert s.parcel_atlas is not None
+        table = s.region_table(n_boot=50)
+    labels = np.asarray(atlas.labels)
+    assert len(table) == atlas.n_parcels
+    assert table["mean_r"].iloc[0] == pytest.approx(float(np.max(scores)), abs=1e-6)
+    for _, row in table.iloc[[0, 7, -1]].iterrows():
+        k = int(row["label"])
+        assert row["mean_r"] == pytest.approx(float(scores[k - 1]), abs=1e-6)
+        assert row["n_vertices"] == int(np.sum(labels == k)) and row["n_targets"] == 1
+        assert row["hemisphere"] == ("left" if "_LH_" in row["region"] else "right")
