@@ -123,7 +123,10 @@ class TimecoursePlot(QWidget):
         p.save()
         p.translate(11, r.center().y())
         p.rotate(-90)
-        p.drawText(QRectF(-r.height() / 2, -8, r.height(), 16), Qt.AlignCenter, v.y_label)
+        label = v.y_label
+        if p.fontMetrics().horizontalAdvance(label) > r.height():   # a short plot: the short form
+            label = v.y_label_short
+        p.drawText(QRectF(-r.height() / 2, -8, r.height(), 16), Qt.AlignCenter, label)
         p.restore()
         p.setPen(QPen(QColor("#9aa1a9")))
         p.drawRect(r)
@@ -193,6 +196,7 @@ class TimecourseView(QWidget):
         self.predicted: Optional[np.ndarray] = None   # n
         self.cursor_tr = 0
         self.y_label = "response"
+        self.y_label_short = "response"
         self.empty_text = self.EMPTY_TEXT
         self.title = QLabel("Time course")
         self.title.setObjectName("paneTitle")
@@ -249,6 +253,7 @@ class TimecourseView(QWidget):
         score = s.target_score(target)
         has_pred = s.has_prediction(run) if hasattr(s, "has_prediction") else s.result is not None
         self.y_label = "response (z-scored per run)" if has_pred else "response (file units)"
+        self.y_label_short = "z-score" if has_pred else "file units"
         where = target.label
         if target.kind == "vertex":
             region = s.region_of_vertex(target.vertex)
