@@ -43,6 +43,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="joint model of several layers: banded ridge, one penalty per layer and target")
     parser.add_argument("--banded-iter", type=int, default=20, metavar="N",
                         help="simplex candidates searched by --banded (default 20)")
+    add_fit_arguments(parser)
+    parser.add_argument("--scheduler", default=None, metavar="ADDR",
+                        help="run chunks of targets on Dask: 'local' (a LocalCluster on this machine) "
+                             "or a scheduler address such as tcp://host:8786 (default: in-process)")
+    parser.add_argument("--chunks", type=int, default=None, metavar="N",
+                        help="with --scheduler: split the targets into N chunks (default: one per worker)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="with --scheduler local: number of Dask workers")
+    parser.add_argument("--out", metavar="H5", help="output EncodingResult file (.h5)")
+    parser.add_argument("--top", type=int, default=10, help="top targets printed (default 10)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_fit_arguments(parser) -> None:
+    """The cross-validated ridge options shared by ``encode`` and ``partition``."""
     parser.add_argument("--delays", type=int, nargs="+", default=[1, 2, 3, 4], metavar="TRS",
                         help="FIR delays in TRs (default 1 2 3 4)")
     parser.add_argument("--alphas", default="0.01:1e8:11", metavar="LO:HI:N or A,B,...",
@@ -58,16 +73,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drop-edges", type=int, nargs=2, default=[0, 0], metavar=("START", "END"),
                         help="TRs dropped at the start and end of every run")
     parser.add_argument("--no-zscore", action="store_true", help="do not z-score runs")
-    parser.add_argument("--scheduler", default=None, metavar="ADDR",
-                        help="run chunks of targets on Dask: 'local' (a LocalCluster on this machine) "
-                             "or a scheduler address such as tcp://host:8786 (default: in-process)")
-    parser.add_argument("--chunks", type=int, default=None, metavar="N",
-                        help="with --scheduler: split the targets into N chunks (default: one per worker)")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="with --scheduler local: number of Dask workers")
-    parser.add_argument("--out", metavar="H5", help="output EncodingResult file (.h5)")
-    parser.add_argument("--top", type=int, default=10, help="top targets printed (default 10)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def fit_kwargs_from_args(args, run_names) -> dict:
+    """Keyword arguments of :func:`engine.encoding.fit.fit_encoding` from :func:`add_fit_arguments`'s options."""
+    pca = None
+    if args.pca is not None:
+        pca = float(args.pca) if "." in str(args.pca) else int(args.pca)
+    return dict(delays=args.delays, alphas=parse_alphas(args.alphas), cv=_parse_cv(args.cv),
+                inner_cv=_parse_cv(args.inner_cv), backend=args.backend,
+                n_targets_batch=args.n_targets_batch, zscore=not args.no_zscore,
+                drop_edges=tuple(args.drop_edges), pca=pca, run_names=run_names)
 
 
 def parse_alphas(text: str):
@@ -282,14 +298,7 @@ def run(args) -> int:
         raise ConfigError("encode: expected --out RESULT.h5, found none")
     feats, Y, names, prov = _load_inputs(args)
     layers = list(feats[0])
-    pca = None
-    if args.pca is not None:
-        pca = float(args.pca) if "." in str(args.pca) else int(args.pca)
-    common = dict(delays=args.delays, alphas=parse_alphas(args.alphas), cv=_parse_cv(args.cv),
-                  inner_cv=_parse_cv(args.inner_cv), backend=args.backend,
-                  n_targets_batch=args.n_targets_batch, zscore=not args.no_zscore,
-                  drop_edges=tuple(args.drop_edges), pca=pca, run_names=names,
-                  banded=args.banded, banded_n_iter=args.banded_iter)
+    common = dict(fit_kwargs_from_args(args, names), banded=args.banded, banded_n_iter=args.banded_iter)
     if args.per_layer:
         jobs = [(layer, {layer: [f[layer] for f in feats]},
                  Path(args.out).with_name(f"{Path(args.out).stem}-{layer.replace('/', '_')}.h5"))

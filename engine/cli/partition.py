@@ -36,6 +36,8 @@ import json
 import sys
 from pathlib import Path
 
+from .encode import add_fit_arguments
+
 __all__ = ["add_arguments", "run", "parse_space", "partition_job", "read_partition", "region_key",
            "KIND", "SCHEMA_VERSION"]
 
@@ -60,20 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--residual", metavar="JOINT=UNI1[,UNI2]",
                         help="also encode space JOINT after regressing the unimodal spaces out of it "
                              "(fit on training runs only): what the joint space explains beyond them")
-    parser.add_argument("--delays", type=int, nargs="+", default=[1, 2, 3, 4], metavar="TRS",
-                        help="FIR delays in TRs (default 1 2 3 4)")
-    parser.add_argument("--alphas", default="0.01:1e8:11", metavar="LO:HI:N or A,B,...",
-                        help="ridge grid: N values log-spaced from LO to HI, or a comma list (default 0.01:1e8:11)")
-    parser.add_argument("--cv", default="loro", help="outer CV: loro (leave one run out) or K (grouped K-fold)")
-    parser.add_argument("--inner-cv", default=None, help="inner CV for alpha: loro or K (default as --cv)")
-    parser.add_argument("--backend", default="numpy", choices=("numpy", "torch", "torch_cuda"))
-    parser.add_argument("--n-targets-batch", type=int, default=None, metavar="N",
-                        help="targets solved at once (memory bound)")
-    parser.add_argument("--pca", default=None, metavar="K",
-                        help="PCA per feature space fit on training runs: components (int) or variance (0-1)")
-    parser.add_argument("--drop-edges", type=int, nargs=2, default=[0, 0], metavar=("START", "END"),
-                        help="TRs dropped at the start and end of every run")
-    parser.add_argument("--no-zscore", action="store_true", help="do not z-score runs")
+    add_fit_arguments(parser)
     parser.add_argument("--out", metavar="H5", help="output file (.h5)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -324,20 +313,14 @@ def run(args) -> int:
 
     from ..errors import ConfigError
     from ..jobs import run_sync
-    from .encode import _parse_cv, load_brain_runs, parse_alphas
+    from .encode import fit_kwargs_from_args, load_brain_runs
 
     if not args.out:
         raise ConfigError("partition: expected --out RESULT.h5, found none")
     Y, names, episodes, prov = load_brain_runs(args, "partition")
     spaces, space_prov = _load_spaces(args, episodes)
     residual = parse_residual(args.residual, list(spaces)) if args.residual else None
-    pca = None
-    if args.pca is not None:
-        pca = float(args.pca) if "." in str(args.pca) else int(args.pca)
-    fit_kwargs = dict(delays=args.delays, alphas=parse_alphas(args.alphas), cv=_parse_cv(args.cv),
-                      inner_cv=_parse_cv(args.inner_cv), backend=args.backend,
-                      n_targets_batch=args.n_targets_batch, zscore=not args.no_zscore,
-                      drop_edges=tuple(args.drop_edges), pca=pca, run_names=names)
+    fit_kwargs = fit_kwargs_from_args(args, names)
     prov["data"]["spaces"] = space_prov
     prov["command"] = " ".join(sys.argv)
     with warnings.catch_warnings(record=True) as caught:
