@@ -205,10 +205,9 @@ def partition_job(X_spaces, Y_runs, residual=None, token=None, **fit_kwargs):
 
 def write_partition(path, part, residual=None, provenance=None) -> Path:
     """Write a PartitionResult (and a residual EncodingResult) to one HDF5 file, atomically."""
-    import h5py
     import numpy as np
 
-    from ..atomic import atomic_path
+    from ..atomic import write_h5
 
     def _json_default(o):
         return o.tolist() if hasattr(o, "tolist") else str(o)
@@ -219,30 +218,27 @@ def write_partition(path, part, residual=None, provenance=None) -> Path:
     path = Path(path)
     joint_key = "+".join(part.space_names)
     first = part.models.get(joint_key)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as h:
-            h.attrs["kind"] = KIND
-            h.attrs["schema_version"] = SCHEMA_VERSION
-            h.attrs["spaces"] = json.dumps(part.space_names)
-            h.attrs["regions"] = json.dumps([region_key(r) for r in part.regions])
-            h.attrs["subsets"] = json.dumps(list(part.r2))
-            h.attrs["run_names"] = json.dumps(list(first.run_names) if first is not None else [])
-            h.attrs["measure"] = "held-out R^2 (mean over outer folds); regions by inclusion-exclusion"
-            h.attrs["provenance"] = json.dumps(provenance or {}, default=_json_default)
-            for name, values in part.regions.items():
-                h[ds(region_key(name))] = np.asarray(values, dtype=np.float64)
-            h["total"] = np.asarray(part.total, dtype=np.float64)
-            for key, values in part.r2.items():
-                h[f"r2/{ds(key)}"] = np.asarray(values, dtype=np.float64)
-                if key in part.models:
-                    h[f"scores/{ds(key)}"] = np.asarray(part.models[key].scores, dtype=np.float64)
-                    h[f"alphas/{ds(key)}"] = np.asarray(part.models[key].alphas, dtype=np.float64)
-            if residual is not None:
-                g = h.create_group(f"residual/{ds(residual.space.split(' minus ')[0])}")
-                g.attrs["space"] = residual.space
-                g["r2"] = np.asarray(residual.r2, dtype=np.float64)
-                g["scores"] = np.asarray(residual.scores, dtype=np.float64)
-                g["alphas"] = np.asarray(residual.alphas, dtype=np.float64)
+    with write_h5(path, KIND, SCHEMA_VERSION) as h:
+        h.attrs["spaces"] = json.dumps(part.space_names)
+        h.attrs["regions"] = json.dumps([region_key(r) for r in part.regions])
+        h.attrs["subsets"] = json.dumps(list(part.r2))
+        h.attrs["run_names"] = json.dumps(list(first.run_names) if first is not None else [])
+        h.attrs["measure"] = "held-out R^2 (mean over outer folds); regions by inclusion-exclusion"
+        h.attrs["provenance"] = json.dumps(provenance or {}, default=_json_default)
+        for name, values in part.regions.items():
+            h[ds(region_key(name))] = np.asarray(values, dtype=np.float64)
+        h["total"] = np.asarray(part.total, dtype=np.float64)
+        for key, values in part.r2.items():
+            h[f"r2/{ds(key)}"] = np.asarray(values, dtype=np.float64)
+            if key in part.models:
+                h[f"scores/{ds(key)}"] = np.asarray(part.models[key].scores, dtype=np.float64)
+                h[f"alphas/{ds(key)}"] = np.asarray(part.models[key].alphas, dtype=np.float64)
+        if residual is not None:
+            g = h.create_group(f"residual/{ds(residual.space.split(' minus ')[0])}")
+            g.attrs["space"] = residual.space
+            g["r2"] = np.asarray(residual.r2, dtype=np.float64)
+            g["scores"] = np.asarray(residual.scores, dtype=np.float64)
+            g["alphas"] = np.asarray(residual.alphas, dtype=np.float64)
     return path
 
 
@@ -255,25 +251,11 @@ def read_partition(path) -> dict:
     ``r2`` and ``scores`` {subset: (n_targets,)}, ``residual`` {joint: {"space", "r2", "scores",
     "alphas"}}, ``run_names``, ``provenance``.
     """
-    import h5py
     import numpy as np
 
-    from ..errors import DataError, SchemaError, expected_found
+    from ..atomic import read_h5
 
-    path = Path(path)
-    if not path.exists():
-        raise DataError(expected_found("variance partition file", "an existing .h5 file", f"no file at {path}"))
-    try:
-        h = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(expected_found(f"variance partition file {path}", "an HDF5 file", f"unreadable ({exc})"))
-    with h:
-        if h.attrs.get("kind") != KIND:
-            raise SchemaError(expected_found(f"variance partition file {path}", f"kind {KIND!r}",
-                                             repr(h.attrs.get("kind"))))
-        if int(h.attrs.get("schema_version", -1)) > SCHEMA_VERSION:
-            raise SchemaError(f"variance partition file {path}: written by a newer AlignScope; this version "
-                              f"reads schema <= {SCHEMA_VERSION}")
+    with read_h5(path, KIND, SCHEMA_VERSION, "variance partition file") as h:
 
         def group(name):
             return {k.replace("%2F", "/"): np.asarray(h[name][k]) for k in h[name]} if name in h else {}

@@ -38,8 +38,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import ConfigError, DataError, SchemaError, expected_found
+from ..atomic import read_h5, write_h5
+from ..errors import ConfigError, DataError, expected_found
 from ..jobs import CancelToken, Progress, run_sync
 from .distributed import Task, run_tasks
 from .stats import fdr_bh, max_statistic_p_values, permutation_p_values
@@ -149,34 +149,16 @@ class PermutationResult:
 
     def save(self, path) -> Path:
         """Write to ``path`` (.h5) atomically."""
-        import h5py
-
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w") as h:
-                h.attrs["kind"] = _KIND
-                h.attrs["schema_version"] = SCHEMA_VERSION
-                h.attrs["settings"] = json.dumps(self.settings, default=_json_default)
-                for name in ("observed", "null", "p_values", "q_values", "p_fwer"):
-                    h.create_dataset(name, data=np.asarray(getattr(self, name)))
+        with write_h5(path, _KIND, SCHEMA_VERSION) as h:
+            h.attrs["settings"] = json.dumps(self.settings, default=_json_default)
+            for name in ("observed", "null", "p_values", "q_values", "p_fwer"):
+                h.create_dataset(name, data=np.asarray(getattr(self, name)))
         return path
 
     @classmethod
     def load(cls, path) -> "PermutationResult":
-        import h5py
-
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(expected_found("permutation result file", "an existing .h5 file", str(path)))
-        with h5py.File(path, "r") as h:
-            kind = h.attrs.get("kind")
-            if kind != _KIND:
-                raise SchemaError(expected_found(f"kind of {path.name}", _KIND, kind))
-            version = int(h.attrs.get("schema_version", -1))
-            if version > SCHEMA_VERSION:
-                raise SchemaError(expected_found(f"schema version of {path.name}",
-                                                 f"<= {SCHEMA_VERSION}", version))
+        with read_h5(path, _KIND, SCHEMA_VERSION, "permutation result") as h:
             arrays = {k: h[k][()] for k in ("observed", "null", "p_values", "q_values", "p_fwer")}
             settings = json.loads(h.attrs.get("settings", "{}"))
         return cls(settings=settings, **arrays)

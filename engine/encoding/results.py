@@ -15,8 +15,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import DataError, SchemaError, expected_found
+from ..atomic import read_h5, write_h5
 
 __all__ = ["EncodingResult", "RESULT_SCHEMA_VERSION", "pearson_r", "r2_score"]
 
@@ -124,52 +123,30 @@ class EncodingResult:
     # ---- HDF5 ----------------------------------------------------------------------------
     def save(self, path) -> Path:
         """Write the result to ``path`` (.h5) atomically (temporary file + rename)."""
-        import h5py
-
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            with h5py.File(tmp, "w") as h:
-                h.attrs["kind"] = _KIND
-                h.attrs["schema_version"] = RESULT_SCHEMA_VERSION
-                h.attrs["space"] = self.space
-                h.attrs["run_names"] = json.dumps(list(map(str, self.run_names)))
-                h.attrs["feature_names"] = json.dumps(list(map(str, self.feature_names)))
-                h.attrs["delays"] = json.dumps([int(d) for d in self.delays])
-                h.attrs["folds"] = json.dumps([[int(i) for i in f] for f in self.folds])
-                h.attrs["provenance"] = json.dumps(self.provenance, default=_json_default)
-                for name in ("scores", "alphas", "r2", "scores_per_fold", "alphas_per_fold",
-                             "alpha_on_edge", "alpha_grid", "space_alphas"):
-                    value = getattr(self, name)
-                    if value is not None:
-                        h.create_dataset(name, data=np.asarray(value))
-                for group_name in ("predictions", "measured"):
-                    g = h.create_group(group_name)
-                    for i, a in enumerate(getattr(self, group_name)):
-                        g.create_dataset(f"run_{i:04d}", data=np.asarray(a, dtype=np.float32),
-                                         compression="gzip", compression_opts=1, shuffle=True)
+        with write_h5(path, _KIND, RESULT_SCHEMA_VERSION) as h:
+            h.attrs["space"] = self.space
+            h.attrs["run_names"] = json.dumps(list(map(str, self.run_names)))
+            h.attrs["feature_names"] = json.dumps(list(map(str, self.feature_names)))
+            h.attrs["delays"] = json.dumps([int(d) for d in self.delays])
+            h.attrs["folds"] = json.dumps([[int(i) for i in f] for f in self.folds])
+            h.attrs["provenance"] = json.dumps(self.provenance, default=_json_default)
+            for name in ("scores", "alphas", "r2", "scores_per_fold", "alphas_per_fold",
+                         "alpha_on_edge", "alpha_grid", "space_alphas"):
+                value = getattr(self, name)
+                if value is not None:
+                    h.create_dataset(name, data=np.asarray(value))
+            for group_name in ("predictions", "measured"):
+                g = h.create_group(group_name)
+                for i, a in enumerate(getattr(self, group_name)):
+                    g.create_dataset(f"run_{i:04d}", data=np.asarray(a, dtype=np.float32),
+                                     compression="gzip", compression_opts=1, shuffle=True)
         return path
 
     @classmethod
     def load(cls, path) -> "EncodingResult":
         """Read a result written by :meth:`save`."""
-        import h5py
-
-        path = Path(path)
-        if not path.exists():
-            raise DataError(expected_found("encoding result", "an existing .h5 file", f"no file at {path}"))
-        try:
-            h = h5py.File(path, "r")
-        except OSError as exc:
-            raise DataError(expected_found(f"encoding result {path}", "an HDF5 file", f"unreadable ({exc})"))
-        with h:
-            kind = h.attrs.get("kind")
-            if kind != _KIND:
-                raise SchemaError(expected_found(f"encoding result {path}", f"kind {_KIND!r}", repr(kind)))
-            version = int(h.attrs.get("schema_version", -1))
-            if version > RESULT_SCHEMA_VERSION:
-                raise SchemaError(f"encoding result {path}: written by a newer AlignScope (schema "
-                                  f"{version}); this version reads schema <= {RESULT_SCHEMA_VERSION}")
+        with read_h5(path, _KIND, RESULT_SCHEMA_VERSION, "encoding result") as h:
 
             def opt(name):
                 return np.asarray(h[name]) if name in h else None
