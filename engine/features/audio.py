@@ -12,8 +12,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from ..errors import ConfigError
-from .base import EpisodeInputs, layer_name, resolve_layers
+from .base import EpisodeInputs
 from .hf import AudioSource, HFExtractor, load_model, pool_tokens, read_json, set_offline
 
 __all__ = ["WaveformExtractor", "WhisperExtractor"]
@@ -34,12 +33,7 @@ class WaveformExtractor(HFExtractor):
         pp = read_json(self.folder / "preprocessor_config.json")
         self.sr = int(pp.get("sampling_rate", 16000))
         self.normalize = bool(pp.get("do_normalize", True))
-        self.n_blocks = int(self.config.num_hidden_layers)
-        self.layer_indices = resolve_layers(self.spec.layers, self.n_blocks)
-        self.layers = [layer_name(i) for i in self.layer_indices]
-        if self.spec.pooling == "cls":
-            raise ConfigError(f"pooling of {self.spec.name!r}: audio models have no CLS token; "
-                              f"expected mean or last, found cls")
+        self.use_layers(self.config.num_hidden_layers, pooling_without_cls=True)
 
     def bytes_per_item(self) -> float:
         n_frames = self.spec.window_s * 50
@@ -90,13 +84,8 @@ class WhisperExtractor(HFExtractor):
         self.model = model.get_encoder()
         self.config = model.config
         self.sr = int(self.feature_extractor.sampling_rate)
-        self.n_blocks = int(self.config.encoder_layers)
-        self.layer_indices = resolve_layers(self.spec.layers, self.n_blocks)
-        self.layers = [layer_name(i) for i in self.layer_indices]
+        self.use_layers(self.config.encoder_layers, pooling_without_cls=True)
         self.max_samples = int(self.feature_extractor.n_samples)
-        if self.spec.pooling == "cls":
-            raise ConfigError(f"pooling of {self.spec.name!r}: Whisper has no CLS token; "
-                              f"expected mean or last, found cls")
 
     def bytes_per_item(self) -> float:
         elem = 2 if self.device.startswith("cuda") else 4
@@ -151,12 +140,7 @@ class FeatureAudioExtractor(HFExtractor):
                                 attn="eager" if self.attention else "sdpa")
         self.config = self.model.config
         self.sr = int(getattr(self.feature_extractor, "sampling_rate", 16000))
-        self.n_blocks = int(self.config.num_hidden_layers)
-        self.layer_indices = resolve_layers(self.spec.layers, self.n_blocks)
-        self.layers = [layer_name(i) for i in self.layer_indices]
-        if self.spec.pooling == "cls":
-            raise ConfigError(f"pooling of {self.spec.name!r}: audio models have no CLS token; "
-                              f"expected mean or last, found cls")
+        self.use_layers(self.config.num_hidden_layers, pooling_without_cls=True)
 
     def bytes_per_item(self) -> float:
         elem = 2 if self.device.startswith("cuda") else 4

@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..jobs import CancelToken
 from ..jobs import Progress
-from .base import BatchFeatures, EpisodeInputs, ModelSpec, check_ablation
+from .base import BatchFeatures, EpisodeInputs, ModelSpec, check_ablation, layer_name, resolve_layers
 
 __all__ = [
     "set_offline", "pick_device", "pick_dtype", "load_model", "pool_tokens", "is_oom",
@@ -553,8 +553,21 @@ class HFExtractor:
 
     # -- to implement -----------------------------------------------------------------
     def load(self) -> None:
-        """Load model and preprocessing; set ``self.layers``."""
+        """Load model and preprocessing; set ``self.layers`` (e.g. through :meth:`use_layers`)."""
         raise NotImplementedError
+
+    def use_layers(self, n_blocks: int, pooling_without_cls: bool = False) -> None:
+        """Resolve the spec's layers (indices or relative depths) against ``n_blocks``.
+
+        Sets ``n_blocks``, ``layer_indices`` and ``layers``; ``pooling_without_cls`` refuses
+        ``pooling="cls"`` for models that have no CLS token (audio).
+        """
+        if pooling_without_cls and self.spec.pooling == "cls":
+            raise ConfigError(f"pooling of {self.spec.name!r}: {self.modality} models have no CLS token; "
+                              f"expected mean or last, found cls")
+        self.n_blocks = int(n_blocks)
+        self.layer_indices = resolve_layers(self.spec.layers, self.n_blocks)
+        self.layers = [layer_name(i) for i in self.layer_indices]
 
     def bytes_per_item(self) -> float:
         """Rough accelerator memory one TR of a batch needs (for the auto batch size)."""

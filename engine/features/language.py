@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from .base import EpisodeInputs, layer_name, resolve_layers
+from .base import EpisodeInputs
 from .hf import HFExtractor, _words_arrays, context_words, load_model, pool_tokens, set_offline
 
 __all__ = ["LanguageExtractor", "tokenize_context"]
@@ -79,8 +79,7 @@ class LanguageExtractor(HFExtractor):
         self.config = self.model.config
         text_cfg = getattr(self.config, "text_config", None) or self.config
         self.n_blocks = int(text_cfg.num_hidden_layers)
-        self.layer_indices = resolve_layers(self.spec.layers, self.n_blocks)
-        self.layers = [layer_name(i) for i in self.layer_indices]
+        self.use_layers(self.n_blocks)
         max_pos = getattr(text_cfg, "max_position_embeddings", None) or getattr(text_cfg, "n_positions", 512)
         self.max_tokens = int(min(max_pos, int(self.spec.option("max_tokens", 4096))))
         pad = self.tokenizer.pad_token_id

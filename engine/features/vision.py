@@ -14,7 +14,7 @@ from typing import Any, Dict
 import numpy as np
 
 from ..errors import ConfigError
-from .base import EpisodeInputs, layer_name, resolve_layers
+from .base import EpisodeInputs
 from .hf import FrameSource, HFExtractor, ImagePreprocessor, load_model, pool_tokens, window_frame_times
 
 __all__ = ["ImageExtractor", "VideoExtractor"]
@@ -52,8 +52,7 @@ class ImageExtractor(HFExtractor):
         self.config = self.model.config
         self.preprocess = ImagePreprocessor.from_folder(self.folder, self.config)
         self.n_blocks = int(self.config.num_hidden_layers)
-        self.layer_indices = resolve_layers(self.spec.layers, self.n_blocks)
-        self.layers = [layer_name(i) for i in self.layer_indices]
+        self.use_layers(self.n_blocks)
         # SigLIP has no CLS token; CLIP/ViT/DINOv2 put it first.
         self.has_cls = self.spec.family not in ("siglip",)
         if self.spec.pooling == "cls" and not self.has_cls:
@@ -130,8 +129,7 @@ class VideoExtractor(HFExtractor):
         self.config = self.model.config
         self.preprocess = ImagePreprocessor.from_folder(self.folder, self.config)
         self.n_blocks = int(self.config.num_hidden_layers)
-        self.layer_indices = resolve_layers(self.spec.layers, self.n_blocks)
-        self.layers = [layer_name(i) for i in self.layer_indices]
+        self.use_layers(self.n_blocks)
         if self.spec.pooling == "cls":
             raise ConfigError(f"pooling of {self.spec.name!r}: video models have no CLS token; "
                               f"expected mean or last, found cls")
