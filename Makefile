@@ -25,8 +25,12 @@ run: setup
 		echo "no display (DISPLAY/WAYLAND_DISPLAY unset) and no xvfb-run: run 'make run' on a desktop"; exit 1; \
 	fi
 
-test: setup
+test: setup lint-imports
 	QT_QPA_PLATFORM=offscreen PYTHONUNBUFFERED=1 $(PY) -m pytest
+
+# The import contracts of pyproject.toml (engine is pure Python; its layers).
+lint-imports: setup
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
