@@ -372,7 +372,7 @@ def load_nifti_run(path, mask=None, tr_s: Optional[float] = None, name: Optional
     except Exception as exc:
         raise _unreadable(path, "a 4-D NIfTI image", exc) from None
     if len(shape) != 4:
-        raise DataError(expected_found(path.name, "a 4-D NIfTI (x, y, z, time)", f"{len(shape)}-D image of shape {shape}"))
+        raise DataError(_not_a_run_message(path, shape))
     header_tr = float(img.header.get_zooms()[3]) if len(img.header.get_zooms()) > 3 else 0.0
     units = img.header.get_xyzt_units()[1]
     if units == "msec":
@@ -556,49 +556,22 @@ def _read_text_table(path: Path) -> Tuple[np.ndarray, Optional[List[str]]]:
 
 
 def _read_array_file(path: Path, dataset: Optional[str]) -> Tuple[np.ndarray, Dict[str, Any]]:
+    """A (n_trs, n_targets) float32 table from NPY/NPZ/HDF5 (the safe reader) or a text table."""
+    from .arrays import ARRAY_SUFFIXES, read_array
+
     low = path.name.lower()
     extra: Dict[str, Any] = {}
-    if low.endswith(".npy"):
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except Exception as exc:
-            raise _unreadable(path, "a NumPy .npy array", exc) from None
-    elif low.endswith(".npz"):
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.keys())
-                key = dataset or (keys[0] if len(keys) == 1 else None)
-                if key is None or key not in keys:
-                    raise DataError(expected_found(path.name, f"array {dataset!r}" if dataset else
-                                                   "one array, or a dataset name", f"arrays {keys[:10]}"))
-                arr = z[key]
-                extra["dataset"] = key
-        except DataError:
-            raise
-        except Exception as exc:
-            raise _unreadable(path, "a NumPy .npz archive", exc) from None
-    elif low.endswith((".h5", ".hdf5")):
-        import h5py
-
-        try:
-            with h5py.File(path, "r") as f:
-                names: List[str] = []
-                f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-                key = dataset or (names[0] if len(names) == 1 else None)
-                if key is None or key not in f or not isinstance(f[key], h5py.Dataset):
-                    raise DataError(expected_found(path.name, f"dataset {dataset!r}" if dataset else
-                                                   "one dataset, or a dataset name",
-                                                   f"datasets {names[:10]}{' ...' if len(names) > 10 else ''}"))
-                arr = np.asarray(f[key][()])
-                extra["dataset"] = key
-        except DataError:
-            raise
-        except Exception as exc:
-            raise _unreadable(path, "an HDF5 file", exc) from None
+    if low.endswith(ARRAY_SUFFIXES):
+        arr, key = read_array(path, dataset, what="fMRI file")
+        if key:
+            extra["dataset"] = key
     else:
         arr, names = _read_text_table(path)
         if names:
             extra["column_names"] = names
+        if arr.size == 0:
+            raise DataError(expected_found(path.name, "a table with at least one row of numbers",
+                                           f"an empty table (shape {arr.shape})"))
     if not np.issubdtype(np.asarray(arr).dtype, np.number):
         raise DataError(expected_found(path.name, "a numeric array", f"dtype {np.asarray(arr).dtype}"))
     arr = np.asarray(arr, dtype=np.float32)
@@ -698,33 +671,225 @@ def run_shape(ref, project=None) -> Tuple[int, int]:
     """(n_trs, n_targets) of a run without reading its data (headers only where the format allows)."""
     import nibabel as nib
 
+    from .arrays import describe_arrays
+
     path = project.path(ref.path) if project is not None else Path(ref.path)
     path = _exists(path)
     kind = file_kind(path)
     try:
         if kind == "nifti":
-            shape = nib.load(str(path)).shape
+            img = nib.load(str(path))
+            shape = img.shape
             if len(shape) != 4:
-                raise DataError(expected_found(path.name, "a 4-D NIfTI", f"shape {shape}"))
+                raise DataError(_not_a_run_message(path, shape))
             return int(shape[3]), int(np.prod(shape[:3]))
         if kind == "cifti":
             shape = nib.load(str(path)).shape
             return int(shape[0]), int(shape[1])
         low = path.name.lower()
-        if low.endswith(".npy"):
-            arr = np.load(path, mmap_mode="r")
-            return int(arr.shape[0]), int(arr.shape[1] if arr.ndim > 1 else 1)
-        if low.endswith((".h5", ".hdf5")) and ref.dataset:
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                shape = f[ref.dataset].shape
-            return int(shape[0]), int(shape[1] if len(shape) > 1 else 1)
+        if low.endswith((".npy", ".h5", ".hdf5")):
+            infos = describe_arrays(path, "fMRI file")
+            if len(infos) == 1 or ref.dataset:
+                info = infos[0] if not ref.dataset else next((i for i in infos if i.name == str(ref.dataset).strip("/")),
+                                                             None)
+                if info is not None and 1 <= len(info.shape) <= 2:
+                    return int(info.shape[0]), int(info.shape[1] if len(info.shape) > 1 else 1)
     except DataError:
         raise
     except Exception as exc:
         raise _unreadable(path, "an fMRI run", exc) from None
     return load_run(ref, project, preprocessing={"nan_policy": "zero"}).data.shape
+
+
+# ==== one entry point for every brain file =========================================
+_SPACE_ENTITY = re.compile(r"(?:^|[_.])space-([A-Za-z0-9]+)")
+_DEN_ENTITY = re.compile(r"(?:^|[_.])den-([A-Za-z0-9]+)")
+
+
+def declared_space(path) -> Optional[str]:
+    """The surface space a file name declares (BIDS ``space-``/``den-`` entities), if any.
+
+    ``space-fsaverage5`` -> ``fsaverage5``; ``space-fsLR_den-32k`` -> ``fsLR32k``; ``space-fsLR_den-91k``
+    -> ``fsLR91k``; anything else (or none) -> None.
+    """
+    name = Path(path).name
+    m = _SPACE_ENTITY.search(name)
+    if not m:
+        return None
+    space = m.group(1)
+    if space.lower() == "fslr":
+        den = _DEN_ENTITY.search(name)
+        space = f"fsLR{den.group(1)}" if den else "fsLR32k"
+    for known in N_VERTICES_BY_SPACE:
+        if known.lower() == space.lower():
+            return known
+    return None
+
+
+def _not_a_run_message(path: Path, shape) -> str:
+    if len(shape) == 4 and shape[3] == 1:
+        return expected_found(path.name, "a 4-D NIfTI run (x, y, z, time) of at least 2 volumes",
+                              f"a single volume of shape {tuple(shape)}")
+    return expected_found(path.name, "a 4-D NIfTI run (x, y, z, time)",
+                          f"a {len(shape)}-D image of shape {tuple(shape)}" +
+                          (": one volume (a mask, map or atlas), not a run; give it as the run's mask, "
+                           "or give the 4-D run" if len(shape) == 3 else ""))
+
+
+def _check_nifti_header(path: Path, img, budget: Optional[int] = None) -> None:
+    """Refuse a NIfTI whose declared size does not fit in the file or in memory, before reading it."""
+    from .arrays import format_bytes, memory_budget_bytes
+
+    shape = tuple(int(s) for s in img.shape)
+    n_values = int(np.prod([int(s) for s in shape], dtype=object))
+    if n_values == 0:
+        raise DataError(expected_found(path.name, "a non-empty image", f"shape {shape}"))
+    try:
+        itemsize = int(np.dtype(img.get_data_dtype()).itemsize)
+    except Exception:  # pragma: no cover
+        itemsize = 4
+    if not path.name.lower().endswith(".gz"):
+        offset = int(getattr(img.dataobj, "offset", 0) or 0)
+        stored = path.stat().st_size - offset
+        if n_values * itemsize > stored:
+            raise DataError(expected_found(path.name, f"{format_bytes(n_values * itemsize)} of voxel data for the "
+                                           f"header's shape {shape}", f"only {format_bytes(max(stored, 0))} in the "
+                                           "file: it was cut short or its header is corrupt (copy it again)"))
+    budget = memory_budget_bytes() if budget is None else budget
+    if n_values * 4 > budget:
+        raise DataError(expected_found(path.name, f"an image that fits in memory (at most {format_bytes(budget)} "
+                                       "available now)", f"shape {shape}, {format_bytes(n_values * 4)} as float32"))
+
+
+def left_hemisphere_path(right: Path) -> Optional[Path]:
+    """The left-hemisphere partner of a right-hemisphere file (``hemi-R``, ``rh.``, ``.R.``)."""
+    for a, b in (("hemi-R", "hemi-L"), ("rh.", "lh."), (".R.", ".L."), ("_rh", "_lh"), (".rh", ".lh")):
+        if a in right.name:
+            return right.with_name(right.name.replace(a, b, 1))
+    return None
+
+
+def read_brain_file(path, dataset: Optional[str] = None, mask=None, tr_s: Optional[float] = None,
+                    space: Optional[str] = None, name: Optional[str] = None, subject: str = "sub-01",
+                    episode: Optional[str] = None) -> BrainRun:
+    """Read any brain file AlignScope supports into a :class:`BrainRun`, with every check applied.
+
+    The one reader used by ``info``, ``encode``, ``partition``, ``compare`` and the window: a
+    file ``info`` calls usable reads here, and one this refuses, ``info`` reports as a problem.
+
+    Parameters
+    ----------
+    path : str or Path
+        - 4-D NIfTI (``.nii``/``.nii.gz``) -> voxels (a 3-D image is refused: it is a mask or map);
+        - GIFTI functional file of either hemisphere (``hemi-L``/``hemi-R``, ``lh.``/``rh.``...):
+          its partner is found and the pair read left first; the vertex count must match the
+          declared space (``space`` or the file name's ``space-``/``den-`` entities);
+        - CIFTI-2 ``.dtseries.nii`` / ``.ptseries.nii``;
+        - tables: ``.npy``, ``.npz``, ``.h5``/``.hdf5`` (safe reader: no pickles, no empty arrays,
+          no absurd headers, no lazily allocated datasets), ``.tsv``/``.csv``/``.txt``.
+    dataset : str, optional
+        Array inside an ``.npz``/HDF5 file (required when it holds several).
+    mask : path, optional
+        Brain mask of a NIfTI run (default: nilearn's EPI mask).
+    tr_s : float, optional
+        Repetition time; default from the file (NIfTI header, CIFTI series step, JSON sidecar).
+        Tables store none: without ``tr_s`` the run gets ``tr_s=1.0`` and ``meta["tr_known"] = False``.
+    space : str, optional
+        Declared space (``fsaverage5``, ``fsLR32k``, ``parcels``...), checked against the data.
+
+    Returns
+    -------
+    BrainRun
+        ``data`` (n_trs, n_targets) float32, NaN left in place (``describe_nonfinite`` tells where;
+        ``apply_preprocessing`` applies the NaN policy); ``meta["constant_targets"]`` counts targets
+        that never change.
+
+    Raises
+    ------
+    DataError, MismatchError, ConfigError
+        With a message naming what was expected and what was found.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(expected_found("brain file", "an existing file", f"nothing at {path}"))
+    if path.is_dir():
+        raise DataError(expected_found(f"brain file {path}", "a file (one run)", "a folder"))
+    if tr_s is not None and not (np.isfinite(float(tr_s)) and float(tr_s) > 0):
+        raise ConfigError(expected_found("TR", "a positive number of seconds", tr_s))
+    kind = file_kind(path)
+    common = dict(name=name, subject=subject, episode=episode)
+    space = space or declared_space(path)
+    if kind == "nifti":
+        import nibabel as nib
+
+        try:
+            img = nib.load(str(path))
+            shape = img.shape
+        except Exception as exc:
+            raise _unreadable(path, "a 4-D NIfTI image", exc) from None
+        if len(shape) != 4 or shape[3] < 2:
+            raise DataError(_not_a_run_message(path, shape))
+        _check_nifti_header(path, img)
+        if mask is not None:
+            mask_path = Path(mask) if isinstance(mask, (str, Path)) else None
+            if mask_path is not None:
+                if not mask_path.exists():
+                    raise DataError(expected_found(f"mask for {path.name}", "an existing 3-D NIfTI",
+                                                   f"nothing at {mask_path}"))
+                try:
+                    mshape = nib.load(str(mask_path)).shape
+                except Exception as exc:
+                    raise _unreadable(mask_path, "a 3-D NIfTI brain mask", exc) from None
+                if len(mshape) != 3 and not (len(mshape) == 4 and mshape[3] == 1):
+                    raise DataError(expected_found(f"mask {mask_path.name}", "a 3-D image (x, y, z)",
+                                                   f"a {len(mshape)}-D image of shape {tuple(mshape)}"))
+        run = load_nifti_run(path, mask=mask, tr_s=tr_s, **common)
+    elif kind == "cifti":
+        import nibabel as nib
+
+        try:
+            img = nib.load(str(path))
+        except Exception as exc:
+            raise _unreadable(path, "a CIFTI-2 .dtseries.nii or .ptseries.nii", exc) from None
+        _check_nifti_header(path, img)
+        run = load_cifti_run(path, tr_s=tr_s, **common)
+    elif kind == "gifti":
+        low = path.name.lower()
+        left = path
+        partner = right_hemisphere_path(path)
+        if partner is None:
+            other = left_hemisphere_path(path)
+            if other is not None:
+                left, partner = other, path
+        if partner is None:
+            raise DataError(expected_found(f"{path.name}", "one hemisphere of a pair named with hemi-L/hemi-R "
+                                           "(or lh./rh., .L./.R.)", "no hemisphere in the name"))
+        if not left.exists() or not partner.exists():
+            missing = left if not left.exists() else partner
+            raise DataError(expected_found(f"{path.name}", f"its other hemisphere at {missing.name}", "nothing there"))
+        if low.endswith(".gz"):
+            raise DataError(expected_found(path.name, "an uncompressed .func.gii", "a gzip-compressed GIFTI"))
+        run = load_gifti_run(left, partner, tr_s=tr_s or tr_from_sidecar(left) or 1.0,
+                             space=space if space in N_VERTICES_BY_SPACE else None, **common)
+        if space in N_VERTICES_BY_SPACE:
+            per_hemi = N_VERTICES_BY_SPACE[space] // 2
+            counts = run.meta["n_vertices_per_hemisphere"]
+            if counts != [per_hemi, per_hemi]:
+                raise MismatchError(expected_found(f"{left.name} + {partner.name}", f"{per_hemi} vertices per "
+                                                   f"hemisphere ({space})", f"{counts[0]} and {counts[1]}"))
+        run.meta["tr_known"] = bool(tr_s or tr_from_sidecar(left))
+    else:
+        tr = tr_s or tr_from_sidecar(path)
+        table_space = space or "parcels"
+        run = load_table_run(path, tr or 1.0, space=table_space, dataset=dataset, **common)
+        run.meta["tr_known"] = tr is not None
+    if run.n_trs < 2:
+        raise DataError(expected_found(f"brain file {path.name}", "a run of at least 2 TRs",
+                                       f"{run.n_trs} TR of {run.n_targets} targets (rows and columns swapped?)"))
+    if space == "volume" and run.space != "volume":
+        raise MismatchError(expected_found(path.name, "a volumetric run (space 'volume')", f"space {run.space!r}"))
+    run.meta["constant_targets"] = int(constant_targets(run.data).size)
+    return run
 
 
 # ==== pairing =======================================================================

@@ -55,7 +55,7 @@ def test_nifti_errors(tmp_path):
     with pytest.raises(DataError, match="unreadable"):
         fmri.load_nifti_run(tmp_path / "junk.nii")
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), tmp_path / "vol.nii.gz")
-    with pytest.raises(DataError, match=r"expected a 4-D NIfTI .* found 3-D image of shape \(4, 4, 4\)"):
+    with pytest.raises(DataError, match=r"expected a 4-D NIfTI run .* found a 3-D image of shape \(4, 4, 4\): one volume"):
         fmri.load_nifti_run(tmp_path / "vol.nii.gz")
     nib.save(nib.Nifti1Image(np.ones((5, 5, 5), np.uint8), np.eye(4)), tmp_path / "m.nii.gz")
     with pytest.raises(MismatchError, match=r"shape \(6, 6, 6\).*found shape \(5, 5, 5\)"):
@@ -191,13 +191,13 @@ def test_table_errors(tmp_path):
     with pytest.raises(MismatchError, match="100 columns \\(parcels of schaefer100\\), found 99"):
         fmri.load_table_run(tmp_path / "p.npy", 1.0, atlas="schaefer100")
     (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY garbage")
-    with pytest.raises(DataError, match="expected a NumPy .npy array, found unreadable"):
+    with pytest.raises(DataError, match="expected a NumPy .npy array, found a damaged header"):
         fmri.load_table_run(tmp_path / "bad.npy", 1.0)
     with h5py.File(tmp_path / "f.h5", "w") as f:
         f["x"] = np.zeros((50, 10))
     raw = (tmp_path / "f.h5").read_bytes()
     (tmp_path / "trunc.h5").write_bytes(raw[:1000])
-    with pytest.raises(DataError, match="expected an HDF5 file, found unreadable"):
+    with pytest.raises(DataError, match="expected an HDF5 file h5py can open, found a damaged file"):
         fmri.load_table_run(tmp_path / "trunc.h5", 1.0)
     (tmp_path / "words.tsv").write_text("a\tb\n1\tx\n2\ty\n")
     with pytest.raises(DataError, match=r"numbers in every column, found text in column\(s\) \['b'\]"):
