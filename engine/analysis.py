@@ -15,7 +15,8 @@ import numpy as np
 
 from .errors import ConfigError, DataError
 from .jobs import Progress, nested
-from .project import PROJECT_SUFFIX, Project, detect_layout, open_project
+from .importers import detect_layout, open_project
+from .project import PROJECT_SUFFIX, Project
 
 LOWLEVEL_SPACES = ("luminance", "contrast", "motion", "audio_envelope", "word_rate")
 

@@ -419,7 +419,7 @@ def _pairing_problems(project, max_runs: int = 2000) -> list:
 
 
 def _inspect_algonauts(path) -> dict:
-    from engine.io.algonauts import open_algonauts_folder
+    from engine.importers import open_algonauts_folder
 
     project = open_algonauts_folder(path)
     extra = project.extra
@@ -441,7 +441,7 @@ def _inspect_algonauts(path) -> dict:
 
 
 def _inspect_bids(path) -> dict:
-    from engine.io.bids import discover_bids
+    from engine.importers import discover_bids
 
     project = discover_bids(path)
     facts = {"layout": "BIDS", "n_runs": len(project.runs), "subjects": sorted({r.subject for r in project.runs}),
@@ -452,7 +452,8 @@ def _inspect_bids(path) -> dict:
 
 
 def _inspect_folder(path, tr_s) -> dict:
-    from engine.project import PROJECT_SUFFIX, detect_layout
+    from engine.importers import detect_layout
+    from engine.project import PROJECT_SUFFIX
 
     layout = detect_layout(path)
     if layout == "project":

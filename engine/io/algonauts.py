@@ -1,4 +1,4 @@
-"""The Algonauts 2025 release of the Courtois NeuroMod data, opened as a Project.
+"""The Algonauts 2025 release of the Courtois NeuroMod data: what its folders hold.
 
 Layout (``algonauts_2025.competitors/``)::
 
@@ -11,17 +11,22 @@ Layout (``algonauts_2025.competitors/``)::
     stimuli/movies/movie10/bourne/bourne01.mkv          stimuli/transcripts/movie10/bourne/movie10_bourne01.tsv
 
 Episodes are the stimulus parts (``friends_s01e02a``, ``movie10_bourne01``); each subject's
-dataset pairs with the episode of the same part name. TR is 1.49 s.
+dataset pairs with the episode of the same part name. TR is 1.49 s. Season 7 of *Friends* is
+the held-out test set: its stimuli are released, its fMRI is not.
+
+This module only reads the folder (:func:`scan_algonauts_folder`); turning the scan into a
+:class:`~engine.project.Project` is :mod:`engine.importers.algonauts`'s job, so the project
+file model and this reader do not import each other.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import DataError, expected_found
-from ..project import AtlasRef, Episode, Project, RunRef
 
 ALGONAUTS_TR_S = 1.49
 N_PARCELS = 1000
@@ -32,6 +37,8 @@ KNOWN_MISSING = {
     ("sub-05", "friends_s04e01b"),
     ("sub-05", "friends_s04e13b"),
 }
+#: Friends seasons whose fMRI is withheld in the release (the competition's test set).
+HELD_OUT_SEASONS = (7,)
 _KEY = re.compile(r"^ses-(?P<ses>\d+)_task-(?P<task>[A-Za-z0-9]+?)(?:_run-(?P<run>\d+))?$")
 _FRIENDS = re.compile(r"^s(?P<season>\d+)e(?P<episode>\d+)(?P<part>[a-z])$")
 _H5 = re.compile(r"^(?P<sub>sub-[A-Za-z0-9]+)_task-(?P<task>[A-Za-z0-9]+)_.*bold\.h5$")
@@ -49,7 +56,26 @@ def episode_for_key(key: str) -> Tuple[str, Optional[int], Optional[str]]:
     return name, run, m.group("ses")
 
 
-def _stimulus_paths(root: Path) -> Dict[str, Dict[str, Path]]:
+def friends_season(episode: str) -> Optional[int]:
+    """``friends_s07e03a`` -> 7; None for a name that is not a Friends part."""
+    m = re.match(r"^friends_s(\d+)e\d+[a-z]$", episode)
+    return int(m.group(1)) if m else None
+
+
+def is_release_test_episode(episode: str) -> bool:
+    """True for the episodes the release holds out (Friends season 7)."""
+    return friends_season(episode) in HELD_OUT_SEASONS
+
+
+def part_sort_key(name: str):
+    """Sort Friends parts by season, episode, part; Movie10 parts after them by name."""
+    m = re.match(r"^friends_s(\d+)e(\d+)([a-z])$", name)
+    if m:
+        return (0, int(m.group(1)), int(m.group(2)), m.group(3))
+    return (1, 0, 0, name)
+
+
+def find_stimuli(root: Path) -> Dict[str, Dict[str, Path]]:
     """episode name -> {"video": path, "words": path} for the stimuli found under ``root``."""
     found: Dict[str, Dict[str, Path]] = {}
     for p in root.rglob("*.mkv"):
@@ -66,27 +92,38 @@ def _stimulus_paths(root: Path) -> Dict[str, Dict[str, Path]]:
     return found
 
 
-def _part_sort_key(name: str):
-    m = re.match(r"^friends_s(\d+)e(\d+)([a-z])$", name)
-    if m:
-        return (0, int(m.group(1)), int(m.group(2)), m.group(3))
-    return (1, 0, 0, name)
+@dataclass
+class AlgonautsRun:
+    """One HDF5 dataset of the release: a subject's run of one stimulus part."""
+
+    subject: str                  # "sub-01"
+    key: str                      # HDF5 dataset name, "ses-003_task-s01e02a"
+    episode: str                  # "friends_s01e02a"
+    path: Path                    # the subject's HDF5 file
+    n_trs: int
+    repeat: Optional[int] = None  # Movie10 repeats: _run-1 / _run-2
 
 
-def open_algonauts_folder(path, tr_s: float = ALGONAUTS_TR_S) -> Project:
-    """Build a Project from an Algonauts 2025 folder (``algonauts_2025.competitors`` or a copy).
+@dataclass
+class AlgonautsScan:
+    """What an Algonauts 2025 folder holds, in plain terms (no project)."""
 
-    Parameters
-    ----------
-    path : folder holding ``fmri/`` and/or ``stimuli/`` (searched recursively)
+    root: Path
+    runs: List[AlgonautsRun] = field(default_factory=list)
+    atlases: Dict[str, Path] = field(default_factory=dict)          # subject -> label NIfTI
+    stimuli: Dict[str, Dict[str, Path]] = field(default_factory=dict)
+    problems: List[str] = field(default_factory=list)
 
-    Returns
-    -------
-    Project
-        ``root`` is ``path``; paths are relative to it. ``extra["missing_runs"]`` lists, per
-        subject, episodes another subject has a run for but this one has not (``known`` True for
-        the four runs absent from the release); ``extra["problems"]`` lists datasets that are not
-        (n_trs, 1000) or have unreadable names.
+    @property
+    def subjects(self) -> List[str]:
+        return sorted({r.subject for r in self.runs})
+
+
+def scan_algonauts_folder(path) -> AlgonautsScan:
+    """Read the runs, per-subject atlases and stimuli of an Algonauts 2025 folder.
+
+    Datasets that are not ``(n_trs, 1000)`` or whose names cannot be read are listed in
+    ``problems`` (the rest still load).
     """
     import h5py
 
@@ -94,77 +131,29 @@ def open_algonauts_folder(path, tr_s: float = ALGONAUTS_TR_S) -> Project:
     if not root.is_dir():
         raise DataError(expected_found("Algonauts folder", "an existing folder", f"nothing at {root}"))
     h5_files = sorted(p for p in root.rglob("sub-*_bold.h5") if _H5.match(p.name))
-    stimuli = _stimulus_paths(root)
+    stimuli = find_stimuli(root)
     if not h5_files and not stimuli:
         raise DataError(expected_found(f"Algonauts folder {root}", "fmri/sub-XX/func/*_bold.h5 files or "
                                        "stimuli/movies/**/*.mkv", "neither"))
-    project = Project(name=root.name, root=root)
-    problems: List[str] = []
-    runs_by_subject: Dict[str, set] = {}
-    episode_names = set(stimuli)
+    scan = AlgonautsScan(root=root, stimuli=stimuli)
     for h5 in h5_files:
-        m = _H5.match(h5.name)
-        subject = m.group("sub")
+        subject = _H5.match(h5.name).group("sub")
         try:
             with h5py.File(h5, "r") as f:
                 items = [(k, f[k].shape if isinstance(f[k], h5py.Dataset) else None) for k in f.keys()]
         except Exception as exc:
-            problems.append(f"{h5.name}: expected a readable HDF5 file, found {exc.__class__.__name__}: {exc}")
+            scan.problems.append(f"{h5.name}: expected a readable HDF5 file, found {exc.__class__.__name__}: {exc}")
             continue
         for key, shape in items:
             try:
-                episode, run, ses = episode_for_key(key)
+                episode, repeat, _ses = episode_for_key(key)
             except DataError as exc:
-                problems.append(f"{h5.name}: {exc}")
+                scan.problems.append(f"{h5.name}: {exc}")
                 continue
             if shape is None or len(shape) != 2 or shape[1] != N_PARCELS:
-                problems.append(f"{h5.name}:{key}: expected shape (n_trs, {N_PARCELS}), found {shape}")
+                scan.problems.append(f"{h5.name}:{key}: expected shape (n_trs, {N_PARCELS}), found {shape}")
                 continue
-            episode_names.add(episode)
-            runs_by_subject.setdefault(subject, set()).add(episode)
-            project.runs.append(RunRef(
-                name=f"{subject}_{key}", path=project.relative(h5), episode=episode, subject=subject,
-                space="parcels", tr_s=tr_s, dataset=key, atlas="schaefer1000"))
+            scan.runs.append(AlgonautsRun(subject, key, episode, h5, int(shape[0]), repeat))
     for atlas in sorted(root.rglob("sub-*_desc-dseg_parcellation.nii*")):
-        sub = atlas.name.split("_")[0]
-        project.atlases.append(AtlasRef(name=f"{sub}_schaefer1000", path=project.relative(atlas),
-                                        space="MNI152NLin2009cAsym"))
-    for name in sorted(episode_names, key=_part_sort_key):
-        s = stimuli.get(name, {})
-        project.episodes.append(Episode(
-            name=name,
-            video=project.relative(s["video"]) if "video" in s else None,
-            words=project.relative(s["words"]) if "words" in s else None))
-    project.runs.sort(key=lambda r: (r.subject, _part_sort_key(r.episode), r.name))
-    missing = []
-    all_run_episodes = set().union(*runs_by_subject.values()) if runs_by_subject else set()
-    for subject in sorted(runs_by_subject):
-        for ep in sorted(all_run_episodes - runs_by_subject[subject], key=_part_sort_key):
-            missing.append({"subject": subject, "episode": ep, "known": (subject, ep) in KNOWN_MISSING})
-    no_video = [e.name for e in project.episodes if e.video is None and any(r.episode == e.name for r in project.runs)]
-    project.extra.update({
-        "layout": "algonauts2025",
-        "subjects": sorted(runs_by_subject),
-        "missing_runs": missing,
-        "episodes_without_video": no_video,
-        "problems": problems,
-    })
-    return project
-
-
-def subject_atlas(project: Project, subject: str, space: str = "fsaverage5"):
-    """The subject's Schaefer-1000 parcellation (volume) projected to the surface.
-
-    Parcel ``k`` is volume label ``k`` (column ``k - 1`` of the subject's runs); parcels no
-    vertex samples keep no vertices.
-    """
-    from .atlases import project_volume_labels
-
-    for a in project.atlases:
-        if a.name == f"{subject}_schaefer1000":
-            atlas = project_volume_labels(project.path(a.path), space=space, name=a.name)
-            if atlas.n_parcels < N_PARCELS:   # the top labels sampled nowhere still count
-                atlas.names += [f"label_{k}" for k in range(atlas.n_parcels + 1, N_PARCELS + 1)]
-            return atlas
-    raise DataError(expected_found(f"atlas of {subject}", f"{subject}_schaefer1000 in the project",
-                                   f"atlases {[a.name for a in project.atlases]}"))
+        scan.atlases.setdefault(atlas.name.split("_")[0], atlas)
+    return scan

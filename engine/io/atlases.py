@@ -376,6 +376,117 @@ def project_volume_labels(img, space: str = "fsaverage5", name: Optional[str] = 
     return Atlas(name or "volume labels", space, lab, [table.get(k, f"label_{k}") for k in range(1, n_parcels + 1)])
 
 
+@dataclass
+class SurfaceProjection:
+    """A volumetric parcellation painted on a template surface.
+
+    Attributes
+    ----------
+    atlas : Atlas
+        Vertex -> parcel labels; parcel ``k`` is volume label ``k`` (column ``k - 1`` of a
+        parcel table), whether or not a vertex reached it.
+    fraction_reached : float
+        Fraction of the parcels that at least one vertex samples (0..1).
+    n_reached, n_parcels : int
+    cache_path : Path or None
+        The cache entry it was read from or written to.
+    """
+
+    atlas: Atlas
+    fraction_reached: float
+    n_reached: int
+    n_parcels: int
+    cache_path: Optional[Path] = None
+
+
+PROJECTION_CACHE_VERSION = 1
+
+
+def default_atlas_cache_dir() -> Path:
+    """``$ALIGNSCOPE_ATLAS_CACHE`` or the user cache folder (``.../alignscope/atlases``)."""
+    import os
+
+    env = os.environ.get("ALIGNSCOPE_ATLAS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    try:
+        from platformdirs import user_cache_dir
+
+        return Path(user_cache_dir("alignscope")) / "atlases"
+    except ImportError:  # pragma: no cover
+        return Path.home() / ".cache" / "alignscope" / "atlases"
+
+
+_PROJECTIONS: Dict[str, tuple] = {}
+
+
+def surface_atlas_from_volume(path, n_parcels: Optional[int] = None, space: str = "fsaverage5",
+                              name: Optional[str] = None, cache_dir=None) -> SurfaceProjection:
+    """A label NIfTI in MNI space (e.g. a subject's Schaefer-1000 atlas of the Algonauts 2025
+    release) projected to fsaverage5, cached by content.
+
+    Each vertex takes the most frequent label sampled between the bundled white and pial
+    meshes (:func:`project_volume_labels`). The labelling is stored in the cache under the
+    SHA-256 of the file's bytes (and the space, parcel count and cache version), written
+    atomically; the next call with the same file, wherever it lies, reads it back.
+
+    Parameters
+    ----------
+    path : path of the label NIfTI
+    n_parcels : int, optional
+        Parcels the runs have (columns); labels above the volume's top label still count.
+    cache_dir : path, optional
+        Default :func:`default_atlas_cache_dir`. An unwritable cache only costs the reuse.
+
+    Returns
+    -------
+    SurfaceProjection
+    """
+    import hashlib
+
+    from ..atomic import atomic_path
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(expected_found("label volume", "an existing NIfTI file", f"nothing at {path}"))
+    if space != "fsaverage5":
+        raise ConfigError(f"volume-to-surface projection: expected space 'fsaverage5', found {space!r}")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    key = f"{digest[:32]}_{space}_{n_parcels or 0}_v{PROJECTION_CACHE_VERSION}"
+    folder = Path(cache_dir) if cache_dir is not None else default_atlas_cache_dir()
+    entry = folder / key[:2] / f"{key}.npz"
+    labels = None
+    if key in _PROJECTIONS:
+        labels = _PROJECTIONS[key]
+    elif entry.is_file():
+        try:
+            with np.load(entry, allow_pickle=False) as d:
+                labels = d["labels"].astype(np.int64)
+        except (OSError, ValueError, KeyError, EOFError):
+            labels = None   # a damaged entry: recompute and replace it
+    if labels is None:
+        labels = project_volume_labels(path, space=space).labels
+        try:
+            with atomic_path(entry) as tmp:
+                np.savez_compressed(tmp, labels=labels.astype(np.int32))
+        except OSError:
+            pass
+    labels = np.asarray(labels, dtype=np.int64)
+    _PROJECTIONS[key] = labels
+    top = int(labels.max(initial=0))
+    if not n_parcels:
+        import nibabel as nib
+
+        n_parcels = max(top, int(np.max(np.asarray(nib.load(str(path)).dataobj))))
+    if top > n_parcels:
+        raise MismatchError(expected_found(f"label volume {path.name}", f"labels 1..{n_parcels}",
+                                           f"label {top}"))
+    atlas = Atlas(name or path.name, space, labels.copy(), [f"label_{k}" for k in range(1, n_parcels + 1)])
+    reached = int((atlas.vertices_per_parcel() > 0).sum())
+    return SurfaceProjection(atlas, reached / n_parcels if n_parcels else 0.0, reached, int(n_parcels),
+                             entry if entry.is_file() else None)
+
+
 def volume_to_surface(img, space: str = "fsaverage5") -> np.ndarray:
     """Sample a volumetric map (3-D or 4-D NIfTI, MNI space) on fsaverage5 (linear interpolation).
 

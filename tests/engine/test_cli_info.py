@@ -118,7 +118,7 @@ def test_algonauts_folder_and_project_file(tmp_path):
     assert rep["facts"]["known_missing_runs (absent from the release)"] == ["sub-05 friends_s04e01a"]
     assert rep["problems"] == ["expected a run for sub-02 friends_s01e01b (other subjects have one), found none"]
     # a project whose files went missing
-    from engine.io.algonauts import open_algonauts_folder
+    from engine.importers import open_algonauts_folder
 
     project = open_algonauts_folder(root)
     saved = project.save(root / "algo.alignscope.json")
@@ -159,7 +159,7 @@ def test_bids_folder_and_gifti_pair(tmp_path):
 
 
 def test_project_runs_that_do_not_match_their_video(tmp_path):
-    from engine.io.algonauts import open_algonauts_folder
+    from engine.importers import open_algonauts_folder
     from tests.engine.test_io_algonauts import make_algonauts
 
     root = tmp_path / "algo"

@@ -10,8 +10,9 @@ import pytest
 
 from engine.errors import DataError
 from engine.io import fmri
-from engine.io.algonauts import ALGONAUTS_TR_S, episode_for_key, open_algonauts_folder
-from engine.io.bids import discover_bids, parse_entities
+from engine.importers import discover_bids, open_algonauts_folder
+from engine.io.algonauts import ALGONAUTS_TR_S, episode_for_key
+from engine.io.bids import parse_entities
 from engine.project import Project
 
 FRIENDS = "sub-{s}_task-friends_space-MNI152NLin2009cAsym_atlas-Schaefer18_parcel-1000Par7Net_desc-s123456_bold.h5"
@@ -188,7 +189,7 @@ def test_discover_bids(tmp_path):
 
 
 def test_subject_atlas_projected_to_fsaverage5(tmp_path):
-    from engine.io.algonauts import subject_atlas
+    from engine.importers.algonauts import subject_atlas
 
     root = tmp_path / "a"
     make_algonauts(root, with_media=False)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from engine.errors import DataError
-from engine.project import Project, detect_layout, open_project
+from engine.importers import detect_layout, open_project
+from engine.project import Project
 from engine.session import ProjectSession
 from tests.engine.test_io_algonauts import make_algonauts
 
