@@ -136,3 +136,91 @@ def bin_to_trs(times_s: Sequence[float], values: np.ndarray, n_trs: int, tr_s: f
             if not nz[k]:
                 out[k] = out[k - 1]
     return out
+
+
+# ---- feature rows vs brain TRs -------------------------------------------------------------
+class AlignmentWarning(UserWarning):
+    """Feature and brain runs of slightly different lengths were trimmed to the shorter."""
+
+
+@dataclass(frozen=True)
+class LengthAlignment:
+    """What :func:`align_lengths` decided for one run (stored in provenance via :meth:`to_dict`).
+
+    Attributes
+    ----------
+    n_trs : int
+        The common length both are cut to.
+    n_feature_trs, n_brain_trs : int
+        The lengths found.
+    trimmed : {"none", "features", "brain"}
+        Which one lost rows (always at its end).
+    n_trimmed : int
+    tolerance_trs : int
+    """
+
+    name: str
+    n_trs: int
+    n_feature_trs: int
+    n_brain_trs: int
+    trimmed: str
+    n_trimmed: int
+    tolerance_trs: int
+
+    def to_dict(self) -> dict:
+        return {"run": self.name, "n_trs": self.n_trs, "n_feature_trs": self.n_feature_trs,
+                "n_brain_trs": self.n_brain_trs, "trimmed": self.trimmed, "n_trimmed": self.n_trimmed,
+                "tolerance_trs": self.tolerance_trs, "where": "end"}
+
+    @property
+    def note(self) -> str:
+        if self.trimmed == "none":
+            return f"{self.name}: {self.n_trs} TRs, features and brain agree"
+        return (f"{self.name}: features have {self.n_feature_trs} rows, the brain run {self.n_brain_trs} TRs; "
+                f"the last {self.n_trimmed} {'feature rows' if self.trimmed == 'features' else 'brain TRs'} "
+                f"dropped (within the tolerance of {self.tolerance_trs} TRs)")
+
+
+def align_lengths(n_feature_trs: int, n_brain_trs: int, tolerance_trs: int = 2, name: str = "run",
+                  warn: bool = True) -> LengthAlignment:
+    """Decide how a feature run and a brain run of slightly different lengths line up.
+
+    Both start at the run's first kept volume (the episode onset); the longer one is cut at
+    its end to the shorter when they differ by at most ``tolerance_trs`` (e.g. the Algonauts
+    2025 release has transcripts of 70 chunks for runs of 69 TRs), with an
+    :class:`AlignmentWarning`. Beyond the tolerance nothing is guessed.
+
+    Raises
+    ------
+    MismatchError
+        The lengths differ by more than ``tolerance_trs``; the message says what to do.
+    """
+    from .errors import MismatchError
+
+    nf, nb, tol = int(n_feature_trs), int(n_brain_trs), int(tolerance_trs)
+    if tol < 0:
+        raise ConfigError(f"trim tolerance: expected >= 0 TRs, found {tolerance_trs}")
+    diff = nf - nb
+    if abs(diff) > tol:
+        longer = "features" if diff > 0 else "brain run"
+        raise MismatchError(
+            f"{name}: expected feature rows and brain TRs to agree within {tol} TRs, found {nf} feature rows vs "
+            f"{nb} brain TRs (the {longer} {abs(diff)} TRs longer). Check that the features were extracted "
+            f"for this run's episode with the run's TR and onset (re-extract with the run's --tr / --n-trs), or, "
+            f"if the difference is expected, raise the tolerance (--trim-tolerance {abs(diff)}, "
+            f"FitOptions.trim_tolerance_trs)")
+    trimmed = "none" if diff == 0 else ("features" if diff > 0 else "brain")
+    out = LengthAlignment(name, min(nf, nb), nf, nb, trimmed, abs(diff), tol)
+    if warn and diff:
+        import warnings
+
+        warnings.warn(out.note, AlignmentWarning, stacklevel=2)
+    return out
+
+
+def trim_to_common(features: np.ndarray, brain: np.ndarray, tolerance_trs: int = 2, name: str = "run",
+                   warn: bool = True):
+    """Cut ``features`` (n_feature_trs, ...) and ``brain`` (n_brain_trs, ...) to their common
+    length by :func:`align_lengths`; returns ``(features, brain, LengthAlignment)`` (views)."""
+    a = align_lengths(len(features), len(brain), tolerance_trs, name, warn=warn)
+    return features[:a.n_trs], brain[:a.n_trs], a
