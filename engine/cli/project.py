@@ -1,0 +1,66 @@
+"""``alignscope project init FOLDER [--out FILE]``: write the project file of a data folder on purpose.
+
+    python main.py project init algonauts_2025.competitors
+    python main.py project init derivatives/fmriprep --tr 2.0 --out study.alignscope.json
+
+An Algonauts 2025 or BIDS / fMRIPrep folder is read as every command reads it (the runs
+paired with their episodes, the TR from the data, held-out and missing runs marked) and
+saved as ``<FOLDER>/<folder name>.alignscope.json`` (or ``--out``), atomically. Every
+command accepts the folder itself too; the file is where results get registered.
+Imports stay inside functions.
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(parser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    init = sub.add_parser("init", help="write the project file of an Algonauts 2025 or BIDS/fMRIPrep folder",
+                          description="write the project file of an Algonauts 2025 or BIDS/fMRIPrep folder")
+    init.add_argument("folder", help="data folder (Algonauts 2025 or BIDS / fMRIPrep)")
+    init.add_argument("--out", default=None, metavar="FILE",
+                      help="project file to write (default: FOLDER/<folder name>.alignscope.json)")
+    init.add_argument("--tr", type=float, default=None, metavar="S",
+                      help="TR in seconds where the data store none (a clash with a stored TR is reported)")
+    init.add_argument("--force", action="store_true", help="replace an existing project file")
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..errors import ConfigError, DataError
+    from ..importers import default_project_file, detect_layout, load_project, pairing_table
+    from ..project import PROJECT_SUFFIX
+
+    if getattr(args, "action", None) != "init":
+        raise ConfigError("project: expected an action (init), found none; try `project init FOLDER`")
+    folder = Path(args.folder)
+    layout = detect_layout(folder)
+    if layout not in ("algonauts", "bids"):
+        found = ("nothing at that path" if not folder.exists() else
+                 "a project already" if layout == "project" else "neither")
+        raise DataError(f"project init {folder}: expected an Algonauts 2025 folder or a BIDS / fMRIPrep folder, "
+                        f"found {found}")
+    out = Path(args.out) if args.out else default_project_file(folder)
+    if not out.name.endswith(PROJECT_SUFFIX):
+        raise ConfigError(f"--out: expected a file name ending in {PROJECT_SUFFIX}, found {out.name}")
+    if out.exists() and not args.force:
+        raise DataError(f"project init: expected no file at {out}, found one (give --force to replace it)")
+    project = load_project(folder, tr_s=args.tr)
+    path = project.save(out)
+    trs = sorted({r.tr_s for r in project.runs})
+    rows = pairing_table(project)
+    held = [r["episode"] for r in rows if r["held_out"]]
+    missing = [m for m in project.extra.get("missing_runs", [])]
+    print(f"wrote {path}")
+    print(f"  layout: {project.extra.get('layout')}, {len(project.episodes)} episodes, {len(project.runs)} runs, "
+          f"subjects {sorted({r.subject for r in project.runs})}")
+    print(f"  TR: {', '.join(f'{t} s' for t in trs) or 'none found (give --tr)'}")
+    if held:
+        print(f"  held out (stimuli without fMRI): {len(held)} episodes, e.g. {held[:3]}")
+    if missing:
+        known = sum(bool(m.get("known")) for m in missing)
+        print(f"  missing runs: {len(missing)} ({known} known absent from the release)")
+    for p in project.extra.get("problems", []):
+        print(f"  problem: {p}")
+    return 0
