@@ -25,6 +25,7 @@ COMMANDS = {
     "partition": ("engine.cli.partition", "variance partitioning (unique/shared R2) of 2-3 feature spaces"),
     "compare": ("engine.cli.compare", "compare two encoding results target by target and region by region"),
     "project": ("engine.cli.project", "write the project file of an Algonauts 2025 or BIDS/fMRIPrep folder (project init)"),
+    "selftest": ("gui.selftest", "check this installation (Qt, OpenGL, video, torch, data folders, a small demo fit)"),
 }
 
 
@@ -58,14 +59,45 @@ def main(argv=None) -> int:
     module = importlib.import_module(args._module)
     from engine.errors import AlignScopeError
 
+    terminated, restore = _handle_sigterm(args.command)
     try:
         return int(module.run(args) or 0)
     except AlignScopeError as exc:  # a user's mistake: a message, never a traceback
         print(f"alignscope {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"alignscope {args.command}: interrupted", file=sys.stderr)
-        return 130
+        # SIGTERM arrives as KeyboardInterrupt too: every atomic write removes its temp file
+        # on the way out, so nothing half-written is left (a resumable cache keeps whole parts)
+        sig = "terminated" if terminated else "interrupted"
+        print(f"alignscope {args.command}: {sig}; nothing half-written was left", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        restore()
+
+
+def _handle_sigterm(command):
+    """SIGTERM (``kill``, a cluster's job time limit) unwinds like Ctrl-C, so writes clean up.
+
+    Returns a list that is non-empty once SIGTERM arrived, and a function restoring the
+    previous handler. Not for the GUI (Qt's own loop).
+    """
+    import signal
+    import threading
+
+    seen = []
+    if command == "gui" or threading.current_thread() is not threading.main_thread():
+        return seen, lambda: None
+
+    def on_term(signum, frame):
+        if not seen:
+            seen.append(signum)
+            raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except (ValueError, OSError):  # pragma: no cover - not the main thread / platform
+        return seen, lambda: None
+    return seen, lambda: signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
