@@ -23,6 +23,16 @@ tasks run with one BLAS thread each, as parallelism comes from the tasks) (:func
 Only numpy arrays and picklable callables cross to the workers; data shared by every task
 (e.g. the features when chunking by targets) is sent once (``shared=``), not per task.
 
+Security: **a Dask scheduler is trusted code.** Dask unpickles what the scheduler and workers
+send back, and unpickling can run anything, so connect only to a cluster you (or your
+institution) run. Before :class:`distributed.Client` is created, :func:`probe_scheduler` opens a
+plain TCP connection with a time-out (``CONNECT_TIMEOUT_S``) and reads the first bytes of the
+Dask handshake (a scheduler speaks first): a listener that never answers, or a service
+that is not Dask (an SSH or HTTP server, whose bytes Dask would read as a multi-exabyte frame
+length), is refused with a clear message instead of hanging or allocating. TLS clusters
+(``tls://host:port``) take a :class:`distributed.security.Security` (or the CA, certificate and
+key files, see :func:`make_security`), passed through to the Client.
+
 CLI hook (for ``engine/cli/encode.py``)::
 
     parser.add_argument("--scheduler", default=None,
@@ -37,6 +47,9 @@ CLI hook (for ``engine/cli/encode.py``)::
 from __future__ import annotations
 
 import math
+import socket
+import struct
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
@@ -46,12 +59,140 @@ import numpy as np
 from ..errors import ConfigError, MismatchError, expected_found
 from ..jobs import CancelToken, Progress, run_sync
 
-__all__ = ["Task", "run_tasks", "run_tasks_sync", "open_client", "target_chunks",
+__all__ = ["Task", "run_tasks", "run_tasks_sync", "open_client", "probe_scheduler", "make_security", "target_chunks",
            "fit_encoding_distributed", "fit_encoding_distributed_job", "fit_encoding_many",
            "fit_encoding_many_job", "merge_results"]
 
 _POLL_S = 0.1  # how often a waiting job looks at its cancel token
-CONNECT_TIMEOUT_S = 10.0  # how long to wait for a user's scheduler to answer
+CONNECT_TIMEOUT_S = 10.0  # how long to wait for a user's scheduler to answer (connect + handshake)
+_MAX_HANDSHAKE_BYTES = 1 << 20   # a Dask handshake is a few hundred bytes
+_MAX_HANDSHAKE_FRAMES = 64
+DASK_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+
+
+def _split_address(address: str):
+    scheme, _, rest = address.partition("://")
+    rest = rest.split("/", 1)[0]
+    if rest.startswith("["):                      # [ipv6]:port
+        host, _, port = rest[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
+    if not host:
+        host, port = rest, ""
+    try:
+        port_n = int(port) if port else 8786
+    except ValueError:
+        raise ConfigError(expected_found("scheduler address", "scheme://host:port (e.g. tcp://10.0.0.5:8786)",
+                                         repr(address))) from None
+    return scheme.lower(), host, port_n
+
+
+def _recv_exact(sock, n: int, deadline: float) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout()
+        sock.settimeout(left)
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def probe_scheduler(address: str, timeout_s: float = None) -> None:
+    """Check that a Dask scheduler answers at ``address`` before a Client connects to it.
+
+    Opens a TCP connection (time-out ``timeout_s``); for ``tcp://`` also reads the start of the
+    Dask handshake the scheduler sends first (frame count and lengths) and checks it is
+    plausible. ``tls://`` addresses are only connected to (the TLS handshake itself is
+    bounded by the Client's connect time-out).
+
+    Raises
+    ------
+    ConfigError
+        Nothing listening, no answer within the time-out, or an answer that is not Dask.
+    """
+    timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else float(timeout_s)
+    scheme, host, port = _split_address(address)
+    if scheme not in DASK_SCHEMES:
+        raise ConfigError(expected_found("scheduler address", f"one of {', '.join(s + '://' for s in DASK_SCHEMES)}"
+                                         " followed by host:port", repr(address)))
+    if scheme not in ("tcp", "tls"):
+        return
+    deadline = time.monotonic() + timeout_s
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+    except socket.timeout:
+        raise ConfigError(expected_found("Dask scheduler", f"one answering at {address}",
+                                         f"no connection within {timeout_s:g} s (a firewall, or the wrong host?)")) \
+            from None
+    except OSError as exc:
+        raise ConfigError(expected_found("Dask scheduler", f"one listening at {address}",
+                                         f"{exc.strerror or exc} (is `dask scheduler` running there, on that "
+                                         "port?)")) from None
+    try:
+        if scheme == "tls":
+            return
+        try:
+            head = _recv_exact(sock, 16, deadline)
+        except socket.timeout:
+            raise ConfigError(expected_found(
+                "Dask scheduler", f"a Dask handshake from {address} within {timeout_s:g} s",
+                "a connection that was accepted but never answered: this is not a Dask scheduler (or it is "
+                "overloaded, or it expects TLS: use tls://... with the cluster's certificates)")) from None
+        except OSError as exc:
+            raise ConfigError(expected_found("Dask scheduler", f"a Dask handshake from {address}",
+                                             f"a connection error ({exc.strerror or exc})")) from None
+        if len(head) < 16:
+            raise ConfigError(expected_found("Dask scheduler", f"a Dask handshake from {address}",
+                                             f"the connection closed after {len(head)} bytes: not a Dask scheduler"))
+        total, n_frames = struct.unpack("<QQ", head)
+        if not (0 < n_frames <= _MAX_HANDSHAKE_FRAMES and 8 * (n_frames + 1) <= total <= _MAX_HANDSHAKE_BYTES):
+            shown = head.decode("ascii", "replace").replace("\r", " ").replace("\n", " ").strip()
+            raise ConfigError(expected_found(
+                "Dask scheduler", f"a Dask handshake from {address}",
+                f"another kind of service (it sent {shown[:40]!r}): not a Dask scheduler; check the address "
+                "and port (a Dask scheduler listens on 8786 by default)"))
+    finally:
+        try:
+            sock.close()
+        except OSError:  # pragma: no cover
+            pass
+
+
+def make_security(ca_file=None, cert_file=None, key_file=None, require_encryption: bool = True):
+    """A :class:`distributed.security.Security` for a TLS cluster from its PEM files.
+
+    Parameters
+    ----------
+    ca_file : path
+        Certificate authority that signed the scheduler's certificate.
+    cert_file, key_file : path
+        This client's certificate and private key (``key_file`` may be omitted when the
+        certificate file holds the key).
+    """
+    from pathlib import Path
+
+    from distributed.security import Security
+
+    for what, p in (("CA file", ca_file), ("certificate", cert_file), ("key", key_file)):
+        if p is not None and not Path(p).is_file():
+            raise ConfigError(expected_found(f"TLS {what}", "an existing PEM file", f"nothing at {p}"))
+    if ca_file is None or cert_file is None:
+        raise ConfigError(expected_found("TLS settings", "a CA file and a client certificate (and key)",
+                                         f"CA {ca_file!r}, certificate {cert_file!r}"))
+    return Security(tls_ca_file=str(ca_file), tls_client_cert=str(cert_file),
+                    tls_client_key=str(key_file) if key_file else None, require_encryption=require_encryption)
+
+
+def _security_for(address: str, security):
+    if security is None or not isinstance(security, dict):
+        return security
+    return make_security(security.get("ca_file"), security.get("cert_file"), security.get("key_file"),
+                         bool(security.get("require_encryption", True)))
 
 
 @dataclass
@@ -84,11 +225,14 @@ def _run_task_one_blas_thread(fn, args, kwargs, shared):
 
 
 def open_client(scheduler, n_workers: Optional[int] = None, processes: bool = False,
-                threads_per_worker: Optional[int] = None):
+                threads_per_worker: Optional[int] = None, security=None,
+                timeout_s: Optional[float] = None):
     """A ``(client, owned)`` pair for ``scheduler`` ("local", an address, or a Client).
 
     ``owned`` is True when the client (and its LocalCluster) were started here and must be
-    closed by the caller.
+    closed by the caller. For an address, :func:`probe_scheduler` runs first (time-outs on
+    connect and handshake, "not a Dask scheduler"); ``security`` (a ``Security`` or a dict
+    ``{"ca_file", "cert_file", "key_file"}``) is passed to the Client for ``tls://``.
     """
     try:
         from distributed import Client, LocalCluster
@@ -115,11 +259,27 @@ def open_client(scheduler, n_workers: Optional[int] = None, processes: bool = Fa
         client = Client(cluster)
         return client, True
     address = scheduler if "://" in scheduler else f"tcp://{scheduler}"
+    timeout_s = CONNECT_TIMEOUT_S if timeout_s is None else float(timeout_s)
+    security = _security_for(address, security)
+    if address.lower().startswith("tls://") and security is None:
+        from distributed.security import Security
+
+        security = Security()   # from the dask configuration (distributed.comm.tls.*)
+        if not security.tls_ca_file:
+            raise ConfigError(expected_found(f"TLS settings for {address}", "the cluster's CA file and a client "
+                                             "certificate (make_security, or distributed.comm.tls.* in the dask "
+                                             "configuration)", "none"))
+    probe_scheduler(address, timeout_s)
+    import dask
+
+    kwargs = {"security": security} if security is not None else {}
     try:
-        client = Client(address, timeout=f"{CONNECT_TIMEOUT_S}s")
-    except (OSError, TimeoutError, ValueError) as exc:
+        with dask.config.set({"distributed.comm.timeouts.connect": f"{timeout_s}s"}):
+            client = Client(address, timeout=f"{timeout_s}s", **kwargs)
+    except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, TLS and protocol errors alike
         raise ConfigError(expected_found("Dask scheduler", f"one answering at {address}",
-                                         f"no answer ({exc})")) from exc
+                                         f"no usable answer within {timeout_s:g} s ({exc.__class__.__name__}: "
+                                         f"{str(exc)[:200]})")) from None
     return client, True
 
 
@@ -137,7 +297,7 @@ def _close(client, owned: bool) -> None:
 def run_tasks(tasks: Sequence[Task], scheduler=None, token: Optional[CancelToken] = None,
               shared: Optional[Dict[str, Any]] = None, n_workers: Optional[int] = None,
               processes: bool = False, threads_per_worker: Optional[int] = None,
-              message: str = "chunk"):
+              message: str = "chunk", security=None):
     """Run independent tasks here or on Dask; a job yielding Progress per finished task.
 
     Parameters
@@ -155,6 +315,8 @@ def run_tasks(tasks: Sequence[Task], scheduler=None, token: Optional[CancelToken
         with ``processes=True``, 2 single-threaded worker processes.
     message : str
         Word used in progress messages ("chunk", "permutation", "layer"...).
+    security : distributed.security.Security or dict, optional
+        TLS settings for a ``tls://`` scheduler (see :func:`open_client`).
 
     Yields
     ------
@@ -185,7 +347,7 @@ def run_tasks(tasks: Sequence[Task], scheduler=None, token: Optional[CancelToken
     from distributed import wait
 
     client, owned = open_client(scheduler, n_workers=n_workers, processes=processes,
-                                threads_per_worker=threads_per_worker)
+                                threads_per_worker=threads_per_worker, security=security)
     futures = []
     try:
         shared_f = {k: client.scatter(v, broadcast=True) for k, v in shared.items()}
@@ -322,7 +484,7 @@ def _brain_hash(Y_runs) -> Optional[str]:
 
 def fit_encoding_distributed_job(X_runs, Y_runs, scheduler=None, n_chunks: Optional[int] = None,
                                  chunk_size: Optional[int] = None, token: Optional[CancelToken] = None,
-                                 n_workers: Optional[int] = None, processes: bool = False,
+                                 n_workers: Optional[int] = None, processes: bool = False, security=None,
                                  **fit_kwargs):
     """Job form of :func:`fit_encoding_distributed` (Progress per finished chunk of targets)."""
     from ..encoding import preprocess as pp
@@ -338,7 +500,7 @@ def fit_encoding_distributed_job(X_runs, Y_runs, scheduler=None, n_chunks: Optio
                   name=f"targets {c.start}-{c.stop - 1}") for c in chunks]
     parts = yield from run_tasks(tasks, scheduler=scheduler, token=token,
                                  shared={"X_runs": X_runs, "fit_kwargs": fit_kwargs},
-                                 n_workers=n_workers, processes=processes, message="chunk")
+                                 n_workers=n_workers, processes=processes, message="chunk", security=security)
     prov = {"distributed": {"scheduler": None if scheduler is None else _describe(scheduler),
                             "n_chunks": len(chunks), "chunk_bounds": [[c.start, c.stop] for c in chunks]}}
     merged = merge_results(parts, provenance=prov)
@@ -358,7 +520,7 @@ def fit_encoding_distributed_job(X_runs, Y_runs, scheduler=None, n_chunks: Optio
 def fit_encoding_distributed(X_runs, Y_runs, scheduler=None, n_chunks: Optional[int] = None,
                              chunk_size: Optional[int] = None, token: Optional[CancelToken] = None,
                              on_progress=None, n_workers: Optional[int] = None, processes: bool = False,
-                             **fit_kwargs):
+                             security=None, **fit_kwargs):
     """:func:`engine.encoding.fit.fit_encoding` with the targets split into chunks run on Dask.
 
     Each chunk of targets is a full, independent fit (same features, folds, alpha grid;
@@ -391,13 +553,13 @@ def fit_encoding_distributed(X_runs, Y_runs, scheduler=None, n_chunks: Optional[
     """
     return run_sync(fit_encoding_distributed_job(X_runs, Y_runs, scheduler=scheduler, n_chunks=n_chunks,
                                                  chunk_size=chunk_size, token=token, n_workers=n_workers,
-                                                 processes=processes, **fit_kwargs),
+                                                 processes=processes, security=security, **fit_kwargs),
                     token=token, on_progress=on_progress)
 
 
 def fit_encoding_many_job(X_by_name: Mapping[str, Any], Y_runs, scheduler=None,
                           token: Optional[CancelToken] = None, n_workers: Optional[int] = None,
-                          processes: bool = False, **fit_kwargs):
+                          processes: bool = False, security=None, **fit_kwargs):
     """Job form of :func:`fit_encoding_many` (Progress per finished fit)."""
     names = list(X_by_name)
     fit_kwargs.pop("on_progress", None)
@@ -412,12 +574,12 @@ def fit_encoding_many_job(X_by_name: Mapping[str, Any], Y_runs, scheduler=None,
         tasks = [Task(_fit_problem, (X_by_name[k],), name=str(k)) for k in names]
         shared = {"Y_runs": Y_runs, "fit_kwargs": fit_kwargs}
     results = yield from run_tasks(tasks, scheduler=scheduler, token=token, shared=shared,
-                                   n_workers=n_workers, processes=processes, message="fit")
+                                   n_workers=n_workers, processes=processes, message="fit", security=security)
     return dict(zip(names, results))
 
 
 def fit_encoding_many(X_by_name: Mapping[str, Any], Y_runs, scheduler=None, token=None, on_progress=None,
-                      n_workers: Optional[int] = None, processes: bool = False,
+                      n_workers: Optional[int] = None, processes: bool = False, security=None,
                       **fit_kwargs) -> Dict[str, Any]:
     """Several independent encoding fits (layers, models, subjects) as parallel tasks.
 
@@ -437,5 +599,6 @@ def fit_encoding_many(X_by_name: Mapping[str, Any], Y_runs, scheduler=None, toke
     dict name -> EncodingResult, in the order of ``X_by_name``.
     """
     return run_sync(fit_encoding_many_job(X_by_name, Y_runs, scheduler=scheduler, token=token,
-                                          n_workers=n_workers, processes=processes, **fit_kwargs),
+                                          n_workers=n_workers, processes=processes, security=security,
+                                          **fit_kwargs),
                     token=token, on_progress=on_progress)
