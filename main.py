@@ -24,6 +24,7 @@ COMMANDS = {
     "encode": ("engine.cli.encode", "fit cross-validated encoding models and save the scores"),
     "partition": ("engine.cli.partition", "variance partitioning (unique/shared R2) of 2-3 feature spaces"),
     "compare": ("engine.cli.compare", "compare two encoding results target by target and region by region"),
+    "qc": ("engine.cli.qc", "quality checks: data, stimulus-brain sync, reliability (exit 1 on a failure)"),
     "project": ("engine.cli.project", "write the project file of an Algonauts 2025 or BIDS/fMRIPrep folder (project init)"),
     "selftest": ("gui.selftest", "check this installation (Qt, OpenGL, video, torch, data folders, a small demo fit)"),
 }
