@@ -58,6 +58,11 @@ def format_report(report, indent: str = "") -> str:
         lines.append(f"{indent}  {k}: {v}")
     for child in report.get("files", []):
         lines.append(format_report(child, indent + "  "))
+    if report.get("pairing"):
+        from engine.importers import format_pairing_table
+
+        lines.append(f"{indent}  pairing (episode <-> runs per subject):")
+        lines += [f"{indent}    {line}" for line in format_pairing_table(report["pairing"]).splitlines()]
     problems = report.get("problems", [])
     if problems:
         lines.append(f"{indent}  PROBLEMS ({len(problems)}):")
@@ -231,6 +236,11 @@ def _inspect_h5(path, tr_s) -> dict:
     except Exception as exc:
         return _report(path, "hdf5", problems=[f"expected an HDF5 file, found unreadable content "
                                                f"({exc.__class__.__name__}: {str(exc)[:160]})"])
+    with f:
+        own = _inspect_own_h5(path, f)
+    if own is not None:
+        return own
+    f = h5py.File(path, "r")
     problems, shapes = [], {}
     with f:
         names = []
@@ -271,6 +281,136 @@ def _inspect_h5(path, tr_s) -> dict:
     return _report(path, "hdf5 runs", facts, problems)
 
 
+# ---- files AlignScope writes ----------------------------------------------------------------
+OWN_KINDS = {
+    "alignscope.encoding_result": "encoding result",
+    "alignscope.permutation_result": "permutation test",
+    "alignscope.variance_partition": "variance partition",
+}
+
+
+def _attr(f, name, default=None):
+    v = f.attrs.get(name, default)
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _json_attr(f, name, default=None):
+    import json
+
+    v = _attr(f, name)
+    if v is None:
+        return default
+    try:
+        return json.loads(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def _short(values, n=8):
+    values = list(values)
+    return values if len(values) <= n else values[:n] + [f"... ({len(values)} in all)"]
+
+
+def _score_facts(scores, label="r") -> dict:
+    import numpy as np
+
+    s = np.asarray(scores, dtype=np.float64)
+    finite = s[np.isfinite(s)]
+    if not finite.size:
+        return {f"mean_{label}": None}
+    return {f"mean_{label}": round(float(finite.mean()), 4), f"median_{label}": round(float(np.median(finite)), 4),
+            f"max_{label}": round(float(finite.max()), 4), "n_undefined": int(s.size - finite.size)}
+
+
+def _inspect_own_h5(path, f):
+    """A report for the HDF5 files AlignScope writes (results, permutation and partition files,
+    feature files from ``extract``, feature-cache entries, attention maps), or None."""
+    import numpy as np
+
+    kind = _attr(f, "kind")
+    version = _attr(f, "schema_version")
+    if kind == "alignscope.encoding_result":
+        prov = _json_attr(f, "provenance", {}) or {}
+        scores = np.asarray(f["scores"]) if "scores" in f else np.zeros(0)
+        runs = _json_attr(f, "run_names", [])
+        facts = {"space": _attr(f, "space"), "n_targets": int(scores.size), "n_runs": len(runs),
+                 "runs": _short(runs), "feature_spaces": _short(_json_attr(f, "feature_names", [])),
+                 "delays_trs": _json_attr(f, "delays", []), **_score_facts(scores)}
+        if "r2" in f:
+            facts["mean_r2"] = _score_facts(f["r2"][()], "r2")["mean_r2"]
+        if "alpha_on_edge" in f:
+            facts["alphas_on_grid_edge"] = int(np.asarray(f["alpha_on_edge"]).astype(bool).sum())
+        for k in ("tr_s", "model", "episode", "cv", "trim", "alignment", "confounds"):
+            if k in prov:
+                facts[k] = prov[k]
+        facts["schema_version"] = version
+        problems = []
+        if scores.size and not np.isfinite(scores).any():
+            problems.append("expected some defined scores, found every target's r undefined (constant data?)")
+        return _report(path, "encoding result", facts, problems)
+    if kind == "alignscope.permutation_result":
+        settings = _json_attr(f, "settings", {}) or {}
+        p = np.asarray(f["p_values"]) if "p_values" in f else np.zeros(0)
+        null = f["null"].shape if "null" in f else ()
+        facts = {"n_targets": int(p.size), "n_permutations": int(null[0]) if len(null) else None,
+                 "significant_p<0.05": int(np.sum(np.nan_to_num(p, nan=1.0) < 0.05)),
+                 "significant_fdr_q<0.05": int(np.sum(np.nan_to_num(np.asarray(f["q_values"]), nan=1.0) < 0.05))
+                 if "q_values" in f else None,
+                 **_score_facts(f["observed"][()] if "observed" in f else [], "observed"),
+                 "settings": settings, "schema_version": version}
+        return _report(path, "permutation test", facts)
+    if kind == "alignscope.variance_partition":
+        spaces = _json_attr(f, "spaces", [])
+        facts = {"feature_spaces": spaces, "n_targets": int(f["total"].shape[0]) if "total" in f else None,
+                 "measure": _attr(f, "measure"), "runs": _short(_json_attr(f, "run_names", []))}
+        for r in _json_attr(f, "regions", []):
+            key = r.replace("/", "%2F")
+            if key in f:
+                facts[f"mean {r}"] = round(float(np.nanmean(f[key][()])), 4)
+        if "residual" in f:
+            facts["residual_models"] = list(f["residual"].keys())
+        facts["schema_version"] = version
+        return _report(path, "variance partition", facts)
+    if isinstance(kind, str) and kind.startswith("alignscope."):
+        names = []
+        f.visititems(lambda n, o: names.append(n) if hasattr(o, "shape") else None)
+        return _report(path, kind.split(".", 1)[1].replace("_", " "),
+                       {"schema_version": version, "datasets": _short(names)})
+    if {"maps", "rollout", "tr_indices"} <= set(f.keys()):
+        meta = _json_attr(f, "meta", {}) or {}
+        maps = f["maps"].shape
+        facts = {"map_kind": kind, "layers": _short(_json_attr(f, "layers", [])), "n_trs_with_maps": int(f["tr_indices"].shape[0]),
+                 "maps_shape": list(maps), "model": meta.get("model"), "heads": meta.get("heads")}
+        return _report(path, "attention maps", facts)
+    if "features" in f and hasattr(f["features"], "keys"):
+        layers = {}
+        for k in f["features"].keys():
+            d = f["features"][k]
+            layers[k.replace("%2F", "/")] = list(d.shape)
+        rows = sorted({v[0] for v in layers.values() if v})
+        facts = {"n_layers": len(layers), "n_trs": rows[0] if len(rows) == 1 else rows,
+                 "n_features_per_layer": {k: v[1] if len(v) > 1 else 1 for k, v in _first(layers, 12).items()}}
+        tr = _attr(f, "tr_s")
+        if tr is not None:
+            facts["tr_s"] = float(tr)
+        meta = _json_attr(f, "meta", {}) or {}
+        for k in ("model", "model_id", "family", "pooling", "ablate", "window_s", "tr_s", "onset_s", "episode"):
+            if k in meta and k not in facts:
+                facts[k] = meta[k]
+        if _attr(f, "model_id"):
+            facts["model_id"] = _attr(f, "model_id")
+        problems = []
+        if len(rows) > 1:
+            problems.append(f"expected every layer to have the same number of TR rows, found {rows}")
+        what = "feature cache entry" if _attr(f, "key") and not _attr(f, "model_id") else "features"
+        return _report(path, what, facts, problems)
+    return None
+
+
+def _first(d, n):
+    return dict(list(d.items())[:n])
+
+
 def _inspect_tsv(path, tr_s) -> dict:
     with open(path, "r", encoding="utf-8", errors="replace") as fh:
         header = fh.readline().strip().split("\t")
@@ -299,6 +439,9 @@ def _inspect_media(path) -> dict:
         return _inspect_media_fallback(path)
     facts = describe_media(path)
     problems = list(check_media(path))
+    if path.name.endswith(".proxy.mp4"):   # engine.io.proxy: an all-intra copy for scrubbing
+        facts = {"made_by": "AlignScope (scrub proxy: every frame a keyframe, for instant seeking)", **facts}
+        return _report(path, "scrub proxy (video)", facts, problems)
     return _report(path, "media", facts, problems)
 
 
@@ -365,6 +508,9 @@ def _inspect_project(path) -> dict:
 
     project = Project.load(path)
     problems = []
+    for name, rel in project.results.items():
+        if not project.path(rel).exists():
+            problems.append(f"result {name}: expected its file at {rel}, found nothing")
     for ep in project.episodes:
         for field in ("video", "audio", "subtitles", "words", "events"):
             rel = getattr(ep, field)
@@ -383,7 +529,20 @@ def _inspect_project(path) -> dict:
              "subjects": sorted({r.subject for r in project.runs}), "spaces": sorted({r.space for r in project.runs}),
              "tr_s": sorted({r.tr_s for r in project.runs}), "atlases": [a.name for a in project.atlases],
              "results": list(project.results)}
-    return _report(path, "project", facts, problems)
+    if project.extra.get("layout"):
+        facts["layout"] = project.extra["layout"]
+    held = project.extra.get("held_out_episodes") or []
+    if held:
+        facts["held_out_episodes"] = [h["episode"] for h in held]
+    rep = _report(path, "project", facts, problems)
+    rep["pairing"] = _pairing(project)
+    return rep
+
+
+def _pairing(project) -> list:
+    from engine.importers import pairing_table
+
+    return pairing_table(project)
 
 
 def _media_duration_s(path):
@@ -418,10 +577,10 @@ def _pairing_problems(project, max_runs: int = 2000) -> list:
     return problems
 
 
-def _inspect_algonauts(path) -> dict:
+def _inspect_algonauts(path, tr_s=None) -> dict:
     from engine.importers import open_algonauts_folder
 
-    project = open_algonauts_folder(path)
+    project = open_algonauts_folder(path, tr_s=tr_s)
     extra = project.extra
     per_subject = {}
     for r in project.runs:
@@ -429,7 +588,7 @@ def _inspect_algonauts(path) -> dict:
     known = [f"{m['subject']} {m['episode']}" for m in extra["missing_runs"] if m["known"]]
     unknown = [f"{m['subject']} {m['episode']}" for m in extra["missing_runs"] if not m["known"]]
     facts = {"layout": "Algonauts 2025", "subjects": extra["subjects"], "runs_per_subject": per_subject,
-             "n_episodes": len(project.episodes), "tr_s": 1.49, "space": "Schaefer 1000 parcels (MNI152NLin2009cAsym)",
+             "n_episodes": len(project.episodes), "tr_s": extra["tr_s"], "space": "Schaefer 1000 parcels (MNI152NLin2009cAsym)",
              "n_videos": sum(e.video is not None for e in project.episodes),
              "n_transcripts": sum(e.words is not None for e in project.episodes),
              "atlases": [a.path for a in project.atlases], "known_missing_runs (absent from the release)": known}
@@ -437,18 +596,34 @@ def _inspect_algonauts(path) -> dict:
     problems += [f"expected a run for {u} (other subjects have one), found none" for u in unknown]
     if extra["episodes_without_video"]:
         facts["episodes_without_video"] = extra["episodes_without_video"]
-    return _report(path, "folder (Algonauts 2025)", facts, problems)
+    if extra["held_out_episodes"]:
+        facts["held_out_episodes (stimuli without fMRI)"] = [h["episode"] for h in extra["held_out_episodes"]]
+    rep = _report(path, "folder (Algonauts 2025)", facts, problems)
+    rep["pairing"] = _pairing(project)
+    return rep
 
 
-def _inspect_bids(path) -> dict:
+def _inspect_bids(path, tr_s=None) -> dict:
     from engine.importers import discover_bids
 
-    project = discover_bids(path)
+    project = discover_bids(path, tr_s=tr_s)
+    sources = sorted(set(project.extra.get("tr_sources", {}).values()))
     facts = {"layout": "BIDS", "n_runs": len(project.runs), "subjects": sorted({r.subject for r in project.runs}),
-             "tasks": [e.name for e in project.episodes], "spaces": sorted({r.space for r in project.runs}),
-             "tr_s": sorted({r.tr_s for r in project.runs}),
-             "runs_with_confounds": sum(r.confounds is not None for r in project.runs)}
-    return _report(path, "folder (BIDS)", facts, list(project.extra["problems"]))
+             "tasks": sorted({r.name.split("task-")[1].split("_")[0] for r in project.runs if "task-" in r.name}),
+             "episodes": [e.name for e in project.episodes], "spaces": sorted({r.space for r in project.runs}),
+             "tr_s": sorted({r.tr_s for r in project.runs}), "tr_from": sources,
+             "runs_with_confounds": sum(r.confounds is not None for r in project.runs),
+             "episodes_with_video": sum(e.video is not None for e in project.episodes)}
+    if any(r.confounds for r in project.runs):
+        facts["confound_sets"] = "motion6, motion12, motion24, wm_csf, wm_csf4, global (join with +, e.g. motion24+wm_csf)"
+    if project.atlases:
+        facts["atlas"] = f"{project.atlases[0].name} ({project.atlases[0].space}; bundled default, change in the project)"
+    held = project.extra.get("held_out_episodes") or []
+    if held:
+        facts["held_out_episodes (stimuli without fMRI)"] = [h["episode"] for h in held]
+    rep = _report(path, "folder (BIDS)", facts, list(project.extra["problems"]))
+    rep["pairing"] = _pairing(project)
+    return rep
 
 
 def _inspect_folder(path, tr_s) -> dict:
@@ -461,9 +636,9 @@ def _inspect_folder(path, tr_s) -> dict:
         rep["kind"] = "folder (project)"
         return rep
     if layout == "algonauts":
-        return _inspect_algonauts(path)
+        return _inspect_algonauts(path, tr_s)
     if layout == "bids":
-        return _inspect_bids(path)
+        return _inspect_bids(path, tr_s)
     files = []
     for p in sorted(x for x in path.rglob("*") if x.is_file() and not x.name.startswith("."))[:MAX_FOLDER_FILES]:
         if p.name.upper().startswith(("README", "LICENSE", "LICENCE", "SHA256SUMS", "CHANGES")):

@@ -231,6 +231,10 @@ def scan_bids_folder(path, tr_s: Optional[float] = None, space: Optional[str] = 
     confounds = [p for p in files if p.name.endswith(("_desc-confounds_timeseries.tsv", "_desc-confounds_regressors.tsv"))]
     masks = [p for p in files if p.name.endswith(("_desc-brain_mask.nii.gz", "_desc-brain_mask.nii"))]
     events = sorted(p for p in root.rglob("*_events.tsv") if p.is_file())
+    if root.parent.name == "derivatives":   # fMRIPrep keeps no events: the raw dataset above has them
+        raw = root.parent.parent
+        events += sorted(p for p in raw.rglob("*_events.tsv")
+                         if p.is_file() and "derivatives" not in p.relative_to(raw).parts)
     search = [root] + [b / "stimuli" for b in (root.parent, root.parent.parent) if (b / "stimuli").is_dir()]
     videos = sorted({v.resolve() for base in search for v in base.rglob("*")
                      if v.suffix.lower() in VIDEO_SUFFIXES and v.is_file()})
