@@ -24,6 +24,12 @@ Columns of each feature space (see :data:`FEATURE_COLUMNS`):
   10 ms hop, bands between 0 Hz and the Nyquist frequency, averaged over each TR.
 - ``word_rate`` (1): number of words whose onset falls in the TR.
 
+Only ``audio_envelope`` and ``mel`` need sound. A video without an audio track (and no
+separate ``audio_path``) is a usable stimulus for the visual and word features: those are
+returned, the two audio features are left out with a note (:class:`MissingAudioWarning`), and
+asking for them by name raises a :class:`~engine.errors.DataError` that says the file has no
+audio track and what to do. Audio is decoded only when an audio feature is asked for.
+
 TRs that lie after the end of the stimulus (a run a few volumes longer than its
 video) get the value of an absent stimulus: black picture, no motion, silence, no
 words. A run that outlasts its stimulus by more than ``max_overhang_trs`` is a wrong
@@ -43,6 +49,9 @@ from ..timeline import bin_to_trs
 
 __all__ = [
     "FEATURE_COLUMNS",
+    "AUDIO_FEATURES",
+    "MissingAudioWarning",
+    "has_audio_track",
     "N_MEL_BANDS",
     "MOTION_WIDTH_PX",
     "lowlevel_features",
@@ -362,6 +371,37 @@ def word_rate(words, n_trs: int, tr_s: float, onset_s: float = 0.0) -> np.ndarra
 
 # --------------------------------------------------------------------------- all together
 
+#: The features that need sound.
+AUDIO_FEATURES = ("audio_envelope", "mel")
+
+
+class MissingAudioWarning(UserWarning):
+    """A stimulus has no audio track: the audio features were left out (a note, not a failure)."""
+
+
+def has_audio_track(path) -> bool:
+    """True when the media file at ``path`` holds an audio stream (False when unreadable)."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            return any(s.type == "audio" for s in container.streams)
+    except Exception:  # noqa: BLE001 - unreadable: let the reader say why later
+        return True
+
+
+class LowLevelFeatures(dict):
+    """The features computed; asking for an audio feature of a silent stimulus says why it is absent."""
+
+    def __init__(self, *args, missing_reason: Optional[str] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.missing_reason = missing_reason
+
+    def __missing__(self, key):
+        if key in AUDIO_FEATURES and self.missing_reason:
+            raise DataError(self.missing_reason)
+        raise KeyError(key)
+
 def _video_frames(reader, onset_s: float) -> Iterator[Tuple[float, np.ndarray]]:
     """Frames from the one just before ``onset_s`` onwards (motion needs a predecessor)."""
     times_s = np.asarray(reader.frame_times_s, dtype=float)
@@ -373,17 +413,36 @@ def _video_frames(reader, onset_s: float) -> Iterator[Tuple[float, np.ndarray]]:
 
 def lowlevel_features_job(video_path, words, n_trs: int, tr_s: float, onset_s: float = 0.0,
                           audio_path=None, token: Optional[CancelToken] = None,
-                          max_overhang_trs: float = 5.0, optical_flow: bool = True):
+                          max_overhang_trs: float = 5.0, optical_flow: bool = True,
+                          layers: Optional[Iterable[str]] = None):
     """Job variant of :func:`lowlevel_features`: yields :class:`engine.jobs.Progress`.
 
     Returns the same dict as :func:`lowlevel_features`.
     """
+    import warnings
+
     from ..io.video import VideoReader, read_audio
 
     _check_trs(n_trs, tr_s)
     video_path = Path(video_path)
     if not video_path.exists():
         raise DataError(f"video: expected a file at {video_path}, found nothing")
+    wanted = list(FEATURE_COLUMNS) if layers is None else [str(x) for x in layers]
+    unknown = [x for x in wanted if x not in FEATURE_COLUMNS]
+    if unknown:
+        raise ConfigError(f"low-level features: expected names among {list(FEATURE_COLUMNS)}, found {unknown}")
+    need_audio = any(x in AUDIO_FEATURES for x in wanted)
+    missing_reason = None
+    if need_audio and audio_path is None and not has_audio_track(video_path):
+        missing_reason = (f"audio features {list(AUDIO_FEATURES)}: expected an audio track in {video_path.name}, "
+                          "found none (a silent video). Give a separate audio file on the same clock (--audio "
+                          "FILE), or use the visual and word features only (--layers luminance,contrast,motion,"
+                          "word_rate)")
+        if layers is not None:
+            raise DataError(missing_reason)
+        warnings.warn(f"{video_path.name} has no audio track: the visual and word features are computed, the "
+                      f"audio features {list(AUDIO_FEATURES)} are left out", MissingAudioWarning, stacklevel=2)
+        need_audio = False
     out = {}
     with VideoReader(video_path) as reader:
         n_frames = int(reader.n_frames)
@@ -406,18 +465,21 @@ def lowlevel_features_job(video_path, words, n_trs: int, tr_s: float, onset_s: f
 
     if token is not None:
         token.raise_if_cancelled()
-    yield Progress(n_frames, total, "low-level audio features")
-    samples, sr = read_audio(Path(audio_path) if audio_path is not None else video_path, sr=AUDIO_SR)
-    out.update(audio_features(samples, sr, n_trs, tr_s, onset_s, max_overhang_trs=max_overhang_trs))
+    if need_audio:
+        yield Progress(n_frames, total, "low-level audio features")
+        samples, sr = read_audio(Path(audio_path) if audio_path is not None else video_path, sr=AUDIO_SR)
+        out.update(audio_features(samples, sr, n_trs, tr_s, onset_s, max_overhang_trs=max_overhang_trs))
     yield Progress(n_frames + 1, total, "word rate")
     out["word_rate"] = word_rate(words, n_trs, tr_s, onset_s)
     yield Progress(total, total, "low-level features done")
-    return {key: out[key] for key in FEATURE_COLUMNS}
+    keep = [key for key in FEATURE_COLUMNS if key in out and (layers is None or key in wanted)]
+    return LowLevelFeatures({key: out[key] for key in keep}, missing_reason=missing_reason)
 
 
 def lowlevel_features(video_path, words, n_trs: int, tr_s: float, onset_s: float = 0.0,
                       audio_path=None, token: Optional[CancelToken] = None,
-                      max_overhang_trs: float = 5.0, optical_flow: bool = True) -> dict:
+                      max_overhang_trs: float = 5.0, optical_flow: bool = True,
+                      layers: Optional[Iterable[str]] = None) -> dict:
     """Low-level visual, auditory and word-rate features of one episode, one row per TR.
 
     Parameters
@@ -441,13 +503,22 @@ def lowlevel_features(video_path, words, n_trs: int, tr_s: float, onset_s: float
         values of an absent stimulus); more raises :class:`MismatchError`.
     optical_flow : bool
         Compute the Farneback optical-flow column of ``motion``.
+    layers : iterable of str, optional
+        Only these features (default all); audio is decoded only for an audio feature.
 
     Returns
     -------
     dict of str -> (n_trs, k) float32
-        Keys ``luminance``, ``contrast``, ``motion``, ``audio_envelope``, ``mel``, ``word_rate``;
-        columns as listed in :data:`FEATURE_COLUMNS`.
+        Keys ``luminance``, ``contrast``, ``motion``, ``audio_envelope``, ``mel``, ``word_rate``
+        (or ``layers``); columns as listed in :data:`FEATURE_COLUMNS`. A silent video without
+        ``audio_path`` and ``layers=None`` gives no audio keys (with a :class:`MissingAudioWarning`);
+        reading one then raises :class:`~engine.errors.DataError` saying why.
+
+    Raises
+    ------
+    DataError
+        An audio feature named in ``layers`` for a stimulus without an audio track.
     """
     return run_sync(lowlevel_features_job(video_path, words, n_trs, tr_s, onset_s, audio_path,
                                           token=token, max_overhang_trs=max_overhang_trs,
-                                          optical_flow=optical_flow), token=token)
+                                          optical_flow=optical_flow, layers=layers), token=token)

@@ -111,7 +111,8 @@ def describe_media(path) -> dict:
     -------
     dict
         Always ``path``, ``name``, ``kind`` ("video", "audio", "text", "events"),
-        ``size_bytes``. Media add ``format``, ``duration_s``, ``video`` (codec, width,
+        ``size_bytes``. A video without an audio track adds ``notes`` (usable for visual
+        features; audio features need a separate audio file). Media add ``format``, ``duration_s``, ``video`` (codec, width,
         height, n_frames, fps, variable_frame_rate, n_keyframes, ...) and ``audio``
         (codec, sample_rate, channels, duration_s), each None when absent. Text adds
         ``n_cues``, ``n_words``, ``first_onset_s``, ``last_offset_s``; events add
@@ -131,6 +132,10 @@ def describe_media(path) -> dict:
         info = _media(path)
         out.update(info)
         out["kind"] = "video" if info["video"] else ("audio" if info["audio"] else "media")
+        if info["video"] and info["audio"] is None:
+            # a note, not a problem: the visual and word features need no sound
+            out["notes"] = ["no audio track: usable for visual and word features; audio features "
+                            "(audio_envelope, mel, audio models) need a separate audio file on the same clock"]
     elif kind == "text":
         from .text import read_cues, read_words
 
@@ -186,11 +191,6 @@ def check_media(path) -> List[str]:
     kind = info["kind"]
     if kind == "video":
         v = info["video"]
-        if info.get("audio") is None:
-            problems.append(
-                f"{name}: expected an audio track for audio features, found none "
-                f"(give a separate audio file, or audio features stay empty)"
-            )
         if v["declared_frames"] and v["declared_frames"] != v["n_frames"]:
             problems.append(
                 f"{name}: the header declares {v['declared_frames']} frames, found {v['n_frames']} "
