@@ -203,7 +203,7 @@ def test_subject_atlas_projected_to_fsaverage5(tmp_path):
         "sub-01_space-MNI152NLin2009cAsym_atlas-Schaefer18_parcel-1000Par7Net_desc-dseg_parcellation.nii.gz"
     nib.save(nib.Nifti1Image(lab, affine), path)
     project = open_algonauts_folder(root)
-    atlas = subject_atlas(project, "sub-01")
+    atlas = subject_atlas(project, "sub-01", cache_dir=tmp_path / "cache")
     assert atlas.n_parcels == 1000 and atlas.n_vertices == 20484
     left, right = atlas.labels[:10242], atlas.labels[10242:]
     assert (left[left > 0] <= 500).mean() > 0.97 and (right[right > 0] > 500).mean() > 0.97
