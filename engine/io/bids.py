@@ -288,8 +288,9 @@ def scan_bids_folder(path, tr_s: Optional[float] = None, space: Optional[str] = 
         if stim_file:
             stimulus = _stimulus_for(stim_file, root, videos)
             if stimulus is None:
+                where = root.parent.parent if root.parent.name == "derivatives" else root
                 scan.problems.append(f"{ev_path.name}: stim_file {stim_file!r}: expected the file under "
-                                     f"{root.name}/stimuli/, found nothing")
+                                     f"{where / 'stimuli'}, found nothing (the run has no video)")
             if len(stims) > 1:
                 scan.problems.append(f"{ev_path.name}: expected one stim_file per run, found {len(stims)} "
                                      f"({stims[:3]}); the first is used")
@@ -353,8 +354,8 @@ def read_confound_set(path, set_name: str) -> Tuple[np.ndarray, List[str]]:
     ``n/a`` cells (fMRIPrep writes them in the first row of every derivative column) are
     filled: a derivative column's leading ``n/a`` with 0 (no change before the first volume),
     any other column's leading ``n/a`` with its first value; squares are taken after filling.
-    Derivatives and squares absent from the file are computed from the base column (backward
-    difference, first row 0). An ``n/a`` after the first value is an error.
+    Derivatives and squares absent from the file are computed: squares of the base column or of
+    the file's derivative column, a missing derivative as the backward difference (first row 0). An ``n/a`` after the first value is an error.
     """
     import pandas as pd
 
@@ -377,7 +378,7 @@ def read_confound_set(path, set_name: str) -> Tuple[np.ndarray, List[str]]:
     n_trs = len(table)
 
     def filled(col: str, derivative: bool) -> np.ndarray:
-        v = pd.to_numeric(table[col], errors="coerce").to_numpy(np.float64)
+        v = np.array(pd.to_numeric(table[col], errors="coerce"), dtype=np.float64)   # a writable copy
         finite = np.flatnonzero(np.isfinite(v))
         if finite.size == 0:
             raise DataError(expected_found(f"confounds file {path.name} column {col}", "numbers", "only n/a"))
@@ -397,7 +398,10 @@ def read_confound_set(path, set_name: str) -> Tuple[np.ndarray, List[str]]:
             raise DataError(expected_found(f"confounds file {path.name}", f"column {base!r} (set {set_name})",
                                            f"columns {list(table.columns)[:12]}{' ...' if table.shape[1] > 12 else ''}"))
         b = filled(base, False)
-        d = np.concatenate([[0.0], np.diff(b)]) if n_trs else b
+        if f"{base}_derivative1" in table.columns:      # fMRIPrep's own derivative, when it wrote one
+            d = filled(f"{base}_derivative1", True)
+        else:
+            d = np.concatenate([[0.0], np.diff(b)]) if n_trs else b
         cols.append({"": b, "d": d, "sq": b ** 2, "dsq": d ** 2}[how])
     values = np.stack(cols, axis=1).astype(np.float32) if cols else np.zeros((n_trs, 0), np.float32)
     return values, [w[0] for w in wanted]
