@@ -152,9 +152,19 @@ def write_confounds(path: Path, n_trs: int, stretch=None, seed: int = 0) -> np.n
     return np.nan_to_num(fd)
 
 
+_STUDIES = {}
+
+
+def shared_study(tmp_path_factory, seed: int = 0) -> Study:
+    """The generated study, written once per test session (the QC test files share it)."""
+    if seed not in _STUDIES:
+        _STUDIES[seed] = make_study(tmp_path_factory.getbasetemp() / f"qc_study_{seed}", seed=seed)
+    return _STUDIES[seed]
+
+
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    return make_study(tmp_path_factory.mktemp("qc_study"))
+    return shared_study(tmp_path_factory)
 
 
 def _levels(report_checks, subject=None):
