@@ -27,7 +27,11 @@ from ..errors import ConfigError, DataError, MismatchError, expected_found
 from ..jobs import CancelToken, Progress, run_sync
 from .ridge import check_alphas, default_targets_batch, ridge_cv_job, ridge_fit
 
-__all__ = ["BandedRidgeResult", "banded_ridge_cv", "banded_ridge_cv_job", "simplex_candidates"]
+__all__ = ["BandedRidgeResult", "banded_ridge_cv", "banded_ridge_cv_job", "simplex_candidates",
+           "default_candidates", "refine_candidates"]
+
+#: Weight of a space switched off in a corner candidate ("only this space").
+CORNER_EPS = 1e-6
 
 
 @dataclass
@@ -92,6 +96,88 @@ def simplex_candidates(n_spaces: int, n_iter: int = 20, concentration=(0.1, 1.0)
     return g / g.sum(1, keepdims=True)
 
 
+def default_candidates(n_spaces: int, n_iter: int = 20, random_state: int = 0) -> np.ndarray:
+    """The default first round of ``gamma`` candidates: structured corners, then random ones.
+
+    - the centre (all spaces weighted equally: a plain joint ridge);
+    - each space alone (the others at ``CORNER_EPS``): a target driven by one small space can
+      always reach the r of that space alone, whatever the other spaces;
+    - with up to 6 spaces, each pair alone (equal weights) and each "all but one";
+    - then ``n_iter`` Dirichlet samples (concentrations 0.1 and 1, as himalaya's random search).
+
+    Returns (n_candidates, n_spaces) float64, rows on the simplex, no duplicates.
+    """
+    if n_spaces < 1 or n_iter < 0:
+        raise ConfigError(expected_found("banded ridge candidates", "n_spaces >= 1 and n_iter >= 0",
+                                         (n_spaces, n_iter)))
+    rows = [np.full(n_spaces, 1.0 / n_spaces)]
+    if n_spaces > 1:
+        for i in range(n_spaces):
+            g = np.full(n_spaces, CORNER_EPS)
+            g[i] = 1.0
+            rows.append(g)
+        if n_spaces <= 6:
+            for i in range(n_spaces):
+                for j in range(i + 1, n_spaces):
+                    g = np.full(n_spaces, CORNER_EPS)
+                    g[[i, j]] = 1.0
+                    rows.append(g)
+            if n_spaces > 3:
+                for i in range(n_spaces):
+                    g = np.ones(n_spaces)
+                    g[i] = CORNER_EPS
+                    rows.append(g)
+    if n_iter > 0 and n_spaces > 1:
+        rows.extend(simplex_candidates(n_spaces, n_iter + 1, random_state=random_state)[1:])
+    return _unique_rows(np.asarray(rows, dtype=np.float64))
+
+
+def _unique_rows(g: np.ndarray, existing: Optional[np.ndarray] = None, tol: float = 1e-3) -> np.ndarray:
+    g = np.maximum(np.asarray(g, dtype=np.float64), 1e-12)
+    g = g / g.sum(1, keepdims=True)
+    out = []
+    ref = [] if existing is None else [np.log(r) for r in existing]
+    for row in g:
+        lr = np.log(row)
+        if any(np.max(np.abs(lr - e)) < tol for e in ref):
+            continue
+        ref.append(lr)
+        out.append(row)
+    return np.asarray(out, dtype=np.float64).reshape(-1, g.shape[1])
+
+
+def refine_candidates(gammas: np.ndarray, best_index: np.ndarray, weights: Optional[np.ndarray] = None,
+                      n_bases: int = 4, step: float = 10.0) -> np.ndarray:
+    """New candidates around the most chosen ones: each space's weight times and over ``step``.
+
+    Parameters
+    ----------
+    gammas : (n_candidates, n_spaces) tried so far
+    best_index : (n_targets,) index of each target's best candidate
+    weights : (n_targets,) how much each target counts (e.g. its gain over the centre), optional
+    n_bases : int
+        Candidates refined (the most chosen, by total weight).
+
+    Returns
+    -------
+    (n_new, n_spaces) candidates not yet tried.
+    """
+    n_spaces = gammas.shape[1]
+    w = np.ones(best_index.size) if weights is None else np.maximum(np.asarray(weights, float), 0)
+    totals = np.bincount(best_index, weights=w, minlength=len(gammas))
+    bases = [int(i) for i in np.argsort(-totals, kind="stable")[:n_bases] if totals[i] > 0]
+    rows = []
+    for b in bases:
+        for i in range(n_spaces):
+            for factor in (step, 1.0 / step):
+                g = gammas[b].copy()
+                g[i] = min(max(g[i] * factor, CORNER_EPS), 1.0)
+                rows.append(g)
+    if not rows:
+        return np.zeros((0, n_spaces))
+    return _unique_rows(np.asarray(rows), existing=gammas)
+
+
 def _as_space_list(Xs, what="feature spaces"):
     if isinstance(Xs, dict):
         names = [str(k) for k in Xs]
@@ -112,7 +198,8 @@ def _as_space_list(Xs, what="feature spaces"):
 def banded_ridge_cv_job(Xs, Y, alphas, folds, gammas: Union[None, np.ndarray] = None, n_iter: int = 20,
                         concentration=(0.1, 1.0), random_state: int = 0, backend="numpy",
                         n_targets_batch: Optional[int] = None, X_predict: Sequence = (),
-                        return_coef: bool = True, token: Optional[CancelToken] = None):
+                        return_coef: bool = True, token: Optional[CancelToken] = None,
+                        refine: Optional[bool] = None, refine_bases: int = 4, refine_max: int = 24):
     """Job form of :func:`banded_ridge_cv` (a :class:`Progress` per candidate and target batch)."""
     names, arrays = _as_space_list(Xs)
     Y = np.asarray(Y, dtype=np.float32)
@@ -120,8 +207,10 @@ def banded_ridge_cv_job(Xs, Y, alphas, folds, gammas: Union[None, np.ndarray] = 
         raise MismatchError(expected_found("brain data samples", arrays[0].shape[0], Y.shape))
     alphas = check_alphas(alphas)
     n_spaces = len(arrays)
+    if refine is None:
+        refine = gammas is None and n_spaces > 1
     if gammas is None:
-        gammas = simplex_candidates(n_spaces, n_iter, concentration, random_state)
+        gammas = default_candidates(n_spaces, n_iter, random_state)
     gammas = np.atleast_2d(np.asarray(gammas, dtype=np.float64))
     if gammas.shape[1] != n_spaces or np.any(gammas <= 0):
         raise ConfigError(expected_found("banded ridge gammas", f"positive (n_candidates, {n_spaces})",
@@ -146,19 +235,38 @@ def banded_ridge_cv_job(Xs, Y, alphas, folds, gammas: Union[None, np.ndarray] = 
     best_alpha = np.ones(n_targets)
     eps = float(np.finfo(np.float32).eps)
     log_alphas = np.log(alphas)
-    for ig, gamma in enumerate(gammas):
-        scale = np.concatenate([np.full(w, np.sqrt(g), dtype=np.float32) for w, g in zip(widths, gamma)])
-        res = yield from ridge_cv_job(X_all * scale, Y, alphas, folds, backend=backend,
-                                      n_targets_batch=n_targets_batch, return_coef=False, warn=False,
-                                      token=token, progress_offset=ig * n_batches, progress_total=total,
-                                      message=f"candidate {ig + 1}/{len(gammas)}: ")
-        scored = res.cv_scores + 1e-10 * log_alphas[:, None]
-        idx = np.argmax(scored, axis=0)
-        score = scored[idx, np.arange(n_targets)]
-        better = score > best_score + eps
-        best_score[better] = score[better]
-        best_gamma[better] = ig
-        best_alpha[better] = alphas[idx[better]]
+    tried = []
+
+    def evaluate(cands, offset, total_steps):
+        for k, gamma in enumerate(cands):
+            ig = len(tried)
+            tried.append(gamma)
+            scale = np.concatenate([np.full(w, np.sqrt(g), dtype=np.float32) for w, g in zip(widths, gamma)])
+            res = yield from ridge_cv_job(X_all * scale, Y, alphas, folds, backend=backend,
+                                          n_targets_batch=n_targets_batch, return_coef=False, warn=False,
+                                          token=token, progress_offset=(offset + k) * n_batches,
+                                          progress_total=total_steps,
+                                          message=f"candidate {ig + 1}: ")
+            scored = res.cv_scores + 1e-10 * log_alphas[:, None]
+            idx = np.argmax(scored, axis=0)
+            score = scored[idx, np.arange(n_targets)]
+            better = score > best_score + eps
+            best_score[better] = score[better]
+            best_gamma[better] = ig
+            best_alpha[better] = alphas[idx[better]]
+
+    if refine:
+        # a second round around the candidates most targets chose: the search adapts to the
+        # data, on the inner folds only (the caller's held-out data never choose a candidate)
+        total = (len(gammas) + refine_max) * n_batches + 1
+        yield from evaluate(gammas, 0, total)
+        new = refine_candidates(np.asarray(tried), best_gamma, None, n_bases=refine_bases)[:refine_max]
+        if len(new):
+            yield from evaluate(new, len(gammas), total)
+        gammas = np.asarray(tried)
+    else:
+        yield from evaluate(gammas, 0, total)
+        gammas = np.asarray(tried)
 
     coef = np.zeros((X_all.shape[1], n_targets), dtype=np.float32) if return_coef else None
     predictions = [np.zeros((x.shape[0], n_targets), dtype=np.float32) for x in X_pred]
@@ -191,7 +299,7 @@ def banded_ridge_cv_job(Xs, Y, alphas, folds, gammas: Union[None, np.ndarray] = 
 def banded_ridge_cv(Xs, Y, alphas, folds, gammas=None, n_iter: int = 20, concentration=(0.1, 1.0),
                     random_state: int = 0, backend="numpy", n_targets_batch: Optional[int] = None,
                     X_predict: Sequence = (), return_coef: bool = True,
-                    token: Optional[CancelToken] = None) -> BandedRidgeResult:
+                    token: Optional[CancelToken] = None, refine: Optional[bool] = None) -> BandedRidgeResult:
     """Banded ridge with per-space penalties chosen per target by cross-validation.
 
     Parameters
@@ -203,7 +311,12 @@ def banded_ridge_cv(Xs, Y, alphas, folds, gammas=None, n_iter: int = 20, concent
         Global ridge grid (the per-space penalty is ``alpha / gamma_i``).
     folds : list of (train_indices, validation_indices)
     gammas : (n_candidates, n_spaces) array, optional
-        Simplex weights to try; default :func:`simplex_candidates` (``n_iter`` of them).
+        Simplex weights to try (exactly these: himalaya's ``GroupRidgeCV`` with
+        ``n_iter=gammas`` gives the same answer). Default: :func:`default_candidates`
+        (centre, each space alone, pairs, ``n_iter`` random) then one round of
+        :func:`refine_candidates` around the candidates the targets chose.
+    refine : bool, optional
+        Run the refinement round (default: only when ``gammas`` is not given).
     X_predict : sequence of (n_i, n_features_total) arrays (spaces stacked in order)
 
     Returns
@@ -213,5 +326,6 @@ def banded_ridge_cv(Xs, Y, alphas, folds, gammas=None, n_iter: int = 20, concent
     return run_sync(banded_ridge_cv_job(Xs, Y, alphas, folds, gammas=gammas, n_iter=n_iter,
                                         concentration=concentration, random_state=random_state,
                                         backend=backend, n_targets_batch=n_targets_batch,
-                                        X_predict=X_predict, return_coef=return_coef, token=token),
+                                        X_predict=X_predict, return_coef=return_coef, token=token,
+                                        refine=refine),
                     token=token)

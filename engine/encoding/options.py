@@ -89,13 +89,16 @@ class FitOptions:
         Z-score features and brain data per run.
     drop_edges : (int, int)
         TRs dropped at the start and end of every run.
-    pca : int, float or None
-        PCA per feature space fit on training runs (components or variance fraction).
+    pca : int, float, dict or None
+        PCA per feature space fit on training runs (components or variance fraction; a dict
+        gives it per space).
     multi_space : "banded" or "joint"
         Several feature spaces: banded ridge (a penalty per space; default) or one ridge
         over the concatenated spaces.
     banded_n_iter : int
-        Candidates searched by banded ridge.
+        Random (Dirichlet) candidates searched by banded ridge besides the structured ones
+        (centre, each space alone, pairs) and the refinement around each target's best
+        (:func:`engine.encoding.banded.default_candidates`).
     backend : "numpy", "torch" or "torch_cuda"
     n_targets_batch : int, optional
         Targets solved at once (bounds memory).
@@ -117,7 +120,7 @@ class FitOptions:
     confounds: Optional[str] = None
     zscore: bool = True
     drop_edges: Tuple[int, int] = (0, 0)
-    pca: Union[int, float, None] = None
+    pca: Union[int, float, Dict[str, Union[int, float]], None] = None
     multi_space: str = "banded"
     banded_n_iter: int = 20
     backend: str = "numpy"
@@ -174,10 +177,12 @@ class FitOptions:
         if int(self.trim_tolerance_trs) < 0:
             raise ConfigError(expected_found("trim_tolerance_trs", "an int >= 0", self.trim_tolerance_trs))
         if self.pca is not None:
-            p = float(self.pca)
-            if not (p > 0 and (p < 1 or p == int(p))):
-                raise ConfigError(expected_found("pca", "components (an int >= 1) or a variance fraction in (0, 1)",
-                                                 self.pca))
+            for key, value in (self.pca.items() if isinstance(self.pca, dict) else [("", self.pca)]):
+                p = float(value)
+                if not (p > 0 and (p < 1 or p == int(p))):
+                    raise ConfigError(expected_found(f"pca{' of ' + repr(key) if key else ''}",
+                                                     "components (an int >= 1) or a variance fraction in (0, 1)",
+                                                     value))
         return self
 
     # ---- derived -----------------------------------------------------------------------

@@ -23,7 +23,13 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, MismatchError, expected_found
 
-__all__ = ["check_runs", "zscore_runs", "delay_runs", "drop_edges", "RunPCA", "concat_runs"]
+__all__ = ["check_runs", "zscore_runs", "delay_runs", "drop_edges", "RunPCA", "concat_runs",
+           "polynomial_drift", "cosine_drift", "nuisance_basis", "clean_runs", "fill_confounds",
+           "raw_units_runs", "RAW_UNITS_RATIO"]
+
+#: A run whose columns' median |mean| / std exceeds this looks like raw scanner units
+#: (BOLD around 1000 with fluctuations of about 1%): detrending and z-scoring are needed.
+RAW_UNITS_RATIO = 10.0
 
 
 def check_runs(runs, what: str = "runs") -> List[np.ndarray]:
@@ -189,3 +195,135 @@ class RunPCA:
         """Project runs on the components (centred with the training mean)."""
         return [((r.astype(np.float64) - self.mean_) @ self.components_.T).astype(np.float32)
                 for r in check_runs(runs)]
+
+
+# ---- nuisance regression: detrending, high-pass, confounds -----------------------------------
+def polynomial_drift(n_trs: int, order: int) -> np.ndarray:
+    """Legendre polynomials of degree 0..``order`` over a run: (n_trs, order + 1) float64.
+
+    They span the same space as ``1, t, ..., t**order`` (what a polynomial detrend removes),
+    with a well-conditioned basis.
+    """
+    t = np.linspace(-1.0, 1.0, int(n_trs))
+    return np.polynomial.legendre.legvander(t, int(order))
+
+
+def cosine_drift(n_trs: int, tr_s: float, high_pass_s: float) -> np.ndarray:
+    """Discrete cosine drift basis of a high-pass filter with cut-off period ``high_pass_s``.
+
+    SPM's / nilearn's ``cosine`` drift model (``nilearn.glm.first_level.design_matrix``):
+    the cosines ``sqrt(2/n) cos(pi k (t + 0.5) / n)`` for ``k = 1..K``, ``K = floor(2 n TR /
+    high_pass_s)`` (capped at ``n - 1``). Returns (n_trs, K) float64
+    (K may be 0; the constant term is not included).
+    """
+    n = int(n_trs)
+    # nilearn.glm.first_level.design_matrix / nilearn.signal.create_cosine_drift:
+    # order = min(n - 1, floor(2 n high_pass_hz tr)) cosines k = 1..order
+    order = min(n - 1, int(np.floor(2 * n * (1.0 / float(high_pass_s)) * float(tr_s))))
+    t = np.arange(n)
+    basis = np.sqrt(2.0 / n) * np.cos(np.pi / n * (t[:, None] + 0.5) * np.arange(1, order + 1)[None, :])
+    return basis.reshape(n, max(order, 0))
+
+
+def fill_confounds(confounds: np.ndarray) -> np.ndarray:
+    """Confound table with non-finite entries (fMRIPrep's ``n/a`` first rows) set to the column mean.
+
+    A column that is entirely non-finite or constant is dropped (it carries nothing).
+    """
+    c = np.asarray(confounds, dtype=np.float64)
+    if c.ndim == 1:
+        c = c[:, None]
+    c = c.copy()
+    keep = []
+    for j in range(c.shape[1]):
+        ok = np.isfinite(c[:, j])
+        if not ok.any():
+            continue
+        c[~ok, j] = c[ok, j].mean()
+        if np.ptp(c[:, j]) > 0:
+            keep.append(j)
+    return c[:, keep]
+
+
+def nuisance_basis(n_trs: int, detrend: Optional[int] = 1, high_pass_s: Optional[float] = None,
+                   tr_s: Optional[float] = None, confounds: Optional[np.ndarray] = None) -> np.ndarray:
+    """Columns regressed out of a run: polynomial drift, cosine drift and confounds, (n_trs, k).
+
+    The constant is always included when anything is (the data are centred anyway).
+    """
+    cols = []
+    if detrend is not None:
+        cols.append(polynomial_drift(n_trs, int(detrend))[:, 1:])
+    if high_pass_s is not None:
+        if tr_s is None:
+            raise ConfigError("high_pass_s: a high-pass cut-off in seconds needs the TR; expected a TR "
+                              "(from the runs, the project or --tr), found none")
+        cols.append(cosine_drift(n_trs, tr_s, high_pass_s))
+    if confounds is not None:
+        c = fill_confounds(confounds)
+        if c.shape[0] != n_trs:
+            raise MismatchError(expected_found("confound rows (one per TR of the run)", n_trs, c.shape[0]))
+        cols.append(c)
+    if not cols:
+        return np.zeros((int(n_trs), 0))
+    cols.insert(0, np.ones((int(n_trs), 1)))
+    return np.concatenate(cols, axis=1)
+
+
+def clean_runs(runs: Sequence[np.ndarray], detrend: Optional[int] = 1, high_pass_s: Optional[float] = None,
+               tr_s: Optional[float] = None,
+               confounds_runs: Optional[Sequence[Optional[np.ndarray]]] = None) -> List[np.ndarray]:
+    """Regress drift and confounds out of every run (least squares, per run, float64).
+
+    One joint projection per run on ``[1, Legendre polynomials up to detrend, cosine drift of
+    the high-pass, confounds]``; this equals ``nilearn.signal.clean(detrend=True,
+    filter="cosine", high_pass=1/high_pass_s, confounds=..., standardize=False)`` (which
+    detrends signals and confounds, then projects the confounds and cosines out).
+
+    Parameters
+    ----------
+    runs : list of (n_trs_run, n_columns) arrays
+    detrend : int or None
+        Polynomial order (1: linear detrend); None: none (not even the mean).
+    high_pass_s : float, optional
+        Cut-off period in seconds (e.g. 128); needs ``tr_s``.
+    tr_s : float, optional
+    confounds_runs : list of (n_trs_run, k) arrays (or None per run), optional
+        Non-finite entries are replaced by the column mean (:func:`fill_confounds`).
+
+    Returns
+    -------
+    list of (n_trs_run, n_columns) float32 arrays
+    """
+    runs = check_runs(runs)
+    if confounds_runs is not None and len(confounds_runs) != len(runs):
+        raise MismatchError(expected_found("confound tables (one per run)", len(runs), len(confounds_runs)))
+    out = []
+    for i, r in enumerate(runs):
+        conf = None if confounds_runs is None else confounds_runs[i]
+        basis = nuisance_basis(r.shape[0], detrend, high_pass_s, tr_s, conf)
+        if basis.shape[1] == 0:
+            out.append(r)
+            continue
+        # orthonormal basis of the nuisance span; numerically dependent columns (a confound
+        # equal to the linear trend) are dropped
+        scale = np.linalg.norm(basis, axis=0)
+        u, sv, _ = np.linalg.svd(basis / np.where(scale > 0, scale, 1.0), full_matrices=False)
+        q = u[:, sv > 1e-10 * max(float(sv.max()), 1e-300)]
+        r64 = r.astype(np.float64)
+        out.append((r64 - q @ (q.T @ r64)).astype(np.float32))
+    return out
+
+
+def raw_units_runs(runs: Sequence[np.ndarray], ratio: float = RAW_UNITS_RATIO) -> List[int]:
+    """Indices of runs that look like raw scanner units: median over columns of |mean| / std > ``ratio``."""
+    out = []
+    for i, r in enumerate(check_runs(runs)):
+        r64 = r.astype(np.float64)
+        std = r64.std(0)
+        ok = std > 0
+        if not ok.any():
+            continue
+        if float(np.median(np.abs(r64.mean(0)[ok]) / std[ok])) > ratio:
+            out.append(i)
+    return out

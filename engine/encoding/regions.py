@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigError, MismatchError, expected_found
-from .stats import block_bootstrap_scores, fdr_bh, permutation_p_values
+from .stats import block_bootstrap_scores, fdr_bh, nan_percentile, permutation_p_values
 
 __all__ = ["Regions", "make_regions", "region_means", "region_summary", "layer_region_table",
            "region_comparison"]
@@ -193,7 +193,7 @@ def region_summary(result_or_scores, labels, names=None, p_values: Optional[np.n
                               f"with predictions, found {type(result_or_scores).__name__}")
         draws = np.concatenate([region_means(b, regions) for b in block_bootstrap_scores(
             result_or_scores, block_trs=block_trs, n_boot=n_boot, seed=seed, score=score)])
-        low, high = np.nanpercentile(draws, qs, axis=0)
+        low, high = nan_percentile(draws, qs, axis=0)
     elif ci is not None:
         raise ConfigError(f"ci: expected 'targets', 'time' or None, found {ci!r}")
     frac = np.full(regions.n_regions, np.nan)
@@ -279,7 +279,9 @@ def region_comparison(comparison, labels, names=None, alpha: float = 0.05,
     Returns
     -------
     DataFrame with ``region, label, n_targets, mean_a, mean_b, mean_difference, ci_low,
-    ci_high, p_value, q_value, frac_targets_a_better`` (targets with q <= alpha and A > B).
+    ci_high, p_value, q_value, frac_targets_a_better, frac_targets_a_better_sig``:
+    ``frac_targets_a_better`` is the fraction of the region's targets with both scores where
+    ``score_a > score_b``; ``frac_targets_a_better_sig`` counts only those with q <= alpha.
     """
     regions = make_regions(labels, names, n_targets=comparison.difference.size)
     diff = region_means(comparison.difference, regions)
@@ -288,8 +290,14 @@ def region_comparison(comparison, labels, names=None, alpha: float = 0.05,
     _, q = fdr_bh(p, alpha=alpha)
     boot = region_means(comparison.boot, regions)
     qs = [(1 - ci_level) / 2 * 100, (1 + ci_level) / 2 * 100]
-    low, high = np.nanpercentile(boot, qs, axis=0) if boot.shape[0] else (np.nan, np.nan)
-    better = (comparison.q_values <= alpha) & (comparison.difference > 0)
+    low, high = nan_percentile(boot, qs, axis=0) if boot.shape[0] else (np.nan, np.nan)
+    a = np.asarray(comparison.scores_a, dtype=np.float64)
+    b = np.asarray(comparison.scores_b, dtype=np.float64)
+    both = np.isfinite(a) & np.isfinite(b)
+    # fraction of the region's targets (with both scores) where A's score is above B's
+    better = np.where(both, (a > b).astype(np.float64), np.nan)
+    better_sig = np.where(both, ((np.nan_to_num(comparison.q_values, nan=1.0) <= alpha) & (a > b))
+                          .astype(np.float64), np.nan)
     return pd.DataFrame({
         "region": regions.names,
         "label": regions.labels,
@@ -301,5 +309,6 @@ def region_comparison(comparison, labels, names=None, alpha: float = 0.05,
         "ci_high": high,
         "p_value": p,
         "q_value": q,
-        "frac_targets_a_better": region_means(better.astype(np.float64), regions),
+        "frac_targets_a_better": region_means(better, regions),
+        "frac_targets_a_better_sig": region_means(better_sig, regions),
     })

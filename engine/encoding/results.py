@@ -17,16 +17,35 @@ import numpy as np
 
 from ..atomic import read_h5, write_h5
 
-__all__ = ["EncodingResult", "RESULT_SCHEMA_VERSION", "pearson_r", "r2_score"]
+__all__ = ["EncodingResult", "RESULT_SCHEMA_VERSION", "pearson_r", "r2_score", "reliable_threshold"]
 
 RESULT_SCHEMA_VERSION = 1
 _KIND = "alignscope.encoding_result"
 
 
 def pearson_r(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """Pearson r per column of two (n_samples, n_targets) arrays (0 where either is constant)."""
+    """Pearson r per column of two (n_samples, n_targets) arrays: THE score of this project.
+
+    Every score (``fit_encoding``, comparisons, bootstraps, views) is this r, computed in
+    float64 after centring each column. **Constant-column rule:** where either column has
+    zero variance (exactly, after centring in float64), r is **0**, never NaN: a model
+    predicting a constant predicts nothing, and a constant target (a medial-wall vertex)
+    has nothing to predict. A nearly constant prediction (a large alpha shrinking the
+    weights) keeps its true r, since r is scale-invariant. The argument order does not
+    matter (r is symmetric); shapes must match.
+
+    Returns
+    -------
+    (n_targets,) float64
+    """
     a = np.asarray(y_true, dtype=np.float64)
     b = np.asarray(y_pred, dtype=np.float64)
+    if a.shape != b.shape:
+        from ..errors import MismatchError, expected_found
+
+        raise MismatchError(expected_found("prediction and measured shapes", a.shape, b.shape))
+    if a.ndim == 1:
+        a, b = a[:, None], b[:, None]
     a = a - a.mean(0)
     b = b - b.mean(0)
     num = (a * b).sum(0)
@@ -34,6 +53,18 @@ def pearson_r(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
     return r
+
+
+def reliable_threshold(n_heldout_trs: int) -> float:
+    """Held-out r above which a target counts as reliably predicted (without a permutation null).
+
+    ``1.645 * sqrt(2 / n)``: the one-sided 95% point of r under no relation for ``n / 2``
+    independent samples (the BOLD signal's autocorrelation roughly halves the effective
+    number of TRs), floored at 0.05. With a permutation test, q <= 0.05 is used instead
+    (:meth:`EncodingResult.reliable`).
+    """
+    n = max(int(n_heldout_trs), 4)
+    return float(max(0.05, 1.645 * np.sqrt(2.0 / n)))
 
 
 def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -82,7 +113,23 @@ class EncodingResult:
         Banded ridge only: each space's penalty (geometric mean over folds), spaces in
         the order of ``feature_names``.
     provenance : dict
-        Data paths and hashes, features, delays, alphas, folds, library versions, date.
+        Data paths and hashes, features, delays, alphas, folds, library versions, date,
+        ``fit_options`` (:meth:`FitOptions.to_dict`), ``cv`` (what was used and why),
+        ``preprocessing`` and ``spaces`` (how each space was fit).
+    tr_s : float or None
+        Repetition time the delays were resolved with.
+    delays_s : list of float
+        The FIR delays in seconds (``delays * tr_s``).
+    cv_label : str
+        The cross-validation actually used and why, e.g. "auto: one run -> within-run
+        blocked CV (5 blocks, gap 7 TRs)".
+    warnings : list of str
+        Every warning of the fit (raw units, repeated stimuli, alphas on the grid's edge...).
+    options : dict
+        :meth:`engine.encoding.options.FitOptions.to_dict` of the fit.
+    p_values, q_values : (n_targets,) float64 or None
+        Permutation p-values and their BH-FDR q-values, once :func:`engine.encoding.significance.significance_job`
+        wrote them.
     """
 
     scores: np.ndarray
@@ -101,6 +148,13 @@ class EncodingResult:
     alpha_grid: Optional[np.ndarray] = None
     provenance: Dict[str, Any] = field(default_factory=dict)
     space_alphas: Optional[np.ndarray] = None
+    tr_s: Optional[float] = None
+    delays_s: List[float] = field(default_factory=list)
+    cv_label: str = ""
+    warnings: List[str] = field(default_factory=list)
+    options: Dict[str, Any] = field(default_factory=dict)
+    p_values: Optional[np.ndarray] = None
+    q_values: Optional[np.ndarray] = None
 
     @property
     def n_targets(self) -> int:
@@ -111,13 +165,52 @@ class EncodingResult:
         s = np.nan_to_num(np.asarray(self.scores, dtype=np.float64), nan=-np.inf)
         return np.argsort(-s, kind="stable")[:k]
 
-    def summary(self) -> str:
-        """Mean/median r and the top targets, in one short text."""
+    def n_heldout_trs(self) -> int:
+        """Held-out TRs per outer fold on average (the length one score is computed on)."""
+        n = sum(int(np.sum(np.isfinite(np.asarray(p)[:, 0]))) if np.asarray(p).size else 0
+                for p in self.predictions)
+        n_folds = max(1, len(self.folds) or 1)
+        return max(1, n // n_folds)
+
+    def reliable(self, alpha: float = 0.05) -> np.ndarray:
+        """Targets with a reliable score: q <= ``alpha`` when significance was computed,
+        else held-out r above :func:`reliable_threshold` (documented there)."""
         s = np.asarray(self.scores, dtype=np.float64)
+        if self.q_values is not None:
+            return np.nan_to_num(np.asarray(self.q_values, dtype=np.float64), nan=1.0) <= alpha
+        return np.nan_to_num(s, nan=-np.inf) > reliable_threshold(self.n_heldout_trs())
+
+    def summary_stats(self, alpha: float = 0.05) -> Dict[str, Any]:
+        """Mean and median r over all targets beside the median over reliable ones.
+
+        Returns
+        -------
+        dict with ``n_targets, mean_r, median_r, n_reliable, median_r_reliable,
+        mean_r_reliable, reliable_rule`` (NaN medians where no target is reliable).
+        """
+        s = np.asarray(self.scores, dtype=np.float64)
+        rel = self.reliable(alpha)
+        finite = np.isfinite(s)
+        sr = s[rel & finite]
+        rule = (f"q <= {alpha} (permutation test)" if self.q_values is not None else
+                f"held-out r > {reliable_threshold(self.n_heldout_trs()):.3f}")
+        return dict(n_targets=int(s.size),
+                    mean_r=float(s[finite].mean()) if finite.any() else float("nan"),
+                    median_r=float(np.median(s[finite])) if finite.any() else float("nan"),
+                    n_reliable=int(sr.size),
+                    median_r_reliable=float(np.median(sr)) if sr.size else float("nan"),
+                    mean_r_reliable=float(sr.mean()) if sr.size else float("nan"),
+                    reliable_rule=rule)
+
+    def summary(self) -> str:
+        """Mean over all targets, median over reliable ones, and the top targets, in one short text."""
+        s = np.asarray(self.scores, dtype=np.float64)
+        st = self.summary_stats()
         top = self.top_targets(5)
         tops = ", ".join(f"{i}: {s[i]:.3f}" for i in top)
         return (f"{self.space}: {self.n_targets} targets, {len(self.run_names)} runs, "
-                f"mean r = {np.nanmean(s):.4f}, median r = {np.nanmedian(s):.4f}, "
+                f"mean r = {st['mean_r']:.4f} (all), median r = {st['median_r_reliable']:.4f} over "
+                f"{st['n_reliable']} reliable targets ({st['reliable_rule']}), "
                 f"top targets (index: r) {tops}")
 
     # ---- HDF5 ----------------------------------------------------------------------------
@@ -131,8 +224,14 @@ class EncodingResult:
             h.attrs["delays"] = json.dumps([int(d) for d in self.delays])
             h.attrs["folds"] = json.dumps([[int(i) for i in f] for f in self.folds])
             h.attrs["provenance"] = json.dumps(self.provenance, default=_json_default)
+            if self.tr_s is not None:
+                h.attrs["tr_s"] = float(self.tr_s)
+            h.attrs["delays_s"] = json.dumps([float(d) for d in self.delays_s])
+            h.attrs["cv_label"] = str(self.cv_label)
+            h.attrs["warnings"] = json.dumps([str(w) for w in self.warnings])
+            h.attrs["options"] = json.dumps(self.options, default=_json_default)
             for name in ("scores", "alphas", "r2", "scores_per_fold", "alphas_per_fold",
-                         "alpha_on_edge", "alpha_grid", "space_alphas"):
+                         "alpha_on_edge", "alpha_grid", "space_alphas", "p_values", "q_values"):
                 value = getattr(self, name)
                 if value is not None:
                     h.create_dataset(name, data=np.asarray(value))
@@ -164,6 +263,12 @@ class EncodingResult:
                 scores_per_fold=opt("scores_per_fold"), alphas_per_fold=opt("alphas_per_fold"),
                 alpha_on_edge=opt("alpha_on_edge"), alpha_grid=opt("alpha_grid"),
                 provenance=json.loads(h.attrs["provenance"]), space_alphas=opt("space_alphas"),
+                tr_s=float(h.attrs["tr_s"]) if "tr_s" in h.attrs else None,
+                delays_s=json.loads(h.attrs["delays_s"]) if "delays_s" in h.attrs else [],
+                cv_label=str(h.attrs["cv_label"]) if "cv_label" in h.attrs else "",
+                warnings=json.loads(h.attrs["warnings"]) if "warnings" in h.attrs else [],
+                options=json.loads(h.attrs["options"]) if "options" in h.attrs else {},
+                p_values=opt("p_values"), q_values=opt("q_values"),
             )
 
 

@@ -35,6 +35,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..errors import ConfigError, MismatchError, expected_found
+from .results import pearson_r  # the one Pearson r of the project (constant column -> 0)
 
 __all__ = [
     "pearson_r",
@@ -55,31 +56,6 @@ SCORE_MODES = ("auto", "concat", "mean_runs")
 
 
 # --------------------------------------------------------------------------- basics
-
-def pearson_r(prediction: np.ndarray, measured: np.ndarray) -> np.ndarray:
-    """Pearson r per column.
-
-    Parameters
-    ----------
-    prediction, measured : ndarray, shape (n_trs, n_targets)
-
-    Returns
-    -------
-    r : ndarray, shape (n_targets,), float64
-        NaN where either column is constant.
-    """
-    p = np.asarray(prediction, dtype=np.float64)
-    y = np.asarray(measured, dtype=np.float64)
-    if p.shape != y.shape:
-        raise MismatchError(expected_found("prediction and measured shapes", y.shape, p.shape))
-    p = p - p.mean(axis=0)
-    y = y - y.mean(axis=0)
-    denom = np.sqrt((p * p).sum(axis=0) * (y * y).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (p * y).sum(axis=0) / denom
-    r[denom == 0] = np.nan
-    return r
-
 
 def fdr_bh(p_values: np.ndarray, alpha: float = 0.05, method: str = "bh"):
     """Benjamini-Hochberg (or Benjamini-Yekutieli) false discovery rate across targets.
@@ -172,12 +148,20 @@ def max_statistic_p_values(observed: np.ndarray, null: np.ndarray, tail: str = "
         obs, nul = np.abs(obs), np.abs(nul)
     elif tail != "greater":
         raise ConfigError(f"tail: expected 'greater' or 'two-sided', found {tail!r}")
-    null_max = np.nanmax(nul, axis=1)  # n_perm
+    null_max = np.max(np.where(np.isfinite(nul), nul, -np.inf), axis=1)  # n_perm
     with np.errstate(invalid="ignore"):
         exceed = np.sum(null_max[:, None] >= obs[None, :], axis=0)
     p = (1.0 + exceed) / (1.0 + nul.shape[0])
     p[~np.isfinite(obs)] = np.nan
     return p
+
+
+def nan_percentile(draws: np.ndarray, q, axis: int = 0) -> np.ndarray:
+    """``np.nanpercentile`` that returns NaN for a column without finite draws, silently
+    (no "All-NaN slice" warning: a target without a score has no interval)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanpercentile(draws, q, axis=axis)
 
 
 # --------------------------------------------------------------------------- time blocks
@@ -296,11 +280,12 @@ class _PairStats:
         cov = s[..., 4, :] - sp * sy / n
         vp = s[..., 2, :] - sp * sp / n
         vy = s[..., 3, :] - sy * sy / n
+        # the rule of results.pearson_r: a constant column scores 0. Each variance is compared
+        # with its own sum of squares (the columns are centred), so a nearly constant
+        # prediction keeps its true, scale-invariant r.
+        const = (vp <= 1e-12 * np.abs(s[..., 2, :])) | (vy <= 1e-12 * np.abs(s[..., 3, :]))
         with np.errstate(invalid="ignore", divide="ignore"):
-            r = cov / np.sqrt(vp * vy)
-        # relative tolerance: a variance that is rounding error is a constant column
-        tiny = 1e-12 * (s[..., 2, :] + s[..., 3, :] + 1e-300)
-        r = np.where((vp <= tiny) | (vy <= tiny), np.nan, r)
+            r = np.where(const, 0.0, cov / np.sqrt(np.where(const, 1.0, vp * vy)))
         return r
 
     def scores_from_weights(self, weights: np.ndarray, groups: list) -> np.ndarray:
@@ -317,10 +302,7 @@ class _PairStats:
             r_groups.append(self.r_from_sums(w[:, sel] @ self.n[sel], s))
         if len(r_groups) == 1:
             return r_groups[0]
-        with warnings.catch_warnings():
-            # a target whose every group is undefined (constant in a resample) stays NaN, silently
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmean(np.stack(r_groups), axis=0)
+        return np.mean(np.stack(r_groups), axis=0)   # no NaN: a constant column scores 0
 
 
 def _score_groups(score, n_runs: int, result=None) -> list:
@@ -409,7 +391,7 @@ def bootstrap_ci_targets(result_or_predictions, measured=None, block_trs: int = 
     draws = np.concatenate(list(block_bootstrap_scores(
         result_or_predictions, measured, block_trs, n_boot, seed, score)), axis=0)
     q = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
-    low, high = np.nanpercentile(draws, q, axis=0)
+    low, high = nan_percentile(draws, q, axis=0)
     return low, high
 
 
@@ -515,6 +497,13 @@ def compare_models_job(result_a, result_b, measured: Optional[list] = None, n_pe
     ones = np.ones((1, blocks.n_blocks))
     r_a = sa.scores_from_weights(ones, groups)[0]
     r_b = sb.scores_from_weights(ones, groups)[0]
+    # one score: results compared with their saved per-target scores (never recomputed with
+    # another rule); the swap null below is centred on the same statistic.
+    saved_a, saved_b = _saved_scores(result_a, score), _saved_scores(result_b, score)
+    if saved_a is not None:
+        r_a = saved_a
+    if saved_b is not None:
+        r_b = saved_b
     diff = r_a - r_b
 
     rng = np.random.default_rng(seed)
@@ -542,12 +531,20 @@ def compare_models_job(result_a, result_b, measured: Optional[list] = None, n_pe
         step += 1
         yield Progress(step, total, f"model comparison: {start + nb}/{n_boot} bootstrap resamples")
     qs = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
-    low, high = np.nanpercentile(boot, qs, axis=0)
+    low, high = nan_percentile(boot, qs, axis=0)
     return ModelComparison(r_a, r_b, diff, p, q, low, high, null, boot,
                            dict(n_perm=n_perm, n_boot=n_boot, block_trs=block_trs, ci=ci,
                                 seed=seed, score=groups, alpha=alpha,
                                 null="block swap of A/B predictions",
                                 interval="block bootstrap (percentile), stratified by run"))
+
+
+def _saved_scores(result, score):
+    """A result's saved per-target scores (float64) when ``score="auto"`` reproduces them, else None."""
+    if isinstance(score, str) and score == "auto" and getattr(result, "scores", None) is not None \
+            and getattr(result, "folds", None):
+        return np.asarray(result.scores, dtype=np.float64)
+    return None
 
 
 def _swap_scores(sa, sb, blocks, m, flat_a, flat_b, flat_d, groups):
@@ -560,8 +557,7 @@ def _swap_scores(sa, sb, blocks, m, flat_a, flat_b, flat_d, groups):
         n = np.full(n_draws, sa.n[sel].sum())
         ra_groups.append(_PairStats.r_from_sums(n, (flat_a[sel].sum(0) + sw).reshape(n_draws, 5, -1)))
         rb_groups.append(_PairStats.r_from_sums(n, (flat_b[sel].sum(0) - sw).reshape(n_draws, 5, -1)))
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(np.stack(ra_groups), axis=0) - np.nanmean(np.stack(rb_groups), axis=0)
+    return np.mean(np.stack(ra_groups), axis=0) - np.mean(np.stack(rb_groups), axis=0)
 
 
 def sign_flip_test(differences: np.ndarray, n_perm: int = 10000, seed: int = 0,

@@ -87,8 +87,8 @@ def test_fit_encoding_banded_nested(tmp_path):
         warnings.simplefilter("ignore")
         res = fit_encoding({"A": runs(A), "B": runs(B)}, runs(Y), delays=(0,), alphas=ALPHAS, banded=True,
                            banded_gammas=gammas)
-        # the fold holding out run 3, by hand
-        Az, Bz, Yz = pp.zscore_runs(runs(A)), pp.zscore_runs(runs(B)), pp.zscore_runs(runs(Y))
+        # the fold holding out run 3, by hand: linear detrend (the default) then z-score per run
+        Az, Bz, Yz = (pp.zscore_runs(pp.clean_runs(runs(a), detrend=1)) for a in (A, B, Y))
         ref = banded_ridge_cv({"A": np.concatenate(Az[:3]), "B": np.concatenate(Bz[:3])}, np.concatenate(Yz[:3]),
                               ALPHAS, inner_folds([90, 90, 90]), gammas=gammas,
                               X_predict=[np.concatenate([Az[3], Bz[3]], 1)])

@@ -66,8 +66,9 @@ def test_matches_manual_nested_cv_with_himalaya():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = fit_encoding(X, Y, delays=delays, alphas=ALPHAS, drop_edges=(2, 1))
-        Xp = pp.drop_edges(pp.delay_runs(pp.zscore_runs(X), delays), 2, 1)
-        Yp = pp.zscore_runs(pp.drop_edges(Y, 2, 1))
+        # default preprocessing: linear detrend then z-score per run (features and brain data)
+        Xp = pp.drop_edges(pp.delay_runs(pp.zscore_runs(pp.clean_runs(X, detrend=1)), delays), 2, 1)
+        Yp = pp.zscore_runs(pp.clean_runs(pp.drop_edges(Y, 2, 1), detrend=1))
         set_backend("numpy", on_error="raise")
         for test in range(4):
             train = [i for i in range(4) if i != test]
@@ -106,17 +107,18 @@ def test_pca_fit_on_training_runs_and_multiple_spaces():
     noise_space = [rng.standard_normal((90, 4)).astype(np.float32) for _ in range(3)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # multi_space="joint": one ridge over both spaces (the default is banded ridge)
         res = fit_encoding({"vision": X, "audio": noise_space}, Y, delays=(2,), alphas=ALPHAS,
-                           pca={"vision": 6, "audio": 2})
+                           pca={"vision": 6, "audio": 2}, multi_space="joint")
         # manual: fold holding out run 2, PCA fit on runs 0 and 1 only
         from himalaya.ridge import RidgeCV
         from engine.encoding.fit import inner_folds as inner
 
-        Xz, Nz = pp.zscore_runs(X), pp.zscore_runs(noise_space)
+        Xz, Nz = (pp.zscore_runs(pp.clean_runs(a, detrend=1)) for a in (X, noise_space))
         pv = pp.RunPCA(6).fit(Xz[:2]).transform(Xz)
         pa = pp.RunPCA(2).fit(Nz[:2]).transform(Nz)
         feats = [np.concatenate([a, b], 1) for a, b in zip(pp.delay_runs(pv, [2]), pp.delay_runs(pa, [2]))]
-        Yp = pp.zscore_runs(Y)
+        Yp = pp.zscore_runs(pp.clean_runs(Y, detrend=1))
         m = RidgeCV(alphas=ALPHAS, cv=inner([90, 90]), fit_intercept=False).fit(
             np.concatenate(feats[:2]), np.concatenate(Yp[:2]))
         pred = m.predict(feats[2])
@@ -156,8 +158,12 @@ def test_job_progress_and_cancel():
 
 def test_user_errors():
     X, Y, _ = _planted(n_runs=2, n_trs=30, n_targets=3)
-    with pytest.raises(MismatchError, match=r"TRs of run-b .*expected 30 .*found 29"):
-        fit_encoding([X[0], X[1][:29]], Y, run_names=["run-a", "run-b"])
+    # beyond trim_tolerance_trs (2) a length mismatch is refused; within it, trimmed with a warning
+    with pytest.raises(MismatchError, match=r"TRs of run-b .*expected 30 .*found 27"):
+        fit_encoding([X[0], X[1][:27]], Y, run_names=["run-a", "run-b"])
+    with pytest.warns(UserWarning, match="trimmed to 29 TRs"):
+        res = fit_encoding([X[0], X[1][:29]], Y, delays=(1,), alphas=ALPHAS)
+    assert res.measured[1].shape[0] == 29 and any("trimmed" in w for w in res.warnings)
     with pytest.raises(MismatchError, match="expected 2"):
         fit_encoding(X[:1], Y)
     with pytest.raises(ConfigError, match="Supported values are"):

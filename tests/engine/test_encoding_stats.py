@@ -27,8 +27,15 @@ def test_pearson_r_matches_numpy():
     b = a + rng.standard_normal((50, 4))
     expected = [np.corrcoef(a[:, j], b[:, j])[0, 1] for j in range(4)]
     np.testing.assert_allclose(pearson_r(a, b), expected, rtol=1e-12)
+    # the one rule (engine.encoding.results.pearson_r): a constant column scores 0, not NaN...
     b[:, 2] = 3.0
-    assert np.isnan(pearson_r(a, b)[2])
+    assert pearson_r(a, b)[2] == 0.0 and pearson_r(b, a)[2] == 0.0
+    # ...while a nearly constant one (a prediction shrunk by a large alpha) keeps its true r
+    b[:, 3] = 3.0 + 1e-9 * a[:, 3]
+    assert pearson_r(a, b)[3] == pytest.approx(1.0, abs=1e-6)
+    from engine.encoding import results
+
+    assert pearson_r is results.pearson_r
 
 
 def test_fdr_known_values_and_scipy_agreement():
