@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Set
 
 __all__ = ["atomic_path", "write_text_atomic", "write_h5", "read_h5", "temp_name", "clean_stale_temps",
-           "check_free_space", "is_disk_full", "safe_result_path", "TEMP_PREFIX"]
+           "check_free_space", "is_disk_full", "safe_result_path", "open_h5_for_write", "TEMP_PREFIX"]
 
 TEMP_PREFIX = ".tmp-"
 _TEMP_RE = re.compile(r"^\.tmp-(\d+)-([0-9a-f]+)-(.+)$")
@@ -285,18 +285,95 @@ def write_text_atomic(path, text: str, encoding: str = "utf-8") -> Path:
     return Path(path)
 
 
+class _GuardedFile:
+    """A file object for h5py that never reports a failed write to HDF5.
+
+    HDF5 crashes (a segmentation fault while closing) after a write fails inside its chunk
+    cache, e.g. on a full disk. Writing through this object, the first ``OSError`` is
+    recorded and later writes are dropped, so HDF5 finishes and closes normally; the caller
+    then raises the recorded error and discards the file.
+    """
+
+    def __init__(self, path: Path):
+        self._f = open(path, "w+b", buffering=0)
+        self.failure: Optional[OSError] = None
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        n = len(view)
+        if self.failure is None:
+            try:
+                done = 0
+                while done < n:
+                    done += self._f.write(view[done:])
+            except OSError as exc:
+                self.failure = exc
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        return self._f.read(size)
+
+    def readinto(self, buffer) -> int:
+        return self._f.readinto(buffer)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def truncate(self, size: Optional[int] = None) -> int:
+        try:
+            return self._f.truncate(size)
+        except OSError as exc:
+            if self.failure is None:
+                self.failure = exc
+            return size if size is not None else self._f.tell()
+
+    def flush(self) -> None:
+        if self.failure is None:
+            try:
+                self._f.flush()
+                os.fsync(self._f.fileno())
+            except OSError as exc:
+                self.failure = exc
+
+    def close(self) -> None:
+        self._f.close()
+
+
+@contextmanager
+def open_h5_for_write(tmp):
+    """``h5py.File`` on a new file at ``tmp`` that turns a full disk into an ``OSError`` (no crash).
+
+    Use inside :func:`atomic_path` (as :func:`write_h5` does): the error is raised after HDF5
+    closed the file, and :func:`atomic_path` turns it into a "disk full" message.
+    """
+    import h5py
+
+    guard = _GuardedFile(Path(tmp))
+    try:
+        with h5py.File(guard, "w") as h:
+            yield h
+        guard.flush()
+    finally:
+        guard.close()
+    if guard.failure is not None:
+        raise guard.failure
+
+
 @contextmanager
 def write_h5(path, kind: str, schema_version: int, expected_bytes: Optional[int] = None):
     """Open a new HDF5 file for writing, atomically, stamped with ``kind`` and ``schema_version``.
 
     Yields the open ``h5py.File``; the file appears at ``path`` only when the block ends
     without an exception (see :func:`atomic_path`). Give ``expected_bytes`` (the arrays'
-    total ``nbytes``) so a disk without that much room is refused before writing.
+    total ``nbytes``) so a disk without that much room is refused before writing; a disk that
+    fills up anyway gives a :class:`~engine.errors.DataError` saying how much was needed (never
+    a crash inside HDF5).
     """
-    import h5py
-
     with atomic_path(path, expected_bytes=expected_bytes) as tmp:
-        with h5py.File(tmp, "w") as h:
+        with open_h5_for_write(tmp) as h:
             h.attrs["kind"] = kind
             h.attrs["schema_version"] = schema_version
             yield h

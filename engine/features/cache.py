@@ -34,7 +34,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..atomic import atomic_path, clean_stale_temps, write_text_atomic
+from ..atomic import atomic_path, clean_stale_temps, open_h5_for_write, write_text_atomic
 from ..errors import AlignScopeError
 
 __all__ = ["file_sha256", "words_sha256", "cache_key", "FeatureCache", "default_cache_dir", "CacheWriteWarning",
@@ -168,11 +168,9 @@ def arrays_sha256(datasets: Dict[str, np.ndarray]) -> str:
 
 
 def _write_h5_atomic(path: Path, datasets: Dict[str, np.ndarray], attrs: Dict[str, Any]) -> None:
-    import h5py
-
     nbytes = sum(int(np.asarray(a).nbytes) for a in datasets.values())
     with atomic_path(path, expected_bytes=nbytes + 16384) as tmp:
-        with h5py.File(tmp, "w") as f:
+        with open_h5_for_write(tmp) as f:
             for name, arr in datasets.items():
                 f.create_dataset(name, data=arr)
             f.attrs["sha256"] = arrays_sha256(datasets)
