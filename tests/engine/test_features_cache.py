@@ -173,3 +173,68 @@ def test_words_enter_the_key_of_a_language_model_named_by_family(tmp_path):
     np.testing.assert_array_equal(a["layer02"].data[0], b["layer02"].data[0])
     assert not np.allclose(a["layer02"].data[1], b["layer02"].data[1])
     assert a["layer02"].meta["spec"]["modality"] == "language"
+
+
+# ---- integrity: checksums and keys; a cache that cannot be written ------------------------------
+def _flip_byte_of(path, dataset):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        offset = f[dataset].id.get_offset()
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_parts_and_entries_that_do_not_verify_are_recomputed_never_trusted(tmp_path):
+    import shutil
+
+    cache = FeatureCache(tmp_path)
+    key, other = "ab" + "0" * 62, "ab" + "1" * 62
+    rows = np.arange(12, dtype=np.float32).reshape(6, 2)
+    p1 = cache.write_part(key, [0, 1, 2], {"layer/1": rows[:3]})
+    cache.write_part(key, [3, 4, 5], {"layer/1": rows[3:]})
+    done, feats = cache.load_parts(key, 6)
+    assert done.all() and np.array_equal(feats["layer/1"], rows)
+
+    _flip_byte_of(p1, "features/layer%2F1")           # a flipped bit in the data
+    done, feats = cache.load_parts(key, 6)
+    assert done.tolist() == [False] * 3 + [True] * 3 and not p1.exists()
+    assert p1 in cache.discarded
+
+    stray = cache.write_part(other, [0, 1, 2], {"layer/1": rows[:3] + 100})   # another request's part
+    shutil.copy(stray, cache.parts_dir(key) / stray.name)
+    done, feats = cache.load_parts(key, 6)
+    assert not done[:3].any() and not (cache.parts_dir(key) / stray.name).exists()
+
+    entry = cache.save(key, {"layer/1": rows}, {"spec": "x"})
+    assert cache.load(key)[0]["layer/1"].tolist() == rows.tolist()
+    _flip_byte_of(entry, "features/layer%2F1")
+    assert cache.load(key) is None and not entry.exists()
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    entry.write_bytes(b"not hdf5 at all")
+    assert cache.load(key) is None and not entry.exists()
+    shutil.copy(cache.save(other, {"layer/1": rows}, {}), entry)     # a valid entry under the wrong name
+    assert cache.load(key) is None
+
+
+def test_a_cache_that_cannot_be_written_never_costs_the_extraction(tmp_path, monkeypatch):
+    import errno
+
+    from engine.features import cache as C
+    from engine.features import registry
+    from engine.features.base import ModelSpec
+    from tests.engine.test_features_plugins import RampExtractor
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(C, "_write_h5_atomic", full)
+    registry.register_family("ramp", RampExtractor, needs_weights=False)
+    registry.register_spec(ModelSpec(name="ramp-cache", model="ramp", family="ramp", modality="multimodal",
+                                     window_s=1.0))
+    ep = EpisodeInputs(n_trs=5, tr_s=1.0)
+    with pytest.warns(C.CacheWriteWarning, match="could not write"):
+        out = extract_features(ep, "ramp-cache", cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(out["joint"].data, np.stack([np.arange(5), 2 * np.arange(5) + 1.0], 1))
+    assert not list(tmp_path.rglob("*.h5")) and not list(tmp_path.rglob(".tmp-*"))
