@@ -1,0 +1,891 @@
+"""Nested leave-one-run-out ridge whose cost grows with the data, not with the folds.
+
+:func:`fit_encoding_gram_job` fits the same model as :func:`engine.encoding.fit.fit_encoding_job`
+on its default path (one ridge per target, alpha chosen by an inner cross-validation grouped
+by run inside every outer fold of held-out runs; himalaya's ``RidgeCV`` convention: mean
+validation MSE over inner folds, ties to the larger alpha, refit on all training runs) and
+returns the same :class:`~engine.encoding.results.EncodingResult`, to float32 precision.
+
+How it works
+------------
+Runs are read one at a time (arrays, ``np.memmap`` or ``.npy`` paths), preprocessed locally
+(drift regression, z-score, FIR delays and edges are per run) and staged (in memory, or as
+per-run ``.npy`` files in a scratch folder when large). One pass accumulates the totals
+
+    G = sum_r X_r^T X_r   (n_features^2, float64),    B = sum_r X_r^T Y_r   (n_features x n_targets).
+
+Outer fold with test runs T: ``A = G - sum_{r in T} X_r^T X_r`` (a downdate), one float64
+eigendecomposition ``A = V diag(s) V^T``, ``Z = V^T (B - sum_T X_r^T Y_r)``. Every inner fold
+(validation runs v, training the other training runs) reuses that decomposition: with
+``Q = X_v V`` and ``D = diag(1 / (s + alpha))`` the leave-group-out identity (Woodbury over the
+validation rows) gives the validation residuals of the model fit without ``v`` from the
+residuals of the model fit with it:
+
+    e_v = (I - Q D Q^T)^{-1} (Y_v - Q D Z)          (an n_v x n_v Cholesky per alpha),
+
+and when a validation set has more rows than features, the equivalent p x p form
+``e_v = Y_v - Q (diag(s + alpha) - Q^T Q)^{-1} (Z - Q^T Y_v)``. Both are exact; they replace
+one eigendecomposition per inner fold (the cost of :func:`~engine.encoding.ridge.ridge_cv` and
+of himalaya's ``RidgeCV``, which takes an SVD per inner fold) by one per outer fold. The test
+predictions are ``X_T V (Z / (s + alpha_best))``: no coefficients are formed. Everything in
+the inner loop is float64 (``I - Q D Q^T`` is ill-conditioned for small alphas).
+
+Cost per outer fold: one ``p^3`` eigendecomposition, ``2 N p^2`` for the ``Q`` of every inner
+fold, ``2 N p t`` per alpha for the residuals, ``N n_v p`` per alpha for the small systems.
+Memory: ``p^2`` float64 matrices (G, A, V), one target batch (``p x batch`` float64) and one
+inner fold's rows; predictions are written per target batch (to the HDF5 result with
+``out_path``). :func:`estimate_memory` says how much before the fit, and a fit that cannot
+hold even one target batch stops with a :class:`~engine.errors.ConfigError` naming needed and
+available memory.
+
+Backends: numpy, torch (CPU) and torch_cuda (target batch from ``torch.cuda.mem_get_info``).
+With ``scheduler=`` (see :mod:`engine.encoding.distributed`), chunks of outer folds run as
+Dask tasks and the result is identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, MismatchError, expected_found
+from ..jobs import CancelToken, Progress, run_sync
+
+__all__ = ["fit_encoding_gram_job", "fit_encoding_gram", "nested_ridge_gram_job", "estimate_memory",
+           "available_memory", "gram_supported", "RunPlan", "GramFold"]
+
+#: Fraction of the available memory a fit plans to use.
+MEMORY_FRACTION = 0.7
+#: Prepared runs are staged in memory up to this size (bytes), else on disk.
+STAGE_IN_MEMORY_BYTES = 1.0e9
+
+
+# ---------------------------------------------------------------------------- memory
+def available_memory(backend: str = "numpy") -> int:
+    """Bytes free for a fit: ``torch.cuda.mem_get_info`` on CUDA, MemAvailable on the CPU."""
+    if str(backend) in ("torch_cuda", "cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info()[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    try:  # pragma: no cover
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 8 << 30
+
+
+def _fixed_bytes(p: int) -> int:
+    # G, A, V (float64) and the eigensolver's workspace (about one more p^2)
+    return 8 * p * p * 4
+
+
+def _batch_bytes(p: int, n_max: int, n_test: int, tb: int) -> int:
+    """Temporaries that grow with the target batch (float64)."""
+    n_small = min(n_max, p)
+    return 8 * tb * (3 * p + 4 * n_max + 2 * n_test) + 8 * (3 * n_max * p + 2 * n_small * n_small)
+
+
+def estimate_memory(n_runs: int, n_trs_per_run: int, n_features: int, n_targets: int,
+                    n_alphas: int = 11, n_targets_batch: Optional[int] = None,
+                    n_raw_features: Optional[int] = None, keep_predictions: bool = True,
+                    stage_in_memory: Optional[bool] = None) -> int:
+    """Peak memory (bytes) of :func:`fit_encoding_gram_job`, to print before a fit.
+
+    Parameters
+    ----------
+    n_runs, n_trs_per_run : int
+        Runs and TRs per run (the longest).
+    n_features : int
+        Columns of the model (features x delays).
+    n_targets : int
+        Parcels, vertices or voxels.
+    n_alphas : int
+        Size of the alpha grid (it does not change the memory: alphas are looped).
+    n_targets_batch : int, optional
+        Targets solved at once (default: all).
+    n_raw_features : int, optional
+        Columns read per run before delays (default ``n_features``).
+    keep_predictions : bool
+        Held-out predictions and measured data kept in memory (False when written to a file).
+    stage_in_memory : bool, optional
+        Prepared runs kept in memory (default: when under ``STAGE_IN_MEMORY_BYTES``).
+
+    Returns
+    -------
+    int
+        Bytes.
+    """
+    p, t, n = int(n_features), int(n_targets), int(n_trs_per_run)
+    n_total = int(n_runs) * n
+    tb = int(min(t, n_targets_batch or t))
+    raw = int(n_raw_features or p)
+    staged = 4 * n_total * (p + t)
+    if stage_in_memory is None:
+        stage_in_memory = staged <= STAGE_IN_MEMORY_BYTES
+    total = _fixed_bytes(p) + 8 * p * t if 8 * p * t <= 0.25 * staged + 64e6 else _fixed_bytes(p)
+    total += _batch_bytes(p, n, n, tb)
+    total += 4 * n * (raw + t) * 3          # one run read and preprocessed
+    if stage_in_memory:
+        total += staged
+    if keep_predictions:
+        total += 2 * 4 * n_total * t
+    return int(total)
+
+
+def _format_bytes(b: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(b) < 1024 or unit == "TB":
+            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
+        b /= 1024.0
+    return f"{b:.1f} TB"  # pragma: no cover
+
+
+def _choose_batch(p: int, n_max: int, n_test: int, n_targets: int, budget: float,
+                  fixed: float) -> int:
+    left = budget - fixed - _batch_bytes(p, n_max, n_test, 0)
+    per_target = _batch_bytes(p, n_max, n_test, 1) - _batch_bytes(p, n_max, n_test, 0)
+    tb = int(left // per_target) if left > 0 else 0
+    return int(min(n_targets, tb))
+
+
+# ---------------------------------------------------------------------------- array ops
+class _Ops:
+    """float64 linear algebra on numpy or torch (CPU / CUDA), the few calls the solver needs."""
+
+    def __init__(self, backend: str = "numpy") -> None:
+        from .backends import get_backend
+
+        self.bk = get_backend(backend)
+        self.name = self.bk.name
+        self.torch = getattr(self.bk, "torch", None)
+
+    def dev(self, a):
+        """Host array -> device float64."""
+        return self.bk.asarray(a, "float64")
+
+    def host(self, a) -> np.ndarray:
+        return np.asarray(self.bk.to_numpy(a), dtype=np.float64)
+
+    def eigh(self, a):
+        s, v = self.bk.eigh(a)
+        return self.bk.clip_min(s, 0.0), v
+
+    def eye(self, n):
+        if self.torch is not None:
+            return self.torch.eye(n, dtype=self.torch.float64, device=self.bk.device)
+        return np.eye(n)
+
+    def chol_solve(self, k, rhs):
+        """Solve ``k x = rhs`` for symmetric positive definite ``k`` (Cholesky; eigen fallback)."""
+        if self.torch is not None:
+            torch = self.torch
+            low, info = torch.linalg.cholesky_ex(k)
+            if int(info) == 0:
+                return torch.cholesky_solve(rhs, low)
+            w, u = torch.linalg.eigh(k)
+            w = torch.clamp(w, min=float(w.max()) * 1e-15)
+            return u @ ((u.T @ rhs) / w[:, None])
+        import scipy.linalg
+
+        try:
+            c = scipy.linalg.cho_factor(k, lower=True, check_finite=False)
+            return scipy.linalg.cho_solve(c, rhs, check_finite=False)
+        except np.linalg.LinAlgError:
+            w, u = np.linalg.eigh(k)
+            w = np.maximum(w, w.max() * 1e-15)
+            return u @ ((u.T @ rhs) / w[:, None])
+
+
+# ---------------------------------------------------------------------------- runs
+def _drop_pages(a) -> None:
+    """Let the kernel reclaim a memory map's pages once read (keeps RSS to one run)."""
+    mm = getattr(a, "_mmap", None)
+    if mm is None:
+        base = getattr(a, "base", None)
+        mm = getattr(base, "_mmap", None) if base is not None else None
+    if mm is not None and hasattr(mm, "madvise"):
+        import mmap
+
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):  # pragma: no cover - best effort
+            pass
+
+
+def _read(run, rows: Optional[slice] = None) -> np.ndarray:
+    """One run as a float32 array in memory: an array, an ``np.memmap`` or a ``.npy`` path."""
+    if isinstance(run, (str, os.PathLike)):
+        path = Path(run)
+        if not path.is_file():
+            raise DataError(expected_found("run file", "an existing .npy file", f"no file at {path}"))
+        mm = np.load(path, mmap_mode="r")
+        try:
+            a = np.array(mm if rows is None else mm[rows], dtype=np.float32)
+        finally:
+            _drop_pages(mm)
+            del mm
+    else:
+        a = np.array(run if rows is None else run[rows], dtype=np.float32)
+        if isinstance(run, np.memmap):
+            _drop_pages(run)
+    if a.ndim == 1:
+        a = a[:, None]
+    return a
+
+
+def _shape(run) -> Tuple[int, ...]:
+    if isinstance(run, (str, os.PathLike)):
+        path = Path(run)
+        if not path.is_file():
+            raise DataError(expected_found("run file", "an existing .npy file", f"no file at {path}"))
+        mm = np.load(path, mmap_mode="r")
+        shape = tuple(mm.shape)
+        del mm
+        return shape
+    return tuple(np.shape(run))
+
+
+@dataclasses.dataclass
+class RunPlan:
+    """Nested cross-validation over runs.
+
+    Attributes
+    ----------
+    test_runs : list of list of int
+        Held-out runs of each outer fold.
+    train_runs : list of list of int
+        Training runs of each outer fold.
+    inner : list of list of list of int
+        Per outer fold, the validation runs of each inner fold (the other training runs train).
+    """
+
+    test_runs: List[List[int]]
+    train_runs: List[List[int]]
+    inner: List[List[List[int]]]
+
+
+@dataclasses.dataclass
+class GramFold:
+    """What one outer fold found, for one batch of targets."""
+
+    fold: int
+    cols: slice
+    best_index: np.ndarray          # (batch,) int
+    cv_scores: np.ndarray           # (n_alphas, batch) float64, mean over inner folds
+    predictions: List[np.ndarray]   # per test run (n_trs, batch) float32
+    measured: List[np.ndarray]      # per test run (n_trs, batch) float32, the data predicted
+
+
+class _Staged:
+    """Prepared runs: in memory (lists) or as per-run .npy files in a scratch folder."""
+
+    def __init__(self, folder: Optional[str]) -> None:
+        self.folder = folder
+        self.x: List[Any] = []
+        self.y: List[Any] = []
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        if self.folder is None:
+            self.x.append(x)
+            self.y.append(y)
+            return
+        i = len(self.x)
+        px, py = os.path.join(self.folder, f"x_{i:05d}.npy"), os.path.join(self.folder, f"y_{i:05d}.npy")
+        np.save(px, x)
+        np.save(py, y)
+        self.x.append(px)
+        self.y.append(py)
+
+    def X(self, i: int) -> np.ndarray:
+        return _read(self.x[i]) if self.folder is not None else self.x[i]
+
+    def Y(self, i: int, cols: slice) -> np.ndarray:
+        if self.folder is None:
+            return self.y[i][:, cols]
+        return _read(self.y[i])[:, cols]
+
+    def spec(self) -> dict:
+        """Picklable description (arrays or paths) for Dask tasks."""
+        return dict(folder=self.folder, x=list(self.x), y=list(self.y))
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "_Staged":
+        s = cls(spec["folder"])
+        s.x, s.y = list(spec["x"]), list(spec["y"])
+        return s
+
+    def close(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- one outer fold
+def _solve_outer_fold(f: int, plan: RunPlan, staged: _Staged, G: np.ndarray, B, alphas: np.ndarray,
+                      backend: str, n_targets_batch: int, n_targets: int, token: Optional[CancelToken] = None):
+    """Generator: one :class:`GramFold` per target batch of outer fold ``f``."""
+    ops = _Ops(backend)
+    test, groups = plan.test_runs[f], plan.inner[f]
+    log_alphas = np.log(alphas)
+    A = np.array(G, dtype=np.float64, copy=True)
+    x_test = [staged.X(r) for r in test]
+    for x in x_test:
+        x64 = x.astype(np.float64)
+        A -= x64.T @ x64
+    A = (A + A.T) / 2
+    s, V = ops.eigh(ops.dev(A))
+    del A
+    p = G.shape[0]
+    for start in range(0, n_targets, n_targets_batch):
+        if token is not None:
+            token.raise_if_cancelled()
+        cols = slice(start, min(start + n_targets_batch, n_targets))
+        nb = cols.stop - cols.start
+        b_s = np.array(B[:, cols], dtype=np.float64)            # n_features, batch
+        for r, x in zip(test, x_test):
+            b_s -= x.astype(np.float64).T @ staged.Y(r, cols).astype(np.float64)
+        Z = V.T @ ops.dev(b_s)                                   # n_features, batch
+        del b_s
+        cv = np.zeros((alphas.size, nb), dtype=np.float64)
+        for g in groups:
+            xg = ops.dev(np.concatenate([staged.X(r) for r in g], 0) if len(g) > 1 else staged.X(g[0]))
+            yg = ops.dev(np.concatenate([staged.Y(r, cols) for r in g], 0) if len(g) > 1
+                         else staged.Y(g[0], cols))
+            n_g = xg.shape[0]
+            Q = xg @ V                                           # n_g, n_features
+            del xg
+            if n_g < p:    # Woodbury over the validation rows: an n_g x n_g system per alpha
+                eye = ops.eye(n_g)
+                for i, a in enumerate(alphas):
+                    qd = Q * (1.0 / (s + float(a)))[None, :]
+                    resid = yg - qd @ Z                          # residuals of the fit with g
+                    e = ops.chol_solve(eye - qd @ Q.T, resid)    # ... and without g
+                    cv[i] -= ops.host((e * e).mean(0))
+                    del qd, resid, e
+            else:          # p x p form
+                qq = Q.T @ Q
+                zc = Z - Q.T @ yg
+                for i, a in enumerate(alphas):
+                    k = -qq
+                    k[range(p), range(p)] += s + float(a)
+                    e = yg - Q @ ops.chol_solve(k, zc)
+                    cv[i] -= ops.host((e * e).mean(0))
+                    del k, e
+                del qq, zc
+            del Q, yg
+        cv /= len(groups)
+        best = np.argmax(cv + 1e-10 * log_alphas[:, None], axis=0)
+        scale = ops.dev(1.0 / (ops.host(s)[:, None] + alphas[best][None, :]))
+        W = Z * scale                                            # V^T coef, n_features x batch
+        preds = [(ops.dev(x) @ V @ W) for x in x_test]
+        preds = [np.asarray(ops.bk.to_numpy(pr), dtype=np.float32) for pr in preds]
+        del Z, W, scale
+        yield GramFold(fold=f, cols=cols, best_index=best, cv_scores=cv, predictions=preds,
+                       measured=[staged.Y(r, cols) for r in test])
+
+
+def _fold_chunk_task(fold_ids, plan, staged_spec, G, B, alphas, backend, n_targets_batch, n_targets):
+    """Dask task: whole outer folds (all target batches), returned as a list of GramFold."""
+    staged = _Staged.from_spec(staged_spec)
+    out = []
+    for f in fold_ids:
+        out.extend(_solve_outer_fold(f, plan, staged, G, B, alphas, backend, n_targets_batch, n_targets))
+    return out
+
+
+# ---------------------------------------------------------------------------- the core job
+def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = "numpy",
+                          n_targets_batch: Optional[int] = None, prepare_x=None, prepare_y=None,
+                          memory_limit_bytes: Optional[float] = None, scratch_dir=None,
+                          stage_in_memory: Optional[bool] = None, scheduler=None,
+                          n_chunks: Optional[int] = None, token: Optional[CancelToken] = None,
+                          on_batch=None, on_run=None, keep_predictions: bool = True, verbose: bool = False):
+    """Nested run-grouped ridge CV on runs read one at a time; a job (Progress per fold and batch).
+
+    Parameters
+    ----------
+    X_runs, Y_runs : sequences of runs
+        Each run an array, an ``np.memmap`` or a path to a ``.npy`` file; read one at a time.
+    alphas : (n_alphas,) array
+    plan : RunPlan
+        Outer folds (test runs, training runs) and inner folds (validation runs).
+    backend : {"numpy", "torch", "torch_cuda"}
+    n_targets_batch : int, optional
+        Default: as many as the memory allows (all when they fit).
+    prepare_x, prepare_y : callable ``(run_index, array) -> array``, optional
+        Per-run preprocessing (delays, z-scoring...); identity by default.
+    memory_limit_bytes : float, optional
+        Memory the fit may use (default: 70% of what is available on the device).
+    scheduler : None, "local", address or Client
+        Run chunks of outer folds on Dask (:func:`engine.encoding.distributed.run_tasks`).
+    on_batch : callable ``(GramFold) -> None``, optional
+        Receives each fold's batch as soon as it is solved (to write it to a file).
+    on_run : callable ``(run_index, y_prepared) -> None``, optional
+        Receives each prepared brain run once, as it is read.
+    keep_predictions : bool
+        Keep held-out predictions and measured data in memory (returned).
+
+    Returns
+    -------
+    dict
+        ``alphas_per_fold (n_folds, n_targets)``, ``alpha_index_per_fold``, ``predictions`` and
+        ``measured`` (lists per run, or None), ``n_features``, ``lengths``, ``memory_bytes``
+        (the estimate), ``n_targets_batch``.
+    """
+    from .ridge import check_alphas
+
+    alphas = check_alphas(alphas)
+    n_runs = len(Y_runs)
+    if len(X_runs) != n_runs:
+        raise MismatchError(expected_found("feature runs", f"{n_runs} (as brain runs)", len(X_runs)))
+    prepare_x = prepare_x or (lambda i, a: a)
+    prepare_y = prepare_y or (lambda i, a: a)
+
+    # ---- sizes, memory plan, before reading any data -------------------------------------
+    y_shapes = [_shape(y) for y in Y_runs]
+    n_targets = int(y_shapes[0][1]) if len(y_shapes[0]) > 1 else 1
+    n_max_raw = max(s[0] for s in y_shapes)
+    x0 = prepare_x(0, _read(X_runs[0]))
+    p = int(x0.shape[1])
+    del x0
+    n_max = max(len(g) for fold in plan.inner for g in fold) * n_max_raw
+    n_test_max = max(len(t) for t in plan.test_runs) * n_max_raw
+    budget = float(memory_limit_bytes) if memory_limit_bytes is not None else \
+        MEMORY_FRACTION * available_memory(backend)
+    est_full = estimate_memory(n_runs, n_max_raw, p, n_targets, alphas.size, None,
+                               keep_predictions=keep_predictions, stage_in_memory=stage_in_memory)
+    staged_bytes = 4 * n_runs * n_max_raw * (p + n_targets)
+    if stage_in_memory is None:
+        stage_in_memory = staged_bytes <= min(STAGE_IN_MEMORY_BYTES, 0.3 * budget)
+    host_fixed = 8 * p * p * 2 + (2 * 4 * n_runs * n_max_raw * n_targets if keep_predictions else 0) \
+        + (staged_bytes if stage_in_memory else 0) + 4 * n_max_raw * (p + n_targets) * 3
+    b_in_memory = 8 * p * n_targets <= 0.25 * budget
+    if b_in_memory:
+        host_fixed += 8 * p * n_targets
+    fixed = _fixed_bytes(p) + (host_fixed if str(backend) not in ("torch_cuda", "cuda") else 0)
+    if n_targets_batch is None:
+        n_targets_batch = _choose_batch(p, n_max, n_test_max, n_targets, budget, fixed)
+    n_targets_batch = int(n_targets_batch)
+    need_one = fixed + _batch_bytes(p, n_max, n_test_max, 1)
+    if n_targets_batch < 1 or need_one > budget:
+        raise ConfigError(expected_found(
+            f"memory for the Gram ridge fit ({p} features, runs of up to {n_max_raw} TRs, "
+            f"inner folds of up to {n_max} TRs, {backend})",
+            f"at most {_format_bytes(budget)} (available to this fit)",
+            f"{_format_bytes(need_one)} needed for a single target; use fewer features "
+            "(PCA, fewer delays) or a machine with more memory"))
+    n_targets_batch = max(1, min(n_targets_batch, n_targets))
+    estimate = estimate_memory(n_runs, n_max_raw, p, n_targets, alphas.size, n_targets_batch,
+                               keep_predictions=keep_predictions, stage_in_memory=stage_in_memory)
+    n_batches = math.ceil(n_targets / n_targets_batch)
+    n_folds = len(plan.test_runs)
+    total = n_runs + n_folds * n_batches
+    msg = (f"Gram ridge: {n_runs} runs, {p} features, {n_targets} targets in batches of {n_targets_batch}; "
+           f"memory estimate {_format_bytes(estimate)} (all targets at once: {_format_bytes(est_full)}), "
+           f"available {_format_bytes(budget)}")
+    if verbose:
+        print(msg, flush=True)
+    yield Progress(0, total, msg)
+
+    # ---- one pass: prepare, stage, accumulate G and B ----------------------------------
+    folder = None if stage_in_memory else tempfile.mkdtemp(prefix="alignscope-gram-",
+                                                           dir=None if scratch_dir is None else str(scratch_dir))
+    staged = _Staged(folder)
+    try:
+        G = np.zeros((p, p), dtype=np.float64)
+        if b_in_memory:
+            B = np.zeros((p, n_targets), dtype=np.float64)
+        else:
+            if folder is None:
+                folder = tempfile.mkdtemp(prefix="alignscope-gram-")
+                staged_b_dir = folder
+            else:
+                staged_b_dir = folder
+            B = np.lib.format.open_memmap(os.path.join(staged_b_dir, "B.npy"), mode="w+",
+                                          dtype=np.float64, shape=(p, n_targets))
+        lengths = []
+        measured = [] if keep_predictions else None
+        for i in range(n_runs):
+            if token is not None:
+                token.raise_if_cancelled()
+            x = np.ascontiguousarray(prepare_x(i, _read(X_runs[i])), dtype=np.float32)
+            y = np.ascontiguousarray(prepare_y(i, _read(Y_runs[i])), dtype=np.float32)
+            if x.shape[0] != y.shape[0]:
+                raise MismatchError(expected_found(f"TRs of run {i} in the features", f"{y.shape[0]} "
+                                                   "(as the brain run)", x.shape[0]))
+            if x.shape[1] != p:
+                raise MismatchError(expected_found(f"feature columns of run {i}", p, x.shape[1]))
+            if y.shape[1] != n_targets:
+                raise MismatchError(expected_found(f"targets of brain run {i}", n_targets, y.shape[1]))
+            if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+                raise DataError(expected_found(f"run {i}", "finite values", "NaN or inf"))
+            x64 = x.astype(np.float64)
+            G += x64.T @ x64
+            for start in range(0, n_targets, n_targets_batch):
+                cols = slice(start, min(start + n_targets_batch, n_targets))
+                B[:, cols] += x64.T @ y[:, cols].astype(np.float64)
+            del x64
+            lengths.append(int(y.shape[0]))
+            if keep_predictions:
+                measured.append(y)
+            if on_run is not None:
+                on_run(i, y)
+            staged.add(x, y)
+            del x, y
+            yield Progress(i + 1, total, f"read run {i + 1}/{n_runs}")
+
+        alphas_per_fold = np.zeros((n_folds, n_targets), dtype=np.float64)
+        index_per_fold = np.zeros((n_folds, n_targets), dtype=np.int64)
+        predictions = ([np.full((n, n_targets), np.nan, dtype=np.float32) for n in lengths]
+                       if keep_predictions else None)
+
+        def take(res: GramFold):
+            alphas_per_fold[res.fold, res.cols] = alphas[res.best_index]
+            index_per_fold[res.fold, res.cols] = res.best_index
+            if keep_predictions:
+                for r, pr in zip(plan.test_runs[res.fold], res.predictions):
+                    predictions[r][:, res.cols] = pr
+            if on_batch is not None:
+                on_batch(res)
+
+        step = n_runs
+        if scheduler is None:
+            for f in range(n_folds):
+                for res in _solve_outer_fold(f, plan, staged, G, B, alphas, backend, n_targets_batch,
+                                             n_targets, token):
+                    take(res)
+                    step += 1
+                    yield Progress(step, total, f"fold {f + 1}/{n_folds}: targets {res.cols.stop}/{n_targets}")
+        else:
+            from .distributed import Task, run_tasks
+
+            n_chunks = int(n_chunks or min(n_folds, 4))
+            chunks = [list(map(int, c)) for c in np.array_split(np.arange(n_folds), n_chunks) if len(c)]
+            tasks = [Task(_fold_chunk_task, (c,), name=f"folds {c[0] + 1}-{c[-1] + 1}") for c in chunks]
+            shared = dict(plan=plan, staged_spec=staged.spec(), G=G, B=np.asarray(B), alphas=alphas,
+                          backend=backend, n_targets_batch=n_targets_batch, n_targets=n_targets)
+            gen = run_tasks(tasks, scheduler=scheduler, token=token, shared=shared, message="chunk of folds")
+            while True:
+                try:
+                    rep = next(gen)
+                except StopIteration as stop:
+                    results = stop.value
+                    break
+                yield Progress(n_runs + int(rep.fraction * n_folds * n_batches), total, rep.message)
+            for chunk in results:
+                for res in chunk:
+                    take(res)
+        return dict(alphas_per_fold=alphas_per_fold, alpha_index_per_fold=index_per_fold,
+                    predictions=predictions, measured=measured, n_features=p, lengths=lengths,
+                    memory_bytes=estimate, n_targets_batch=n_targets_batch)
+    finally:
+        del B
+        staged.close()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- the encoding fit
+def gram_supported(options=None, n_spaces: int = 1, fold_transform=None, **overrides) -> Tuple[bool, str]:
+    """Whether :func:`fit_encoding_gram_job` handles these settings, and if not why.
+
+    Supported: ridge with one alpha per target (one feature space, or several with
+    ``multi_space="joint"``), no PCA and no fold transform, cross-validation over whole runs
+    (leave-one-run-out, grouped K-fold, explicit held-out runs, by stimulus) with inner folds
+    of whole runs.
+    """
+    from .fit import resolve_options
+
+    opts = resolve_options(options, **overrides)
+    if opts.pca is not None:
+        return False, "PCA is fit per outer fold"
+    if fold_transform is not None:
+        return False, "a fold transform is fit per outer fold"
+    if n_spaces > 1 and opts.multi_space == "banded":
+        return False, "banded ridge (a penalty per space)"
+    if isinstance(opts.cv, str) and opts.cv == "within-run":
+        return False, "within-run blocked cross-validation"
+    return True, ""
+
+
+def _run_plan(cv_plan, lengths: Sequence[int]) -> RunPlan:
+    """RunPlan of a CVPlan whose folds are made of whole runs (ConfigError otherwise)."""
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    run_of = np.concatenate([np.full(n, i) for i, n in enumerate(lengths)]).astype(np.int64)
+
+    def runs_of(idx) -> List[int]:
+        rs = sorted(set(run_of[idx].tolist()))
+        if sum(int(starts[r + 1] - starts[r]) for r in rs) != len(idx):
+            raise ConfigError("Gram ridge: expected cross-validation folds made of whole runs, found folds "
+                              "that split a run (within-run CV); use fit_encoding_job for it")
+        return rs
+
+    tests, trains, inner = [], [], []
+    for (train, test), folds_in in zip(cv_plan.outer, cv_plan.inner):
+        tr_runs = runs_of(train)
+        tests.append(runs_of(test))
+        trains.append(tr_runs)
+        groups = []
+        for tr_in, val_in in folds_in:
+            v = runs_of(train[val_in])
+            t = runs_of(train[tr_in])
+            if sorted(v + t) != tr_runs:
+                raise ConfigError("Gram ridge: expected inner folds that partition the training runs, "
+                                  "found folds leaving runs out (a gap); use fit_encoding_job for it")
+            groups.append(v)
+        inner.append(groups)
+    return RunPlan(test_runs=tests, train_runs=trains, inner=inner)
+
+
+def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = None,
+                          stimulus_ids: Optional[Sequence] = None, subjects: Optional[Sequence] = None,
+                          confounds_runs: Optional[Sequence] = None, token: Optional[CancelToken] = None,
+                          run_names: Optional[Sequence[str]] = None, space: Optional[str] = None,
+                          feature_names: Optional[Sequence[str]] = None,
+                          provenance: Optional[Dict[str, Any]] = None, out_path=None,
+                          memory_limit_bytes: Optional[float] = None, scratch_dir=None,
+                          scheduler=None, n_chunks: Optional[int] = None, verbose: bool = False,
+                          **option_overrides):
+    """Job form of :func:`fit_encoding_gram`: the nested ridge of :func:`~engine.encoding.fit.fit_encoding_job`
+    with Gram downdates (see the module docstring); returns an :class:`EncodingResult`.
+
+    Parameters
+    ----------
+    X_runs : list of runs, or dict space name -> list of runs
+        Each run an array, an ``np.memmap`` or a path to a ``.npy`` file (read one at a time).
+    Y_runs : list of runs (arrays, memmaps or ``.npy`` paths)
+    options, tr_s, stimulus_ids, subjects, confounds_runs, run_names, space, feature_names, provenance
+        As for :func:`~engine.encoding.fit.fit_encoding_job` (``**option_overrides`` too).
+    out_path : path, optional
+        Write the result there (HDF5, atomically), predictions per target batch; the returned
+        result then holds no predictions or measured data in memory (``EncodingResult.load``
+        reads them).
+    memory_limit_bytes : float, optional
+        Memory the fit may use (default 70% of what is available).
+    scheduler, n_chunks
+        Chunks of outer folds on Dask (identical results).
+
+    Raises
+    ------
+    ConfigError
+        Settings the Gram path does not cover (:func:`gram_supported`), or not enough memory.
+    """
+    from . import preprocess as pp
+    from .fit import LEGACY_DELAYS, library_versions, make_cv_plan, prepare_features, resolve_options
+    from .results import EncodingResult, pearson_r, r2_score
+    from .ridge import check_alphas
+
+    opts = resolve_options(options, **option_overrides)
+    spaces = X_runs if isinstance(X_runs, dict) else {(feature_names[0] if feature_names and
+                                                       len(feature_names) == 1 else "features"): X_runs}
+    if not spaces:
+        raise DataError(expected_found("feature spaces", "at least one", "an empty dict"))
+    ok, why = gram_supported(opts, n_spaces=len(spaces))
+    if not ok:
+        raise ConfigError(f"Gram ridge: {why} is not supported by the Gram path; use fit_encoding_job")
+    Y_list = list(Y_runs) if not isinstance(Y_runs, np.ndarray) or Y_runs.ndim != 2 else [Y_runs]
+    n_runs = len(Y_list)
+    for k, v in spaces.items():
+        if len(v) != n_runs:
+            raise MismatchError(expected_found(f"runs of feature space {k!r}", f"{n_runs} (as brain runs)", len(v)))
+    if run_names is None:
+        run_names = [f"run-{i + 1:02d}" for i in range(n_runs)]
+    run_names = [str(r) for r in run_names]
+    if tr_s is not None:
+        tr_s = float(tr_s)
+    delays = list(LEGACY_DELAYS) if (opts.delays is None and tr_s is None) else opts.resolved_delays(tr_s)
+    alphas = check_alphas(opts.alphas)
+    drop = (int(opts.drop_edges[0]), int(opts.drop_edges[1]))
+    if feature_names is None:
+        feature_names = list(spaces)
+    if space is None:
+        space = "+".join(spaces)
+    if opts.high_pass_s is not None and tr_s is None:
+        raise ConfigError("high_pass_s: a high-pass cut-off in seconds needs the TR; expected tr_s, found none")
+
+    # lengths without reading the data; runs differing by a few TRs are trimmed as fit_encoding does
+    y_len = [int(_shape(y)[0]) for y in Y_list]
+    n_use = []
+    for i in range(n_runs):
+        n = y_len[i]
+        for k, v in spaces.items():
+            nx = int(_shape(v[i])[0])
+            if abs(nx - y_len[i]) > int(opts.trim_tolerance_trs):
+                raise MismatchError(expected_found(f"TRs of {run_names[i]} in feature space {k!r}",
+                                                   f"{y_len[i]} (as the brain run)", nx))
+            n = min(n, nx)
+        n_use.append(n)
+    lengths = [n - drop[0] - drop[1] for n in n_use]
+    if min(lengths) < 1:
+        raise DataError(expected_found("run length after dropping edges", "at least 1 TR", min(lengths)))
+    if stimulus_ids is None:
+        groups, groups_how = list(range(n_runs)), "assumed distinct (Gram path: give stimulus_ids for repeats)"
+    else:
+        from .fit import stimulus_groups
+
+        groups, groups_how = stimulus_groups({"ids": [np.zeros((1, 1))] * n_runs}, stimulus_ids)
+    plan = make_cv_plan(opts, lengths, groups, groups_how, subjects, delays)
+    if plan.kind == "within-run":
+        raise ConfigError("Gram ridge: within-run blocked cross-validation is not supported by the Gram "
+                          "path; use fit_encoding_job")
+    rplan = _run_plan(plan, lengths)
+    conf = None
+    if confounds_runs is not None:
+        conf = [None if c is None else np.asarray(c, dtype=np.float64) for c in confounds_runs]
+
+    def prepare_y(i, y):
+        y = y[:n_use[i]]
+        y = pp.drop_edges([y], *drop)[0]
+        c = None if conf is None or conf[i] is None else [conf[i][:n_use[i]][drop[0]:n_use[i] - drop[1]]]
+        y = pp.clean_runs([y], opts.detrend, opts.high_pass_s, tr_s, c)[0]
+        return pp.zscore_runs([y])[0] if opts.zscore else y
+
+    def prepare_x(i, _unused):
+        one = {}
+        for k, v in spaces.items():
+            x = _read(v[i])[:n_use[i]]
+            x = pp.clean_runs([x], opts.detrend, opts.high_pass_s, tr_s)[0]
+            one[k] = [pp.zscore_runs([x])[0] if opts.zscore else x]
+        return prepare_features(one, delays, drop)[0][0]
+
+    first_space = next(iter(spaces.values()))
+    x_runs_for_core = list(first_space)   # prepare_x reads every space itself
+    keep = out_path is None
+    n_targets = int(_shape(Y_list[0])[1])
+    h5 = None
+    writer_ctx = None
+    if out_path is not None:
+        from ..atomic import write_h5
+        from .results import RESULT_SCHEMA_VERSION, _KIND
+
+        writer_ctx = write_h5(out_path, _KIND, RESULT_SCHEMA_VERSION)
+        h5 = writer_ctx.__enter__()
+        gp, gm = h5.create_group("predictions"), h5.create_group("measured")
+        for i, n in enumerate(lengths):
+            chunks = (min(n, 256), min(n_targets, 256))
+            gp.create_dataset(f"run_{i:04d}", shape=(n, n_targets), dtype=np.float32, fillvalue=np.nan,
+                              chunks=chunks, compression="gzip", compression_opts=1, shuffle=True)
+            gm.create_dataset(f"run_{i:04d}", shape=(n, n_targets), dtype=np.float32, chunks=chunks,
+                              compression="gzip", compression_opts=1, shuffle=True)
+    n_folds = len(rplan.test_runs)
+    scores_per_fold = np.zeros((n_folds, n_targets), dtype=np.float32)
+    r2_per_fold = np.zeros((n_folds, n_targets), dtype=np.float32)
+    on_edge = np.zeros(n_targets, dtype=bool)
+
+    def on_batch(res: GramFold):
+        y_test = np.concatenate(res.measured, 0)
+        p_test = np.concatenate(res.predictions, 0)
+        scores_per_fold[res.fold, res.cols] = pearson_r(y_test, p_test)
+        r2_per_fold[res.fold, res.cols] = r2_score(y_test, p_test)
+        cv = res.cv_scores
+        edge = (res.best_index == 0) | (res.best_index == alphas.size - 1)
+        edge &= np.ptp(cv, axis=0) > 0
+        if alphas.size > 1:
+            on_edge[res.cols] |= edge
+        if h5 is not None:
+            for r, pr in zip(rplan.test_runs[res.fold], res.predictions):
+                h5["predictions"][f"run_{r:04d}"][:, res.cols] = pr
+
+    def on_run(i, y):
+        if h5 is not None:
+            h5["measured"][f"run_{i:04d}"][...] = y
+
+    try:
+        core = nested_ridge_gram_job(x_runs_for_core, Y_list, alphas, rplan, backend=opts.backend,
+                                     n_targets_batch=opts.n_targets_batch, prepare_x=prepare_x,
+                                     prepare_y=prepare_y, memory_limit_bytes=memory_limit_bytes,
+                                     scratch_dir=scratch_dir, scheduler=scheduler, n_chunks=n_chunks,
+                                     token=token, on_batch=on_batch, on_run=on_run, keep_predictions=keep,
+                                     verbose=verbose)
+        out = yield from core
+    except BaseException:
+        if writer_ctx is not None:
+            writer_ctx.__exit__(*__import__("sys").exc_info())
+        raise
+
+    alphas_per_fold = out["alphas_per_fold"]
+    scores = scores_per_fold.mean(0)
+    r2 = r2_per_fold.mean(0)
+    delays_s = [float(d) * tr_s for d in delays] if tr_s is not None else []
+    prov = {
+        "method": "nested cross-validated ridge (alpha per target), Gram downdates + leave-run-out Woodbury",
+        "fit_options": opts.to_dict(),
+        "n_features_model": int(out["n_features"]),
+        "delays_trs": delays, "delays_s": delays_s, "tr_s": tr_s,
+        "alphas_grid": alphas.tolist(),
+        "cv": {"kind": plan.kind, "label": plan.label, "held_out_runs": plan.held_out,
+               "stimulus_groups_from": groups_how},
+        "outer_folds": plan.held_out, "zscore": bool(opts.zscore), "drop_edges": list(drop),
+        "backend": str(opts.backend), "solver": "gram",
+        "memory_estimate_bytes": int(out["memory_bytes"]), "n_targets_batch": int(out["n_targets_batch"]),
+        "score": "Pearson r per held-out fold (runs concatenated within a fold), mean over folds",
+        "libraries": library_versions(),
+    }
+    if provenance:
+        prov.update(provenance)
+    result = EncodingResult(
+        scores=np.asarray(scores, dtype=np.float32), r2=np.asarray(r2, dtype=np.float32),
+        alphas=np.exp(np.log(alphas_per_fold).mean(0)),
+        predictions=out["predictions"] if keep else [], measured=out["measured"] if keep else [],
+        run_names=run_names, space=space, feature_names=list(feature_names), delays=delays,
+        folds=plan.score_groups, scores_per_fold=scores_per_fold, alphas_per_fold=alphas_per_fold,
+        alpha_on_edge=on_edge, alpha_grid=alphas, provenance=prov, tr_s=tr_s, delays_s=delays_s,
+        cv_label=plan.label, warnings=list(plan.warnings), options=opts.to_dict())
+    if h5 is not None:
+        try:
+            _write_result_attrs(h5, result)
+        except BaseException:
+            writer_ctx.__exit__(*__import__("sys").exc_info())
+            raise
+        writer_ctx.__exit__(None, None, None)
+        result.provenance["result_path"] = str(out_path)
+    return result
+
+
+def _write_result_attrs(h, result) -> None:
+    """Everything of ``EncodingResult.save`` except the per-run groups (already written)."""
+    import json
+
+    from .results import _json_default
+
+    h.attrs["space"] = result.space
+    h.attrs["run_names"] = json.dumps(list(map(str, result.run_names)))
+    h.attrs["feature_names"] = json.dumps(list(map(str, result.feature_names)))
+    h.attrs["delays"] = json.dumps([int(d) for d in result.delays])
+    h.attrs["folds"] = json.dumps([[int(i) for i in f] for f in result.folds])
+    h.attrs["provenance"] = json.dumps(result.provenance, default=_json_default)
+    if result.tr_s is not None:
+        h.attrs["tr_s"] = float(result.tr_s)
+    h.attrs["delays_s"] = json.dumps([float(d) for d in result.delays_s])
+    h.attrs["cv_label"] = str(result.cv_label)
+    h.attrs["warnings"] = json.dumps([str(w) for w in result.warnings])
+    h.attrs["options"] = json.dumps(result.options, default=_json_default)
+    for name in ("scores", "alphas", "r2", "scores_per_fold", "alphas_per_fold", "alpha_on_edge", "alpha_grid"):
+        value = getattr(result, name)
+        if value is not None:
+            h.create_dataset(name, data=np.asarray(value))
+
+
+def fit_encoding_gram(X_runs, Y_runs, options=None, on_progress=None, token: Optional[CancelToken] = None,
+                      **kwargs):
+    """Nested cross-validated ridge with Gram downdates; see :func:`fit_encoding_gram_job`.
+
+    Returns
+    -------
+    EncodingResult
+    """
+    return run_sync(fit_encoding_gram_job(X_runs, Y_runs, options, token=token, **kwargs), token=token,
+                    on_progress=on_progress)
