@@ -218,7 +218,8 @@ def region_group(name: str) -> str:
     return parts[0] if parts else str(name)
 
 
-def carpet(data: np.ndarray, groups: Optional[Sequence[str]] = None, max_rows: int = 800) -> Dict[str, Any]:
+def carpet(data: np.ndarray, groups: Optional[Sequence[str]] = None, max_rows: int = 800,
+           keep: Optional[np.ndarray] = None) -> Dict[str, Any]:
     """Carpet-plot data: targets x time, each target detrended and z-scored, ordered by region.
 
     Parameters
@@ -229,6 +230,8 @@ def carpet(data: np.ndarray, groups: Optional[Sequence[str]] = None, max_rows: i
         ordered by their correlation with the global signal.
     max_rows : int
         At most this many targets (evenly spaced in the order) are kept.
+    keep : ndarray of bool (n_targets,), optional
+        Targets to show (e.g. not the medial wall, not dead ones); all by default.
 
     Returns
     -------
@@ -239,18 +242,20 @@ def carpet(data: np.ndarray, groups: Optional[Sequence[str]] = None, max_rows: i
     d = detrend(data, 1)
     sd = d.std(axis=0)
     z = np.where(sd > 0, (d - d.mean(axis=0)) / np.where(sd > 0, sd, 1.0), 0.0)
-    n = z.shape[1]
-    if groups is not None and len(groups) == n:
+    n_all = z.shape[1]
+    shown = np.flatnonzero(keep) if keep is not None and len(keep) == n_all and np.any(keep) else np.arange(n_all)
+    if groups is not None and len(groups) == n_all:
         groups = [str(g) for g in groups]
-        names = sorted({g for g in groups if g})
+        names = sorted({groups[i] for i in shown if groups[i]})
         rank = {g: k for k, g in enumerate(names)}
-        key = np.array([rank.get(g, len(names)) for g in groups])
-        order = np.argsort(key, kind="stable")
+        key = np.array([rank.get(groups[i], len(names)) for i in shown])
+        order = shown[np.argsort(key, kind="stable")]
     else:
         gs = z.mean(axis=1)
         gs = (gs - gs.mean()) / (gs.std() or 1.0)
-        order = np.argsort(-(z * gs[:, None]).mean(axis=0), kind="stable")
+        order = shown[np.argsort(-(z[:, shown] * gs[:, None]).mean(axis=0), kind="stable")]
         groups = None
+    n = order.size
     if n > max_rows:
         order = order[np.linspace(0, n - 1, max_rows).round().astype(int)]
     image = np.clip(z[:, order].T, -3, 3).astype(np.float32)
@@ -384,7 +389,7 @@ def check_run(data: np.ndarray, tr_s: float, name: str, preprocessing: Optional[
     live[dead] = False
     live &= ~wall
     values = tsnr(data)
-    carpet_data = carpet(data, groups)
+    carpet_data = carpet(data, groups, keep=live)
     if raw:
         med = float(np.nanmedian(values[live])) if live.any() else float("nan")
         det = {"median_tsnr": med, "p5_tsnr": float(np.nanpercentile(values[live], 5)) if live.any() else None}

@@ -53,6 +53,7 @@ SYNC_MAX_LAG_TRS = 8             # lags searched, each way
 SYNC_OK_LAG_TRS = 1              # |best lag| <= 1 TR after HRF convolution: in sync
 SYNC_TOP_FRACTION = 0.02         # targets most responsive to a feature (at each lag): top 2 %
 SYNC_N_NULL = 60                 # circular-shift null draws
+SYNC_MIN_TRS = 30                # shorter runs cannot place a lag against a null
 FRAME_GAP_FACTOR = 1.5           # a frame step > 1.5 x the typical step is a drop / jump
 FRAME_JUMP_FAIL_S = 0.5          # one jump longer than this (or > 1 % frames missing): fail
 AV_WARN_S = 0.5                  # |audio - video| duration

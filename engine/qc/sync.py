@@ -281,6 +281,11 @@ def check_sync(name: str, data: np.ndarray, tr_s: float, features: Mapping[str, 
                expected_lag_trs: float = 0.0, regions: Optional[Mapping[str, Sequence[int]]] = None,
                subject_label: Optional[str] = None) -> Check:
     """The sync check of one run (see the module docstring)."""
+    n_trs = int(np.asarray(data).shape[0])
+    if n_trs < C.SYNC_MIN_TRS:
+        return Check("sync", "warn", f"{name}: expected at least {C.SYNC_MIN_TRS} TRs to measure the stimulus-brain "
+                     f"lag, found {n_trs}: the sync is not checked", subject=subject_label or name, category="sync",
+                     details={"n_trs": n_trs})
     est = estimate_lag(features, data, tr_s, regions=regions)
     best_trs = est["best_lag_trs"]
     per = {k: {kk: vv for kk, vv in v.items() if kk != "curve"} for k, v in est["features"].items()}
