@@ -512,8 +512,9 @@ def surface_atlas_from_volume(path, n_parcels: Optional[int] = None, space: str 
     folder = Path(cache_dir) if cache_dir is not None else default_atlas_cache_dir()
     entry = folder / key[:2] / f"{key}.npz"
     labels = None
-    if key in _PROJECTIONS:
-        labels = _PROJECTIONS[key]
+    memo = f"{entry}"          # per cache folder: a fresh folder gets its own entry
+    if memo in _PROJECTIONS:
+        labels = _PROJECTIONS[memo]
     elif entry.is_file():
         try:
             with np.load(entry, allow_pickle=False) as d:
@@ -528,7 +529,7 @@ def surface_atlas_from_volume(path, n_parcels: Optional[int] = None, space: str 
         except OSError:
             pass
     labels = np.asarray(labels, dtype=np.int64)
-    _PROJECTIONS[key] = labels
+    _PROJECTIONS[memo] = labels
     top = int(labels.max(initial=0))
     if not n_parcels:
         import nibabel as nib

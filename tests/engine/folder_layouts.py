@@ -132,7 +132,8 @@ def make_release(root: Path, n_trs: int = 24, n_planted: int = 40, delay_trs: in
         (tdir / f"friends_{part}.tsv").write_text(transcript_rows(n + extra, seed=season))
         if media:
             lv = levels.get(part, np.full(n, 128))
-            write_video(root / "stimuli" / "movies" / "friends" / f"s{season}" / f"friends_{part}.mkv", lv, TR_S)
+            write_video(root / "stimuli" / "movies" / "friends" / f"s{season}" / f"friends_{part}.mkv", lv, TR_S,
+                        extra_s=0.3 + TR_S * extra)                 # and a video one TR longer too
     return truth
 
 

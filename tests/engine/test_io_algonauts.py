@@ -177,8 +177,9 @@ def test_discover_bids(tmp_path):
     assert any("run-2" in p and "hemi-R" in p for p in project.extra["problems"])
     # the runs load: GIFTI pair to 20484 vertices, volume through its mask with confounds regressed
     assert fmri.load_run(g, project).data.shape == (10, 20484)
-    run = fmri.load_run(v, project, preprocessing={"confounds": ["motion"]})
-    assert run.data.shape == (10, 64) and run.meta["preprocessing"][0]["step"] == "confound_regression"
+    assert g.confounds == v.confounds                        # one confounds table per run, whatever the space
+    run = fmri.load_run(g, project, preprocessing={"confounds": ["motion"]})
+    assert run.data.shape == (10, 20484) and run.meta["preprocessing"][0]["step"] == "confound_regression"
     # TR override
     assert {r.tr_s for r in discover_bids(root, tr_s=2.5).runs} == {2.5}
     assert len(discover_bids(root, space="fsaverage5").runs) == 1

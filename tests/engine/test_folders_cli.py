@@ -1,0 +1,113 @@
+"""From a fresh data folder to a saved fit with command-line commands only (``main.main``, the
+entry point of ``python main.py``), on generated copies of the Algonauts 2025 release and of a
+BIDS dataset with an fMRIPrep derivative. The brain data carry planted targets that follow the
+video's luminance: the fit must find them."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import main as cli
+from tests.engine.folder_layouts import TR_S, make_fmriprep, make_release
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _caches(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALIGNSCOPE_CACHE", str(tmp_path / "feature_cache"))
+    monkeypatch.setenv("ALIGNSCOPE_ATLAS_CACHE", str(tmp_path / "atlas_cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    return code, out.out, out.err
+
+
+def _planted_vs_rest(result_path, n_planted):
+    with h5py.File(result_path, "r") as h:
+        scores = h["scores"][()]
+        prov = json.loads(h.attrs["provenance"])
+    return float(np.mean(scores[:n_planted])), float(np.mean(scores[n_planted:])), prov
+
+
+def test_release_folder_to_a_saved_fit(tmp_path, capsys):
+    root = tmp_path / "algonauts_2025.competitors"
+    truth = make_release(root)
+    code, out, _ = run(capsys, "project", "init", root)
+    project_file = root / f"{root.name}.alignscope.json"
+    assert code == 0 and project_file.is_file() and "TR: 1.49 s" in out and "held out" in out
+    code, out, _ = run(capsys, "info", root, "--json")
+    assert code == 0
+    rep = json.loads(out)
+    pairing = {r["episode"]: r["subjects"] for r in rep["pairing"]}
+    assert pairing["friends_s04e01a"]["sub-05"]["status"] == "known missing"
+    assert pairing["friends_s07e01a"]["sub-01"]["status"] == "held out"
+    # features: one episode from its files alone (its video is one TR longer than the run), two from the project
+    feats = tmp_path / "feats"
+    ep = "friends_s01e01a"
+    code, out, _ = run(capsys, "extract", root / "stimuli/movies/friends/s1" / f"{ep}.mkv",
+                       "--words", root / "stimuli/transcripts/friends/s1" / f"{ep}.tsv", "--tr", TR_S,
+                       "--model", "lowlevel", "--layers", "luminance", "--out", feats / f"{ep}.h5", "--no-progress")
+    assert code == 0 and f"{truth['n_trs']['s01e01a'] + 1} TRs" in out
+    for ep in ("friends_s01e01b", "friends_s04e01a"):
+        code, out, err = run(capsys, "extract", "--project", root, "--episode", ep, "--model", "lowlevel",
+                             "--layers", "luminance", "--out", feats / f"{ep}.h5", "--no-progress")
+        assert code == 0, err
+    code, out, _ = run(capsys, "info", feats / "friends_s01e01a.h5", "--json")
+    rep = json.loads(out)
+    assert code == 0 and rep["kind"] == "features" and "n_targets" not in rep["facts"]
+    result = root / "results" / "luminance_sub01.h5"
+    code, out, err = run(capsys, "encode", "--project", root, "--features", feats, "--layer", "luminance",
+                         "--subjects", "sub-01", "--out", result, "--no-progress")
+    assert code == 0, err
+    planted, rest, prov = _planted_vs_rest(result, truth["n_planted"])
+    assert planted > 0.8 and abs(rest) < 0.1, (planted, rest)
+    assert prov["tr_s"] == TR_S
+    assert any("trimmed to 24 TRs" in w for w in prov["warnings"])          # the one-TR mismatch, recorded
+    code, out, _ = run(capsys, "info", result)
+    assert code == 0 and "[encoding result]" in out
+
+
+def test_bids_folder_to_a_saved_fit(tmp_path, capsys):
+    root = tmp_path / "friends-mini"
+    truth = make_fmriprep(root, n_trs=20)
+    deriv = truth["deriv"]
+    code, out, err = run(capsys, "info", deriv)
+    assert code == 0, out
+    assert "tr_from: ['sidecar task-friends_bold.json']" in out and "schaefer400" in out
+    # no project init: the fit gives the folder a project file itself
+    code, out, err = run(capsys, "encode", "--project", deriv, "--model", "lowlevel", "--layers", "luminance",
+                         "--no-progress")
+    assert code == 0, err
+    project = json.loads((deriv / "fmriprep.alignscope.json").read_text())
+    (name, rel), = project["results"].items()
+    planted, rest, prov = _planted_vs_rest(deriv / rel, truth["n_planted"])
+    assert planted > 0.8 and abs(rest) < 0.05, (planted, rest)
+    assert prov["tr_s"] == 2.0
+
+
+def test_project_init_as_a_command(tmp_path):
+    root = tmp_path / "rel"
+    make_release(root, media=False, atlas=False)
+    out_file = tmp_path / "elsewhere" / "study.alignscope.json"
+    proc = subprocess.run([sys.executable, str(REPO / "main.py"), "project", "init", str(root), "--out",
+                           str(out_file)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads(out_file.read_text())
+    assert saved["runs"][0]["path"].startswith("../rel/fmri/")               # relative to the file's folder
+    from engine.importers import load_project
+
+    project = load_project(out_file)
+    assert len(project.runs) == 5 and all(project.path(r.path).is_file() for r in project.runs)
+    again = subprocess.run([sys.executable, str(REPO / "main.py"), "project", "init", str(root), "--out",
+                            str(out_file)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
