@@ -346,10 +346,8 @@ def _episode_features(ep: EpisodeInput, info: Dict[str, Any], n_trs: int, tr_s: 
 # ==== front ends ======================================================================
 def open_any(path):
     """A project from what a user points at (engine.importers.load_project when there)."""
-    try:
-        from ..importers import load_project
-    except ImportError:
-        from ..project import open_project as load_project
+    from ..importers import load_project
+
     return load_project(path)
 
 

@@ -104,7 +104,7 @@ def test_compare_visual_with_audio_on_the_demo(demo_project, qtbot):
 
     from engine.encoding.regions import make_regions, region_means
     from engine.encoding.results import EncodingResult
-    from engine.project import open_project
+    from engine.importers import open_project
     from gui.cortex_view import live_plotter_count
     from gui.main_window import MainWindow
 
