@@ -596,8 +596,8 @@ def load_atlas_file(path, space: Optional[str] = None, name: Optional[str] = Non
         atlas = load_label_gifti(p, name=name)
     elif low.endswith(".dlabel.nii"):
         atlas = load_dlabel(p, name=name)
-    elif low.endswith(".nii") or low.endswith(".nii.gz"):
-        atlas = project_volume_labels(p, space=space or "fsaverage5", name=name or p.name)
+    elif low.endswith(".nii") or low.endswith(".nii.gz"):   # a label volume: projected once, cached
+        atlas = surface_atlas_from_volume(p, space=space or "fsaverage5", name=name or p.name).atlas
     else:
         raise ConfigError(f"atlas file {p.name}: expected .annot, .label.gii, .dlabel.nii or .nii[.gz], "
                           f"found {p.suffix or 'no extension'}")
