@@ -22,6 +22,9 @@ def add_arguments(parser) -> None:
                       help="project file to write (default: FOLDER/<folder name>.alignscope.json)")
     init.add_argument("--tr", type=float, default=None, metavar="S",
                       help="TR in seconds where the data store none (a clash with a stored TR is reported)")
+    init.add_argument("--atlas", default=None, metavar="NAME",
+                      help="atlas of the regions for surface data (a bundled name such as schaefer200, glasser360, "
+                           "or an atlas file); default: schaefer400 for fsaverage5/fsLR32k runs")
     init.add_argument("--force", action="store_true", help="replace an existing project file")
 
 
@@ -29,24 +32,37 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError, DataError
-    from ..importers import default_project_file, detect_layout, load_project, pairing_table
+    from ..importers import default_project_file, detect_layout, open_data_folder, pairing_table
     from ..project import PROJECT_SUFFIX
 
     if getattr(args, "action", None) != "init":
         raise ConfigError("project: expected an action (init), found none; try `project init FOLDER`")
     folder = Path(args.folder)
-    layout = detect_layout(folder)
-    if layout not in ("algonauts", "bids"):
+    if detect_layout(folder, data_only=True) is None:
         found = ("nothing at that path" if not folder.exists() else
-                 "a project already" if layout == "project" else "neither")
+                 "a project file, not a data folder" if detect_layout(folder) == "project" else "neither")
         raise DataError(f"project init {folder}: expected an Algonauts 2025 folder or a BIDS / fMRIPrep folder, "
                         f"found {found}")
     out = Path(args.out) if args.out else default_project_file(folder)
     if not out.name.endswith(PROJECT_SUFFIX):
         raise ConfigError(f"--out: expected a file name ending in {PROJECT_SUFFIX}, found {out.name}")
     if out.exists() and not args.force:
-        raise DataError(f"project init: expected no file at {out}, found one (give --force to replace it)")
-    project = load_project(folder, tr_s=args.tr)
+        raise DataError(f"project init: expected no file at {out}, found one (give --force to rebuild it from the "
+                        "data; its results are kept)")
+    previous = None
+    if out.exists():
+        from ..project import Project
+
+        try:
+            previous = Project.load(out)
+        except Exception:   # a broken file is simply replaced
+            previous = None
+    project = open_data_folder(folder, tr_s=args.tr)
+    if args.atlas:
+        _set_atlas(project, args.atlas)
+    if previous is not None:   # rebuilding: the fits already made stay registered
+        for name, rel in previous.results.items():   # relative to the folder; save() rebases them
+            project.results.setdefault(name, project.relative(previous.path(rel)))
     path = project.save(out)
     trs = sorted({r.tr_s for r in project.runs})
     rows = pairing_table(project)
@@ -61,6 +77,24 @@ def run(args) -> int:
     if missing:
         known = sum(bool(m.get("known")) for m in missing)
         print(f"  missing runs: {len(missing)} ({known} known absent from the release)")
+    if project.atlases and project.atlases[0].path.startswith("builtin:"):
+        print(f"  atlas: {project.atlases[0].name} ({project.atlases[0].space}); change it with --atlas")
     for p in project.extra.get("problems", []):
         print(f"  problem: {p}")
     return 0
+
+
+def _set_atlas(project, name: str) -> None:
+    """Put the atlas the user chose first in ``project.atlases`` (checked by loading it)."""
+    from pathlib import Path
+
+    from ..io.atlases import load_atlas
+    from ..project import AtlasRef
+
+    spaces = sorted({r.space for r in project.runs if r.space in ("fsaverage5", "fsLR32k")}) or ["fsaverage5"]
+    atlas = load_atlas(name, space=spaces[0])          # an unknown name or a bad file fails here, clearly
+    if Path(name).exists():
+        ref = AtlasRef(name=atlas.name, path=project.relative(Path(name).resolve()), space=atlas.space)
+    else:
+        ref = AtlasRef(name=atlas.name, path=f"builtin:{atlas.name}", space=spaces[0])
+    project.atlases = [ref] + [a for a in project.atlases if not a.path.startswith("builtin:")]

@@ -23,22 +23,25 @@ import numpy as np
 from ..errors import ConfigError, DataError, MismatchError, expected_found
 from ..project import PROJECT_SUFFIX, Project, RunRef
 
-__all__ = ["detect_layout", "load_project", "open_project", "ensure_project_file", "default_project_file",
+__all__ = ["detect_layout", "load_project", "open_project", "open_data_folder", "ensure_project_file", "default_project_file",
            "episode_tr", "confounds_for_runs", "pairing_table", "format_pairing_table", "run_surface_atlas",
            "open_algonauts_folder", "discover_bids"]
 
 TR_TOLERANCE_S = 1e-3
 
 
-def detect_layout(path) -> Optional[str]:
+def detect_layout(path, data_only: bool = False) -> Optional[str]:
     """What a path is: ``"project"`` (a project file, or a folder holding one), ``"algonauts"``
-    (an Algonauts 2025 folder), ``"bids"`` (a BIDS / fMRIPrep folder), or None."""
+    (an Algonauts 2025 folder), ``"bids"`` (a BIDS / fMRIPrep folder), or None.
+
+    ``data_only``: the layout of the data in a folder, even when a project file lies in it.
+    """
     path = Path(path)
     if path.is_file():
-        return "project" if path.name.endswith(PROJECT_SUFFIX) else None
+        return "project" if path.name.endswith(PROJECT_SUFFIX) and not data_only else None
     if not path.is_dir():
         return None
-    if any(path.glob(f"*{PROJECT_SUFFIX}")):
+    if not data_only and any(path.glob(f"*{PROJECT_SUFFIX}")):
         return "project"
     if any(path.rglob("sub-*_task-*_bold.h5")) or (path / "stimuli" / "movies").is_dir():
         return "algonauts"
@@ -89,6 +92,19 @@ def load_project(path, tr_s: Optional[float] = None) -> Project:
 
 
 open_project = load_project
+
+
+def open_data_folder(path, tr_s: Optional[float] = None) -> Project:
+    """Read an Algonauts 2025 or BIDS / fMRIPrep folder as data, ignoring a project file in it
+    (``project init --force`` rebuilds one this way). Never writes."""
+    layout = detect_layout(path, data_only=True)
+    if layout == "algonauts":
+        return open_algonauts_folder(path, tr_s=tr_s)
+    if layout == "bids":
+        return discover_bids(path, tr_s=tr_s)
+    raise DataError(f"{path}: expected an Algonauts 2025 folder (fmri/sub-XX/func/*_bold.h5, stimuli/movies/) or a "
+                    "BIDS folder (dataset_description.json, sub-XX/**/*_bold.*), found "
+                    + ("nothing at that path" if not Path(path).exists() else "neither"))
 
 
 def default_project_file(folder) -> Path:

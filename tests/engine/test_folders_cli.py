@@ -111,3 +111,28 @@ def test_project_init_as_a_command(tmp_path):
     again = subprocess.run([sys.executable, str(REPO / "main.py"), "project", "init", str(root), "--out",
                             str(out_file)], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_project_init_atlas_choice_and_rebuild_keeps_results(tmp_path, capsys):
+    from engine.importers import detect_layout, ensure_project_file, load_project
+
+    root = tmp_path / "friends-mini"
+    truth = make_fmriprep(root, n_trs=8, media=False)
+    deriv = truth["deriv"]
+    before = sorted(p.name for p in deriv.rglob("*"))
+    assert load_project(deriv).atlases[0].name == "schaefer400" and sorted(p.name for p in deriv.rglob("*")) == before
+    path = ensure_project_file(deriv)                     # a result needs a home: written once
+    assert path == deriv / "fmriprep.alignscope.json" and detect_layout(deriv) == "project"
+    assert ensure_project_file(deriv) == path and ensure_project_file(path) == path
+    project = load_project(path)
+    project.results["fit"] = "results/fit.h5"
+    project.save(path)
+    code, out, err = run(capsys, "project", "init", deriv)
+    assert code == 2 and "--force" in err
+    code, out, err = run(capsys, "project", "init", deriv, "--force", "--atlas", "schaefer200")
+    assert code == 0, err
+    again = load_project(path)
+    assert again.results == {"fit": "results/fit.h5"}                           # rebuilt, fits kept
+    assert [(a.name, a.path, a.space) for a in again.atlases] == [("schaefer200", "builtin:schaefer200", "fsaverage5")]
+    code, out, err = run(capsys, "project", "init", deriv, "--force", "--atlas", "schaefer9999")
+    assert code == 2 and "schaefer400" in err and load_project(path).atlases[0].name == "schaefer200"   # unchanged
