@@ -60,12 +60,12 @@ from ..errors import ConfigError, DataError, MismatchError, expected_found
 from ..jobs import CancelToken, Progress, run_sync
 
 __all__ = ["fit_encoding_gram_job", "fit_encoding_gram", "nested_ridge_gram_job", "estimate_memory",
-           "available_memory", "gram_supported", "RunPlan", "GramFold"]
+           "available_memory", "gram_supported", "RunPlan", "GramFold", "read_run"]
 
 #: Fraction of the available memory a fit plans to use.
 MEMORY_FRACTION = 0.7
 #: Prepared runs are staged in memory up to this size (bytes), else on disk.
-STAGE_IN_MEMORY_BYTES = 1.0e9
+STAGE_IN_MEMORY_BYTES = 5.0e8
 
 
 # ---------------------------------------------------------------------------- memory
@@ -226,25 +226,33 @@ def _drop_pages(a) -> None:
             pass
 
 
-def _read(run, rows: Optional[slice] = None) -> np.ndarray:
-    """One run as a float32 array in memory: an array, an ``np.memmap`` or a ``.npy`` path."""
+def _read(run, cols: Optional[slice] = None) -> np.ndarray:
+    """One run (or its columns ``cols``) as a float32 array in memory: an array, an
+    ``np.memmap`` or a ``.npy`` path. A memory map's pages are released after the copy."""
     if isinstance(run, (str, os.PathLike)):
         path = Path(run)
         if not path.is_file():
             raise DataError(expected_found("run file", "an existing .npy file", f"no file at {path}"))
         mm = np.load(path, mmap_mode="r")
         try:
-            a = np.array(mm if rows is None else mm[rows], dtype=np.float32)
+            a = np.array(mm if cols is None else (mm[:, cols] if mm.ndim == 2 else mm[:, None]),
+                         dtype=np.float32)
         finally:
             _drop_pages(mm)
             del mm
     else:
-        a = np.array(run if rows is None else run[rows], dtype=np.float32)
+        if cols is None or np.ndim(run) < 2:
+            a = np.array(run, dtype=np.float32)
+        else:
+            a = np.array(run[:, cols], dtype=np.float32)
         if isinstance(run, np.memmap):
             _drop_pages(run)
     if a.ndim == 1:
         a = a[:, None]
     return a
+
+
+read_run = _read
 
 
 def _shape(run) -> Tuple[int, ...]:
@@ -291,24 +299,30 @@ class GramFold:
 
 
 class _Staged:
-    """Prepared runs: in memory (lists) or as per-run .npy files in a scratch folder."""
+    """Prepared runs: in memory, or as per-run .npy files in a scratch folder."""
 
     def __init__(self, folder: Optional[str]) -> None:
         self.folder = folder
         self.x: List[Any] = []
         self.y: List[Any] = []
 
-    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+    def add_x(self, x: np.ndarray) -> None:
         if self.folder is None:
             self.x.append(x)
-            self.y.append(y)
             return
-        i = len(self.x)
-        px, py = os.path.join(self.folder, f"x_{i:05d}.npy"), os.path.join(self.folder, f"y_{i:05d}.npy")
-        np.save(px, x)
-        np.save(py, y)
-        self.x.append(px)
-        self.y.append(py)
+        path = os.path.join(self.folder, f"x_{len(self.x):05d}.npy")
+        np.save(path, x)
+        self.x.append(path)
+
+    def open_y(self, n_trs: int, n_targets: int):
+        """A new (n_trs, n_targets) float32 array for the next brain run, filled by the caller."""
+        if self.folder is None:
+            y = np.empty((n_trs, n_targets), dtype=np.float32)
+            self.y.append(y)
+            return y
+        path = os.path.join(self.folder, f"y_{len(self.y):05d}.npy")
+        self.y.append(path)
+        return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_trs, n_targets))
 
     def X(self, i: int) -> np.ndarray:
         return _read(self.x[i]) if self.folder is not None else self.x[i]
@@ -316,7 +330,7 @@ class _Staged:
     def Y(self, i: int, cols: slice) -> np.ndarray:
         if self.folder is None:
             return self.y[i][:, cols]
-        return _read(self.y[i])[:, cols]
+        return _read(self.y[i], cols)
 
     def spec(self) -> dict:
         """Picklable description (arrays or paths) for Dask tasks."""
@@ -425,16 +439,20 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
     backend : {"numpy", "torch", "torch_cuda"}
     n_targets_batch : int, optional
         Default: as many as the memory allows (all when they fit).
-    prepare_x, prepare_y : callable ``(run_index, array) -> array``, optional
-        Per-run preprocessing (delays, z-scoring...); identity by default.
+    prepare_x, prepare_y : callable ``(run_index, run) -> array``, optional
+        Per-run preprocessing (delays, z-scoring...). ``prepare_x`` receives the run as given
+        (read it with :func:`read_run`); ``prepare_y`` receives a read batch of the run's
+        columns. Default: no preprocessing. ``prepare_y`` is
+        given a batch of the run's columns and must treat columns independently (drift
+        regression and z-scoring do).
     memory_limit_bytes : float, optional
         Memory the fit may use (default: 70% of what is available on the device).
     scheduler : None, "local", address or Client
         Run chunks of outer folds on Dask (:func:`engine.encoding.distributed.run_tasks`).
     on_batch : callable ``(GramFold) -> None``, optional
         Receives each fold's batch as soon as it is solved (to write it to a file).
-    on_run : callable ``(run_index, y_prepared) -> None``, optional
-        Receives each prepared brain run once, as it is read.
+    on_run : callable ``(run_index, cols, y_prepared) -> None``, optional
+        Receives each prepared brain run, by batches of columns, as it is read.
     keep_predictions : bool
         Keep held-out predictions and measured data in memory (returned).
 
@@ -451,14 +469,14 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
     n_runs = len(Y_runs)
     if len(X_runs) != n_runs:
         raise MismatchError(expected_found("feature runs", f"{n_runs} (as brain runs)", len(X_runs)))
-    prepare_x = prepare_x or (lambda i, a: a)
+    prepare_x = prepare_x or (lambda i, run: read_run(run))
     prepare_y = prepare_y or (lambda i, a: a)
 
     # ---- sizes, memory plan, before reading any data -------------------------------------
     y_shapes = [_shape(y) for y in Y_runs]
     n_targets = int(y_shapes[0][1]) if len(y_shapes[0]) > 1 else 1
     n_max_raw = max(s[0] for s in y_shapes)
-    x0 = prepare_x(0, _read(X_runs[0]))
+    x0 = prepare_x(0, X_runs[0])
     p = int(x0.shape[1])
     del x0
     n_max = max(len(g) for fold in plan.inner for g in fold) * n_max_raw
@@ -521,30 +539,40 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
         for i in range(n_runs):
             if token is not None:
                 token.raise_if_cancelled()
-            x = np.ascontiguousarray(prepare_x(i, _read(X_runs[i])), dtype=np.float32)
-            y = np.ascontiguousarray(prepare_y(i, _read(Y_runs[i])), dtype=np.float32)
-            if x.shape[0] != y.shape[0]:
-                raise MismatchError(expected_found(f"TRs of run {i} in the features", f"{y.shape[0]} "
-                                                   "(as the brain run)", x.shape[0]))
+            x = np.ascontiguousarray(prepare_x(i, X_runs[i]), dtype=np.float32)
             if x.shape[1] != p:
                 raise MismatchError(expected_found(f"feature columns of run {i}", p, x.shape[1]))
-            if y.shape[1] != n_targets:
-                raise MismatchError(expected_found(f"targets of brain run {i}", n_targets, y.shape[1]))
-            if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-                raise DataError(expected_found(f"run {i}", "finite values", "NaN or inf"))
+            if not np.all(np.isfinite(x)):
+                raise DataError(expected_found(f"features of run {i}", "finite values", "NaN or inf"))
+            n_i = x.shape[0]
             x64 = x.astype(np.float64)
             G += x64.T @ x64
-            for start in range(0, n_targets, n_targets_batch):
-                cols = slice(start, min(start + n_targets_batch, n_targets))
-                B[:, cols] += x64.T @ y[:, cols].astype(np.float64)
-            del x64
-            lengths.append(int(y.shape[0]))
+            y_out = staged.open_y(n_i, n_targets)
             if keep_predictions:
-                measured.append(y)
-            if on_run is not None:
-                on_run(i, y)
-            staged.add(x, y)
-            del x, y
+                measured.append(y_out if folder is None else np.empty((n_i, n_targets), np.float32))
+            for start in range(0, n_targets, n_targets_batch):
+                # brain runs are read and prepared by columns: preprocessing is per column
+                cols = slice(start, min(start + n_targets_batch, n_targets))
+                yb = np.ascontiguousarray(prepare_y(i, _read(Y_runs[i], cols)), dtype=np.float32)
+                if yb.shape != (n_i, cols.stop - cols.start):
+                    raise MismatchError(expected_found(f"TRs x targets of brain run {i} (prepared)",
+                                                       (n_i, cols.stop - cols.start), yb.shape))
+                if not np.all(np.isfinite(yb)):
+                    raise DataError(expected_found(f"brain run {i}", "finite values", "NaN or inf"))
+                B[:, cols] += x64.T @ yb.astype(np.float64)
+                y_out[:, cols] = yb
+                if keep_predictions and folder is not None:
+                    measured[i][:, cols] = yb
+                if on_run is not None:
+                    on_run(i, cols, yb)
+                del yb
+            if folder is not None:
+                y_out.flush()
+                _drop_pages(y_out)
+            del x64, y_out
+            lengths.append(int(n_i))
+            staged.add_x(x)
+            del x
             yield Progress(i + 1, total, f"read run {i + 1}/{n_runs}")
 
         alphas_per_fold = np.zeros((n_folds, n_targets), dtype=np.float64)
@@ -657,6 +685,7 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
                           feature_names: Optional[Sequence[str]] = None,
                           provenance: Optional[Dict[str, Any]] = None, out_path=None,
                           memory_limit_bytes: Optional[float] = None, scratch_dir=None,
+                          stage_in_memory: Optional[bool] = None,
                           scheduler=None, n_chunks: Optional[int] = None, verbose: bool = False,
                           **option_overrides):
     """Job form of :func:`fit_encoding_gram`: the nested ridge of :func:`~engine.encoding.fit.fit_encoding_job`
@@ -799,15 +828,16 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
             for r, pr in zip(rplan.test_runs[res.fold], res.predictions):
                 h5["predictions"][f"run_{r:04d}"][:, res.cols] = pr
 
-    def on_run(i, y):
+    def on_run(i, cols, y):
         if h5 is not None:
-            h5["measured"][f"run_{i:04d}"][...] = y
+            h5["measured"][f"run_{i:04d}"][:, cols] = y
 
     try:
         core = nested_ridge_gram_job(x_runs_for_core, Y_list, alphas, rplan, backend=opts.backend,
                                      n_targets_batch=opts.n_targets_batch, prepare_x=prepare_x,
                                      prepare_y=prepare_y, memory_limit_bytes=memory_limit_bytes,
-                                     scratch_dir=scratch_dir, scheduler=scheduler, n_chunks=n_chunks,
+                                     scratch_dir=scratch_dir, stage_in_memory=stage_in_memory,
+                                     scheduler=scheduler, n_chunks=n_chunks,
                                      token=token, on_batch=on_batch, on_run=on_run, keep_predictions=keep,
                                      verbose=verbose)
         out = yield from core
