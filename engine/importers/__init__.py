@@ -290,14 +290,14 @@ def run_surface_atlas(project: Project, run: Union[RunRef, str], space: str = "f
     -------
     engine.io.atlases.SurfaceProjection or None
         ``.atlas`` (vertex -> parcel labels), ``.fraction_reached`` (parcels with >= 1 vertex);
-        None for a run that is not a parcel table.
+        None for a run that names no atlas (vertex data).
     """
     from ..io import atlases as atl
 
     ref = next((r for r in project.runs if r.name == run), None) if isinstance(run, str) else run
     if ref is None:
         raise DataError(expected_found("run", f"one of {[r.name for r in project.runs][:5]}...", repr(run)))
-    if ref.space != "parcels" or not ref.atlas:
+    if not ref.atlas:
         return None
     if ref.atlas == "schaefer1000":
         from .algonauts import subject_atlas_path
