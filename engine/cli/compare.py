@@ -157,19 +157,27 @@ def target_table(comparison):
 
 
 def _print_top(table, name_col, diff_col, q_col, a_name, b_name, k, alpha, what):
+    """Rows where each model wins: every significant row (q <= alpha) first, then the largest
+    differences up to ``k`` rows, so the count in each heading is always among the rows listed."""
     import numpy as np
 
     for winner, loser, sign in ((a_name, b_name, 1), (b_name, a_name, -1)):
-        t = table[np.isfinite(table[diff_col]) & (sign * table[diff_col] > 0)]
-        t = t.iloc[np.argsort(-sign * t[diff_col].to_numpy(), kind="stable")][:k]
-        n_sig = int(np.sum((sign * table[diff_col] > 0) & (table[q_col] <= alpha)))
-        print(f"{what} where {winner} beats {loser} ({n_sig} with q <= {alpha:g}; top {len(t)} by delta r):")
-        if not len(t):
+        d = table[diff_col].to_numpy(dtype=np.float64)
+        q = np.nan_to_num(table[q_col].to_numpy(dtype=np.float64), nan=1.0)
+        wins = np.isfinite(d) & (sign * np.nan_to_num(d) > 0)
+        sig = wins & (q <= alpha)
+        order = np.argsort(-sign * np.nan_to_num(d), kind="stable")
+        rows = [i for i in order if sig[i]]
+        rows += [i for i in order if wins[i] and not sig[i]][:max(0, k - len(rows))]
+        print(f"{what} where {winner} beats {loser} ({int(sig.sum())} with q <= {alpha:g}; "
+              f"{len(rows)} listed, significant first):")
+        if not rows:
             print("  (none)")
-        for _, row in t.iterrows():
-            star = "*" if row[q_col] <= alpha else " "
+        for i in rows:
+            row = table.iloc[i]
+            star = "*" if sig[i] else " "
             label = row[name_col]
-            if isinstance(label, float) and label.is_integer():
+            if isinstance(label, (float, np.floating, int, np.integer)) and float(label).is_integer():
                 label = f"target {int(label)}"
             print(f"  {str(label):<32s} delta r = {row[diff_col]:+.4f}  "
                   f"CI [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]  q = {row[q_col]:.4g} {star}")
@@ -183,7 +191,7 @@ def run(args) -> int:
     from ..encoding.results import EncodingResult
     from ..encoding.stats import compare_models_job
     from ..errors import ConfigError
-    from ..jobs import run_sync
+    from .common import run_job
 
     for opt, v, lo in (("--n-perm", args.n_perm, 1), ("--n-boot", args.n_boot, 1), ("--block", args.block, 1)):
         if v < lo:
@@ -200,21 +208,29 @@ def run(args) -> int:
         labels, names = _bundled_atlas(args.atlas, a.n_targets)
     elif args.labels:
         labels, names = read_labels(args.labels, a.n_targets)
-    comp = run_sync(compare_models_job(a, b, n_perm=args.n_perm, n_boot=args.n_boot, block_trs=args.block,
-                                       ci=args.ci, seed=args.seed, alpha=args.alpha),
-                    progress_bar=not args.no_progress, name="compare")
+    comp = run_job(compare_models_job(a, b, n_perm=args.n_perm, n_boot=args.n_boot, block_trs=args.block,
+                                      ci=args.ci, seed=args.seed, alpha=args.alpha), "compare", args.no_progress)
     targets = target_table(comp)
     d = comp.difference
-    better_a = int(np.sum((comp.q_values <= args.alpha) & (d > 0)))
-    better_b = int(np.sum((comp.q_values <= args.alpha) & (d < 0)))
-    print(f"A = {args.a} ({a.space}), B = {args.b} ({b.space}): {a.n_targets} targets, {len(a.run_names)} runs")
-    print(f"mean r: A {np.nanmean(comp.scores_a):.4f}, B {np.nanmean(comp.scores_b):.4f}; "
-          f"mean delta r (A - B) = {np.nanmean(d):+.4f}; FDR q <= {args.alpha:g}: A better in {better_a} "
-          f"targets, B better in {better_b} ({args.n_perm} block swaps of {args.block} TRs, "
+    both = np.isfinite(comp.scores_a) & np.isfinite(comp.scores_b)
+    q = np.nan_to_num(comp.q_values, nan=1.0)
+    better_a = int(np.sum((q <= args.alpha) & (d > 0)))
+    better_b = int(np.sum((q <= args.alpha) & (d < 0)))
+    print(f"A = {args.a} ({a.space}), B = {args.b} ({b.space}): {a.n_targets} targets, {len(a.run_names)} runs; "
+          f"scores as saved by each fit ({int(both.sum())} targets scored by both)")
+    print(f"mean r: A {np.mean(comp.scores_a[both]) if both.any() else np.nan:.4f}, "
+          f"B {np.mean(comp.scores_b[both]) if both.any() else np.nan:.4f}; "
+          f"mean delta r (A - B) = {np.mean(d[both]) if both.any() else np.nan:+.4f}; A above B in "
+          f"{int(np.sum(both & (d > 0)))} of {int(both.sum())} targets; FDR q <= {args.alpha:g}: A better in "
+          f"{better_a} targets, B better in {better_b} ({args.n_perm} block swaps of {args.block} TRs, "
           f"{args.n_boot} bootstrap resamples)")
     table = None
     if labels is not None:
         table = region_comparison(comp, labels, names, alpha=args.alpha, ci_level=args.ci)
+        rq = np.nan_to_num(table["q_value"].to_numpy(dtype=np.float64), nan=1.0)
+        rd = table["mean_difference"].to_numpy(dtype=np.float64)
+        print(f"regions: {len(table)}; FDR q <= {args.alpha:g}: A better in {int(np.sum((rq <= args.alpha) & (rd > 0)))} "
+              f"regions, B better in {int(np.sum((rq <= args.alpha) & (rd < 0)))}")
         _print_top(table, "region", "mean_difference", "q_value", "A", "B", args.top, args.alpha, "regions")
     else:
         _print_top(targets, "target", "difference", "q_value", "A", "B", args.top, args.alpha, "targets")

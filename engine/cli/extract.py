@@ -1,16 +1,24 @@
-"""``alignscope extract VIDEO``: per-TR model features of an episode, saved to HDF5.
+"""``alignscope extract STIMULUS...``: per-TR model features of an episode, saved to HDF5.
 
 Examples::
 
     python main.py extract episode.mkv --words words.tsv --model minilm --tr 1.49 --out minilm.h5
-    python main.py extract episode.mkv --model /models/clip-vit-base-patch32 --layers 0.5,1.0 --out clip.h5
-    python main.py extract episode.mkv --model clip-vit-b32-joint --ablate vision --out clip_novision.h5
+    python main.py extract story.wav story.TextGrid --model lowlevel --tr 2.0 --out story_lowlevel.h5
+    python main.py extract story.TextGrid --model minilm --tr 2.0 --out story_minilm.h5
+    python main.py extract story.wav task-story_events.tsv --model lowlevel --tr 2.0 --out story.h5
+    python main.py extract --project study.alignscope.json --episode s01e01a --model clip-vit-b32 --out clip.h5
+    python main.py extract episode.mkv --model clip-vit-b32-joint --ablate vision --tr 1.49 --out clip_novision.h5
     python main.py extract --list-models
 
+Stimuli are recognised by their name and content: a video, an audio file, word timings
+(TextGrid, SRT, VTT, TSV/CSV with onset, duration, word) and events tables (BIDS-like
+``onset``/``duration``/``trial_type`` TSV or FSL three-column TXT), which become boxcar
+regressors (layer ``events``, one column per trial type). No video is needed. The TR is
+``--tr`` or that of the runs a project pairs with ``--episode``; it is printed and stored.
+
 The output holds one dataset per layer, ``/features/<layer>`` (n_trs, n_features) float32,
-with the spec, ablation and cache key as JSON in the ``meta`` attribute; it is written
-atomically. Features are also cached (``--cache-dir``; ``$ALIGNSCOPE_CACHE``), so a
-cancelled run (Ctrl-C) resumes where it stopped. Imports stay inside functions.
+with ``tr_s``, the model and the spec as attributes; it is written atomically. Features are
+also cached (``--cache-dir``; ``$ALIGNSCOPE_CACHE``), so a cancelled run resumes.
 """
 
 from __future__ import annotations
@@ -19,13 +27,17 @@ ABLATIONS = ("none", "vision", "audio", "text")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("video", nargs="?", help="episode video (its audio track is used unless --audio is given)")
+    parser.add_argument("stimuli", nargs="*", metavar="STIMULUS",
+                        help="stimulus files: a video, an audio file, word timings, an events table (any of them)")
     parser.add_argument("--words", metavar="FILE", help="word timings (TSV/CSV with onset, duration, word; "
                                                         "Algonauts transcript TSV; SRT/VTT/TextGrid)")
-    parser.add_argument("--audio", metavar="FILE", help="separate audio file on the video's clock")
-    parser.add_argument("--model", default="minilm",
-                        help="registry name (see --list-models), local model folder, or Hub id in the offline cache "
-                             "(default: minilm, which ships with the installation)")
+    parser.add_argument("--audio", metavar="FILE", help="audio file (on the video's clock when there is a video)")
+    parser.add_argument("--events", metavar="FILE", help="events table (BIDS TSV or FSL 3-column TXT)")
+    parser.add_argument("--project", metavar="PATH", help="a project (or data folder): stimuli and TR of --episode")
+    parser.add_argument("--episode", metavar="NAME", help="with --project: the episode to extract")
+    parser.add_argument("--model", default=None,
+                        help="registry name (see --list-models), local model folder, Hub id in the offline cache, "
+                             "or lowlevel (default: minilm for word timings alone, else lowlevel)")
     parser.add_argument("--family", default=None, help="extractor family when it cannot be read from config.json")
     parser.add_argument("--layers", default=None,
                         help="comma-separated hidden-state indices (0 = embeddings, -1 = last) or relative "
@@ -35,9 +47,11 @@ def add_arguments(parser) -> None:
                         help="stimulus window ending at each TR's end, seconds")
     parser.add_argument("--frames", type=int, default=None, help="frames sampled per window (vision)")
     parser.add_argument("--context", type=int, default=None, metavar="WORDS", help="language context length in words")
-    parser.add_argument("--tr", type=float, default=1.49, metavar="S", help="repetition time (default 1.49 s)")
-    parser.add_argument("--n-trs", type=int, default=None, help="number of TRs (default: as many as the video holds)")
-    parser.add_argument("--onset", type=float, default=0.0, metavar="S", help="episode time of TR 0's start")
+    parser.add_argument("--tr", type=float, default=None, metavar="S",
+                        help="repetition time in seconds (required unless --project pairs the episode with runs)")
+    parser.add_argument("--n-trs", type=int, default=None, help="number of TRs (default: as many as the stimulus holds)")
+    parser.add_argument("--onset", type=float, default=None, metavar="S", help="stimulus time of TR 0's start "
+                        "(default 0, or the paired runs' onset)")
     parser.add_argument("--out", metavar="H5", help="output HDF5 file")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     parser.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"), default=None)
@@ -52,7 +66,9 @@ def add_arguments(parser) -> None:
                         help="also write attention maps and rollout for the overlay (image and language models)")
     parser.add_argument("--attention-mb", type=float, default=32.0, metavar="MB",
                         help="size budget of the attention file; TRs are subsampled to fit (default 32)")
-    parser.add_argument("--list-models", action="store_true", help="list the registry and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or summary line")
+    parser.add_argument("--list-models", action="store_true", help="list the models found (registry, HF cache) "
+                        "and exit")
 
 
 def parse_layers(text):
@@ -74,79 +90,161 @@ def parse_layers(text):
     return tuple(out)
 
 
+def _stimulus_files(args) -> dict:
+    """{"video", "audio", "words", "events"} -> path, from the positional files and the options."""
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..pipeline.data import classify_stimulus
+
+    files = {}
+    for p in args.stimuli or []:
+        kind = classify_stimulus(p)
+        if kind in files:
+            raise ConfigError(f"extract: expected one {kind} file, found {files[kind]} and {p}")
+        files[kind] = Path(p)
+    for kind in ("words", "audio", "events"):
+        value = getattr(args, kind)
+        if value:
+            if kind in files:
+                raise ConfigError(f"extract: expected one {kind} file, found {files[kind]} and --{kind} {value}")
+            files[kind] = Path(value)
+    return files
+
+
+def _episode(args):
+    """(EpisodeInputs, events path or None, where the TR came from)."""
+    from ..errors import ConfigError
+    from ..features.base import EpisodeInputs
+
+    if args.project:
+        if not args.episode:
+            raise ConfigError("extract --project: expected --episode NAME, found none")
+        from ..importers import episode_tr, load_project
+        from ..features.extract import episode_inputs
+
+        project = load_project(args.project)
+        tr_s = episode_tr(project, args.episode, tr_s=args.tr)
+        runs = project.runs_for(args.episode)
+        onset = args.onset if args.onset is not None else (runs[0].onset_s if runs else 0.0)
+        inputs = episode_inputs(project, args.episode, n_trs=args.n_trs, tr_s=tr_s, onset_s=onset)
+        ep = project.episode(args.episode)
+        events = project.path(ep.events) if ep.events else None
+        return inputs, events, "the project's runs" if runs else "--tr"
+    files = _stimulus_files(args)
+    if not files:
+        raise ConfigError("extract: expected stimulus files (a video, an audio file, word timings or events), "
+                          "found none (or use --project PATH --episode NAME, or --list-models)")
+    if not args.tr:
+        raise ConfigError("extract: expected the TR (--tr SECONDS, or --project PATH --episode NAME whose runs "
+                          "give it), found neither; the features' rows are TRs, so it cannot be guessed")
+    onset = args.onset or 0.0
+    words = None
+    if "words" in files:
+        from ..io.text import read_words
+
+        words = read_words(files["words"])
+    n_trs = args.n_trs
+    if n_trs is None:
+        n_trs = _count_trs(files, words, args.tr, onset)
+    inputs = EpisodeInputs(n_trs=n_trs, tr_s=args.tr, video_path=files.get("video"), audio_path=files.get("audio"),
+                           words=words, onset_s=onset)
+    return inputs, files.get("events"), "--tr"
+
+
+def _count_trs(files, words, tr_s, onset_s) -> int:
+    from ..errors import ConfigError
+
+    if "video" in files:
+        from ..io.video import VideoReader
+
+        with VideoReader(files["video"]) as reader:
+            duration_s = reader.duration_s
+    elif "audio" in files:
+        from ..io.video import read_audio
+
+        samples, sr = read_audio(files["audio"])
+        duration_s = len(samples) / sr
+    elif words is not None and len(words):
+        duration_s = float((words.onset_s + words.duration_s).max())
+    else:
+        raise ConfigError("extract: expected --n-trs N with an events file alone (it does not say how long the "
+                          "stimulus lasts), found none")
+    n = int((duration_s - onset_s) // tr_s)
+    if n < 1:
+        raise ConfigError(f"extract: the stimulus lasts {duration_s:.2f} s from onset {onset_s} s: expected at "
+                          f"least one TR of {tr_s} s")
+    return n
+
+
+def _default_model(inputs) -> str:
+    if inputs.video_path is None and inputs.audio_path is None and inputs.words is not None:
+        return "minilm"
+    return "lowlevel"
+
+
 def run(args) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError
 
     if args.list_models:
-        from ..features.registry import list_specs
+        from ..pipeline.features import list_models
 
-        for name, spec in list_specs().items():
-            print(f"{name:22s} {spec.modality:10s} {spec.family:11s} {spec.model}")
+        for m in list_models():
+            state = "ok" if m.available else "missing"
+            print(f"{m.name:34s} {m.modality:10s} {m.family:11s} {m.source:9s} {state:7s} {m.model}")
         return 0
-    if not args.video:
-        raise ConfigError("extract: expected an episode video, found none (or use --list-models)")
     if not args.out:
         raise ConfigError("extract: expected --out FILE.h5, found none")
-    from ..features.base import EpisodeInputs
-    from ..features.extract import extract_features_job
-    from ..jobs import run_sync
+    from ..pipeline.features import episode_features_job, events_regressors
+    from ..pipeline.results import save_feature_spaces
+    from .common import run_job
 
-    video = Path(args.video)
-    words = None
-    if args.words:
-        from ..io.text import read_words
-
-        words = read_words(args.words)
-    n_trs = args.n_trs
-    if n_trs is None:
-        from ..io.video import VideoReader
-
-        with VideoReader(video) as reader:
-            n_trs = int((reader.duration_s - args.onset) // args.tr)
-    episode = EpisodeInputs(n_trs=n_trs, tr_s=args.tr, video_path=video, audio_path=args.audio, words=words,
-                            onset_s=args.onset)
-    overrides = dict(layers=parse_layers(args.layers), pooling=args.pooling, window_s=args.window,
-                     frames_per_window=args.frames, context_words=args.context, dtype=args.dtype,
-                     family=args.family, trust_remote_code=True if args.trust_remote_code else None)
-    job = extract_features_job(episode, args.model, ablate=args.ablate, cache_dir=args.cache_dir,
-                               use_cache=not args.no_cache, device=args.device, batch_size=args.batch_size,
-                               **overrides)
-    spaces = run_sync(job, progress_bar=True, name="extract")
-    path = save_feature_spaces(spaces, Path(args.out))
+    inputs, events, tr_from = _episode(args)
+    only_events = (events is not None and inputs.video_path is None and inputs.audio_path is None
+                   and inputs.words is None)
+    model = args.model or (None if only_events else _default_model(inputs))
+    print(f"TR: {inputs.tr_s:g} s (from {tr_from}); {inputs.n_trs} TRs from {inputs.onset_s:g} s")
+    spaces = {}
+    if model is not None:
+        job = episode_features_job(inputs, model, layers=parse_layers(args.layers), pooling=args.pooling,
+                                   window_s=args.window, context_words=args.context, frames_per_window=args.frames,
+                                   device=args.device, dtype=args.dtype, ablate=args.ablate,
+                                   batch_size=args.batch_size, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                                   family=args.family, trust_remote_code=args.trust_remote_code)
+        spaces = run_job(job, "extract", args.no_progress)
+    extra = {}
+    if events is not None:
+        regressors, types = events_regressors(events, inputs.n_trs, inputs.tr_s, inputs.onset_s)
+        extra["events"] = (regressors, types, inputs.tr_s)
+    path = save_feature_spaces(spaces, Path(args.out), extra_layers=extra)
     for name, fs in spaces.items():
         print(f"{fs.name}: {fs.n_trs} TRs x {fs.n_features} features")
+    if extra:
+        print(f"events: {inputs.n_trs} TRs x {len(extra['events'][1])} regressors ({', '.join(extra['events'][1])})")
     print(f"wrote {path}")
     if args.attention_out:
+        if model is None or model == "lowlevel":
+            raise ConfigError("--attention-out: expected an image or language model, found "
+                              f"{model or 'no model'}")
         from ..features.attention import save_attention
         from ..features.extract import extract_attention_job
 
-        maps = run_sync(extract_attention_job(episode, args.model, max_mb=args.attention_mb, device=args.device,
-                                              ablate=args.ablate, **{k: v for k, v in overrides.items()
-                                                                     if v is not None}),
-                        progress_bar=True, name="attention")
+        overrides = dict(layers=parse_layers(args.layers), pooling=args.pooling, window_s=args.window,
+                         frames_per_window=args.frames, context_words=args.context, dtype=args.dtype,
+                         family=args.family, trust_remote_code=True if args.trust_remote_code else None)
+        maps = run_job(extract_attention_job(inputs, model, max_mb=args.attention_mb, device=args.device,
+                                             ablate=args.ablate, **{k: v for k, v in overrides.items()
+                                                                    if v is not None}),
+                       "attention", args.no_progress)
         apath = save_attention(maps, Path(args.attention_out))
         print(f"wrote {apath} ({len(maps.tr_indices)} TRs, {maps.nbytes / 2 ** 20:.2f} MB of maps)")
     return 0
 
 
 def save_feature_spaces(spaces, path):
-    """Write ``{layer: FeatureSpace}`` to one HDF5 file atomically."""
-    import json
+    """Kept importable: :func:`engine.pipeline.results.save_feature_spaces`."""
+    from ..pipeline.results import save_feature_spaces as _save
 
-    import h5py
-
-    from engine.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            meta = None
-            for layer, fs in spaces.items():
-                d = f.create_dataset(f"features/{layer.replace('/', '%2F')}", data=fs.data)
-                d.attrs["name"] = fs.name
-                meta = fs.meta
-            f.attrs["tr_s"] = next(iter(spaces.values())).tr_s if spaces else 0.0
-            f.attrs["model_id"] = next(iter(spaces.values())).model_id if spaces else ""
-            f.attrs["meta"] = json.dumps(meta or {}, default=str)
-    return path
+    return _save(spaces, path)

@@ -32,17 +32,13 @@ with ``--residual``, and the provenance as JSON attributes. Read it with
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-from .encode import add_fit_arguments
+from ..pipeline.results import PARTITION_KIND as KIND  # noqa: F401  (kept importable)
+from ..pipeline.results import read_partition, region_key, write_partition  # noqa: F401
+from .common import add_brain_arguments, add_fit_arguments
 
-__all__ = ["add_arguments", "run", "parse_space", "partition_job", "read_partition", "region_key",
-           "KIND", "SCHEMA_VERSION"]
-
-KIND = "alignscope.variance_partition"
-SCHEMA_VERSION = 1
+__all__ = ["add_arguments", "run", "parse_space", "read_partition", "region_key", "KIND"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,17 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of --space: feature files (one per run) whose --layer arrays are the spaces")
     parser.add_argument("--layer", action="append", default=None, metavar="NAME",
                         help="with --features: a layer (array) that is one feature space; repeat 2 or 3 times")
-    parser.add_argument("--brain", nargs="+", metavar="FILE",
-                        help="brain files, one per run (.npy/.npz/.h5/.tsv), or one .h5 with --brain-datasets")
-    parser.add_argument("--brain-datasets", nargs="+", metavar="NAME",
-                        help="datasets of the brain .h5/.npz, one per run (Algonauts: ses-001_task-s01e02a ...)")
-    parser.add_argument("--project", metavar="FILE", help="project file: its runs are the brain runs")
+    add_brain_arguments(parser)
     parser.add_argument("--residual", metavar="JOINT=UNI1[,UNI2]",
                         help="also encode space JOINT after regressing the unimodal spaces out of it "
                              "(fit on training runs only): what the joint space explains beyond them")
     add_fit_arguments(parser)
     parser.add_argument("--out", metavar="H5", help="output file (.h5)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or summary line")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -107,16 +99,10 @@ def parse_residual(text: str, space_names):
     return joint, uni
 
 
-def region_key(region_name: str) -> str:
-    """``"unique vision"`` -> ``"unique:vision"``, ``"shared a&b"`` -> ``"shared:a&b"`` (dataset names)."""
-    kind, _, members = region_name.partition(" ")
-    return f"{kind}:{members}"
-
-
 def _load_spaces(args, episodes):
     """{space name: list of (n_trs_run, n_features) float32}, {space: [files]} (provenance)."""
     from ..errors import ConfigError, DataError, MismatchError, expected_found
-    from .encode import file_sha256, read_feature_file, resolve_feature_files
+    from ..pipeline.data import file_sha256, read_feature_file, resolve_feature_files
 
     spaces, prov = {}, {}
     if args.space and (args.features or args.layer):
@@ -165,118 +151,6 @@ def _load_spaces(args, episodes):
     return spaces, prov
 
 
-# --------------------------------------------------------------------------- the job
-
-def partition_job(X_spaces, Y_runs, residual=None, token=None, **fit_kwargs):
-    """Job form of variance partitioning (+ optional residual analysis).
-
-    :func:`engine.encoding.partition.variance_partition_job` (every non-empty subset of the
-    spaces, one :class:`~engine.jobs.Progress` stream), then the residual analysis if asked.
-
-    Parameters
-    ----------
-    X_spaces : dict space name -> list of (n_trs_run, n_features) arrays (2 or 3 spaces)
-    Y_runs : list of (n_trs_run, n_targets) arrays
-    residual : (joint name, [unimodal names]), optional
-        Also run :func:`~engine.encoding.partition.residual_encoding`.
-    **fit_kwargs
-        Passed to :func:`engine.encoding.fit.fit_encoding_job`.
-
-    Returns
-    -------
-    (PartitionResult, EncodingResult or None)
-    """
-    from ..encoding.partition import residual_encoding, variance_partition_job
-    from ..jobs import Progress
-
-    part = yield from variance_partition_job(X_spaces, Y_runs, token=token, **fit_kwargs)
-    resid = None
-    if residual:
-        joint, uni = residual
-        total = len(part.r2) + 1
-        yield Progress(total - 1, total, f"residual: {joint} minus {'+'.join(uni)}")
-        resid = residual_encoding(X_spaces[joint], {u: X_spaces[u] for u in uni}, Y_runs, joint_name=joint,
-                                  token=token, **fit_kwargs)
-        yield Progress(total, total, "residual done")
-    return part, resid
-
-
-# --------------------------------------------------------------------------- output
-
-def write_partition(path, part, residual=None, provenance=None) -> Path:
-    """Write a PartitionResult (and a residual EncodingResult) to one HDF5 file, atomically."""
-    import numpy as np
-
-    from ..atomic import write_h5
-
-    def _json_default(o):
-        return o.tolist() if hasattr(o, "tolist") else str(o)
-
-    def ds(name):
-        return name.replace("/", "%2F")
-
-    path = Path(path)
-    joint_key = "+".join(part.space_names)
-    first = part.models.get(joint_key)
-    with write_h5(path, KIND, SCHEMA_VERSION) as h:
-        h.attrs["spaces"] = json.dumps(part.space_names)
-        h.attrs["regions"] = json.dumps([region_key(r) for r in part.regions])
-        h.attrs["subsets"] = json.dumps(list(part.r2))
-        h.attrs["run_names"] = json.dumps(list(first.run_names) if first is not None else [])
-        h.attrs["measure"] = "held-out R^2 (mean over outer folds); regions by inclusion-exclusion"
-        h.attrs["provenance"] = json.dumps(provenance or {}, default=_json_default)
-        for name, values in part.regions.items():
-            h[ds(region_key(name))] = np.asarray(values, dtype=np.float64)
-        h["total"] = np.asarray(part.total, dtype=np.float64)
-        for key, values in part.r2.items():
-            h[f"r2/{ds(key)}"] = np.asarray(values, dtype=np.float64)
-            if key in part.models:
-                h[f"scores/{ds(key)}"] = np.asarray(part.models[key].scores, dtype=np.float64)
-                h[f"alphas/{ds(key)}"] = np.asarray(part.models[key].alphas, dtype=np.float64)
-        if residual is not None:
-            g = h.create_group(f"residual/{ds(residual.space.split(' minus ')[0])}")
-            g.attrs["space"] = residual.space
-            g["r2"] = np.asarray(residual.r2, dtype=np.float64)
-            g["scores"] = np.asarray(residual.scores, dtype=np.float64)
-            g["alphas"] = np.asarray(residual.alphas, dtype=np.float64)
-    return path
-
-
-def read_partition(path) -> dict:
-    """Read a file written by ``alignscope partition``.
-
-    Returns
-    -------
-    dict with ``spaces`` (list), ``regions`` {"unique:A": (n_targets,) ...}, ``total``,
-    ``r2`` and ``scores`` {subset: (n_targets,)}, ``residual`` {joint: {"space", "r2", "scores",
-    "alphas"}}, ``run_names``, ``provenance``.
-    """
-    import numpy as np
-
-    from ..atomic import read_h5
-
-    with read_h5(path, KIND, SCHEMA_VERSION, "variance partition file") as h:
-
-        def group(name):
-            return {k.replace("%2F", "/"): np.asarray(h[name][k]) for k in h[name]} if name in h else {}
-
-        residual = {}
-        if "residual" in h:
-            for k in h["residual"]:
-                g = h["residual"][k]
-                residual[k.replace("%2F", "/")] = {"space": str(g.attrs["space"]),
-                                                   **{n: np.asarray(g[n]) for n in ("r2", "scores", "alphas")}}
-        return {
-            "spaces": json.loads(h.attrs["spaces"]),
-            "regions": {r: np.asarray(h[r.replace("/", "%2F")]) for r in json.loads(h.attrs["regions"])},
-            "total": np.asarray(h["total"]),
-            "r2": group("r2"), "scores": group("scores"), "alphas": group("alphas"),
-            "residual": residual,
-            "run_names": json.loads(h.attrs["run_names"]),
-            "provenance": json.loads(h.attrs["provenance"]),
-        }
-
-
 def summary_line(name: str, values) -> str:
     """``name: mean R2 = ..., median = ..., N% of M targets > 0``."""
     import numpy as np
@@ -294,26 +168,24 @@ def run(args) -> int:
     import warnings
 
     from ..errors import ConfigError
-    from ..jobs import run_sync
-    from .encode import fit_kwargs_from_args, load_brain_runs
+    from ..pipeline.fit import describe_fit, partition_job
+    from .common import brain_from_args, fit_options_from_args, print_warnings, run_job
 
     if not args.out:
         raise ConfigError("partition: expected --out RESULT.h5, found none")
-    Y, names, episodes, prov = load_brain_runs(args, "partition")
-    spaces, space_prov = _load_spaces(args, episodes)
+    options = fit_options_from_args(args)
+    brain = brain_from_args(args, "partition")
+    spaces, space_prov = _load_spaces(args, brain.stimuli)
     residual = parse_residual(args.residual, list(spaces)) if args.residual else None
-    fit_kwargs = fit_kwargs_from_args(args, names)
-    prov["data"]["spaces"] = space_prov
-    prov["command"] = " ".join(sys.argv)
+    brain.provenance["spaces"] = space_prov
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        part, resid = run_sync(partition_job(spaces, Y, residual=residual, **fit_kwargs),
-                               progress_bar=not args.no_progress, name="partition")
-    for w in {str(w.message) for w in caught}:
-        print(f"warning: {w}", file=sys.stderr)
+        part, resid, prov = run_job(partition_job(spaces, brain, options, residual=residual), "partition",
+                                    args.no_progress)
+    print_warnings(caught)
     joint_key = "+".join(part.space_names)
-    settings = {k: v for k, v in part.models[joint_key].provenance.items() if k not in ("features", "input_hashes",
-                                                                                        "n_features_model")}
+    settings = {k: v for k, v in part.models[joint_key].provenance.items()
+                if k not in ("features", "input_hashes", "n_features_model")}
     provenance = {**settings, **prov, "analysis": "variance partitioning (inclusion-exclusion of held-out R^2)",
                   "residual": (None if residual is None else
                                {"joint": residual[0], "unimodal": residual[1],
@@ -321,8 +193,9 @@ def run(args) -> int:
                                           "residual encoded (Dong & Toneva 2023)"})}
     write_partition(args.out, part, resid, provenance)
     n_targets = part.total.size
-    print(f"variance partitioning of {', '.join(part.space_names)}: {n_targets} targets, {len(names)} runs, "
+    print(f"variance partitioning of {', '.join(part.space_names)}: {n_targets} targets, {len(brain.names)} runs, "
           f"{len(part.models[joint_key].folds)} folds (held-out R2)")
+    print(f"  {describe_fit(prov)}")
     print(summary_line(f"total ({joint_key})", part.total))
     for name, values in part.regions.items():
         print(summary_line(region_key(name), values))

@@ -97,8 +97,12 @@ def test_compare_bundled_atlas_on_fsaverage5(tmp_path, capsys):
                for _ in range(2)]
 
     def result(noise, space):
+        from engine.encoding.results import pearson_r
+
         preds = [m + e for m, e in zip(measured, noise)]
-        return EncodingResult(scores=np.zeros(n, np.float32), alphas=np.ones(n), predictions=preds,
+        # the saved score, as fit_encoding computes it for folds [[0], [1]]: the mean of each run's r
+        scores = np.mean([pearson_r(m, p) for m, p in zip(measured, preds)], axis=0).astype(np.float32)
+        return EncodingResult(scores=scores, alphas=np.ones(n), predictions=preds,
                               measured=measured, run_names=["r0", "r1"], space=space, folds=[[0], [1]])
 
     result(noise_a, "multimodal").save(tmp_path / "a.h5")

@@ -1,0 +1,152 @@
+"""Fits from :class:`~engine.encoding.options.FitOptions`: ridge, banded ridge, per layer, partition.
+
+Every fit of the CLI, the window, the demo and Python goes through :func:`fit_job` (or
+:func:`fit_per_layer_job`, :func:`partition_job`), which hands the options, the TR, the runs'
+stimuli and subjects to :func:`engine.encoding.fit.fit_encoding_job`. That function resolves
+the options against the data (delays in TRs from seconds; the CV from the runs and their
+stimuli; trimming; preprocessing) and records what it did in the result (``delays``,
+``delays_s``, ``tr_s``, ``cv_label``, ``warnings``, ``provenance["fit_options"]``).
+This module adds the data's provenance and refuses a fit whose delays are in seconds when no
+TR is known (instead of guessing one).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..jobs import Progress
+
+__all__ = ["fit_job", "fit_per_layer_job", "partition_job", "fit_kwargs", "describe_fit"]
+
+
+def fit_kwargs(brain, options, confounds_runs=None) -> Dict[str, Any]:
+    """Keywords of :func:`engine.encoding.fit.fit_encoding_job` for ``brain`` and ``options``.
+
+    Raises :class:`~engine.errors.ConfigError` naming ``--tr`` when the delays are in seconds
+    and no TR is known.
+    """
+    options = options.validate()
+    if brain.tr_s is None and options.delays is None:
+        raise ConfigError("TR: the delays are given in seconds (--delays-s), so the TR is needed; expected it from "
+                          "the brain files or the project, found none (give --tr SECONDS, or --delays in TRs)")
+    return dict(options=options, tr_s=brain.tr_s, stimulus_ids=list(brain.stimuli),
+                subjects=list(brain.subjects), confounds_runs=confounds_runs, run_names=list(brain.names))
+
+
+def _provenance(brain, extra=None) -> Dict[str, Any]:
+    prov = {"data": dict(brain.provenance), "stimuli": list(brain.stimuli), "subjects": list(brain.subjects)}
+    prov.update(extra or {})
+    return prov
+
+
+def _spaces(spaces) -> Dict[str, List[np.ndarray]]:
+    return {str(k): [np.asarray(x, np.float32) for x in v] for k, v in spaces.items()}
+
+
+def fit_job(spaces: Dict[str, List[np.ndarray]], brain, options, space_label: Optional[str] = None,
+            provenance: Optional[Dict[str, Any]] = None, token=None, scheduler=None, n_chunks=None,
+            n_workers=None, confounds_runs=None):
+    """Job: one cross-validated encoding model of ``spaces`` (several: banded or joint) -> EncodingResult.
+
+    Parameters
+    ----------
+    spaces : dict space name -> list (one per run) of (n_trs_run, n_features) arrays
+    brain : :class:`~engine.pipeline.data.BrainData`
+    options : :class:`~engine.encoding.options.FitOptions`
+    space_label : str, optional
+        ``EncodingResult.space`` (default: the space names joined by "+").
+    provenance : dict, optional
+        Merged into the result's provenance.
+    scheduler, n_chunks, n_workers : optional
+        Fit chunks of targets on Dask (:func:`engine.encoding.distributed.fit_encoding_distributed_job`).
+    confounds_runs : list of (n_trs_run, k) arrays, optional
+        Confounds regressed out of each brain run.
+    """
+    from ..encoding.fit import fit_encoding_job
+
+    kw = fit_kwargs(brain, options, confounds_runs)
+    kw["provenance"] = _provenance(brain, provenance)
+    if space_label is not None:
+        kw["space"] = space_label
+    spaces = _spaces(spaces)
+    if scheduler:
+        from ..encoding.distributed import fit_encoding_distributed_job
+
+        job = fit_encoding_distributed_job(spaces, brain.runs, scheduler=scheduler, n_chunks=n_chunks,
+                                           n_workers=n_workers, token=token, **kw)
+    else:
+        job = fit_encoding_job(spaces, brain.runs, token=token, **kw)
+    return (yield from job)
+
+
+def fit_per_layer_job(spaces, brain, options, provenance=None, token=None, **dask):
+    """Job: one model per space (layer) -> ``{space: EncodingResult}``; one Progress stream."""
+    spaces = _spaces(spaces)
+    out = {}
+    names = list(spaces)
+    for k, name in enumerate(names):
+        gen = fit_job({name: spaces[name]}, brain, options, space_label=name, provenance=provenance, token=token,
+                      **dask)
+        out[name] = yield from _scaled(gen, k, len(names), f"{name}: ")
+    return out
+
+
+def _scaled(gen, index: int, count: int, prefix: str = "", units: int = 100):
+    """Run a sub-job as part ``index`` of ``count`` equal parts of one progress bar of ``count * units`` steps."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        inner = int(units * p.fraction) if p.total else 0
+        yield Progress(index * units + min(inner, units), count * units, prefix + p.message, p.payload)
+
+
+def partition_job(spaces, brain, options, residual=None, provenance=None, token=None):
+    """Job: variance partitioning of 2-3 spaces (+ residual analysis).
+
+    ``residual`` is ``(joint name, [unimodal names])``. Returns ``(PartitionResult,
+    EncodingResult or None, provenance)``; the provenance holds the data's and the fit's
+    settings as resolved (delays in TRs and seconds, CV used).
+    """
+    from ..encoding.partition import residual_encoding, variance_partition_job
+
+    spaces = _spaces(spaces)
+    kw = fit_kwargs(brain, options)
+    part = yield from variance_partition_job(spaces, brain.runs, token=token, **kw)
+    resid = None
+    if residual:
+        joint, uni = residual
+        total = len(part.r2) + 1
+        yield Progress(total - 1, total, f"residual: {joint} minus {'+'.join(uni)}")
+        resid = residual_encoding(spaces[joint], {u: spaces[u] for u in uni}, brain.runs, joint_name=joint,
+                                  token=token, **kw)
+        yield Progress(total, total, "residual done")
+    joint = part.models.get("+".join(part.space_names))
+    prov = _provenance(brain, provenance)
+    if joint is not None:
+        prov.update({"delays_trs": list(joint.delays), "delays_s": list(getattr(joint, "delays_s", []) or []),
+                     "tr_s": getattr(joint, "tr_s", brain.tr_s), "cv_used": getattr(joint, "cv_label", ""),
+                     "fit_options": joint.provenance.get("fit_options", options.to_dict())})
+    return part, resid, prov
+
+
+def describe_fit(result_or_prov) -> str:
+    """One line: the delays (TRs and seconds), the CV used and how several spaces were fit."""
+    prov = getattr(result_or_prov, "provenance", result_or_prov) or {}
+    d = list(getattr(result_or_prov, "delays", None) or prov.get("delays_trs") or [])
+    secs = list(getattr(result_or_prov, "delays_s", None) or prov.get("delays_s") or [])
+    tr = getattr(result_or_prov, "tr_s", None) or prov.get("tr_s")
+    cv = getattr(result_or_prov, "cv_label", None) or prov.get("cv_used") or \
+        (prov.get("cv") or {}).get("label", "") if isinstance(prov.get("cv"), dict) else prov.get("cv_used", "?")
+    text = f"delays {d[0]}-{d[-1]} TRs" if d else "delays ?"
+    if secs and tr:
+        text += f" ({secs[0]:.2f}-{secs[-1]:.2f} s at TR {tr:g} s)"
+    text += f"; CV: {cv or '?'}"
+    how = prov.get("multi_space")
+    if how and len(prov.get("features", {}) or {}) > 1:
+        text += f"; spaces: {how}"
+    return text
