@@ -207,7 +207,7 @@ def align_lengths(n_feature_trs: int, n_brain_trs: int, tolerance_trs: int = 2, 
             f"{name}: expected feature rows and brain TRs to agree within {tol} TRs, found {nf} feature rows vs "
             f"{nb} brain TRs (the {longer} {abs(diff)} TRs longer). Check that the features were extracted "
             f"for this run's episode with the run's TR and onset (re-extract with the run's --tr / --n-trs), or, "
-            f"if the difference is expected, raise the tolerance (--trim-tolerance {abs(diff)}, "
+            f"if the difference is expected, raise the tolerance (--trim-tolerance-trs {abs(diff)}, "
             f"FitOptions.trim_tolerance_trs)")
     trimmed = "none" if diff == 0 else ("features" if diff > 0 else "brain")
     out = LengthAlignment(name, min(nf, nb), nf, nb, trimmed, abs(diff), tol)

@@ -80,7 +80,7 @@ def test_transcript_one_chunk_longer_than_its_run_is_trimmed_and_recorded(releas
         warnings.simplefilter("error")
         assert align_lengths(n_run, n_run).trimmed == "none"
         assert align_lengths(n_run, n_run + 2, warn=False).trimmed == "brain"
-    with pytest.raises(MismatchError, match="--trim-tolerance 3"):
+    with pytest.raises(MismatchError, match="--trim-tolerance-trs 3"):
         align_lengths(n_run + 3, n_run, tolerance_trs=2)
 
 
