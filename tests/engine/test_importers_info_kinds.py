@@ -25,8 +25,6 @@ def _tiny_fit(rng, n_runs=3, n_trs=40, n_targets=12):
 @pytest.fixture(scope="module")
 def own_files(tmp_path_factory):
     """One file of each kind, written by the engine's own writers."""
-    from engine.cli.extract import save_feature_spaces
-    from engine.cli.partition import write_partition
     from engine.encoding.fit import fit_encoding
     from engine.encoding.partition import variance_partition
     from engine.encoding.permutation import PermutationResult
@@ -35,6 +33,7 @@ def own_files(tmp_path_factory):
     from engine.features.cache import FeatureCache
     from engine.io.proxy import make_scrub_proxy_job
     from engine.jobs import run_sync
+    from engine.pipeline.results import save_feature_spaces, write_partition
     from engine.project import Episode, Project, RunRef
 
     tmp = tmp_path_factory.mktemp("own")
