@@ -69,9 +69,9 @@ class RegionTableModel(QAbstractTableModel):
 
     # ---- data in -----------------------------------------------------------------------
     def set_table(self, table) -> None:
-        """Show an engine region table (DataFrame or list of dicts); any comparison is dropped."""
+        """Show an engine region table (a DataFrame, or None for no rows); any comparison is dropped."""
         self.beginResetModel()
-        records = table.to_dict("records") if hasattr(table, "to_dict") else list(table or [])
+        records = [] if table is None else table.to_dict("records")
         self.rows = [dict(r) for r in records]
         self.columns = list(self.BASE)
         self._apply_sort()
@@ -79,7 +79,7 @@ class RegionTableModel(QAbstractTableModel):
 
     def set_comparison(self, comparison) -> None:
         """Merge a region comparison (``label, mean_difference, p_value, q_value``) by label."""
-        records = comparison.to_dict("records") if hasattr(comparison, "to_dict") else list(comparison)
+        records = comparison.to_dict("records")
         by_label = {int(r["label"]): r for r in records}
         self.beginResetModel()
         for row in self.rows:
@@ -314,7 +314,7 @@ class RegionsView(QWidget):
 
     def _show_empty(self, text: str) -> None:
         self.table = None
-        self.model.set_table([])
+        self.model.set_table(None)
         self.title.setText("Regions")
         self.message.setText(text)
         self.compare_box.setEnabled(False)

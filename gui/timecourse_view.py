@@ -251,14 +251,14 @@ class TimecourseView(QWidget):
             self.plot.update()
             return
         score = s.target_score(target)
-        has_pred = s.has_prediction(run) if hasattr(s, "has_prediction") else s.result is not None
+        has_pred = s.has_prediction(run)
         self.y_label = "response (z-scored per run)" if has_pred else "response (file units)"
         self.y_label_short = "z-score" if has_pred else "file units"
         where = target.label
         if target.kind == "vertex":
             region = s.region_of_vertex(target.vertex)
             hemi = "left" if s.surface is None or target.vertex < s.surface.n_left else "right"
-            run_atlas = s.run_atlas(run) if hasattr(s, "run_atlas") else getattr(s, "parcel_atlas", None)
+            run_atlas = s.run_atlas(run)
             if run_atlas is not None:
                 k = int(np.asarray(run_atlas.labels)[target.vertex])
                 region = str(run_atlas.names[k - 1]) if k > 0 else region

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizeP
                                QToolButton, QVBoxLayout, QWidget)
 
 from engine.errors import AlignScopeError
-from engine.session import is_special_token, token_shading
+from engine.session.colour import is_special_token, token_shading
 from engine.state import AppState, Event
 
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)

@@ -197,12 +197,12 @@ def test_attention_heat_map_helpers_agree_with_references(monkeypatch):
     """Upsampling: OpenCV's bilinear resize and the numpy fallback sample the same pixel
     centres; colours: matplotlib's inferno; a planted patch peaks where it lies on the frame."""
     import engine.session as S
+    from engine.session import colour
 
     rng = np.random.default_rng(0)
     grid = rng.random((7, 9)).astype(np.float32)
     fast = S.upsample_grid(grid, (48, 64))
-    real = S._optional_module
-    monkeypatch.setattr(S, "_optional_module", lambda name: None if name == "cv2" else real(name))
+    monkeypatch.setattr(colour, "_cv2", lambda: None)   # the numpy path
     slow = S.upsample_grid(grid, (48, 64))
     blended_numpy = S.blend_heatmap(np.full((48, 64, 3), 200, np.uint8), grid, 0.3)
     monkeypatch.undo()

@@ -59,7 +59,7 @@ def write_video(path: Path, n_frames: int, fps: int = FPS, size=(64, 48)) -> Non
         audio.layout = "mono"
         for i in range(n_frames):
             rgb = np.zeros((h, w, 3), np.uint8)
-            rgb[:, : w // 2] = LEVEL_STEP * i
+            rgb[:, : w // 2] = (LEVEL_STEP * i) % 256   # wraps after 64 frames (6.4 s)
             rgb[:, w // 2:, 2] = 200  # a blue right half: colour for the screenshot checks
             rgb[: h // 4, w // 2:, 0] = 255
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
@@ -137,14 +137,14 @@ def write_project(root: Path, n_targets: int = 20484, n_trs: int = 6, seconds: f
                                                            words="stimuli/ep_words.tsv")],
                       runs=refs, atlases=[], extra={"n_start": N_START})
     result = SimpleNamespace(scores=scores, predictions=predictions, measured=measured,
-                             run_names=list(runs), provenance={"n_start": N_START}, space="fsaverage5")
+                             run_names=list(runs), provenance={"first_tr": N_START}, space="fsaverage5")
     if importlib.util.find_spec("engine.encoding.results") is not None:
         try:
             from engine.encoding.results import EncodingResult
 
             real = EncodingResult(scores=scores, alphas=np.ones(n_targets, np.float32), predictions=predictions,
                                   measured=measured, run_names=list(runs), space="fsaverage5",
-                                  feature_names=["synthetic"], provenance={"n_start": N_START})
+                                  feature_names=["synthetic"], provenance={"first_tr": N_START})
             (root / "results").mkdir(exist_ok=True)
             real.save(root / "results" / "synthetic.h5")
             project.results["synthetic"] = "results/synthetic.h5"
