@@ -118,6 +118,10 @@ def _inspect_file(path, tr_s) -> dict:
         return _inspect_tsv(path, tr_s)
     if name.endswith((".csv", ".txt", ".npy", ".npz")):
         return _inspect_table(path, tr_s)
+    if name.endswith((".html", ".htm")):
+        return _inspect_html(path)
+    if name.endswith(".json"):
+        return _inspect_json(path)
     return _report(path, "unknown", problems=[
         f"expected a video, audio, subtitle, word-timing, fMRI, atlas, mesh or project file, found {path.suffix or 'no extension'}"])
 
@@ -429,6 +433,39 @@ def _inspect_tsv(path, tr_s) -> dict:
         table = pd.read_csv(path, sep="\t")
         return _report(path, "events", {"n_events": len(table), "columns": list(table.columns)})
     return _inspect_table(path, tr_s)
+
+
+def _inspect_html(path) -> dict:
+    """A report page (``qc --html``, a study's ``report.html``): its title and how much it holds."""
+    import re
+
+    text = path.read_text(encoding="utf-8", errors="replace")
+    title = re.search(r"<title>(.*?)</title>|<h1[^>]*>(.*?)</h1>|<h2[^>]*>(.*?)</h2>", text, re.S | re.I)
+    facts = {"title": next((g for g in title.groups() if g), "").strip()[:120] if title else None,
+             "n_figures": len(re.findall(r"<img\b", text, re.I)), "n_tables": len(re.findall(r"<table\b", text, re.I)),
+             "size_kb": round(path.stat().st_size / 1024, 1),
+             "made_by": "AlignScope" if "alignscope" in text.lower() else "unknown"}
+    return _report(path, "html report", facts)
+
+
+def _inspect_json(path) -> dict:
+    """A JSON file (a study or demo summary, a sidecar): its top-level keys."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _report(path, "json", problems=[f"expected JSON, found a syntax error ({exc})"])
+    if isinstance(data, dict) and data.get("application") == "AlignScope" and "schema_version" in data:
+        return _inspect_project(path)
+    facts = {"type": type(data).__name__}
+    if isinstance(data, dict):
+        facts["keys"] = _short(list(data), 12)
+        if "RepetitionTime" in data:
+            facts.update({"kind": "BIDS sidecar", "tr_s": data["RepetitionTime"]})
+    elif isinstance(data, list):
+        facts["n_items"] = len(data)
+    return _report(path, "json", facts)
 
 
 # ---- stimuli -------------------------------------------------------------------------------

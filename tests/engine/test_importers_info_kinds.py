@@ -105,3 +105,18 @@ def test_info_command_exits_0_on_a_result_and_says_so(own_files):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rep = json.loads(proc.stdout)
     assert rep["kind"] == "encoding result" and rep["problems"] == []
+
+
+def test_info_on_reports_and_json(tmp_path):
+    page = tmp_path / "report.html"
+    page.write_text('<html><head><title>Study: friends</title></head><body><section class="alignscope-qc">'
+                    '<img src="data:image/png;base64,AA"><img src="x"><table></table></section></body></html>')
+    rep = inspect_path(page)
+    assert rep["kind"] == "html report" and rep["facts"]["title"] == "Study: friends"
+    assert rep["facts"]["n_figures"] == 2 and rep["facts"]["made_by"] == "AlignScope" and not rep["problems"]
+    side = tmp_path / "task-movie_bold.json"
+    side.write_text(json.dumps({"RepetitionTime": 0.8, "TaskName": "movie"}))
+    rep = inspect_path(side)
+    assert rep["kind"] == "json" and rep["facts"]["tr_s"] == 0.8 and not rep["problems"]
+    (tmp_path / "broken.json").write_text("{oops")
+    assert "syntax error" in inspect_path(tmp_path / "broken.json")["problems"][0]
