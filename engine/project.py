@@ -192,15 +192,4 @@ class Project:
 
 # Opening data folders (Algonauts 2025, BIDS / fMRIPrep) lives in ``engine.importers``, the
 # layer above this file model and the folder readers: ``engine.importers.load_project`` /
-# ``detect_layout`` / ``ensure_project_file``. The two names below forward there only while
-# callers move (they will be removed: import them from engine.importers).
-def detect_layout(path):  # pragma: no cover - transitional
-    from .importers import detect_layout as _detect
-
-    return _detect(path)
-
-
-def open_project(path):  # pragma: no cover - transitional
-    from .importers import load_project
-
-    return load_project(path)
+# ``detect_layout`` / ``ensure_project_file``.
