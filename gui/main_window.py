@@ -130,6 +130,8 @@ class MainWindow(QMainWindow):
         self.state.events.target.connect(self._on_target)
         self.state.events.run.connect(self._on_run)
         self.cortex_view.hovered.connect(self._on_hover)
+        from .qc_panel import install_qc_dock   # Quality checks: a tab beside Regions, View/Run menu entries
+        self.qc_dock = install_qc_dock(self)
 
     # ---- chrome ------------------------------------------------------------------------
     def _build_toolbar(self) -> None:
