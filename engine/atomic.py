@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Set
 
 __all__ = ["atomic_path", "write_text_atomic", "write_h5", "read_h5", "temp_name", "clean_stale_temps",
-           "check_free_space", "is_disk_full", "safe_result_path", "open_h5_for_write", "TEMP_PREFIX"]
+           "check_free_space", "is_disk_full", "safe_result_path", "open_h5_for_write", "describe_project_path",
+           "TEMP_PREFIX"]
 
 TEMP_PREFIX = ".tmp-"
 _TEMP_RE = re.compile(r"^\.tmp-(\d+)-([0-9a-f]+)-(.+)$")
@@ -451,3 +452,51 @@ def safe_result_path(project_root, rel, results_dir: Optional[str] = None) -> Pa
                                          f"a path leading to {full} (a project file cannot make AlignScope "
                                          "write outside its project)")) from None
     return full
+
+
+def describe_project_path(project_root, rel, expect: str = "file") -> dict:
+    """Where a path of a project file points, for ``info`` and the window.
+
+    Parameters
+    ----------
+    project_root : path
+        The project's folder.
+    rel : str
+        The path as stored in the project file (relative or absolute).
+    expect : {"file", "folder"}
+        What it should be.
+
+    Returns
+    -------
+    dict
+        ``path`` (as stored), ``points_to`` (absolute, symlinks resolved), ``inside_project``
+        (bool), ``via_symlink`` (bool), ``kind`` ("file", "folder", "device", "fifo",
+        "socket", "missing") and ``problem`` (None, or a sentence naming what was expected and
+        found: a missing target, a device or FIFO, a folder where a file was expected). A
+        path outside the project is not a problem (runs and videos may live elsewhere), only
+        a fact to show.
+    """
+    root = Path(project_root).resolve()
+    raw = Path(str(rel)).expanduser()
+    joined = raw if raw.is_absolute() else root / raw
+    target = Path(os.path.realpath(joined))
+    via_link = any(Path(*joined.parts[:i]).is_symlink() for i in range(2, len(joined.parts) + 1))
+    try:
+        st = os.stat(target)
+        kind = _special_kind(st.st_mode) or "file"
+    except OSError:
+        kind = "missing"
+    try:
+        target.relative_to(root)
+        inside = True
+    except ValueError:
+        inside = False
+    problem = None
+    if kind == "missing":
+        problem = f"{rel}: expected a {expect} at {target}, found nothing"
+    elif expect == "file" and kind != "file":
+        problem = f"{rel}: expected a regular file, found a {kind} at {target}"
+    elif expect == "folder" and kind != "folder":
+        problem = f"{rel}: expected a folder, found a {kind} at {target}"
+    return {"path": str(rel), "points_to": str(target), "inside_project": inside, "via_symlink": via_link,
+            "kind": kind, "problem": problem}

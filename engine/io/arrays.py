@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import ConfigError, DataError, expected_found
 
 __all__ = ["ArrayInfo", "memory_budget_bytes", "sniff_format", "describe_arrays", "read_array",
-           "read_arrays", "check_fit_inputs", "format_bytes", "ARRAY_SUFFIXES"]
+           "read_arrays", "check_fit_inputs", "check_block", "format_bytes", "ARRAY_SUFFIXES"]
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
 NPY_MAGIC = b"\x93NUMPY"
@@ -445,6 +445,21 @@ def read_arrays(path, names: Optional[Sequence[str]] = None, group: Optional[str
 
 
 # ---- fit inputs -----------------------------------------------------------------------------
+def check_block(block_trs: int, n_trs_runs: Sequence[int], run_names: Optional[Sequence[str]] = None,
+                option: str = "--block") -> None:
+    """Refuse a permutation/bootstrap block longer than the shortest run (``ConfigError``)."""
+    n = [int(v) for v in n_trs_runs]
+    if not n:
+        return
+    names = list(run_names) if run_names is not None else [f"run {i + 1}" for i in range(len(n))]
+    shortest = min(n)
+    if int(block_trs) < 1:
+        raise ConfigError(expected_found(option, "a block of at least 1 TR", int(block_trs)))
+    if int(block_trs) > shortest:
+        raise ConfigError(expected_found(option, f"a block of at most the shortest run ({names[n.index(shortest)]}: "
+                                         f"{shortest} TRs)", f"{int(block_trs)} TRs: use a shorter block"))
+
+
 def check_fit_inputs(X_runs, Y_runs, delays: Sequence[int] = (), pca=None,
                      block_trs: Optional[int] = None, run_names: Optional[Sequence[str]] = None) -> List[str]:
     """Check an encoding fit's inputs before fitting; raise on what cannot work, return warnings.
@@ -493,9 +508,8 @@ def check_fit_inputs(X_runs, Y_runs, delays: Sequence[int] = (), pca=None,
         if neg:
             warnings_out.append(f"delays {neg} are negative: the model may use the stimulus after the brain "
                                 "response (acausal); use delays >= 0 unless this is intended")
-    if block_trs is not None and int(block_trs) > shortest:
-        raise ConfigError(expected_found("permutation block", f"at most the shortest run ({short_name}: {shortest} "
-                                         "TRs)", f"{int(block_trs)} TRs: use a shorter --block"))
+    if block_trs is not None:
+        check_block(block_trs, n_trs, names)
     for space, runs in spaces.items():
         runs = [np.asarray(x) for x in runs]
         if len(runs) != len(Y):

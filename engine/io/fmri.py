@@ -361,7 +361,6 @@ def load_nifti_run(path, mask=None, tr_s: Optional[float] = None, name: Optional
         Overrides the header's ``pixdim[4]`` and the JSON sidecar.
     """
     import nibabel as nib
-    from nilearn.maskers import NiftiMasker
 
     path = _exists(path)
     try:
@@ -391,13 +390,28 @@ def load_nifti_run(path, mask=None, tr_s: Optional[float] = None, name: Optional
         if mask_img.shape[:3] != shape[:3]:
             raise MismatchError(expected_found(f"mask for {path.name}", f"shape {shape[:3]} (the run's grid)",
                                                f"shape {mask_img.shape}"))
-    masker = NiftiMasker(mask_img=mask_img, memory=None, memory_level=0, standardize=None, detrend=False)
-    try:
-        voxels = masker.fit_transform(nib.Nifti1Image(np.nan_to_num(data), img.affine, img.header))
-    except Exception as exc:
-        raise DataError(expected_found(f"{path.name}", "a run nilearn can mask",
-                                       f"{exc.__class__.__name__}: {str(exc)[:200]}")) from None
-    mask_bool = np.asarray(masker.mask_img_.dataobj).astype(bool)
+    direct = None
+    if mask_img is not None:
+        # a binary mask on the run's own grid is plain indexing (what NiftiMasker does then,
+        # without importing nilearn: seconds on a loaded machine)
+        mvals = np.asarray(mask_img.dataobj)
+        mvals = mvals.reshape(mvals.shape[:3]) if mvals.ndim == 4 and mvals.shape[3] == 1 else mvals
+        if mvals.shape == tuple(shape[:3]) and np.allclose(np.asarray(mask_img.affine), np.asarray(img.affine)) \
+                and np.isin(np.unique(mvals), (0, 1)).all() and mvals.any():
+            direct = mvals.astype(bool)
+    if direct is not None:
+        mask_bool = direct
+        voxels = np.nan_to_num(data[mask_bool]).T.astype(np.float32)          # n_trs, n_voxels
+    else:
+        from nilearn.maskers import NiftiMasker
+
+        masker = NiftiMasker(mask_img=mask_img, memory=None, memory_level=0, standardize=None, detrend=False)
+        try:
+            voxels = masker.fit_transform(nib.Nifti1Image(np.nan_to_num(data), img.affine, img.header))
+        except Exception as exc:
+            raise DataError(expected_found(f"{path.name}", "a run nilearn can mask",
+                                           f"{exc.__class__.__name__}: {str(exc)[:200]}")) from None
+        mask_bool = np.asarray(masker.mask_img_.dataobj).astype(bool)
     if nan_problem is not None:
         # put the NaN back inside the mask, so the NaN policy sees them where they are
         vox_nan = ~np.isfinite(data[mask_bool])                # n_voxels, n_trs
