@@ -1,4 +1,4 @@
-"""The job panel: one row per background job with a progress bar, its message and Cancel.
+"""The job panel: one row per background job with a progress bar, ETA, its message and Cancel.
 
 A failed job's row turns red and shows the error; the panel reports it through
 ``error_reported`` so that the main window shows a dialog and keeps working.
@@ -6,7 +6,8 @@ A failed job's row turns red and shows the error; the panel reports it through
 
 from __future__ import annotations
 
-from typing import List
+import time
+from typing import List, Optional
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
@@ -15,6 +16,24 @@ from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QProgressBar, QPushB
 from engine.jobs import Progress
 
 from .workers import CANCELLED, FAILED, FINISHED, JobHandle, JobManager
+
+
+def eta_s(step: float, total: float, elapsed_s: float) -> Optional[float]:
+    """Seconds left at the pace so far: ``elapsed * (total - step) / step`` (None before the first
+    step is done or when the job does not say how many steps it has)."""
+    if not total or step <= 0 or elapsed_s <= 0:
+        return None
+    return max(float(elapsed_s) * (float(total) - float(step)) / float(step), 0.0)
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``3:05``, ``1:02:03``."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    h, rest = divmod(s, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
 
 
 class JobRow(QFrame):
@@ -34,6 +53,11 @@ class JobRow(QFrame):
         self.bar.setRange(0, 0)  # busy until the first report says how many steps
         self.bar.setTextVisible(True)
         self.bar.setFixedWidth(180)
+        self.eta_label = QLabel("")
+        self.eta_label.setObjectName("jobEta")
+        self.eta_label.setMinimumWidth(90)
+        self.eta_label.setToolTip("Time left at the pace so far (from the job's steps and the time elapsed)")
+        self.started_s = time.monotonic()
         self.message = QLabel("starting…")
         self.message.setObjectName("jobMessage")
         self.message.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
@@ -45,6 +69,7 @@ class JobRow(QFrame):
         lay.setContentsMargins(6, 3, 6, 3)
         lay.addWidget(self.name_label)
         lay.addWidget(self.bar)
+        lay.addWidget(self.eta_label)
         lay.addWidget(self.message, 1)
         lay.addWidget(self.button)
         handle.progress.connect(self._on_progress)
@@ -56,11 +81,14 @@ class JobRow(QFrame):
     def state(self) -> str:
         return self.property("jobState")
 
-    def _on_progress(self, p: Progress) -> None:
+    def _on_progress(self, p: Progress, now_s: Optional[float] = None) -> None:
         if p.total:
             self.bar.setRange(0, int(p.total))
             self.bar.setValue(int(p.step))
             self.bar.setFormat(f"{p.step}/{p.total}")
+            elapsed = (time.monotonic() if now_s is None else now_s) - self.started_s
+            left = eta_s(p.step, p.total, elapsed)
+            self.eta_label.setText("" if left is None else f"ETA {format_duration(left)}")
         if p.message:
             self.message.setText(p.message)
 
@@ -74,6 +102,7 @@ class JobRow(QFrame):
             self.bar.setValue(0)
         self.message.setText(text)
         self.message.setToolTip(self.handle.error_traceback or text)
+        self.eta_label.setText(format_duration(time.monotonic() - self.started_s) if state == FINISHED else "")
         self.button.setText("Dismiss")
         self.button.setToolTip("Remove this row")
         # re-polish so the style sheet's [jobState="failed"] rule applies now
@@ -112,7 +141,7 @@ class JobPanel(QWidget):
         scroll.setMinimumHeight(0)
         scroll.setVisible(False)        # shown with the first job; keeps the dock slim until then
         self.scroll = scroll
-        self.empty_label = QLabel("No jobs yet. Run > Extract features or Fit encoding model starts one.")
+        self.empty_label = QLabel("No jobs yet. Run > New analysis… starts one.")
         self.empty_label.setObjectName("paneHint")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)

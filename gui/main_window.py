@@ -8,20 +8,20 @@ window keeps working.
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import numpy as np
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-from PySide6.QtCore import QPoint, QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, QRect, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QFont, QFontMetrics, QIcon, QImage, QKeySequence, QPainter
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QSplitter, QToolBar, QWidget)
+from PySide6.QtWidgets import (QComboBox, QDockWidget, QFileDialog, QInputDialog, QLabel, QLineEdit, QMainWindow,
+                               QMenu, QMessageBox, QSplitter, QToolBar, QWidget)
 
-from engine.errors import AlignScopeError
+from engine.errors import AlignScopeError, MismatchError
 from engine.jobs import Progress
+from engine.session import ProjectSession
 from engine.state import AppState
 
 from .cortex_view import CortexView
@@ -65,6 +65,8 @@ class MainWindow(QMainWindow):
         self.project_path: Optional[Path] = None
         self.last_error_box: Optional[QMessageBox] = None
         self.errors_shown = []   # (title, message) of every error dialog, newest last
+        self.settings = QSettings("AlignScope", "AlignScope")   # remembered dialog settings
+        self.analysis_dialog = None
         self.setWindowTitle("AlignScope")
         self.setWindowIcon(icon("alignscope"))
         self.resize(1500, 920)
@@ -167,6 +169,8 @@ class MainWindow(QMainWindow):
         self.result_box.setMinimumWidth(120)
         self.result_box.setToolTip("Encoding result whose scores colour the cortex")
         self.result_box.currentIndexChanged.connect(self._result_chosen)
+        self.result_box.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.result_box.customContextMenuRequested.connect(self._result_context_menu)
         tb.addWidget(self.result_box)
         tb.addWidget(QLabel("  Region "))
         self.region_box = QComboBox()
@@ -201,10 +205,21 @@ class MainWindow(QMainWindow):
         a.setShortcut(Qt.Key_Left)
         a.triggered.connect(lambda: self._step_tr(-1))
         m = mb.addMenu("&Run")
+        self.analysis_action = m.addAction("New analysis…")
+        self.analysis_action.setShortcut(QKeySequence("Ctrl+R"))
+        self.analysis_action.setToolTip("Pick a model, its layers and the runs; extract features and fit")
+        self.analysis_action.triggered.connect(self.open_analysis_dialog)
+        m.addSeparator()
         self.extract_action = m.addAction("Extract low-level features")
         self.extract_action.triggered.connect(self.start_extract_features)
         self.fit_action = m.addAction("Fit encoding model (low-level features)")
         self.fit_action.triggered.connect(self.start_fit_encoding)
+        m = mb.addMenu("Re&sult")
+        self.rename_result_action = m.addAction("Rename result…")
+        self.rename_result_action.triggered.connect(self._ask_rename_result)
+        self.delete_result_action = m.addAction("Delete result…")
+        self.delete_result_action.triggered.connect(self._ask_delete_result)
+        self.result_menu = m
         m = mb.addMenu("&View")
         m.addAction(self.jobs_dock.toggleViewAction())
         m.addAction(self.regions_dock.toggleViewAction())
@@ -267,8 +282,6 @@ class MainWindow(QMainWindow):
     def open_project(self, path, result: Optional[str] = None) -> bool:
         """Open a project file or folder (showing ``result``, default the first one); shows a
         dialog and returns False on a user error."""
-        from engine.session import ProjectSession
-
         try:
             session = ProjectSession.open(path, result=result)
         except AlignScopeError as exc:
@@ -283,9 +296,8 @@ class MainWindow(QMainWindow):
         """Open the demo project. It is written (and its models fitted) on first use, which takes
         about a minute: that runs as a job, so the window stays responsive and it can be cancelled.
         Returns the job's handle (``project_opened`` is emitted once the demo is shown)."""
-        demo = self._engine_module("engine.demo", "the demo project")
-        if demo is None:
-            return None
+        from engine import demo
+
         self.status_label.setText("Preparing the demo project…")
 
         def factory(token):
@@ -325,14 +337,14 @@ class MainWindow(QMainWindow):
         self.status_label.setText(
             f"{session.project.name}: episode {session.episode.name}, {n} run{'s' * (n != 1)}"
             + (f", result “{session.result_name}”" if session.result_name else ", no encoding result yet")
-            + "".join(f" — note: {n}" for n in getattr(session, "notes", [])))
+            + "".join(f" — note: {n}" for n in session.notes))
 
     def _fill_boxes(self) -> None:
         s = self.session
         episodes = [e.name for e in s.project.episodes]
         for box, items, current in ((self.episode_box, episodes, s.episode.name),
                                     (self.run_box, s.display_run_names, self.state.run),
-                                    (self.result_box, list(s.project.results), s.result_name)):
+                                    (self.result_box, s.result_names, s.result_name)):
             box.blockSignals(True)
             box.clear()
             box.addItems(items)
@@ -345,14 +357,6 @@ class MainWindow(QMainWindow):
         self.region_box.addItems(s.region_names())
         self.region_box.setEnabled(s.atlas is not None)
         self.region_box.blockSignals(False)
-
-    def _engine_module(self, name: str, what: str):
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            self.show_error("Not available", f"{what}: expected the module {name}, found none "
-                            f"({exc}). This build of AlignScope does not include it.")
-            return None
 
     # ---- widgets -> state ----------------------------------------------------------------
     def _run_chosen(self, index: int) -> None:
@@ -367,7 +371,7 @@ class MainWindow(QMainWindow):
             return
         name = self.result_box.itemText(index)
         if name != self.session.result_name:
-            self._reopen(episode=self.session.episode.name, result=name, keep_place=True)
+            self.show_result(name)
 
     def _episode_chosen(self, index: int) -> None:
         if self.session is None or index < 0:
@@ -380,8 +384,6 @@ class MainWindow(QMainWindow):
         """Open another episode or result of the open project (the meshes are kept)."""
         if self.project_path is None:
             return False
-        from engine.session import ProjectSession
-
         try:
             session = ProjectSession.open(self.project_path, episode=episode, result=result)
         except AlignScopeError as exc:
@@ -523,16 +525,17 @@ class MainWindow(QMainWindow):
 
     def start_extract_features(self) -> Optional[JobHandle]:
         """Run > Extract low-level features: luminance, contrast, motion, sound, word rate per TR."""
+        from engine.features.lowlevel import lowlevel_features_job
+
         got = self._episode_inputs()
-        lowlevel = self._engine_module("engine.features.lowlevel", "low-level features")
-        if got is None or lowlevel is None:
+        if got is None:
             return None
         s, run = got
         video = s.project.path(s.episode.video)
         words, n_trs, tr_s, onset_s = s.words, run.n_trs, run.ref.tr_s, run.ref.onset_s
 
         def factory(token):
-            return lowlevel.lowlevel_features_job(video, words, n_trs, tr_s, onset_s, token=token)
+            return lowlevel_features_job(video, words, n_trs, tr_s, onset_s, token=token)
 
         def done(features: Dict) -> None:
             text = ", ".join(f"{k} {v.shape[1]}" for k, v in features.items())
@@ -541,27 +544,174 @@ class MainWindow(QMainWindow):
         return self.start_job("Extract features", factory, done)
 
     def start_fit_encoding(self) -> Optional[JobHandle]:
-        """Run > Fit encoding model: engine.analysis.fit_lowlevel_job on this episode's runs."""
+        """Run > Fit encoding model (low-level features): the pipeline's analysis of this episode's
+        runs with the low-level features (one ridge over all of them, FIR delays of 1-4 TRs,
+        leave-one-run-out), handed to the open session when done."""
+        from engine.encoding.options import FitOptions
+        from engine.pipeline import AnalysisSpec
+
         got = self._episode_inputs()
-        analysis = self._engine_module("engine.analysis", "encoding model fitting")
-        if got is None or analysis is None or self.project_path is None:
+        if got is None or self.project_path is None:
             return None
         s, run = got
-        project_path = self.project_path
-        result_name = "lowlevel (GUI)"
-        episode, space = s.episode.name, run.ref.space
+        spec = AnalysisSpec(name="lowlevel (GUI)", model="lowlevel",
+                            layers=["luminance", "contrast", "motion", "audio_envelope", "word_rate"],
+                            episodes=[s.episode.name], space=run.ref.space,
+                            fit=FitOptions(delays=[1, 2, 3, 4], multi_space="joint", cv="loro", detrend=None))
+        return self.start_analysis(spec)
+
+    # ---- analyses and results ---------------------------------------------------------------
+    def open_analysis_dialog(self):
+        """Run > New analysis…: the analysis dialog for the open project (non-modal)."""
+        from .analysis_dialog import AnalysisDialog
+
+        if self.session is None or self.project_path is None:
+            self.show_error("No project", "expected an open project with fMRI runs, found none")
+            return None
+        dialog = AnalysisDialog(self.session, self.project_path, parent=self, settings=self.settings)
+        dialog.start_requested.connect(self.start_analysis)
+        self.analysis_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def start_analysis(self, spec, project_path=None) -> JobHandle:
+        """Run :func:`engine.pipeline.run_analysis_job` for ``spec`` on ``project_path`` (default:
+        the open project) as a job; its result is handed to the open session when it is done."""
+        from engine.pipeline import run_analysis_job
+
+        started_on = Path(project_path or self.project_path)
 
         def factory(token):
-            return analysis.fit_lowlevel_job(project_path, episode=episode, space=space,
-                                             result_name=result_name, token=token)
+            return run_analysis_job(started_on, spec, token=token)
 
-        def done(outcome) -> None:
-            result, name = outcome
-            mean_r = float(np.nanmean(result.scores))
-            if self.open_project(project_path, result=name):
-                self.status_label.setText(f"Encoding result {name!r} saved (mean r = {mean_r:.3f})")
+        return self.start_job(f"Analysis “{spec.result_name}”", factory,
+                              lambda outcome: self.result_ready(outcome, started_on))
 
-        return self.start_job("Fit encoding model", factory, done)
+    def _shows_project(self, *paths) -> bool:
+        if self.session is None or self.project_path is None:
+            return False
+        here = Path(self.project_path).resolve()
+        return any(Path(p).resolve() == here for p in paths if p is not None)
+
+    def result_ready(self, outcome, started_on=None) -> None:
+        """A finished analysis (an :class:`engine.pipeline.AnalysisOutcome`): its results join the
+        open session when it shows the project the job was started on, and the new result is
+        shown with playback, time, selection and attention settings kept. A job of another
+        project only updated that project's file (done by the job): the window stays as it is."""
+        name = outcome.result_name
+        mean_r = float(np.nanmean(np.asarray(outcome.result.scores, dtype=np.float64)))
+        if not self._shows_project(started_on, outcome.project_file):
+            self.status_label.setText(f"Result “{name}” (mean r = {mean_r:.3f}) saved in "
+                                      f"{Path(outcome.project_file).name}, which is not the open project")
+            return
+        for result_name, (result, path) in (outcome.results or {name: (outcome.result, outcome.result_path)}).items():
+            self.session.add_result(result_name, result, path)
+        if self.show_result(name, quiet=True):
+            self.status_label.setText(f"Encoding result “{name}” saved and shown (mean r = {mean_r:.3f})")
+        else:
+            self._fill_boxes()
+            self.status_label.setText(f"Encoding result “{name}” saved (mean r = {mean_r:.3f}); pick it in Result")
+
+    def show_result(self, name: Optional[str], quiet: bool = False) -> bool:
+        """Show result ``name`` of the open project; time, playback, selection and attention
+        settings stay. A result of other targets than the runs shown reopens the episode."""
+        s = self.session
+        if s is None:
+            return False
+        try:
+            s.set_result(name)
+        except MismatchError:
+            if quiet:
+                return False
+            return self._reopen(episode=s.episode.name, result=name, keep_place=True)
+        except AlignScopeError as exc:
+            if not quiet:
+                self.show_error("Cannot show result", str(exc))
+            self._fill_boxes()
+            return False
+        target = self.state.target
+        self.state.result = name
+        for view in (self.cortex_view, self.timecourse_view, self.regions_view):
+            view.set_session(s)   # same surface: the cortex only gets new colours
+        self._fill_boxes()
+        if target is not None:   # re-select: the views draw the selection for the new result
+            with self.state.events.target.blocker():
+                self.state.target = None
+            self.state.target = target
+        return True
+
+    def rename_result(self, old: str, new: str) -> bool:
+        """Rename a result of the open project (its file follows); the view stays."""
+        from engine.pipeline import rename_result
+
+        s = self.session
+        if s is None or self.project_path is None:
+            return False
+        try:
+            from engine.pipeline.data import project_file_for
+
+            relpath = rename_result(project_file_for(self.project_path), old, new)
+        except AlignScopeError as exc:
+            self.show_error("Cannot rename result", str(exc))
+            return False
+        s.rename_result(old, new, s.project.path(relpath))
+        if self.state.result == old:
+            self.state.result = new
+        self._fill_boxes()
+        self.regions_view.set_session(s)
+        self.status_label.setText(f"Result “{old}” renamed “{new}”")
+        return True
+
+    def delete_result(self, name: str, delete_file: bool = True) -> bool:
+        """Delete a result of the open project (and its file); another result is shown if it was."""
+        from engine.pipeline import delete_result
+        from engine.pipeline.data import project_file_for
+
+        s = self.session
+        if s is None or self.project_path is None:
+            return False
+        try:
+            delete_result(project_file_for(self.project_path), name, delete_file=delete_file)
+        except AlignScopeError as exc:
+            self.show_error("Cannot delete result", str(exc))
+            return False
+        shown = name == s.result_name
+        s.forget_result(name)
+        if shown:
+            others = s.result_names
+            if not (others and self.show_result(others[0], quiet=True)):
+                self.show_result(None, quiet=True)
+        self._fill_boxes()
+        self.status_label.setText(f"Result “{name}” deleted")
+        return True
+
+    def _ask_rename_result(self, name: Optional[str] = None) -> None:
+        name = name or (self.session.result_name if self.session is not None else None)
+        if not name:
+            self.show_error("No result", "expected a result to rename, found none in this project")
+            return
+        new, ok = QInputDialog.getText(self, "Rename result", f"New name for “{name}”:", QLineEdit.Normal, name)
+        if ok and new.strip() and new.strip() != name:
+            self.rename_result(name, new.strip())
+
+    def _ask_delete_result(self, name: Optional[str] = None) -> None:
+        name = name or (self.session.result_name if self.session is not None else None)
+        if not name:
+            self.show_error("No result", "expected a result to delete, found none in this project")
+            return
+        answer = QMessageBox.question(self, "Delete result",
+                                      f"Delete the result “{name}” from the project and its file from disk?")
+        if answer == QMessageBox.Yes:
+            self.delete_result(name)
+
+    def _result_context_menu(self, pos) -> None:
+        if self.session is None or not self.session.result_names:
+            return
+        name = self.result_box.currentText()
+        menu = QMenu(self)
+        menu.addAction(f"Rename “{name}”…", lambda: self._ask_rename_result(name))
+        menu.addAction(f"Delete “{name}”…", lambda: self._ask_delete_result(name))
+        menu.exec(self.result_box.mapToGlobal(pos))
 
     # ---- screenshots -------------------------------------------------------------------
     def render_image(self) -> QImage:

@@ -34,8 +34,9 @@ from ..timeline import Timeline
 from .attention import AttentionSource
 from .colour import blend_heatmap
 from .maps import BrainMaps
-from .opening import LoadedRun, load_result, map_size, open_parts
+from .opening import LoadedRun, map_size, open_parts
 from .regions import RegionTables
+from .results import ResultShelf
 from .stimulus import Stimulus
 from .timebase import TimeBase, TimeBases
 
@@ -104,7 +105,7 @@ class ProjectSession:
         self.maps = BrainMaps(self.runs, self.parcel_runs, run_atlases_kept, atlas, self.parcel_atlas, surface,
                               self.timebases.get)
         self.regions = RegionTables(atlas, self.parcel_atlas, surface, self._named_result)
-        self._results: Dict[str, object] = {}      # name -> result handed over or loaded
+        self.shelf = ResultShelf(project)
         self.result = None
         self.result_name: Optional[str] = None
         self._check_runs()
@@ -140,56 +141,36 @@ class ProjectSession:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # ---- results --------------------------------------------------------------------------
+    # ---- results (see ResultShelf) --------------------------------------------------------
     @property
     def result_names(self) -> List[str]:
         """The project's results (those handed over with :meth:`add_result` included)."""
-        return list(self.project.results)
+        return self.shelf.names()
 
     def add_result(self, name: str, result, path=None) -> None:
         """Hand a finished result to the open session (nothing is reopened).
 
-        Parameters
-        ----------
-        name : str
-        result : EncodingResult, str or Path
-            The result, or the path of its file (read when shown).
-        path : str or Path, optional
-            The result's file when ``result`` is the object itself.
-
-        The name is registered in the session's project (the job that wrote the file has
-        already registered it in the project file); the result shown does not change unless
-        it is the one replaced.
+        ``result`` is the :class:`~engine.encoding.results.EncodingResult` (its file at ``path``)
+        or the path of its file (read when shown). The job that wrote the file registered it in
+        the project file; here it joins the session's list. The result shown does not change
+        unless it is the one replaced.
         """
-        name = str(name)
         if isinstance(result, (str, Path)):
             result, path = None, result
-        if path is not None:
-            self.project.results[name] = self.project.relative(Path(path))
-        elif name not in self.project.results:
-            raise DataError(expected_found(f"result {name!r}", "a file registered in the project (pass its path)",
-                                           "a result without a file"))
-        self._results.pop(name, None)
-        if result is not None:
-            self._results[name] = result
-        if name == self.result_name:
-            self.set_result(name)
+        self.shelf.add(str(name), result, path)
+        if str(name) == self.result_name:
+            self.set_result(str(name))
 
     def forget_result(self, name: str) -> None:
-        """Drop ``name`` from the session (after the project's result was deleted or renamed)."""
-        self.project.results.pop(name, None)
-        self._results.pop(name, None)
+        """Drop ``name`` from the session (after the project's result was deleted)."""
+        self.shelf.forget(name)
         if name == self.result_name:
             self._show(None, None)
 
     def rename_result(self, old: str, new: str, path=None) -> None:
         """Follow a result renamed in the project file (its file now at ``path``); the result
         shown stays shown under its new name."""
-        rel = self.project.relative(Path(path)) if path is not None else self.project.results.get(old)
-        self.project.results = {(new if k == old else k): (rel if k == old else v)
-                                for k, v in self.project.results.items()}
-        if old in self._results:
-            self._results[new] = self._results.pop(old)
+        self.shelf.rename(old, new, path)
         if self.result_name == old:
             self.result_name = new
             self.timebases.set_result(self.result, new)
@@ -211,9 +192,7 @@ class ProjectSession:
             if self.result is None:
                 raise DataError("encoding result: expected one in the project, found none")
             return self.result_name, self.result
-        if name not in self._results:
-            self._results[name] = load_result(self.project, name)
-        return name, self._results[name]
+        return name, self.shelf.get(name)
 
     def _show(self, result, name: Optional[str]) -> None:
         if result is not None:
@@ -224,8 +203,7 @@ class ProjectSession:
             if self.surface is not None and n != self.surface.n_vertices and self.parcel_atlas is None:
                 raise MismatchError(expected_found("brain map length", f"{self.surface.n_vertices} vertices "
                                                    f"({self.surface.space})", n))
-            if name is not None:
-                self._results[name] = result
+            self.shelf.keep(name, result)
         self.result, self.result_name = result, name
         self.timebases.set_result(result, name)
         self.maps.result = result

@@ -7,7 +7,7 @@ swaps the reader for the scrub proxy (same frames at the same times) and back.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 

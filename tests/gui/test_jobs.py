@@ -157,45 +157,43 @@ def test_extract_features_job_runs_the_engine(window, qtbot, synthetic):
     assert "Features of ep ready" in window.status_label.text()
 
 
-def test_fit_encoding_job_saves_the_result_and_shows_it(qtbot, synthetic, tmp_path):
-    """Run > Fit encoding model: features + cross-validated ridge on the worker thread; the result
-    is saved into the project, reopened and coloured on the cortex; its scores equal the
-    engine's own synchronous run on the same inputs."""
+def test_fit_encoding_job_hands_the_result_to_the_open_session(qtbot, tmp_path):
+    """Run > Fit encoding model (low-level features): the pipeline's analysis on a worker thread;
+    the result is saved in the project, handed to the OPEN session (same session, same meshes,
+    time and selection kept) and coloured on the cortex; its file equals the same AnalysisSpec
+    run from Python."""
     import shutil
     import warnings
 
-    from engine.encoding.fit import fit_encoding_job
-    from engine.encoding.results import EncodingResult
-    from engine.features.lowlevel import lowlevel_features
     from engine.jobs import run_sync
+    from engine.pipeline import AnalysisSpec, run_analysis_job
     from engine.project import Project
     from gui.main_window import MainWindow
+    from tests.gui.synthetic import write_project
 
-    root = tmp_path / "proj"
-    shutil.copytree(synthetic.project_path.parent, root)
-    project_file = root / synthetic.project_path.name
+    syn = write_project(tmp_path / "proj", n_targets=20484, n_trs=12, seconds=12.0)   # 12 TRs: inner CV fits
+    shutil.copytree(syn.project_path.parent, tmp_path / "copy")
     w = MainWindow(interactive_3d=False)
     qtbot.addWidget(w)
-    assert w.open_project(project_file)
-    plotter = w.cortex_view.plotter
+    assert w.open_project(syn.project_path)
+    session, plotter = w.session, w.cortex_view.plotter
+    w.state.time = 7.3
+    w.state.select_vertex(11)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")      # alpha-on-edge warnings on 6-TR runs
+        warnings.simplefilter("ignore")      # alpha-on-edge warnings on 12-TR runs
         h = w.start_fit_encoding()
-        qtbot.waitUntil(lambda: h.state != "running", timeout=60000)
+        qtbot.waitUntil(lambda: h.state != "running", timeout=120000)
         assert h.state == "finished", h.error
-        qtbot.waitUntil(lambda: w.session.result_name == "lowlevel (GUI)", timeout=5000)
-        assert Project.load(project_file).results["lowlevel (GUI)"] == "results/lowlevel_gui.h5"
-        saved = EncodingResult.load(root / "results" / "lowlevel_gui.h5")
+        outcome = h.result
+        assert w.session is session and session.result_name == "lowlevel (GUI)"
+        assert Project.load(syn.project_path).results["lowlevel (GUI)"] == "results/lowlevel_gui.h5"
+        assert [w.result_box.itemText(i) for i in range(w.result_box.count())] == ["synthetic", "lowlevel (GUI)"]
         assert w.result_box.currentText() == "lowlevel (GUI)"
-        np.testing.assert_array_equal(w.cortex_view.current_values, np.asarray(saved.scores, np.float32))
+        np.testing.assert_array_equal(w.cortex_view.current_values, np.asarray(outcome.result.scores, np.float32))
         assert w.cortex_view.plotter is plotter     # same surface: meshes kept, only colours rewritten
-        # the same fit run synchronously by the engine gives the same scores
-        runs = [synthetic.runs[n] for n in ("sub-01_run-1", "sub-01_run-2")]
-        feats = lowlevel_features(root / "stimuli" / "ep.mp4", synthetic.words, 6, 1.0)
-        from engine.analysis import LOWLEVEL_SPACES
-
-        X = np.column_stack([feats[k] for k in LOWLEVEL_SPACES]).astype(np.float32)
-        ref = run_sync(fit_encoding_job([X, X], runs, run_names=["sub-01_run-1", "sub-01_run-2"],
-                                        space="fsaverage5"))
-    np.testing.assert_allclose(saved.scores, ref.scores, rtol=1e-5, atol=1e-6)
+        assert w.state.time == pytest.approx(7.3) and w.state.target.vertex == 11
+        spec = AnalysisSpec.from_dict(outcome.result.provenance["analysis"])
+        ref = run_sync(run_analysis_job(tmp_path / "copy" / syn.project_path.name, spec))
+    np.testing.assert_array_equal(outcome.result.scores, ref.result.scores)
+    np.testing.assert_array_equal(outcome.result.predictions[1], ref.result.predictions[1])
     w.close()
