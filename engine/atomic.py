@@ -38,7 +38,7 @@ from typing import Iterator, List, Optional, Set
 
 __all__ = ["atomic_path", "write_text_atomic", "write_h5", "read_h5", "temp_name", "clean_stale_temps",
            "check_free_space", "is_disk_full", "safe_result_path", "open_h5_for_write", "describe_project_path",
-           "TEMP_PREFIX"]
+           "temp_folder", "TEMP_PREFIX"]
 
 TEMP_PREFIX = ".tmp-"
 _TEMP_RE = re.compile(r"^\.tmp-(\d+)-([0-9a-f]+)-(.+)$")
@@ -500,3 +500,27 @@ def describe_project_path(project_root, rel, expect: str = "file") -> dict:
         problem = f"{rel}: expected a folder, found a {kind} at {target}"
     return {"path": str(rel), "points_to": str(target), "inside_project": inside, "via_symlink": via_link,
             "kind": kind, "problem": problem}
+
+
+@contextmanager
+def temp_folder(name: str, parent=None) -> Iterator[Path]:
+    """A scratch folder named by the one temp rule (``.tmp-<pid>-<rand>-<name>``), removed on exit.
+
+    For large scratch data (memory-mapped Gram matrices, staged runs): ``parent`` defaults to
+    the system temp folder. Scratch folders of dead processes there are removed first (a
+    ``kill -9`` during a fit never leaves gigabytes behind for long), and this one is removed
+    when the block ends, whatever the reason (exception, Ctrl-C, SIGTERM via ``main.py``).
+    """
+    base = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    base.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(base)
+    folder = base / temp_name(name)
+    folder.mkdir()
+    with _active_lock:
+        _active.add(str(folder))
+    try:
+        yield folder
+    finally:
+        with _active_lock:
+            _active.discard(str(folder))
+        shutil.rmtree(folder, ignore_errors=True)

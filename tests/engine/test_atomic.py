@@ -198,3 +198,18 @@ sys.exit(main.main(["info", {str(tmp_path)!r}]))
     assert proc.returncode == 143, err
     assert "terminated" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slow.py"]
+
+
+def test_temp_folder_removed_and_stale_scratch_of_dead_processes_cleaned(tmp_path):
+    from engine.atomic import temp_folder
+
+    stale = tmp_path / f".tmp-{_dead_pid()}-0badc0de-gram"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "sub" / "B.npy").write_bytes(b"x" * 100)
+    with temp_folder("gram", parent=tmp_path) as d:
+        assert d.is_dir() and d.name.startswith(f".tmp-{os.getpid()}-") and d.name.endswith("-gram")
+        assert not stale.exists()
+        clean_stale_temps(tmp_path)          # a live scratch folder of this process is kept
+        assert d.is_dir()
+        (d / "G.npy").write_bytes(b"y")
+    assert list(tmp_path.iterdir()) == []
