@@ -411,6 +411,11 @@ class QCPanel(QWidget):
         self.stack = QStackedWidget()
         for w in (self.note, self.carpet, self.trace):
             self.stack.addWidget(w)
+        self.fraction_button = QPushButton("Scores as a fraction of this ceiling")
+        self.fraction_button.setToolTip("Show the open result's encoding scores divided by the square root of "
+                                        "the noise ceiling (grey where the ceiling is near zero)")
+        self.fraction_button.clicked.connect(self.show_fraction_of_ceiling)
+        self.fraction_button.hide()
         self.detail = QLabel("")
         self.detail.setWordWrap(True)
         self.detail.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -420,6 +425,7 @@ class QCPanel(QWidget):
         rl.setContentsMargins(0, 0, 0, 0)
         rl.setSpacing(2)
         rl.addWidget(self.stack, 1)
+        rl.addWidget(self.fraction_button, 0, Qt.AlignLeft)
         rl.addWidget(self.detail)
         self.splitter = QSplitter(Qt.Horizontal)
         self.splitter.addWidget(self.table)
@@ -459,11 +465,15 @@ class QCPanel(QWidget):
         project = session.project
         if self.job is not None and getattr(self.job, "running", False):
             return self.job
-        self.status.setText(f"Checking {project.name}…")
+        # the episode on screen and its runs (a whole Algonauts release would take hours;
+        # `alignscope qc PATH` checks everything headless)
+        episode = getattr(getattr(session, "episode", None), "name", None)
+        source = f"{project.name} / {episode}" if episode else project.name
+        self.status.setText(f"Checking {source}…")
         self.run_button.setEnabled(False)
 
         def factory(token):
-            return qc_project_job(project, token=token, source=project.name)
+            return qc_project_job(project, episodes=[episode] if episode else None, token=token, source=source)
 
         if self.start_job is None:
             from engine.jobs import run_sync
@@ -484,9 +494,11 @@ class QCPanel(QWidget):
         self.status.setText(f"Quality checks: {message}")
 
     def _project_opened(self, _path) -> None:
-        if self.report is not None and self._session() is not None \
-                and getattr(self.report, "source", None) != self._session().project.name:
-            self.set_report(None)
+        session = self._session()
+        if self.report is not None and session is not None:
+            episode = getattr(getattr(session, "episode", None), "name", None)
+            if getattr(self.report, "source", None) not in (session.project.name, f"{session.project.name} / {episode}"):
+                self.set_report(None)
 
     # ---- table --------------------------------------------------------------------------
     def set_report(self, report) -> None:
@@ -554,6 +566,9 @@ class QCPanel(QWidget):
         self.opened = check
         self.detail.setText(check.message)
         view = check.view
+        session = self._session()
+        self.fraction_button.setVisible(view == "reliability_map" and session is not None
+                                        and getattr(session, "result", None) is not None)
         if view in ("tsnr_map", "reliability_map"):
             self._show_map(check)
         elif view in ("carpet", "global_signal"):
@@ -685,6 +700,36 @@ class QCPanel(QWidget):
                           + ("Shown on the cortex (right)." if shown else
                              "Not shown on the cortex: this run's targets are not the displayed surface's."))
         self.stack.setCurrentWidget(self.note)
+
+    def show_fraction_of_ceiling(self) -> Optional[np.ndarray]:
+        """The open result's scores as a fraction of the opened reliability check's ceiling, on the
+        cortex; returns the per-target fractions (None when there is nothing to divide)."""
+        from engine.qc.checks import CEILING_NEAR_ZERO
+        from engine.qc.reliability import fraction_of_ceiling
+
+        from .colormaps import MapStyle
+
+        check, session = self.opened, self._session()
+        if check is None or check.view != "reliability_map" or session is None or session.result is None:
+            return None
+        scores = np.asarray(session.result.scores, dtype=np.float64)
+        ceiling = np.asarray(check.data["ceiling"], dtype=np.float64)
+        if scores.shape != ceiling.shape:
+            self.detail.setText(f"The result has {scores.size} targets, the ceiling {ceiling.size}: they are not "
+                                "the same targets")
+            return None
+        frac = fraction_of_ceiling(scores, ceiling)
+        cortex = getattr(self.window, "cortex_view", None)
+        if cortex is not None:
+            run = check.data.get("run")
+            values = session.to_vertices(frac.astype(np.float32), run if run in session.display_run_names else None)
+            cortex.set_map(np.nan_to_num(values, nan=0.0), MapStyle(vmax=1.0, threshold=0.05, signed=True),
+                           f"Encoding score / sqrt(noise ceiling) — grey: ceiling <= {CEILING_NEAR_ZERO}")
+        ok = np.isfinite(frac)
+        self.detail.setText(f"Scores as a fraction of the ceiling: median {np.median(frac[ok]):.2f} over {ok.sum()} "
+                            f"targets with a ceiling above {CEILING_NEAR_ZERO}" if ok.any() else
+                            "No target has a ceiling above zero")
+        return frac
 
     # ---- time -----------------------------------------------------------------------------
     def _on_time(self, _e) -> None:

@@ -21,6 +21,8 @@ def add_arguments(parser) -> None:
                         help="fMRIPrep confounds TSV or SPM rp_*.txt, one per run (with --runs)")
     parser.add_argument("--tr", type=float, default=None, metavar="S", help="TR in seconds for tables (with --runs)")
     parser.add_argument("--space", default=None, help="space of table runs (default: from the column count)")
+    parser.add_argument("--only", nargs="+", metavar="EPISODE", default=None,
+                        help="check only these episodes (and their runs) of a project or data folder")
     parser.add_argument("--no-sync", action="store_true", help="skip the stimulus-brain sync check")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--html", metavar="FILE", default=None, help="also write an HTML fragment of the report")
@@ -43,7 +45,7 @@ def run(args) -> int:
         rep = qc_files(args.runs, tr_s=args.tr, video=args.episode, words=args.words, audio=args.audio,
                        subtitles=args.subtitles, confounds=args.confounds, space=args.space, sync=not args.no_sync)
     else:
-        rep = qc_path(args.path, sync=not args.no_sync)
+        rep = qc_path(args.path, sync=not args.no_sync, episodes=args.only)
     if args.html:
         from engine.atomic import write_text_atomic
 

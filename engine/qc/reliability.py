@@ -77,9 +77,26 @@ def reliability(runs: Dict[str, np.ndarray], subjects: Dict[str, str]) -> Dict[s
     return out
 
 
+def region_ceiling(ceiling: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> Dict[str, float]:
+    """Mean ceiling per region: ``labels`` (n_targets,) with 0 = none, ``names[k - 1]`` names label k."""
+    c = np.asarray(ceiling, dtype=np.float64)
+    labels = np.asarray(labels)
+    out = {}
+    for k, name in enumerate(names, 1):
+        sel = (labels == k) & np.isfinite(c)
+        if sel.any():
+            out[str(name)] = float(c[sel].mean())
+    return out
+
+
 def check_reliability(subject: str, runs: Dict[str, np.ndarray], subjects: Dict[str, str],
-                      target_names: Optional[Sequence[str]] = None) -> Optional[Check]:
-    """Reliability check of a group of runs (one episode, one space); None when there is only one run."""
+                      target_names: Optional[Sequence[str]] = None, region_labels: Optional[np.ndarray] = None,
+                      region_names: Optional[Sequence[str]] = None) -> Optional[Check]:
+    """Reliability check of a group of runs (one episode, one space); None when there is only one run.
+
+    ``region_labels`` / ``region_names`` (an atlas on vertex runs) add the mean ceiling per region
+    and the regions whose ceiling is near zero.
+    """
     if len(runs) < 2:
         return None
     rel = reliability(runs, subjects)
@@ -101,6 +118,10 @@ def check_reliability(subject: str, runs: Dict[str, np.ndarray], subjects: Dict[
                                         "near_zero": bool(near[i])} for i in range(n)}
     if names is not None:
         det["near_zero_targets"] = [names[i] for i in np.flatnonzero(near)][:200]
+    if region_labels is not None and region_names is not None and len(region_labels) == n:
+        per_region = region_ceiling(ceiling, region_labels, region_names)
+        det["per_region"] = per_region
+        det["near_zero_regions"] = [k for k, v in per_region.items() if not v > C.CEILING_NEAR_ZERO]
     payload = {"ceiling": ceiling.astype(np.float32), "near_zero": near, **{k: rel[k] for k in ("loso_mean",)
                                                                           if k in rel}}
     extra = ""
@@ -118,5 +139,9 @@ def check_reliability(subject: str, runs: Dict[str, np.ndarray], subjects: Dict[
            f"{det['max_ceiling']:.3f}; ")
     msg += (f"{int(near.sum())} of {n} targets near zero (<= {C.CEILING_NEAR_ZERO}: read their scores with care"
             + (f": {what}" if names else "") + ")") if near.any() else "no target near zero"
+    if "near_zero_regions" in det:
+        nz = det["near_zero_regions"]
+        msg += (f"; {len(nz)} of {len(det['per_region'])} regions near zero on average ({C.short_list(nz, 4)})"
+                if nz else f"; every one of {len(det['per_region'])} regions above {C.CEILING_NEAR_ZERO} on average")
     return Check("reliability", "pass", msg + extra, subject=subject, category="reliability", details=det,
                  view="reliability_map", data=payload)

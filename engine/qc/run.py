@@ -200,6 +200,7 @@ def _vertex_groups(n_targets: int):
             groups = np.array([""] + [region_group(n) for n in atlas.names], dtype=object)
             labels = np.asarray(atlas.labels)
             _ATLAS_CACHE[space] = (list(groups[labels]), labels == 0, labels)
+            _ATLAS_CACHE[(space, "names")] = list(atlas.names)
         except Exception:   # noqa: BLE001 - the bundled atlas is optional here
             _ATLAS_CACHE[space] = (None, None, None)
     return _ATLAS_CACHE[space]
@@ -315,13 +316,18 @@ def qc_job(runs: List[RunInput], episodes: Dict[str, EpisodeInput], preprocessin
                 c.data.update(run=ri.name, space=run.space)
                 out.append(c)
         if not dead_run:
-            g = groups.setdefault((ri.episode, run.space, run.n_targets), {"runs": {}, "subjects": {}, "names": None})
+            g = groups.setdefault((ri.episode, run.space, run.n_targets), {"runs": {}, "subjects": {}, "names": None,
+                                                                          "labels": parcel_labels})
             g["runs"][ri.name] = run.data
             g["subjects"][ri.name] = run.subject
             g["names"] = g["names"] or ri.target_names
     yield Progress(step, total, "QC: reliability")
     for (episode, space, _n), g in groups.items():
-        c = check_reliability(f"{episode} / {space}", g["runs"], g["subjects"], g["names"])
+        labels = g.get("labels")
+        region_names = _ATLAS_CACHE.get(({20484: "fsaverage5", 64984: "fsLR32k"}.get(_n), "names")) \
+            if labels is not None else None
+        c = check_reliability(f"{episode} / {space}", g["runs"], g["subjects"], g["names"],
+                              region_labels=labels, region_names=region_names)
         if c is not None:
             c.data.update(space=space, run=next(iter(g["runs"])), target_names=g["names"])
             out.append(c)
@@ -368,9 +374,17 @@ def qc_project_job(project, episodes: Optional[Sequence[str]] = None, sync: bool
                               source=source or project.name))
 
 
-def qc_path(path, sync: bool = True, token: Optional[CancelToken] = None) -> QCReport:
-    """Every check of a project file, a folder holding one, or an Algonauts / BIDS folder."""
-    return qc_project(open_any(path), sync=sync, token=token, source=str(path))
+def qc_path(path, sync: bool = True, token: Optional[CancelToken] = None,
+            episodes: Optional[Sequence[str]] = None) -> QCReport:
+    """Every check of a project file, a folder holding one, or an Algonauts / BIDS folder
+    (optionally only some episodes: an unknown name is an error)."""
+    project = open_any(path)
+    if episodes:
+        known = [e.name for e in project.episodes]
+        unknown = [e for e in episodes if e not in known]
+        if unknown:
+            raise DataError(f"--only: expected episodes of {path} ({C.short_list(known, 8)}), found {unknown}")
+    return qc_project(project, episodes=episodes, sync=sync, token=token, source=str(path))
 
 
 def qc_files(paths: Sequence, tr_s: Optional[float] = None, video=None, words=None, audio=None, subtitles=None,

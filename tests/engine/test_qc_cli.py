@@ -38,6 +38,8 @@ def test_cli_project_clean_then_faulty(study, tmp_path, capsys):
     dup = [c for c in js["checks"] if c["name"] == "duplicated_trs" and c["subject"] == "sub-02_run-1"]
     assert dup[0]["level"] == "fail" and dup[0]["details"]["duplicated"] == [7]
     assert "duplicated_trs" in html.read_text()
+    assert main.main(["qc", str(f), "--only", "nope"]) == 2
+    assert "expected episodes of" in capsys.readouterr().err
 
 
 def test_cli_runs_and_episode(study, tmp_path, capsys):

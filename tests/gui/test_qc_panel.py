@@ -65,6 +65,22 @@ def test_qc_dock_on_the_main_window(window, qtbot):
     assert window.cortex_view.render_count > before
     expected = window.session.to_vertices(rel.data["ceiling"])
     np.testing.assert_allclose(window.cortex_view.current_values, np.nan_to_num(expected, nan=0.0), rtol=1e-6)
+    # per region (the bundled Schaefer-400 on fsaverage5): mean ceiling, near-zero regions marked
+    from engine.io.atlases import load_atlas
+
+    atlas = load_atlas("schaefer400", "fsaverage5")
+    k = 17
+    sel = np.asarray(atlas.labels) == k
+    assert rel.details["per_region"][atlas.names[k - 1]] == pytest.approx(float(rel.data["ceiling"][sel].mean()))
+    assert rel.details["near_zero_regions"] == [n for n, v in rel.details["per_region"].items() if v <= 0.01]
+    # the open result's scores as a fraction of this ceiling
+    assert panel.fraction_button.isVisibleTo(panel)
+    qtbot.mouseClick(panel.fraction_button, Qt.LeftButton)
+    ceiling = rel.data["ceiling"].astype(float)
+    scores = np.asarray(window.session.result.scores, float)
+    frac = np.where(ceiling > 0.01, scores / np.sqrt(np.where(ceiling > 0, ceiling, 1)), np.nan)
+    np.testing.assert_allclose(window.cortex_view.current_values,
+                               np.nan_to_num(window.session.to_vertices(frac.astype(np.float32)), nan=0.0), atol=1e-5)
 
     # carpet with a cursor at the current time
     panel.open_row(panel.row_of("global_signal", "sub-01_run-1"))
