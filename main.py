@@ -2,31 +2,36 @@
 """AlignScope entry point: argument parsing only.
 
 ``python main.py`` (or ``python main.py gui``) opens the desktop application; the other
-sub-commands run the same engine headless. Every sub-command lives in
-``engine/cli/<name>.py`` (``gui`` in ``gui/app.py``) and exposes ``add_arguments(parser)``
-and ``run(args) -> int``; nothing heavy is imported until a command runs, so ``--help``
-answers at once.
+sub-commands run the same engine headless (:mod:`engine.pipeline`). Every sub-command lives in
+``engine/cli/<name>.py`` (``gui`` in ``gui/app.py``, ``selftest`` in ``gui/selftest.py``) and
+exposes ``add_arguments(parser)`` and ``run(args) -> int``; the modules are imported plainly
+here, and nothing heavy is imported until a command runs, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-# name -> (module, one-line help). Modules are imported only when their command runs,
-# except for add_arguments, which must stay import-light (no torch, no Qt at module level).
+# Every sub-command module is import-light by contract (no numpy-heavy, torch, Qt or nilearn
+# imports at module level: they happen inside run()), so --help answers at once.
+from engine.cli import compare, demo, encode, extract, info, partition, project, qc, stats
+from gui import app as gui_app
+from gui import selftest as gui_selftest
+
+# name -> (module with add_arguments(parser) and run(args), one-line help)
 COMMANDS = {
-    "gui": ("gui.app", "open the desktop application (default)"),
-    "demo": ("engine.cli.demo", "write the demo project and run the whole pipeline headless"),
-    "info": ("engine.cli.info", "report what a file or folder holds and what is wrong with it"),
-    "extract": ("engine.cli.extract", "extract per-TR model features from an episode"),
-    "encode": ("engine.cli.encode", "fit cross-validated encoding models and save the scores"),
-    "partition": ("engine.cli.partition", "variance partitioning (unique/shared R2) of 2-3 feature spaces"),
-    "compare": ("engine.cli.compare", "compare two encoding results target by target and region by region"),
-    "qc": ("engine.cli.qc", "quality checks: data, stimulus-brain sync, reliability (exit 1 on a failure)"),
-    "project": ("engine.cli.project", "write the project file of an Algonauts 2025 or BIDS/fMRIPrep folder (project init)"),
-    "selftest": ("gui.selftest", "check this installation (Qt, OpenGL, video, torch, data folders, a small demo fit)"),
+    "gui": (gui_app, "open the desktop application (default)"),
+    "demo": (demo, "write the demo project and run the whole pipeline headless"),
+    "info": (info, "report what a file or folder holds and what is wrong with it"),
+    "extract": (extract, "extract per-TR model features from a stimulus (video, audio, words, events)"),
+    "encode": (encode, "fit cross-validated encoding models and save the scores"),
+    "partition": (partition, "variance partitioning (unique/shared R2) of 2-3 feature spaces"),
+    "compare": (compare, "compare two encoding results target by target and region by region"),
+    "stats": (stats, "permutation p and FDR q of an encoding result, per target and region"),
+    "qc": (qc, "quality checks: data, stimulus-brain sync, reliability (exit 1 on a failure)"),
+    "project": (project, "write the project file of an Algonauts 2025 or BIDS/fMRIPrep folder (project init)"),
+    "selftest": (gui_selftest, "check this installation (Qt, OpenGL, video, torch, data folders, a small demo fit)"),
 }
 
 
@@ -36,15 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="AlignScope: align multimodal AI models with fMRI of people watching TV.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module_name)
-        try:
-            module = importlib.import_module(module_name)   # import-light by contract (no Qt, no torch)
-        except ImportError:
-            module = None
-        if module is not None and hasattr(module, "add_arguments"):
-            module.add_arguments(p)
+        p.set_defaults(_module=module)
+        module.add_arguments(p)
     return parser
 
 
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    module = importlib.import_module(args._module)
+    module = args._module
     from engine.errors import AlignScopeError
 
     terminated, restore = _handle_sigterm(args.command)

@@ -34,11 +34,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..pipeline.results import PARTITION_KIND as KIND  # noqa: F401  (kept importable)
-from ..pipeline.results import read_partition, region_key, write_partition  # noqa: F401
 from .common import add_brain_arguments, add_fit_arguments
 
-__all__ = ["add_arguments", "run", "parse_space", "read_partition", "region_key", "KIND"]
+__all__ = ["add_arguments", "run", "parse_space", "read_partition", "region_key"]
+
+
+def read_partition(path) -> dict:
+    """Read a file written by ``alignscope partition`` (:func:`engine.pipeline.results.read_partition`)."""
+    from ..pipeline.results import read_partition as _read
+
+    return _read(path)
+
+
+def region_key(region_name: str) -> str:
+    """``"unique vision"`` -> ``"unique:vision"`` (:func:`engine.pipeline.results.region_key`)."""
+    from ..pipeline.results import region_key as _key
+
+    return _key(region_name)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -169,6 +181,7 @@ def run(args) -> int:
 
     from ..errors import ConfigError
     from ..pipeline.fit import describe_fit, partition_job
+    from ..pipeline.results import write_partition
     from .common import brain_from_args, fit_options_from_args, print_warnings, run_job
 
     if not args.out:

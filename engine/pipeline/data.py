@@ -39,7 +39,9 @@ class BrainData:
     runs : list of (n_trs_run, n_targets) float32
     names : list of str, one per run
     stimuli : list of str
-        Episode (stimulus) of each run: runs with one stimulus are grouped in CV.
+        Episode (stimulus) of each run: runs with one stimulus are grouped in CV. For brain files
+        these are the run names, used to find ``<name>.h5`` feature files (``stimuli_known`` False:
+        the fit then finds repeated stimuli from the features themselves).
     subjects : list of str
     tr_s : float or None
         Repetition time (None when no file or option said it).
@@ -58,6 +60,7 @@ class BrainData:
     space: Optional[str] = None
     onsets_s: List[float] = field(default_factory=list)
     provenance: Dict[str, Any] = field(default_factory=dict)
+    stimuli_known: bool = True
 
     @property
     def n_targets(self) -> int:
@@ -114,7 +117,7 @@ def load_brain_files(paths: Sequence, datasets: Optional[Sequence[str]] = None, 
         prov["mask"] = str(Path(mask).resolve())
     return BrainData(runs=[np.asarray(r.data, np.float32) for r in loaded], names=names, stimuli=list(names),
                      subjects=[r.subject for r in loaded], tr_s=tr, space=loaded[0].space,
-                     onsets_s=[0.0] * len(loaded), provenance=prov)
+                     onsets_s=[0.0] * len(loaded), provenance=prov, stimuli_known=False)
 
 
 # ---------------------------------------------------------------------------- projects

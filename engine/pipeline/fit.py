@@ -32,12 +32,15 @@ def fit_kwargs(brain, options, confounds_runs=None) -> Dict[str, Any]:
     if brain.tr_s is None and options.delays is None:
         raise ConfigError("TR: the delays are given in seconds (--delays-s), so the TR is needed; expected it from "
                           "the brain files or the project, found none (give --tr SECONDS, or --delays in TRs)")
-    return dict(options=options, tr_s=brain.tr_s, stimulus_ids=list(brain.stimuli),
+    return dict(options=options, tr_s=brain.tr_s,
+                stimulus_ids=list(brain.stimuli) if brain.stimuli_known else None,
                 subjects=list(brain.subjects), confounds_runs=confounds_runs, run_names=list(brain.names))
 
 
 def _provenance(brain, extra=None) -> Dict[str, Any]:
-    prov = {"data": dict(brain.provenance), "stimuli": list(brain.stimuli), "subjects": list(brain.subjects)}
+    prov = {"data": dict(brain.provenance), "subjects": list(brain.subjects)}
+    if brain.stimuli_known:
+        prov["stimuli"] = list(brain.stimuli)
     prov.update(extra or {})
     return prov
 

@@ -71,7 +71,8 @@ def result_inputs_job(result, token=None):
                                                    "a file changed since (SHA-256 differs)"))
     brain = load_brain_files(data["brain"], data.get("brain_datasets"), tr_s=result.tr_s or prov.get("tr_s"),
                              mask=data.get("mask"))
-    brain.stimuli = list(prov.get("stimuli") or brain.stimuli)
+    if prov.get("stimuli"):
+        brain.stimuli, brain.stimuli_known = list(prov["stimuli"]), True
     yield Progress(1, 2, "reading the feature files")
     feats = [read_feature_file(f, list(result.feature_names) or None) for f in data["features"]]
     spaces = {layer: [d[layer] for d in feats] for layer in feats[0]}
