@@ -26,6 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-sync", action="store_true", help="skip the stimulus-brain sync check")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--html", metavar="FILE", default=None, help="also write an HTML fragment of the report")
+    parser.add_argument("--maps", metavar="DIR", default=None,
+                        help="write the maps behind the checks: tSNR per run (.npy; also .nii.gz in volume space "
+                             "for NIfTI runs) and the noise ceiling per group (.npy)")
     parser.add_argument("--failures", action="store_true", help="list only warnings and failures")
 
 
@@ -46,6 +49,12 @@ def run(args) -> int:
                        subtitles=args.subtitles, confounds=args.confounds, space=args.space, sync=not args.no_sync)
     else:
         rep = qc_path(args.path, sync=not args.no_sync, episodes=args.only)
+    if args.maps:
+        from engine.qc.run import write_maps
+
+        written = write_maps(rep, args.maps)
+        if not args.json:
+            print(f"maps: {len(written)} file(s) in {args.maps}")
     if args.html:
         from engine.atomic import write_text_atomic
 

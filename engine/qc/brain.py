@@ -56,6 +56,38 @@ def tsnr(data: np.ndarray, detrend_order: int = 2) -> np.ndarray:
         return np.where(sd > 0, mean / sd, np.nan)
 
 
+def tsnr_volume(path, detrend_order: int = 2):
+    """Temporal SNR of every voxel of a 4-D NIfTI run, as a 3-D image on the run's grid.
+
+    Parameters
+    ----------
+    path : path
+        A 4-D NIfTI file (scanner units).
+    detrend_order : int
+        Polynomial order removed before the standard deviation (see :func:`tsnr`).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        float32 (x, y, z), 0 where a voxel is constant (outside the brain, usually).
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:
+        raise DataError(expected_found(path.name, "a readable 4-D NIfTI", f"{type(exc).__name__}: {exc}")) from None
+    if data.ndim != 4:
+        raise DataError(expected_found(path.name, "a 4-D NIfTI (x, y, z, time)", f"shape {data.shape}"))
+    flat = np.nan_to_num(data.reshape(-1, data.shape[3]).T)            # n_trs, n_voxels
+    values = np.nan_to_num(tsnr(flat, detrend_order), nan=0.0).astype(np.float32)
+    out = nib.Nifti1Image(values.reshape(data.shape[:3]), img.affine)
+    out.header.set_xyzt_units("mm")
+    return out
+
+
 def drift_fraction(data: np.ndarray, order: int = 2) -> np.ndarray:
     """Fraction of each target's variance explained by a polynomial of degree ``order`` in time.
 
@@ -405,14 +437,17 @@ def check_run(data: np.ndarray, tr_s: float, name: str, preprocessing: Optional[
     removes_drift = bool(pre.get("detrend")) or pre.get("high_pass_hz") is not None
     det = {"scanner_units": raw, "mean_over_sd": ratio, "median_drift_fraction": med_drift,
            "preprocessing_removes_drift": removes_drift}
-    if med_drift > C.DRIFT_WARN_FRACTION and not removes_drift:
+    # pure noise gives ~ order / n_trs (2 / n_trs for the quadratic): never report less than 4x chance
+    drift_limit = max(C.DRIFT_WARN_FRACTION, 4 * 2.0 / max(n_trs, 1))
+    det["drift_limit"] = drift_limit
+    if med_drift > drift_limit and not removes_drift:
         add("units_drift", "warn", f"{name}: expected detrended data, found {'raw scanner units with ' if raw else ''}"
             f"slow drifts explaining {100 * med_drift:.0f} % of the variance of a typical target (more than "
-            f"{100 * C.DRIFT_WARN_FRACTION:.0f} %) and no detrending in the project's preprocessing: set "
+            f"{100 * drift_limit:.0f} %) and no detrending in the project's preprocessing: set "
             "preprocessing detrend (e.g. 2) or high_pass_hz (e.g. 0.01)", details=det, view="carpet")
     else:
         add("units_drift", "pass", f"{name}: slow drifts explain {100 * med_drift:.0f} % of the variance"
-            + (" (removed by the project's preprocessing)" if removes_drift and med_drift > C.DRIFT_WARN_FRACTION else "")
+            + (" (removed by the project's preprocessing)" if removes_drift and med_drift > drift_limit else "")
             + ("; scanner units (z-scored per run by the fit)" if raw else ""), details=det)
 
     # -- global signal

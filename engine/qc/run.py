@@ -293,6 +293,8 @@ def qc_job(runs: List[RunInput], episodes: Dict[str, EpisodeInput], preprocessin
                                episode_duration_s=info.get("duration_s"), onset_s=ri.onset_s,
                                groups=target_groups, medial_wall=wall, nan_note=ri.nan_note, nan_policy=nan_policy)
         for c in run_checks:
+            c.data.setdefault("source", run.meta.get("source"))
+            c.data.setdefault("format", run.meta.get("format"))
             c.data.setdefault("space", run.space)
             c.data.setdefault("run", ri.name)
             c.data.setdefault("target_names", ri.target_names)
@@ -347,6 +349,42 @@ def _episode_features(ep: EpisodeInput, info: Dict[str, Any], n_trs: int, tr_s: 
         return stimulus_features(info["traces"], n_trs, tr_s, onset_s)
     except AlignScopeError as exc:
         return str(exc)
+
+
+def write_maps(report: QCReport, out_dir) -> List[Path]:
+    """Write the maps behind the checks: per run ``<run>_tsnr.npy`` (one value per target) and,
+    for NIfTI runs, ``<run>_tsnr.nii.gz`` in volume space; per group ``<episode>_<space>_ceiling.npy``.
+    Each file is written atomically. Returns the paths written."""
+    from ..atomic import atomic_path
+    from .brain import tsnr_volume
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: List[Path] = []
+
+    def save_npy(path: Path, values) -> None:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(values, dtype=np.float32))
+        written.append(path)
+
+    def safe(name: str) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+
+    for c in report.checks:
+        if c.name == "tsnr" and "tsnr" in c.data:
+            save_npy(out / f"{safe(c.subject)}_tsnr.npy", c.data["tsnr"])
+            if c.data.get("format") == "nifti" and c.data.get("source"):
+                import nibabel as nib
+
+                path = out / f"{safe(c.subject)}_tsnr.nii.gz"
+                img = tsnr_volume(c.data["source"])
+                with atomic_path(path) as tmp:      # the temporary name ends in .nii.gz too
+                    nib.save(img, str(tmp))
+                written.append(path)
+        elif c.name == "reliability" and "ceiling" in c.data:
+            save_npy(out / f"{safe(c.subject)}_ceiling.npy", c.data["ceiling"])
+    return written
 
 
 # ==== front ends ======================================================================

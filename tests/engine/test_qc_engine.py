@@ -385,3 +385,45 @@ def test_qc_files_reports_and_json(study, tmp_path):
     text = report.format_text(rep)
     assert "FAIL  dead_targets" in text and text.splitlines()[-1].endswith("FAILED")
     assert checks.summary(rep.checks)["fail"] == js["summary"]["fail"]
+
+
+def test_volume_tsnr_map_for_nifti_runs(tmp_path, capsys):
+    """A NIfTI run's tSNR in volume space: mean / sd after detrending, voxel by voxel, and the
+    same values as the per-target map inside the mask; written by `qc --maps`."""
+    import nibabel as nib
+
+    import main
+
+    rng = np.random.default_rng(0)
+    shape = (6, 5, 4, N_TRS)
+    base = rng.uniform(500, 1500, shape[:3])
+    sd = rng.uniform(5, 50, shape[:3])
+    data = (base[..., None] + sd[..., None] * rng.standard_normal(shape)).astype(np.float32)
+    data[0] = 0.0                                             # outside the brain: constant
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_zooms((2.0, 2.0, 2.0, TR_S))
+    run_path = tmp_path / "sub-01_task-ep_bold.nii.gz"
+    nib.save(img, str(run_path))
+    mask = np.ones(shape[:3], np.uint8)
+    mask[0] = 0
+    nib.save(nib.Nifti1Image(mask, affine), str(tmp_path / "mask.nii.gz"))
+
+    vol = brain.tsnr_volume(run_path)
+    t = np.arange(N_TRS)
+    v = data[3, 2, 1].astype(float)
+    resid = v - np.polyval(np.polyfit(t, v, 2), t)
+    assert np.asarray(vol.dataobj)[3, 2, 1] == pytest.approx(v.mean() / resid.std(ddof=1), rel=1e-4)
+    assert (np.asarray(vol.dataobj)[0] == 0).all()
+    np.testing.assert_allclose(vol.affine, affine)
+
+    p = Project(name="vol")
+    p.runs.append(RunRef("sub-01_vol", str(run_path), "episode", space="volume", tr_s=TR_S,
+                         mask=str(tmp_path / "mask.nii.gz")))
+    f = p.save(tmp_path / "vol.alignscope.json")
+    assert main.main(["qc", str(f), "--maps", str(tmp_path / "maps")]) == 0
+    assert "maps: 2 file(s)" in capsys.readouterr().out
+    written = nib.load(str(tmp_path / "maps" / "sub-01_vol_tsnr.nii.gz"))
+    np.testing.assert_allclose(np.asarray(written.dataobj), np.asarray(vol.dataobj), rtol=1e-6)
+    per_target = np.load(tmp_path / "maps" / "sub-01_vol_tsnr.npy")
+    np.testing.assert_allclose(per_target, np.asarray(vol.dataobj)[mask.astype(bool)], rtol=1e-4)
