@@ -158,7 +158,7 @@ def brain_from_args(args, command: str):
         pdata = ProjectData(args.project)
         refs = pdata.select_runs(getattr(args, "episodes", None), getattr(args, "runs", None),
                                  getattr(args, "subjects", None), getattr(args, "space", None))
-        return run_sync(pdata.load_brain_job(refs))
+        return run_sync(pdata.load_brain_job(refs, confounds=getattr(args, "confounds", None)))
     if not args.brain:
         raise ConfigError(f"{command}: expected --brain FILE... or --project PATH, found neither")
     from ..pipeline.data import load_brain_files

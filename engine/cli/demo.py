@@ -1,4 +1,5 @@
-"""``python main.py demo --out DIR``: write the demo project and run the whole pipeline headless."""
+"""``python main.py demo --out DIR``: write the demo project and run the whole pipeline headless
+(:func:`engine.pipeline.demo.run_demo_pipeline`, the same pipeline every command uses)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backend", default="numpy", choices=["numpy", "torch", "torch_cuda"],
                         help="ridge backend (default numpy)")
     parser.add_argument("--no-fit", action="store_true", help="only write the data, fit nothing")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or summary line")
 
 
 def run(args) -> int:
-    import json
     from pathlib import Path
 
-    from engine.demo import write_demo_project
-    from engine.demo_pipeline import run_demo_pipeline
-    from engine.jobs import run_sync
+    from ..demo import write_demo_project
+    from ..pipeline.demo import run_demo_pipeline
+    from .common import run_job
 
     project_file = write_demo_project(Path(args.out), seed=args.seed)
     print(f"demo project written: {project_file}")
     if args.no_fit:
         return 0
-    summary = run_sync(run_demo_pipeline(project_file, backend=args.backend), progress_bar=True, name="demo")
+    summary = run_job(run_demo_pipeline(project_file, backend=args.backend), "demo", args.no_progress)
     print(f"{'region':<12} {'space':<9} {'median r':>9} {'map corr':>9}  (map: unique R^2 of the space)")
     for region, row in summary.items():
         if region in ("noise", "pipeline"):

@@ -99,17 +99,17 @@ def spec_from_args(args, options):
 
 
 def print_result(name, result, top: int) -> None:
-    """Scores summary, the fit settings used (delays in TRs and seconds, CV) and the top targets."""
+    """Scores (mean over all targets, median over reliable ones), the fit settings used (delays in
+    TRs and seconds, CV) and the top targets."""
     import numpy as np
 
     from ..pipeline.fit import describe_fit
 
     s = np.asarray(result.scores, dtype=np.float64)
-    finite = s[np.isfinite(s)]
+    st = result.summary_stats()
     print(f"{name}: {result.n_targets} targets, {len(result.run_names)} runs, {len(result.folds)} folds; "
-          f"mean r = {np.mean(finite) if finite.size else float('nan'):.4f}, "
-          f"median r = {np.median(finite) if finite.size else float('nan'):.4f}, "
-          f"max r = {np.max(finite) if finite.size else float('nan'):.4f}")
+          f"mean r = {st['mean_r']:.4f} (all targets), median r = {st['median_r_reliable']:.4f} over "
+          f"{st['n_reliable']} reliable targets ({st['reliable_rule']}), max r = {np.nanmax(s):.4f}")
     print(f"  {describe_fit(result)}")
     best = result.top_targets(top)
     print("top targets (index: r, alpha): " + ", ".join(f"{i}: {s[i]:.3f}, {result.alphas[i]:.3g}" for i in best))

@@ -209,7 +209,7 @@ def analysis_inputs_job(project_path, spec: AnalysisSpec, token=None, fit_steps:
     n_runs = len(refs)
     n_fits = len(spec.layers or [1]) if spec.per_layer else 1
     brain = None
-    gen = pdata.load_brain_job(refs, token=token)
+    gen = pdata.load_brain_job(refs, token=token, confounds=spec.fit.confounds)
     while True:
         try:
             p = next(gen)

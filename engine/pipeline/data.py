@@ -49,6 +49,8 @@ class BrainData:
         fsaverage5, fsLR32k, parcels, volume...
     onsets_s : list of float
         Episode time of each run's first TR.
+    confounds : list of (n_trs_run, k) arrays, optional
+        A named confound set per run (fMRIPrep tables of a project), regressed out by the fit.
     provenance : dict
     """
 
@@ -61,6 +63,7 @@ class BrainData:
     onsets_s: List[float] = field(default_factory=list)
     provenance: Dict[str, Any] = field(default_factory=dict)
     stimuli_known: bool = True
+    confounds: Optional[List[np.ndarray]] = None
 
     @property
     def n_targets(self) -> int:
@@ -170,8 +173,9 @@ class ProjectData:
             raise DataError(expected_found(f"runs in space {space!r}", f"runs (spaces here: {spaces})", "none"))
         return refs
 
-    def load_brain_job(self, refs, token=None):
-        """Job: load the runs ``refs`` (project preprocessing applied) -> :class:`BrainData`."""
+    def load_brain_job(self, refs, token=None, confounds: Optional[str] = None):
+        """Job: load the runs ``refs`` (project preprocessing applied) -> :class:`BrainData`;
+        with ``confounds`` (a set name: ``motion24``, ``motion24+wm_csf``...) each run's table too."""
         from ..io.fmri import load_run
 
         loaded = []
@@ -183,8 +187,13 @@ class ProjectData:
         trs = {round(float(r.tr_s), 6) for r in refs}
         if len(trs) != 1:
             raise MismatchError(expected_found("TR of the selected runs", "one TR", f"{sorted(trs)} s"))
+        conf = None
+        if confounds:
+            from ..importers import confounds_for_runs
+
+            conf = confounds_for_runs(self.project, refs, confounds, n_trs=[r.data.shape[0] for r in loaded])
         yield Progress(len(refs), len(refs), "runs loaded")
-        return BrainData(runs=[np.asarray(r.data, np.float32) for r in loaded], names=[r.name for r in refs],
+        return BrainData(confounds=conf, runs=[np.asarray(r.data, np.float32) for r in loaded], names=[r.name for r in refs],
                          stimuli=[r.episode for r in refs], subjects=[r.subject for r in refs],
                          tr_s=float(refs[0].tr_s), space=refs[0].space, onsets_s=[float(r.onset_s) for r in refs],
                          provenance={"project": str(Path(self.project_file).resolve()),

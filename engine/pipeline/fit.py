@@ -29,6 +29,11 @@ def fit_kwargs(brain, options, confounds_runs=None) -> Dict[str, Any]:
     and no TR is known.
     """
     options = options.validate()
+    if confounds_runs is None:
+        confounds_runs = brain.confounds
+    if options.confounds and confounds_runs is None:
+        raise ConfigError(f"confounds {options.confounds!r}: expected runs of a project whose runs name their "
+                          "fMRIPrep confounds tables (--project), found brain files without them")
     if brain.tr_s is None and options.delays is None:
         raise ConfigError("TR: the delays are given in seconds (--delays-s), so the TR is needed; expected it from "
                           "the brain files or the project, found none (give --tr SECONDS, or --delays in TRs)")

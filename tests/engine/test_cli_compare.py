@@ -155,3 +155,40 @@ def test_compare_user_errors_without_traceback(results, tmp_path):
     assert main.main(["compare", str(tmp / "a.h5"), str(tmp_path / "other.h5"), "--out", str(out),
                       "--no-progress"]) == 2
     assert not out.exists()
+
+
+def test_compare_uses_the_scores_encode_saved(tmp_path, capsys):
+    """compare's per-target r is exactly the score encode saved, for both results; counts agree with the table."""
+    rng = np.random.default_rng(7)
+    X = [rng.standard_normal((N_TRS, 3)).astype(np.float32) for _ in range(N_RUNS)]
+    C = [rng.standard_normal((N_TRS, 2)).astype(np.float32) for _ in range(N_RUNS)]
+    W = rng.standard_normal((3, N_TARGETS))
+    Y = [(np.roll(x, 2, axis=0) @ W + rng.standard_normal((N_TRS, N_TARGETS))).astype(np.float32) for x in X]
+    for i, (x, c, y) in enumerate(zip(X, C, Y)):
+        np.save(tmp_path / f"x{i}.npy", x)
+        np.save(tmp_path / f"c{i}.npy", c)
+        np.save(tmp_path / f"r{i}.npy", y)
+    brain = [str(tmp_path / f"r{i}.npy") for i in range(N_RUNS)]
+    for name, prefix in (("a", "x"), ("b", "c")):
+        assert main.main(["encode", "--features", *[str(tmp_path / f"{prefix}{i}.npy") for i in range(N_RUNS)],
+                          "--brain", *brain, "--tr", "2", "--alphas", "0.1:1e8:10", "--out", str(tmp_path / f"{name}.h5"),
+                          "--no-progress"]) == 0
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no All-NaN or other warnings leak
+        rc = main.main(["compare", str(tmp_path / "a.h5"), str(tmp_path / "b.h5"), "--n-perm", "200",
+                        "--n-boot", "100", "--targets-out", str(tmp_path / "t.tsv"), "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    t = pd.read_csv(tmp_path / "t.tsv", sep="\t")
+    a, b = EncodingResult.load(tmp_path / "a.h5"), EncodingResult.load(tmp_path / "b.h5")
+    np.testing.assert_allclose(t["r_a"], a.scores, rtol=0, atol=1e-6)     # the TSV keeps 6 significant digits
+    np.testing.assert_allclose(t["r_b"], b.scores, rtol=0, atol=1e-6)
+    n_a = int(((t["q_value"] <= 0.05) & (t["difference"] > 0)).sum())
+    assert f"A better in {n_a} targets" in text and n_a > 20        # X drives every target, C none
+    above = int((a.scores > b.scores).sum())
+    assert f"A above B in {above} of {N_TARGETS} targets" in text
+    heading = text.split("targets where A beats B (")[1]
+    n_sig = int(heading.split(" with")[0])
+    listed = text.split("targets where A beats B")[1].split("targets where B beats A")[0].count("*")
+    assert n_sig == n_a and listed == n_sig                           # every significant row is listed

@@ -157,3 +157,45 @@ def test_scheduler_local_gives_the_in_process_result(tmp_path, capsys):
     np.testing.assert_array_equal(a.alphas, b.alphas)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)
     assert b.provenance["distributed"]["n_chunks"] == 3
+
+
+def test_fit_flags_resolve_print_and_are_stored(tmp_path, capsys):
+    """Delays in seconds become TRs at the data's TR; every flag lands in FitOptions; the result equals
+    fit_encoding with those options."""
+    from engine.encoding.options import FitOptions
+
+    X, L, Y = _data(tmp_path)
+    feats, brains = [], []
+    for i, (x, l, y) in enumerate(zip(X, L, Y)):
+        np.savez(tmp_path / f"f{i}.npz", vision=x, text=l)
+        np.save(tmp_path / f"r{i}.npy", y)
+        feats.append(str(tmp_path / f"f{i}.npz"))
+        brains.append(str(tmp_path / f"r{i}.npy"))
+    out = tmp_path / "enc.h5"
+    rc = main.main(["encode", "--features", *feats, "--brain", *brains, "--tr", "1.5", "--layer", "vision",
+                    "--alphas", "0.1:1e4:6", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "delays 1-7 TRs (1.50-10.50 s at TR 1.5 s)" in text        # the default 2-10 s window
+    res = EncodingResult.load(out)
+    assert res.delays == [1, 2, 3, 4, 5, 6, 7] and res.delays_s == pytest.approx([1.5 * d for d in range(1, 8)])
+    assert res.cv_label and res.cv_label in text
+    assert res.provenance["fit_options"]["detrend"] == 1 and res.provenance["fit_options"]["delays_s"] == [2, 10]
+
+    rc = main.main(["encode", "--features", *feats, "--brain", *brains, "--tr", "1.5", "--delays-s", "1.5", "4.5",
+                    "--detrend", "none", "--high-pass", "100", "--cv", "3", "--inner-cv", "loro", "--joint",
+                    "--pca", "2", "--drop-edges", "1", "1", "--alphas", "1,10,100", "--out", str(out),
+                    "--no-progress"])
+    assert rc == 0
+    res = EncodingResult.load(out)
+    opts = FitOptions.from_dict(res.provenance["fit_options"])
+    assert (opts.delays_s, opts.detrend, opts.high_pass_s, opts.cv, opts.inner_cv, opts.multi_space, opts.pca,
+            opts.drop_edges, opts.alphas) == ((1.5, 4.5), None, 100.0, 3, "loro", "joint", 2, (1, 1), [1.0, 10.0, 100.0])
+    assert res.delays == [1, 2, 3] and res.space == "vision+text"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = fit_encoding({"vision": X, "text": L}, Y, options=opts, tr_s=1.5)
+    np.testing.assert_array_equal(res.scores, ref.scores)
+    rc = main.main(["encode", "--features", *feats, "--brain", *brains, "--tr", "1.5", "--detrend", "linear",
+                    "--out", str(out), "--no-progress"])
+    assert rc == 2 and "--detrend" in capsys.readouterr().err
