@@ -298,3 +298,32 @@ def test_dialog_screenshot_under_xvfb(xvfb_display, synthetic, tmp_path):  # noq
     img = np.asarray(Image.open(png).convert("RGB"))
     assert img.shape[0] >= 300 and img.shape[1] >= 500
     assert img.std() > 10            # drawn widgets, not a blank window
+
+
+def test_picking_another_result_keeps_the_place(qtbot, synthetic, tmp_path):
+    """Result box: another result of the same targets is shown in the open session (no reload)."""
+    from engine.encoding.results import EncodingResult
+
+    root = tmp_path / "proj"
+    shutil.copytree(synthetic.project_path.parent, root)
+    project_file = root / synthetic.project_path.name
+    other = EncodingResult.load(root / "results" / "synthetic.h5")
+    other.scores = (-other.scores).astype(np.float32)
+    other.predictions = [(-p).astype(np.float32) for p in other.predictions]
+    other.save(root / "results" / "negated.h5")
+    p = Project.load(project_file)
+    p.results["negated"] = "results/negated.h5"
+    p.save(project_file)
+    w = _window(qtbot, tmp_path)
+    assert w.open_project(project_file)
+    session, video = w.session, w.session.video
+    w.state.time = 4.4
+    w.state.select_vertex(3)
+    before = w.timecourse_view.predicted.copy()
+    w.result_box.setCurrentIndex(w.result_box.findText("negated"))
+    assert w.session is session and w.session.video is video and session.result_name == "negated"
+    assert w.state.time == pytest.approx(4.4) and w.state.target == Target.vertex_target(3)
+    assert w.state.result == "negated"
+    np.testing.assert_array_equal(w.cortex_view.current_values, -synthetic.scores)
+    np.testing.assert_allclose(w.timecourse_view.predicted, -before, rtol=1e-6)
+    w.close()
