@@ -327,3 +327,26 @@ def test_picking_another_result_keeps_the_place(qtbot, synthetic, tmp_path):
     np.testing.assert_array_equal(w.cortex_view.current_values, -synthetic.scores)
     np.testing.assert_allclose(w.timecourse_view.predicted, -before, rtol=1e-6)
     w.close()
+
+
+def test_a_local_model_folder_is_checked_and_offered(qtbot, session, synthetic, tmp_path):
+    """Local folder…: a folder holding a Hugging Face model joins the list (layers read from its
+    config, offline); a folder that is not a model is refused inline."""
+    from engine.pipeline.features import model_info
+    from gui.analysis_dialog import AnalysisDialog
+
+    d = AnalysisDialog(session, synthetic.project_path,
+                       settings=QSettings(str(tmp_path / "s.ini"), QSettings.IniFormat))
+    qtbot.addWidget(d)
+    empty = tmp_path / "not_a_model"
+    empty.mkdir()
+    n = d.model_box.count()
+    assert not d.add_model_folder(empty)
+    assert d.model_box.count() == n and "config.json" in d.error_label.text()
+    folder = Path(model_info("minilm").detail)            # the installed MiniLM checkpoint's folder
+    assert (folder / "config.json").exists()
+    assert d.add_model_folder(folder)
+    assert d.model_box.currentText().endswith("(folder)") and "7 layers" in d.model_detail.text()
+    d.layers_edit.setText("-1")
+    spec = d.build_spec()
+    assert spec.model == str(folder.resolve()) and spec.layers == [-1]
