@@ -395,7 +395,7 @@ class QCPanel(QWidget):
         self.table.setAlternatingRowColors(False)
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(0, QHeaderView.Fixed)
-        self.table.setColumnWidth(0, 58)
+        self.table.setColumnWidth(0, 68)
         self.table.setColumnWidth(1, 112)
         self.table.setColumnWidth(2, 150)
         hh.setStretchLastSection(True)
@@ -405,11 +405,20 @@ class QCPanel(QWidget):
 
         self.carpet = CarpetView()
         self.trace = TracePlot()
+        # motion: the six parameters above, FD with its threshold and the flagged volumes below
+        self.motion_params = TracePlot()
+        self.motion_fd = TracePlot()
+        self.motion_page = QWidget()
+        ml = QVBoxLayout(self.motion_page)
+        ml.setContentsMargins(0, 0, 0, 0)
+        ml.setSpacing(0)
+        ml.addWidget(self.motion_params, 1)
+        ml.addWidget(self.motion_fd, 1)
         self.note = QLabel("Double-click a check to open the view behind it.")
         self.note.setWordWrap(True)
         self.note.setAlignment(Qt.AlignCenter)
         self.stack = QStackedWidget()
-        for w in (self.note, self.carpet, self.trace):
+        for w in (self.note, self.carpet, self.trace, self.motion_page):
             self.stack.addWidget(w)
         self.fraction_button = QPushButton("Scores as a fraction of this ceiling")
         self.fraction_button.setToolTip("Show the open result's encoding scores divided by the square root of "
@@ -444,11 +453,18 @@ class QCPanel(QWidget):
             if hasattr(window, "project_opened"):
                 window.project_opened.connect(self._project_opened)
 
-    def resizeEvent(self, event) -> None:  # noqa: N802
-        super().resizeEvent(event)
+    def _size_once(self) -> None:
         if not getattr(self, "_sized", False) and self.isVisible() and self.width() > 600:
             self._sized = True      # the table gets a bit more than half the width, once
             self.splitter.setSizes([int(self.width() * 0.55), int(self.width() * 0.45)])
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._size_once()
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        self._size_once()
 
     # ---- running ------------------------------------------------------------------------
     def _session(self):
@@ -626,12 +642,30 @@ class QCPanel(QWidget):
         fd = np.asarray(check.data["fd"], float)
         t = np.arange(fd.size) * tr
         flagged = np.asarray(check.data.get("flagged", []), int)
-        self.trace.set_plot([("framewise displacement (mm)", t, fd, "#c92a2a")],
-                            title=f"{run}: framewise displacement (Power), {flagged.size} flagged volume(s)",
-                            x_label="time (s)", y_label="FD (mm)", threshold=check.details.get("threshold_mm", 0.5),
-                            flagged_x=t[flagged] if flagged.size else (), flag_width=tr)
-        self.trace.set_time(self.state.time)
-        self.stack.setCurrentWidget(self.trace)
+        flag_x = t[flagged] if flagged.size else ()
+        params = check.data.get("params")
+        series = []
+        if params is not None and np.asarray(params).shape == (fd.size, 6):
+            from engine.qc.checks import FD_RADIUS_MM
+
+            p = np.asarray(params, float)
+            p = p - p[0]
+            colors = ("#1971c2", "#2f9e44", "#e8590c", "#74c0fc", "#8ce99a", "#ffa94d")
+            names = ("x", "y", "z", "pitch", "roll", "yaw")
+            for j in range(6):
+                values = p[:, j] * (FD_RADIUS_MM if j >= 3 else 1.0)
+                series.append((names[j] if j < 3 else f"{names[j]} (x{FD_RADIUS_MM:g} mm)", t, values, colors[j]))
+        self.motion_params.set_plot(series, title=f"{run}: head motion from the first volume (translations mm, "
+                                    f"rotations as mm on a {50:g} mm sphere)", y_label="mm", flagged_x=flag_x,
+                                    flag_width=tr)
+        self.motion_fd.set_plot([("", t, fd, "#c92a2a")],
+                                title=f"framewise displacement (Power): {flagged.size} volume(s) above "
+                                      f"{check.details.get('threshold_mm', 0.5):g} mm",
+                                x_label="time (s)", y_label="FD (mm)", threshold=check.details.get("threshold_mm", 0.5),
+                                flagged_x=flag_x, flag_width=tr)
+        for plot in (self.motion_params, self.motion_fd):
+            plot.set_time(self.state.time)
+        self.stack.setCurrentWidget(self.motion_page)
 
     def _show_sync(self, check) -> None:
         tr = float(check.details.get("tr_s", 1.0))
@@ -737,7 +771,8 @@ class QCPanel(QWidget):
             return
         t = self.state.time
         self.carpet.set_time(t)
-        self.trace.set_time(t)
+        for plot in (self.trace, self.motion_params, self.motion_fd):
+            plot.set_time(t)
 
     def close_view(self) -> None:
         """Disconnect from the state and cancel a running check job."""

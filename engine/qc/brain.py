@@ -421,7 +421,7 @@ def check_run(data: np.ndarray, tr_s: float, name: str, preprocessing: Optional[
     live[dead] = False
     live &= ~wall
     values = tsnr(data)
-    carpet_data = carpet(data, groups, keep=live)
+    carpet_data = carpet(data, groups, keep=~wall)     # dead targets stay in: a flat band shows them
     if raw:
         med = float(np.nanmedian(values[live])) if live.any() else float("nan")
         det = {"median_tsnr": med, "p5_tsnr": float(np.nanpercentile(values[live], 5)) if live.any() else None}

@@ -129,12 +129,18 @@ def test_qc_panel_shows_planted_faults(qtbot, tmp_path, tmp_path_factory):
 
     # motion: FD trace, the threshold and the flagged volumes
     panel.open_row(panel.row_of("motion"))
-    assert panel.stack.currentWidget() is panel.trace
+    assert panel.stack.currentWidget() is panel.motion_page
     motion = report.find("motion")[0]
     assert motion.level == "warn"
-    np.testing.assert_allclose(panel.trace.flagged_x, np.arange(20, 28) * TR_S)
-    assert panel.trace.threshold == 0.5
-    np.testing.assert_allclose(panel.trace.series[0][2], motion.data["fd"])
+    fd_plot, params_plot = panel.motion_fd, panel.motion_params
+    np.testing.assert_allclose(fd_plot.flagged_x, np.arange(20, 28) * TR_S)
+    assert fd_plot.threshold == 0.5
+    np.testing.assert_allclose(fd_plot.series[0][2], motion.data["fd"])
+    assert len(params_plot.series) == 6                               # trans x/y/z, rotations as mm
+    np.testing.assert_allclose(params_plot.series[0][2], motion.data["params"][:, 0] - motion.data["params"][0, 0],
+                               atol=1e-5)
+    state.time = 30.0
+    assert fd_plot.cursor == 30.0
 
     # sync: the lag curve with the expected (0) and the estimated offset
     panel.open_row(panel.row_of("sync", "sub-02_run-1"))
