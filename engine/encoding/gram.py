@@ -138,7 +138,7 @@ def estimate_memory(n_runs: int, n_trs_per_run: int, n_features: int, n_targets:
         stage_in_memory = staged <= STAGE_IN_MEMORY_BYTES
     total = _fixed_bytes(p) + 8 * p * t if 8 * p * t <= 0.25 * staged + 64e6 else _fixed_bytes(p)
     total += _batch_bytes(p, n, n, tb)
-    total += 4 * n * (raw + t) * 3          # one run read and preprocessed
+    total += 4 * n * (raw + 2 * p) + 8 * n * p + 8 * n * tb * 3   # one run, brain data by column batches
     if stage_in_memory:
         total += staged
     if keep_predictions:
@@ -298,6 +298,21 @@ class GramFold:
     measured: List[np.ndarray]      # per test run (n_trs, batch) float32, the data predicted
 
 
+class _BlockWriter:
+    """``w[:, cols] = y`` into a (n_blocks, n_trs, batch) memory map, columns aligned on blocks."""
+
+    def __init__(self, mm, batch: int) -> None:
+        self.mm, self.batch = mm, batch
+
+    def __setitem__(self, key, value) -> None:
+        cols = key[1]
+        self.mm[cols.start // self.batch, :, :cols.stop - cols.start] = value
+
+    def flush(self) -> None:
+        self.mm.flush()
+        _drop_pages(self.mm)
+
+
 class _Staged:
     """Prepared runs: in memory, or as per-run .npy files in a scratch folder."""
 
@@ -314,15 +329,18 @@ class _Staged:
         np.save(path, x)
         self.x.append(path)
 
-    def open_y(self, n_trs: int, n_targets: int):
-        """A new (n_trs, n_targets) float32 array for the next brain run, filled by the caller."""
+    def open_y(self, n_trs: int, n_targets: int, batch: int):
+        """A writer ``w[:, cols] = y`` for the next brain run. On disk the run is stored as
+        contiguous blocks of ``batch`` columns, so a target batch is read in one piece."""
         if self.folder is None:
             y = np.empty((n_trs, n_targets), dtype=np.float32)
             self.y.append(y)
             return y
+        n_blocks = math.ceil(n_targets / batch)
         path = os.path.join(self.folder, f"y_{len(self.y):05d}.npy")
-        self.y.append(path)
-        return np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n_trs, n_targets))
+        self.y.append((path, batch))
+        return _BlockWriter(np.lib.format.open_memmap(path, mode="w+", dtype=np.float32,
+                                                      shape=(n_blocks, n_trs, batch)), batch)
 
     def X(self, i: int) -> np.ndarray:
         return _read(self.x[i]) if self.folder is not None else self.x[i]
@@ -330,7 +348,21 @@ class _Staged:
     def Y(self, i: int, cols: slice) -> np.ndarray:
         if self.folder is None:
             return self.y[i][:, cols]
-        return _read(self.y[i], cols)
+        path, batch = self.y[i]
+        if cols.start % batch == 0 and cols.stop - cols.start <= batch:
+            mm = np.load(path, mmap_mode="r")
+            try:
+                return np.array(mm[cols.start // batch, :, :cols.stop - cols.start])
+            finally:
+                _drop_pages(mm)
+                del mm
+        mm = np.load(path, mmap_mode="r")   # columns not aligned on the blocks
+        try:
+            full = np.concatenate(list(mm), axis=1)
+            return np.array(full[:, cols])
+        finally:
+            _drop_pages(mm)
+            del mm
 
     def spec(self) -> dict:
         """Picklable description (arrays or paths) for Dask tasks."""
@@ -489,7 +521,7 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
     if stage_in_memory is None:
         stage_in_memory = staged_bytes <= min(STAGE_IN_MEMORY_BYTES, 0.3 * budget)
     host_fixed = 8 * p * p * 2 + (2 * 4 * n_runs * n_max_raw * n_targets if keep_predictions else 0) \
-        + (staged_bytes if stage_in_memory else 0) + 4 * n_max_raw * (p + n_targets) * 3
+        + (staged_bytes if stage_in_memory else 0) + 4 * n_max_raw * p * 3 + 8 * n_max_raw * p
     b_in_memory = 8 * p * n_targets <= 0.25 * budget
     if b_in_memory:
         host_fixed += 8 * p * n_targets
@@ -547,7 +579,7 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
             n_i = x.shape[0]
             x64 = x.astype(np.float64)
             G += x64.T @ x64
-            y_out = staged.open_y(n_i, n_targets)
+            y_out = staged.open_y(n_i, n_targets, n_targets_batch)
             if keep_predictions:
                 measured.append(y_out if folder is None else np.empty((n_i, n_targets), np.float32))
             for start in range(0, n_targets, n_targets_batch):
@@ -568,7 +600,6 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
                 del yb
             if folder is not None:
                 y_out.flush()
-                _drop_pages(y_out)
             del x64, y_out
             lengths.append(int(n_i))
             staged.add_x(x)
@@ -742,8 +773,13 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
         feature_names = list(spaces)
     if space is None:
         space = "+".join(spaces)
-    if opts.high_pass_s is not None and tr_s is None:
-        raise ConfigError("high_pass_s: a high-pass cut-off in seconds needs the TR; expected tr_s, found none")
+    from . import options as _options
+
+    high_pass_s = opts.high_pass_s
+    if high_pass_s is not None and tr_s is None:
+        if high_pass_s != getattr(_options, "DEFAULT_HIGH_PASS_S", None):
+            raise ConfigError("high_pass_s: a high-pass cut-off in seconds needs the TR; expected tr_s, found none")
+        high_pass_s = None    # as fit_encoding_job: the default drift model without a TR is the detrend only
 
     # lengths without reading the data; runs differing by a few TRs are trimmed as fit_encoding does
     y_len = [int(_shape(y)[0]) for y in Y_list]
@@ -779,14 +815,14 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
         y = y[:n_use[i]]
         y = pp.drop_edges([y], *drop)[0]
         c = None if conf is None or conf[i] is None else [conf[i][:n_use[i]][drop[0]:n_use[i] - drop[1]]]
-        y = pp.clean_runs([y], opts.detrend, opts.high_pass_s, tr_s, c)[0]
+        y = pp.clean_runs([y], opts.detrend, high_pass_s, tr_s, c)[0]
         return pp.zscore_runs([y])[0] if opts.zscore else y
 
     def prepare_x(i, _unused):
         one = {}
         for k, v in spaces.items():
             x = _read(v[i])[:n_use[i]]
-            x = pp.clean_runs([x], opts.detrend, opts.high_pass_s, tr_s)[0]
+            x = pp.clean_runs([x], opts.detrend, high_pass_s, tr_s)[0]
             one[k] = [pp.zscore_runs([x])[0] if opts.zscore else x]
         return prepare_features(one, delays, drop)[0][0]
 
@@ -802,17 +838,26 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
 
         writer_ctx = write_h5(out_path, _KIND, RESULT_SCHEMA_VERSION)
         h5 = writer_ctx.__enter__()
-        gp, gm = h5.create_group("predictions"), h5.create_group("measured")
-        for i, n in enumerate(lengths):
-            chunks = (min(n, 256), min(n_targets, 256))
-            gp.create_dataset(f"run_{i:04d}", shape=(n, n_targets), dtype=np.float32, fillvalue=np.nan,
-                              chunks=chunks, compression="gzip", compression_opts=1, shuffle=True)
-            gm.create_dataset(f"run_{i:04d}", shape=(n, n_targets), dtype=np.float32, chunks=chunks,
-                              compression="gzip", compression_opts=1, shuffle=True)
+        h5.create_group("predictions")
+        h5.create_group("measured")
+
+    def dataset(group: str, i: int, batch: int):
+        """The run's dataset, created on first use with chunks aligned on the target batches."""
+        name = f"run_{i:04d}"
+        g = h5[group]
+        if name not in g:
+            n = lengths[i]
+            g.create_dataset(name, shape=(n, n_targets), dtype=np.float32,
+                             fillvalue=np.nan if group == "predictions" else 0.0,
+                             chunks=(min(n, max(1, (1 << 20) // (4 * batch))), batch),
+                             compression="lzf", shuffle=True)   # fast; gzip costs more than the fit
+        return g[name]
+
     n_folds = len(rplan.test_runs)
     scores_per_fold = np.zeros((n_folds, n_targets), dtype=np.float32)
     r2_per_fold = np.zeros((n_folds, n_targets), dtype=np.float32)
     on_edge = np.zeros(n_targets, dtype=bool)
+    state: Dict[str, int] = {}
 
     def on_batch(res: GramFold):
         y_test = np.concatenate(res.measured, 0)
@@ -826,11 +871,12 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
             on_edge[res.cols] |= edge
         if h5 is not None:
             for r, pr in zip(rplan.test_runs[res.fold], res.predictions):
-                h5["predictions"][f"run_{r:04d}"][:, res.cols] = pr
+                dataset("predictions", r, state["batch"])[:, res.cols] = pr
 
     def on_run(i, cols, y):
         if h5 is not None:
-            h5["measured"][f"run_{i:04d}"][:, cols] = y
+            state.setdefault("batch", cols.stop - cols.start)
+            dataset("measured", i, state["batch"])[:, cols] = y
 
     try:
         core = nested_ridge_gram_job(x_runs_for_core, Y_list, alphas, rplan, backend=opts.backend,
@@ -876,6 +922,8 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
         cv_label=plan.label, warnings=list(plan.warnings), options=opts.to_dict())
     if h5 is not None:
         try:
+            for i in range(n_runs):       # runs no fold held out: NaN predictions, as in memory
+                dataset("predictions", i, state.get("batch", n_targets))
             _write_result_attrs(h5, result)
         except BaseException:
             writer_ctx.__exit__(*__import__("sys").exc_info())
