@@ -120,6 +120,11 @@ class AnalysisActions:
             with self.state.events.target.blocker():
                 self.state.target = None
             self.state.target = target
+        if self.state.run in s.run_names:
+            s.timebase(self.state.run)   # placed now: a result without a stored first TR says how
+        notes = s.timebases.notes
+        self.status_label.setText(f"Showing result “{name}”" + "".join(f" — note: {n}" for n in notes)
+                                  if name else "No encoding result shown")
         return True
 
     def rename_result(self, old: str, new: str) -> bool:

@@ -338,7 +338,7 @@ class MainWindow(AnalysisActions, QMainWindow):
         self.status_label.setText(
             f"{session.project.name}: episode {session.episode.name}, {n} run{'s' * (n != 1)}"
             + (f", result “{session.result_name}”" if session.result_name else ", no encoding result yet")
-            + "".join(f" — note: {n}" for n in session.notes))
+            + "".join(f" — note: {n}" for n in session.notes + session.timebases.notes))
 
     def _fill_boxes(self) -> None:
         s = self.session
