@@ -11,7 +11,8 @@ weak or wrong answers:
 
 - delays are given in **seconds** (about 2-10 s after the stimulus, covering the canonical HRF's
   peak and undershoot whatever the TR) and turned into TR indices for the data's TR;
-- each run is **linearly detrended** and z-scored (raw scanner units drift);
+- each run is **linearly detrended, high-passed at 128 s** (cosine drift terms, as SPM and
+  nilearn) and z-scored (raw scanner units drift);
 - several feature spaces fit jointly use **banded ridge** (a penalty per space), so one rich
   space cannot dilute a small one;
 - the cross-validation is chosen from the data (``cv="auto"``): leave-one-run-out over runs with
@@ -30,10 +31,13 @@ import numpy as np
 
 from ..errors import ConfigError, expected_found
 
-__all__ = ["FitOptions", "DEFAULT_DELAYS_S", "DEFAULT_ALPHAS", "delays_from_seconds"]
+__all__ = ["FitOptions", "DEFAULT_DELAYS_S", "DEFAULT_ALPHAS", "DEFAULT_HIGH_PASS_S", "delays_from_seconds"]
 
 #: Delay window in seconds covered by the default FIR delays (HRF peak ~5 s, undershoot to ~10 s).
 DEFAULT_DELAYS_S: Tuple[float, float] = (2.0, 10.0)
+#: High-pass cut-off period (s) of the default drift model (SPM's and nilearn's 128 s): linear
+#: detrending leaves the slow drifts of real scanners, which inner CV within a run then fits.
+DEFAULT_HIGH_PASS_S: float = 128.0
 #: Default ridge grid (log-spaced); one alpha (or one per space) is chosen per target by inner CV.
 DEFAULT_ALPHAS: Tuple[float, ...] = tuple(float(a) for a in np.logspace(-2, 8, 11))
 
@@ -80,8 +84,10 @@ class FitOptions:
         TRs left out between train and test blocks in within-run CV (default: the longest delay).
     detrend : int or None
         Polynomial order removed from each run before z-scoring (default 1: linear); None: none.
-    high_pass_s : float, optional
-        High-pass cut-off period in seconds (cosine drift basis), e.g. 128.
+    high_pass_s : float or None
+        High-pass cut-off period in seconds (cosine drift basis, as nilearn's ``cosine``
+        filter), default 128 s, applied to brain data and features; needs the TR (without
+        one, the default is skipped and the result says so). None: no high-pass.
     confounds : str, optional
         Named confound set regressed out of each brain run (e.g. "motion6", "motion24",
         "motion24+wm_csf"); needs confound tables beside the runs.
@@ -97,8 +103,8 @@ class FitOptions:
         over the concatenated spaces.
     banded_n_iter : int
         Random (Dirichlet) candidates searched by banded ridge besides the structured ones
-        (centre, each space alone, pairs) and the refinement around each target's best
-        (:func:`engine.encoding.banded.default_candidates`).
+        (the centre and each space alone; :func:`engine.encoding.banded.default_candidates`).
+        Default 0: more candidates let noisy inner scores pick worse ones.
     backend : "numpy", "torch" or "torch_cuda"
     n_targets_batch : int, optional
         Targets solved at once (bounds memory).
@@ -116,13 +122,13 @@ class FitOptions:
     n_blocks: int = 5
     gap_trs: Optional[int] = None
     detrend: Optional[int] = 1
-    high_pass_s: Optional[float] = None
+    high_pass_s: Optional[float] = DEFAULT_HIGH_PASS_S
     confounds: Optional[str] = None
     zscore: bool = True
     drop_edges: Tuple[int, int] = (0, 0)
     pca: Union[int, float, Dict[str, Union[int, float]], None] = None
     multi_space: str = "banded"
-    banded_n_iter: int = 20
+    banded_n_iter: int = 0
     backend: str = "numpy"
     n_targets_batch: Optional[int] = None
     solver: str = "auto"

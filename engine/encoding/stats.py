@@ -50,6 +50,9 @@ __all__ = [
     "compare_models",
     "compare_models_job",
     "sign_flip_test",
+    "comparison_tables",
+    "comparison_tables_job",
+    "nan_percentile",
 ]
 
 SCORE_MODES = ("auto", "concat", "mean_runs")
@@ -597,3 +600,80 @@ def sign_flip_test(differences: np.ndarray, n_perm: int = 10000, seed: int = 0,
     signs = rng.choice([-1.0, 1.0], size=(n_perm, n_sub))
     null = signs @ d / n_sub
     return obs, permutation_p_values(obs, null, tail=tail)
+
+
+# --------------------------------------------------------------------------- compare tables
+
+def comparison_tables_job(result_a, result_b, labels=None, names=None, n_perm: int = 1000,
+                          n_boot: int = 1000, block_trs: int = 10, alpha: float = 0.05, seed: int = 0,
+                          ci: float = 0.95):
+    """Job form of :func:`comparison_tables` (Progress per batch of draws)."""
+    import pandas as pd
+
+    cmp = yield from compare_models_job(result_a, result_b, None, n_perm, n_boot, block_trs, ci, seed,
+                                        "auto", alpha)
+    a = np.asarray(cmp.scores_a, dtype=np.float64)
+    b = np.asarray(cmp.scores_b, dtype=np.float64)
+    both = np.isfinite(a) & np.isfinite(b)
+    q = np.nan_to_num(cmp.q_values, nan=1.0)
+    targets = pd.DataFrame({
+        "target": np.arange(a.size), "score_a": a, "score_b": b, "difference": a - b,
+        "p_value": cmp.p_values, "q_value": cmp.q_values, "ci_low": cmp.ci_low, "ci_high": cmp.ci_high,
+        "significant": both & (q <= alpha),
+    })
+    fa, fb = getattr(result_a, "scores_per_fold", None), getattr(result_b, "scores_per_fold", None)
+    same_folds = (fa is not None and fb is not None and np.shape(fa) == np.shape(fb)
+                  and getattr(result_a, "folds", None) == getattr(result_b, "folds", None))
+    if same_folds:
+        # paired per outer fold, from the saved per-fold scores
+        targets["folds_a_better"] = (np.asarray(fa) > np.asarray(fb)).sum(0)
+        targets["n_folds"] = np.shape(fa)[0]
+    regions = None
+    if labels is not None:
+        from .regions import region_comparison
+
+        regions = region_comparison(cmp, labels, names, alpha=alpha, ci_level=ci)
+    n_both = int(both.sum())
+    n_a = int((both & (a > b)).sum())
+    header = dict(
+        n_targets=int(a.size), n_targets_both=n_both, n_a_better=n_a, n_b_better=int((both & (b > a)).sum()),
+        frac_targets_a_better=(n_a / n_both) if n_both else float("nan"),
+        n_sig_a_better=int((targets["significant"] & (targets["difference"] > 0)).sum()),
+        n_sig_b_better=int((targets["significant"] & (targets["difference"] < 0)).sum()),
+        mean_a=float(a[both].mean()) if n_both else float("nan"),
+        mean_b=float(b[both].mean()) if n_both else float("nan"), alpha=alpha,
+    )
+    if regions is not None:
+        rq = np.nan_to_num(regions["q_value"].to_numpy(), nan=1.0)
+        rd = regions["mean_difference"].to_numpy()
+        header.update(n_regions=int(len(regions)), n_regions_sig_a_better=int(((rq <= alpha) & (rd > 0)).sum()),
+                      n_regions_sig_b_better=int(((rq <= alpha) & (rd < 0)).sum()))
+    return dict(targets=targets, regions=regions, header=header, comparison=cmp)
+
+
+def comparison_tables(result_a, result_b, labels=None, names=None, n_perm: int = 1000, n_boot: int = 1000,
+                      block_trs: int = 10, alpha: float = 0.05, seed: int = 0, ci: float = 0.95,
+                      token=None, on_progress=None) -> dict:
+    """What the ``compare`` command prints and writes: per-target and per-region tables and their counts.
+
+    Scores are each result's **saved** per-target scores (never recomputed); the p-values
+    come from the block-swap null of :func:`compare_models`, and the per-fold columns from
+    the saved per-fold scores. The header's counts are computed from the tables themselves.
+
+    Returns
+    -------
+    dict with
+        ``targets``: DataFrame ``target, score_a, score_b, difference, p_value, q_value,
+        ci_low, ci_high, significant`` (+ ``folds_a_better, n_folds`` when both results
+        share their outer folds);
+        ``regions``: :func:`engine.encoding.regions.region_comparison` table or None;
+        ``header``: ``n_targets, n_targets_both, n_a_better, n_b_better,
+        frac_targets_a_better`` (= n_a_better / n_targets_both: targets with both scores where
+        score_a > score_b), ``n_sig_a_better, n_sig_b_better, mean_a, mean_b`` and, with
+        regions, ``n_regions, n_regions_sig_a_better, n_regions_sig_b_better``;
+        ``comparison``: the :class:`ModelComparison`.
+    """
+    from ..jobs import run_sync
+
+    return run_sync(comparison_tables_job(result_a, result_b, labels, names, n_perm, n_boot, block_trs,
+                                          alpha, seed, ci), token=token, on_progress=on_progress)

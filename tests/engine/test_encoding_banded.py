@@ -87,8 +87,10 @@ def test_fit_encoding_banded_nested(tmp_path):
         warnings.simplefilter("ignore")
         res = fit_encoding({"A": runs(A), "B": runs(B)}, runs(Y), delays=(0,), alphas=ALPHAS, banded=True,
                            banded_gammas=gammas)
-        # the fold holding out run 3, by hand: linear detrend (the default) then z-score per run
-        Az, Bz, Yz = (pp.zscore_runs(pp.clean_runs(runs(a), detrend=1)) for a in (A, B, Y))
+        # the fold holding out run 3, by hand: brain data linearly detrended (the default) then
+        # z-scored per run, features z-scored
+        Az, Bz = pp.zscore_runs(runs(A)), pp.zscore_runs(runs(B))
+        Yz = pp.zscore_runs(pp.clean_runs(runs(Y), detrend=1))
         ref = banded_ridge_cv({"A": np.concatenate(Az[:3]), "B": np.concatenate(Bz[:3])}, np.concatenate(Yz[:3]),
                               ALPHAS, inner_folds([90, 90, 90]), gammas=gammas,
                               X_predict=[np.concatenate([Az[3], Bz[3]], 1)])

@@ -66,8 +66,8 @@ def test_matches_manual_nested_cv_with_himalaya():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = fit_encoding(X, Y, delays=delays, alphas=ALPHAS, drop_edges=(2, 1))
-        # default preprocessing: linear detrend then z-score per run (features and brain data)
-        Xp = pp.drop_edges(pp.delay_runs(pp.zscore_runs(pp.clean_runs(X, detrend=1)), delays), 2, 1)
+        # default preprocessing: brain data linearly detrended then z-scored per run, features z-scored
+        Xp = pp.drop_edges(pp.delay_runs(pp.zscore_runs(X), delays), 2, 1)
         Yp = pp.zscore_runs(pp.clean_runs(pp.drop_edges(Y, 2, 1), detrend=1))
         set_backend("numpy", on_error="raise")
         for test in range(4):
@@ -114,7 +114,7 @@ def test_pca_fit_on_training_runs_and_multiple_spaces():
         from himalaya.ridge import RidgeCV
         from engine.encoding.fit import inner_folds as inner
 
-        Xz, Nz = (pp.zscore_runs(pp.clean_runs(a, detrend=1)) for a in (X, noise_space))
+        Xz, Nz = pp.zscore_runs(X), pp.zscore_runs(noise_space)
         pv = pp.RunPCA(6).fit(Xz[:2]).transform(Xz)
         pa = pp.RunPCA(2).fit(Nz[:2]).transform(Nz)
         feats = [np.concatenate([a, b], 1) for a, b in zip(pp.delay_runs(pv, [2]), pp.delay_runs(pa, [2]))]
