@@ -138,8 +138,12 @@ def make_release(root: Path, n_trs: int = 24, n_planted: int = 40, delay_trs: in
 
 
 def make_fmriprep(root: Path, n_trs: int = 30, tr_s: float = 2.0, n_planted: int = 300, delay_trs: int = 2,
-                  media: bool = True, sidecar: bool = True) -> dict:
-    """A BIDS dataset at ``root`` with ``derivatives/fmriprep``; returns the truth and the derivative path."""
+                  media: bool = True, sidecar: bool = True, nuisance: float = 0.0) -> dict:
+    """A BIDS dataset at ``root`` with ``derivatives/fmriprep``; returns the truth and the derivative path.
+
+    ``nuisance``: the planted targets also carry ``nuisance`` x the (z-scored) ``trans_x`` motion
+    confound, which confound regression removes.
+    """
     rng = np.random.default_rng(3)
     root.mkdir(parents=True, exist_ok=True)
     (root / "dataset_description.json").write_text(json.dumps({"Name": "friends-mini", "BIDSVersion": "1.8.0"}))
@@ -164,13 +168,14 @@ def make_fmriprep(root: Path, n_trs: int = 30, tr_s: float = 2.0, n_planted: int
             write_video(root / "stimuli" / "friends" / f"{ep}.mkv", levels, tr_s)
         func = deriv / "sub-01" / "func"
         func.mkdir(parents=True, exist_ok=True)
+        conf = rng.normal(size=(n_trs, 8)) * 0.1
         data = planted_runs(levels, 20484, n_planted, delay_trs, seed=run)
+        data[:, :n_planted] += nuisance * ((conf[:, 0] - conf[:, 0].mean()) / conf[:, 0].std())[:, None]
         truth["runs"][run] = data
         for h, sl in (("L", slice(0, 10242)), ("R", slice(10242, 20484))):
             arrays = [nib.gifti.GiftiDataArray(row[sl]) for row in data]
             nib.save(nib.GiftiImage(darrays=arrays),
                      func / f"sub-01_task-friends_run-{run}_space-fsaverage5_hemi-{h}_bold.func.gii")
-        conf = rng.normal(size=(n_trs, 8)) * 0.1
         cols = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z", "white_matter", "csf"]
         lines = ["\t".join(cols + [f"{c}_derivative1" for c in cols[:6]])]
         for t in range(n_trs):
