@@ -202,6 +202,8 @@ def _inspect_gifti(path, tr_s) -> dict:
         hemi = read_gifti_mesh(path)
         return _report(path, "surface mesh", {"n_vertices": hemi.n_vertices, "n_faces": hemi.n_faces,
                                               "extent_mm": [round(float(x), 1) for x in (hemi.coords.max(0) - hemi.coords.min(0))]})
+    if img is not None and len(img.darrays) == 1:   # one value per vertex: a map (e.g. a study's lh/rh maps)
+        return _map_report(path, img.darrays[0].data, "surface map (gifti)")
     from engine.io.fmri import _gifti_timeseries, BrainRun, load_gifti_run, right_hemisphere_path
 
     partner = right_hemisphere_path(path)
@@ -221,9 +223,71 @@ def _inspect_gifti(path, tr_s) -> dict:
     return rep
 
 
+def _map_report(path, values, kind) -> dict:
+    """One value per target (a map of scores): its size, range and what space that size means."""
+    import numpy as np
+
+    from engine.io.surfaces import N_VERTICES_PER_HEMI, space_for_n_vertices
+
+    v = np.asarray(values, dtype=np.float64).ravel()
+    finite = v[np.isfinite(v)]
+    hemi = next((f"one {k} hemisphere" for k, n in N_VERTICES_PER_HEMI.items() if n == v.size), None)
+    facts = {"n_values": int(v.size),
+             "space (from the size)": space_for_n_vertices(v.size) or hemi or "parcels or voxels",
+             "n_undefined": int(v.size - finite.size)}
+    if finite.size:
+        facts.update({"min": round(float(finite.min()), 4), "mean": round(float(finite.mean()), 4),
+                      "max": round(float(finite.max()), 4)})
+    return _report(path, kind, facts)
+
+
+def _labelled_table(path):
+    """A CSV/TSV whose first column is text and the others numbers (a region table), or None."""
+    import pandas as pd
+
+    sep = "\t" if path.name.lower().endswith(".tsv") else ","
+    try:
+        table = pd.read_csv(path, sep=sep)
+    except Exception:
+        return None
+    if table.shape[1] < 2 or table.shape[0] == 0:
+        return None
+    first = table.columns[0]
+    numeric_first = pd.to_numeric(table[first], errors="coerce").notna().mean() > 0.5
+    rest = table.drop(columns=[first]).apply(pd.to_numeric, errors="coerce")
+    text_cols = [c for c in rest.columns if rest[c].isna().sum() > table[c].isna().sum()]
+    if numeric_first or text_cols:
+        return None
+    return _report(path, "table (labelled rows)", {"n_rows": int(len(table)), "label_column": str(first),
+                                                   "columns": _short([str(c) for c in table.columns], 12),
+                                                   "first_labels": [str(x) for x in table[first].head(5)]})
+
+
 def _inspect_table(path, tr_s) -> dict:
+    import numpy as np
+
     from engine.io.fmri import load_table_run
 
+    low = path.name.lower()
+    if low.endswith(".npy"):
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception:
+            arr = None
+        if arr is not None and arr.ndim == 1:           # one value per target: a map (e.g. a study's maps/*.npy)
+            return _map_report(path, arr, "map (npy)")
+    if low.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                shapes = {k: list(z[k].shape) for k in z.files}
+        except Exception:
+            shapes = None
+        if shapes is not None and len(shapes) > 1:      # several named arrays (e.g. a study's study.npz)
+            return _report(path, "arrays (npz)", {"n_arrays": len(shapes), "arrays": _first(shapes, 20)})
+    if low.endswith((".csv", ".tsv")):
+        labelled = _labelled_table(path)
+        if labelled is not None:
+            return labelled
     run = load_table_run(path, tr_s or 1.0, space="parcels")
     run.meta["tr_known"] = tr_s is not None
     return _run_report(path, run, "fmri table")

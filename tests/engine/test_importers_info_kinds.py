@@ -120,3 +120,35 @@ def test_info_on_reports_and_json(tmp_path):
     assert rep["kind"] == "json" and rep["facts"]["tr_s"] == 0.8 and not rep["problems"]
     (tmp_path / "broken.json").write_text("{oops")
     assert "syntax error" in inspect_path(tmp_path / "broken.json")["problems"][0]
+
+
+def test_info_on_maps_and_tables_a_study_writes(tmp_path):
+    """Maps (``maps/<name>.npy``, ``<name>.lh/.rh.func.gii``), ``study.npz`` and region CSVs, in the
+    formats engine.studies writes them: described, exit 0."""
+    import nibabel as nib
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=20484).astype(np.float32)
+    scores[:5] = np.nan
+    np.save(tmp_path / "r.npy", scores)
+    rep = inspect_path(tmp_path / "r.npy")
+    assert rep["kind"] == "map (npy)" and rep["facts"]["space (from the size)"] == "fsaverage5"
+    assert rep["facts"]["n_undefined"] == 5 and rep["facts"]["max"] == round(float(np.nanmax(scores)), 4)
+    img = nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(
+        scores[:10242], intent="NIFTI_INTENT_ESTIMATE", datatype="NIFTI_TYPE_FLOAT32")])
+    nib.save(img, tmp_path / "r.lh.func.gii")
+    rep = inspect_path(tmp_path / "r.lh.func.gii")
+    assert rep["kind"] == "surface map (gifti)" and rep["facts"]["space (from the size)"] == "one fsaverage5 hemisphere"
+    np.savez(tmp_path / "study.npz", r=scores, alphas=np.ones((3, 4)))
+    rep = inspect_path(tmp_path / "study.npz")
+    assert rep["kind"] == "arrays (npz)" and rep["facts"]["arrays"] == {"r": [20484], "alphas": [3, 4]}
+    pd.DataFrame({"region": ["V1", "MT", "AG"], "mean_r": [0.1, 0.2, 0.05], "n": [10, 4, 7]}).to_csv(
+        tmp_path / "regions.csv", index=False)
+    rep = inspect_path(tmp_path / "regions.csv")
+    assert rep["kind"] == "table (labelled rows)" and rep["facts"]["first_labels"] == ["V1", "MT", "AG"]
+    for f in ("r.npy", "r.lh.func.gii", "study.npz", "regions.csv"):
+        assert _all_problems(inspect_path(tmp_path / f)) == []
+    # a run table with text where numbers belong is still a problem
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,x\n" + "\n".join("1,2" for _ in range(12)) + "\n")
+    assert "text in column(s) ['b']" in " ".join(inspect_path(tmp_path / "bad.csv")["problems"])
