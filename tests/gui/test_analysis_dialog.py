@@ -78,7 +78,7 @@ def test_minilm_from_the_dialog_joins_the_open_session_and_equals_python(qtbot, 
     w.video_view.set_attention(True, "minilm", layer="layer03", head=2, opacity=0.7)
     attention_before = w.video_view.attention_state()
     assert attention_before["layer"] == "layer03" and attention_before["head"] == 2
-    tc_before = w.timecourse_view.measured.copy()
+    tc_before = w.timecourse_view.predicted.copy()
 
     dialog = w.open_analysis_dialog()
     assert "minilm" in [dialog.model_box.itemData(i) for i in range(dialog.model_box.count())]
@@ -117,8 +117,9 @@ def test_minilm_from_the_dialog_joins_the_open_session_and_equals_python(qtbot, 
     after = w.video_view.attention_state()
     assert {k: after[k] for k in ("name", "layer", "head", "opacity")} == \
            {k: attention_before[k] for k in ("name", "layer", "head", "opacity")}
-    assert w.timecourse_view.predicted is not None and np.isfinite(w.timecourse_view.predicted).all()
-    assert not np.array_equal(w.timecourse_view.measured, tc_before)   # now the result's (z-scored) rows
+    run_index = outcome.result.run_names.index(w.state.run)            # the time course shows the new fit
+    np.testing.assert_array_equal(w.timecourse_view.predicted, outcome.result.predictions[run_index][:, vertex])
+    assert not np.array_equal(w.timecourse_view.predicted, tc_before)
     # registered in the project file by the job
     assert Project.load(project_file).results["minilm last"] == "results/minilm_last.h5"
     # the remembered settings are the spec
