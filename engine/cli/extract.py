@@ -92,45 +92,21 @@ def parse_layers(text):
 
 def _stimulus_files(args) -> dict:
     """{"video", "audio", "words", "events"} -> path, from the positional files and the options."""
-    from pathlib import Path
+    from ..pipeline.features import stimulus_files
 
-    from ..errors import ConfigError
-    from ..pipeline.data import classify_stimulus
-
-    files = {}
-    for p in args.stimuli or []:
-        kind = classify_stimulus(p)
-        if kind in files:
-            raise ConfigError(f"extract: expected one {kind} file, found {files[kind]} and {p}")
-        files[kind] = Path(p)
-    for kind in ("words", "audio", "events"):
-        value = getattr(args, kind)
-        if value:
-            if kind in files:
-                raise ConfigError(f"extract: expected one {kind} file, found {files[kind]} and --{kind} {value}")
-            files[kind] = Path(value)
-    return files
+    named = {k: getattr(args, k) for k in ("words", "audio", "events") if getattr(args, k)}
+    return stimulus_files(args.stimuli or [], **named)
 
 
 def _episode(args):
     """(EpisodeInputs, events path or None, where the TR came from)."""
     from ..errors import ConfigError
-    from ..features.base import EpisodeInputs
+    from ..pipeline.features import project_episode, stimulus_episode
 
     if args.project:
         if not args.episode:
             raise ConfigError("extract --project: expected --episode NAME, found none")
-        from ..importers import episode_tr, load_project
-        from ..features.extract import episode_inputs
-
-        project = load_project(args.project)
-        tr_s = episode_tr(project, args.episode, tr_s=args.tr)
-        runs = project.runs_for(args.episode)
-        onset = args.onset if args.onset is not None else (runs[0].onset_s if runs else 0.0)
-        inputs = episode_inputs(project, args.episode, n_trs=args.n_trs, tr_s=tr_s, onset_s=onset)
-        ep = project.episode(args.episode)
-        events = project.path(ep.events) if ep.events else None
-        return inputs, events, "the project's runs" if runs else "--tr"
+        return project_episode(args.project, args.episode, tr_s=args.tr, n_trs=args.n_trs, onset_s=args.onset)
     files = _stimulus_files(args)
     if not files:
         raise ConfigError("extract: expected stimulus files (a video, an audio file, word timings or events), "
@@ -138,43 +114,8 @@ def _episode(args):
     if not args.tr:
         raise ConfigError("extract: expected the TR (--tr SECONDS, or --project PATH --episode NAME whose runs "
                           "give it), found neither; the features' rows are TRs, so it cannot be guessed")
-    onset = args.onset or 0.0
-    words = None
-    if "words" in files:
-        from ..io.text import read_words
-
-        words = read_words(files["words"])
-    n_trs = args.n_trs
-    if n_trs is None:
-        n_trs = _count_trs(files, words, args.tr, onset)
-    inputs = EpisodeInputs(n_trs=n_trs, tr_s=args.tr, video_path=files.get("video"), audio_path=files.get("audio"),
-                           words=words, onset_s=onset)
+    inputs = stimulus_episode(files, args.tr, n_trs=args.n_trs, onset_s=args.onset or 0.0)
     return inputs, files.get("events"), "--tr"
-
-
-def _count_trs(files, words, tr_s, onset_s) -> int:
-    from ..errors import ConfigError
-
-    if "video" in files:
-        from ..io.video import VideoReader
-
-        with VideoReader(files["video"]) as reader:
-            duration_s = reader.duration_s
-    elif "audio" in files:
-        from ..io.video import read_audio
-
-        samples, sr = read_audio(files["audio"])
-        duration_s = len(samples) / sr
-    elif words is not None and len(words):
-        duration_s = float((words.onset_s + words.duration_s).max())
-    else:
-        raise ConfigError("extract: expected --n-trs N with an events file alone (it does not say how long the "
-                          "stimulus lasts), found none")
-    n = int((duration_s - onset_s) // tr_s)
-    if n < 1:
-        raise ConfigError(f"extract: the stimulus lasts {duration_s:.2f} s from onset {onset_s} s: expected at "
-                          f"least one TR of {tr_s} s")
-    return n
 
 
 def _default_model(inputs) -> str:

@@ -23,7 +23,8 @@ from ..errors import ConfigError, ModelNotFoundError, expected_found
 from ..jobs import Progress
 
 __all__ = ["ModelInfo", "list_models", "model_layers", "model_info", "episode_features_job",
-           "AudioWordsExtractor", "LOWLEVEL_LAYERS", "events_regressors"]
+           "AudioWordsExtractor", "LOWLEVEL_LAYERS", "events_regressors", "stimulus_files", "stimulus_episode",
+           "project_episode"]
 
 LOWLEVEL_LAYERS = ("luminance", "contrast", "motion", "audio_envelope", "mel", "word_rate")
 _AUDIO_WORD_LAYERS = ("audio_envelope", "mel", "word_rate")
@@ -258,3 +259,78 @@ def events_regressors(path, n_trs: int, tr_s: float, onset_s: float = 0.0):
         events = read_events(path)
     regressors = events_to_regressors(events, n_trs, tr_s, start_s=onset_s)
     return regressors.to_numpy(np.float32), [str(c) for c in regressors.columns]
+
+
+# ---------------------------------------------------------------------------- stimuli without a project
+def stimulus_files(paths: Sequence = (), **named) -> Dict[str, Path]:
+    """``{"video" | "audio" | "words" | "events": path}`` from files recognised by name and content
+    (:func:`engine.pipeline.data.classify_stimulus`) and files given by kind (``words=``, ``audio=``,
+    ``events=``); two files of one kind are refused."""
+    from .data import classify_stimulus
+
+    files: Dict[str, Path] = {}
+    for p in paths:
+        kind = classify_stimulus(p)
+        if kind in files:
+            raise ConfigError(expected_found(f"{kind} file", "one", f"{files[kind]} and {p}"))
+        files[kind] = Path(p)
+    for kind, value in named.items():
+        if value:
+            if kind in files:
+                raise ConfigError(expected_found(f"{kind} file", "one", f"{files[kind]} and --{kind} {value}"))
+            files[kind] = Path(value)
+    return files
+
+
+def stimulus_episode(files: Dict[str, Path], tr_s: float, n_trs: Optional[int] = None, onset_s: float = 0.0):
+    """:class:`~engine.features.base.EpisodeInputs` of stimulus files (no video needed) on a TR grid.
+
+    ``n_trs`` defaults to the whole TRs the video, else the audio, else the word timings last;
+    an events file alone needs ``n_trs``.
+    """
+    from ..features.base import EpisodeInputs
+
+    words = None
+    if "words" in files:
+        from ..io.text import read_words
+
+        words = read_words(files["words"])
+    if n_trs is None:
+        if "video" in files:
+            from ..io.video import VideoReader
+
+            with VideoReader(files["video"]) as reader:
+                duration_s = reader.duration_s
+        elif "audio" in files:
+            from ..io.video import read_audio
+
+            samples, sr = read_audio(files["audio"])
+            duration_s = len(samples) / sr
+        elif words is not None and len(words):
+            duration_s = float((words.onset_s + words.duration_s).max())
+        else:
+            raise ConfigError("stimulus length: expected --n-trs N with an events file alone (it does not say "
+                              "how long the stimulus lasts), found none")
+        n_trs = int((duration_s - onset_s) // tr_s)
+        if n_trs < 1:
+            raise ConfigError(expected_found(f"TRs of {tr_s} s in the stimulus ({duration_s:.2f} s from "
+                                             f"{onset_s} s)", "at least one", 0))
+    return EpisodeInputs(n_trs=int(n_trs), tr_s=float(tr_s), video_path=files.get("video"),
+                         audio_path=files.get("audio"), words=words, onset_s=float(onset_s))
+
+
+def project_episode(project_path, episode: str, tr_s: Optional[float] = None, n_trs: Optional[int] = None,
+                    onset_s: Optional[float] = None):
+    """``(EpisodeInputs, events path or None, where the TR came from)`` of a project's episode: the TR
+    of its paired runs (:func:`engine.importers.episode_tr`; ``tr_s`` must agree), their onset."""
+    from ..features.extract import episode_inputs
+    from ..importers import episode_tr, load_project
+
+    project = load_project(project_path)
+    tr = episode_tr(project, episode, tr_s=tr_s)
+    runs = project.runs_for(episode)
+    onset = onset_s if onset_s is not None else (runs[0].onset_s if runs else 0.0)
+    inputs = episode_inputs(project, episode, n_trs=n_trs, tr_s=tr, onset_s=onset)
+    ep = project.episode(episode)
+    events = project.path(ep.events) if ep.events else None
+    return inputs, events, ("the project's runs" if runs else "--tr")

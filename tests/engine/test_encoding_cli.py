@@ -117,7 +117,8 @@ def test_project_runs_with_feature_folder(tmp_path):
     assert res.run_names == ["sub-01_s01e01a", "sub-01_s01e02a", "sub-01_s01e03a"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = fit_encoding(X, Y, delays=(1, 2, 3), alphas=np.logspace(-1, 4, 6))
+        ref = fit_encoding(X, Y, delays=(1, 2, 3), alphas=np.logspace(-1, 4, 6), tr_s=1.49,
+                           stimulus_ids=[f"s01e0{i + 1}a" for i in range(3)])   # the runs' TR and episodes
     np.testing.assert_allclose(res.scores, ref.scores, atol=1e-5)
     assert res.space == "layer_1"
 

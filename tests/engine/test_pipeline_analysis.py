@@ -161,3 +161,36 @@ def test_spec_round_trip_and_models():
     assert not names["llama-3.2-3b"].available or names["llama-3.2-3b"].source == "registry"
     assert model_layers("minilm") == [f"layer{i:02d}" for i in range(7)]    # 6 blocks + embeddings
     assert model_layers("lowlevel")[0] == "luminance"
+
+
+def test_local_model_folders_and_hf_cache(tmp_path, monkeypatch):
+    """A model saved with save_pretrained is offered with its layers (read from config.json); a folder
+    without config.json is refused with the reason; the offline HF cache is listed."""
+    from engine.errors import ModelNotFoundError
+    from tests.engine import test_features_support as S
+
+    bert = S.tiny_bert(tmp_path / "bert")
+    assert model_layers(str(bert)) == ["layer00", "layer01", "layer02"]     # 2 blocks + embeddings
+    hub = tmp_path / "hf" / "hub" / "models--acme--tiny-bert" / "snapshots" / "abc123"
+    shutil.copytree(bert, hub)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    models = {m.name: m for m in list_models(folders=[bert])}
+    assert models["acme/tiny-bert"].source == "hf-cache" and models["acme/tiny-bert"].family == "bert"
+    assert models[str(bert.resolve())].source == "folder" and models[str(bert.resolve())].available
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match="config.json"):
+        list_models(folders=[tmp_path / "empty"])
+
+
+def test_per_layer_results(demo, monkeypatch):
+    project_file, cache = demo
+    monkeypatch.setenv("ALIGNSCOPE_CACHE", str(cache))
+    spec = AnalysisSpec(name="ll", model="lowlevel", layers=["motion", "word_rate"], space="parcels",
+                        per_layer=True, fit=FitOptions(alphas=[1.0, 100.0, 1e4]))
+    outcome = run_sync(run_analysis_job(project_file, spec))
+    assert sorted(outcome.results) == ["ll-motion", "ll-word_rate"]
+    project = Project.load(project_file)
+    for name, (res, path) in outcome.results.items():
+        assert project.path(project.results[name]) == path and res.space == "parcels"
+        assert res.feature_names == [name.split("-", 1)[1]]
+        np.testing.assert_array_equal(EncodingResult.load(path).scores, res.scores)
