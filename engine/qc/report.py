@@ -27,13 +27,11 @@ def format_text(report, show_pass: bool = True) -> str:
     if source:
         lines.append(f"QC of {source}")
     for cat in C.CATEGORIES:
-        items = [c for c in checks if c.category == cat]
+        items = [c for c in checks if c.category == cat and (show_pass or c.level != "pass")]
         if not items:
             continue
         lines.append(f"{CATEGORY_TITLES[cat]}:")
         for c in items:
-            if c.level == "pass" and not show_pass:
-                continue
             lines.append(f"  {MARK[c.level]}  {c.name:<16} {c.message}")
     s = C.summary(checks)
     verdict = "FAILED" if s["fail"] else ("passed with warnings" if s["warn"] else "passed")
