@@ -164,6 +164,8 @@ def _check_kind(path: Path) -> str:
         raise DataError(expected_found("array file", "an existing file", f"nothing at {path}"))
     if path.is_dir():
         raise DataError(expected_found(f"array file {path}", "a file", "a folder"))
+    if not path.is_file():   # a FIFO or device would block or never end
+        raise DataError(expected_found(f"array file {path}", "a regular file", "a FIFO, socket or device"))
     want, words = _expected_format(path)
     try:
         found = sniff_format(path)

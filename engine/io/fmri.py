@@ -828,6 +828,8 @@ def read_brain_file(path, dataset: Optional[str] = None, mask=None, tr_s: Option
         raise DataError(expected_found("brain file", "an existing file", f"nothing at {path}"))
     if path.is_dir():
         raise DataError(expected_found(f"brain file {path}", "a file (one run)", "a folder"))
+    if not path.is_file():
+        raise DataError(expected_found(f"brain file {path}", "a regular file", "a FIFO, socket or device"))
     if tr_s is not None and not (np.isfinite(float(tr_s)) and float(tr_s) > 0):
         raise ConfigError(expected_found("TR", "a positive number of seconds", tr_s))
     kind = file_kind(path)

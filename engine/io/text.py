@@ -70,6 +70,8 @@ def _read_text(path: Path) -> str:
         raise DataError(f"text file: expected an existing file, found no file at {path}")
     if path.is_dir():
         raise DataError(f"text file: expected a file, found a directory at {path}")
+    if not path.is_file():   # reading a FIFO or a device would block or never end
+        raise DataError(f"text file: expected a regular file, found a FIFO, socket or device at {path}")
     raw = path.read_bytes()
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return raw.decode("utf-16")
