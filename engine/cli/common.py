@@ -10,8 +10,8 @@ import argparse
 import sys
 import time
 
-__all__ = ["add_fit_arguments", "fit_options_from_args", "add_brain_arguments", "brain_from_args",
-           "parse_alphas", "parse_cv", "run_job", "print_warnings"]
+__all__ = ["check_out_is_not_an_input", "add_fit_arguments", "fit_options_from_args", "add_brain_arguments",
+           "brain_from_args", "parse_alphas", "parse_cv", "run_job", "print_warnings"]
 
 
 def add_fit_arguments(parser: argparse.ArgumentParser, multi_space: bool = True) -> None:
@@ -197,3 +197,18 @@ def print_warnings(caught, stream=None) -> None:
         if text not in seen:
             seen.add(text)
             print(f"warning: {text}", file=stream)
+
+
+def check_out_is_not_an_input(out, inputs, command: str) -> None:
+    """Refuse an output path that is one of the input files (it would be replaced by the result)."""
+    from pathlib import Path
+
+    from ..errors import ConfigError
+
+    if out is None:
+        return
+    target = Path(out).resolve()
+    for p in inputs or []:
+        if Path(p).resolve() == target:
+            raise ConfigError(f"{command} --out {out}: expected a new file, found one of the inputs "
+                              f"(it would be overwritten by the result)")

@@ -229,8 +229,9 @@ def run(args) -> int:
         table = region_comparison(comp, labels, names, alpha=args.alpha, ci_level=args.ci)
         rq = np.nan_to_num(table["q_value"].to_numpy(dtype=np.float64), nan=1.0)
         rd = table["mean_difference"].to_numpy(dtype=np.float64)
-        print(f"regions: {len(table)}; FDR q <= {args.alpha:g}: A better in {int(np.sum((rq <= args.alpha) & (rd > 0)))} "
-              f"regions, B better in {int(np.sum((rq <= args.alpha) & (rd < 0)))}")
+        n_ra, n_rb = int(np.sum((rq <= args.alpha) & (rd > 0))), int(np.sum((rq <= args.alpha) & (rd < 0)))
+        print(f"regions: {len(table)}; FDR q <= {args.alpha:g}: A better in {n_ra} "
+              f"regions, B better in {n_rb}")
         _print_top(table, "region", "mean_difference", "q_value", "A", "B", args.top, args.alpha, "regions")
     else:
         _print_top(targets, "target", "difference", "q_value", "A", "B", args.top, args.alpha, "targets")

@@ -120,7 +120,7 @@ def run(args) -> int:
 
     from ..errors import ConfigError
     from ..pipeline.fit import fit_job, fit_per_layer_job
-    from .common import brain_from_args, fit_options_from_args, print_warnings, run_job
+    from .common import brain_from_args, check_out_is_not_an_input, fit_options_from_args, print_warnings, run_job
 
     options = fit_options_from_args(args)
     if args.model:
@@ -144,6 +144,7 @@ def run(args) -> int:
         return 0
     if not args.out:
         raise ConfigError("encode: expected --out RESULT.h5, found none")
+    check_out_is_not_an_input(args.out, (args.features or []) + (args.brain or []), "encode")
     brain = brain_from_args(args, "encode")
     spaces, feat_prov = feature_spaces_from_files(args.features, brain, args.layer)
     brain.provenance.update(feat_prov)

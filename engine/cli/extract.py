@@ -49,7 +49,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--context", type=int, default=None, metavar="WORDS", help="language context length in words")
     parser.add_argument("--tr", type=float, default=None, metavar="S",
                         help="repetition time in seconds (required unless --project pairs the episode with runs)")
-    parser.add_argument("--n-trs", type=int, default=None, help="number of TRs (default: as many as the stimulus holds)")
+    parser.add_argument("--n-trs", type=int, default=None, 
+                        help="number of TRs (default: as many as the stimulus holds)")
     parser.add_argument("--onset", type=float, default=None, metavar="S", help="stimulus time of TR 0's start "
                         "(default 0, or the paired runs' onset)")
     parser.add_argument("--out", metavar="H5", help="output HDF5 file")

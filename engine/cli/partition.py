@@ -182,11 +182,12 @@ def run(args) -> int:
     from ..errors import ConfigError
     from ..pipeline.fit import describe_fit, partition_job
     from ..pipeline.results import write_partition
-    from .common import brain_from_args, fit_options_from_args, print_warnings, run_job
+    from .common import brain_from_args, check_out_is_not_an_input, fit_options_from_args, print_warnings, run_job
 
     if not args.out:
         raise ConfigError("partition: expected --out RESULT.h5, found none")
     options = fit_options_from_args(args)
+    check_out_is_not_an_input(args.out, (args.features or []) + (args.brain or []), "partition")
     brain = brain_from_args(args, "partition")
     spaces, space_prov = _load_spaces(args, brain.stimuli)
     residual = parse_residual(args.residual, list(spaces)) if args.residual else None

@@ -193,7 +193,8 @@ class ProjectData:
 
             conf = confounds_for_runs(self.project, refs, confounds, n_trs=[r.data.shape[0] for r in loaded])
         yield Progress(len(refs), len(refs), "runs loaded")
-        return BrainData(confounds=conf, runs=[np.asarray(r.data, np.float32) for r in loaded], names=[r.name for r in refs],
+        return BrainData(confounds=conf, runs=[np.asarray(r.data, np.float32) for r in loaded],
+                         names=[r.name for r in refs],
                          stimuli=[r.episode for r in refs], subjects=[r.subject for r in refs],
                          tr_s=float(refs[0].tr_s), space=refs[0].space, onsets_s=[float(r.onset_s) for r in refs],
                          provenance={"project": str(Path(self.project_file).resolve()),

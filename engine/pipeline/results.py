@@ -16,7 +16,8 @@ from typing import Dict, Optional, Tuple
 from ..errors import ConfigError, DataError, expected_found
 from ..project import Project
 
-__all__ = ["write_partition", "read_partition", "region_key", "PARTITION_KIND", "result_slug", "result_relpath", "save_result", "register_result", "rename_result",
+__all__ = ["write_partition", "read_partition", "region_key", "PARTITION_KIND", "result_slug", "result_relpath",
+           "save_result", "register_result", "rename_result",
            "delete_result", "list_results", "save_feature_spaces"]
 
 

@@ -200,3 +200,14 @@ def test_fit_flags_resolve_print_and_are_stored(tmp_path, capsys):
     rc = main.main(["encode", "--features", *feats, "--brain", *brains, "--tr", "1.5", "--detrend", "linear",
                     "--out", str(out), "--no-progress"])
     assert rc == 2 and "--detrend" in capsys.readouterr().err
+
+
+def test_out_never_replaces_an_input(tmp_path, capsys):
+    X, _, Y = _data(tmp_path)
+    np.save(tmp_path / "f.npy", X[0])
+    np.save(tmp_path / "r.npy", Y[0])
+    before = (tmp_path / "f.npy").read_bytes()
+    rc = main.main(["encode", "--features", str(tmp_path / "f.npy"), "--brain", str(tmp_path / "r.npy"), "--tr", "2",
+                    "--out", str(tmp_path / "f.npy"), "--no-progress"])
+    assert rc == 2 and "one of the inputs" in capsys.readouterr().err
+    assert (tmp_path / "f.npy").read_bytes() == before

@@ -50,7 +50,8 @@ def test_cli_and_python_give_bit_identical_results(demo, monkeypatch, capsys):
     project_file, cache = demo
     monkeypatch.setenv("ALIGNSCOPE_CACHE", str(cache))
     rc = main.main(["encode", "--project", str(project_file), "--model", "minilm", "--layers", "0.5,1.0",
-                    "--space", "parcels", "--name", "minilm parcels", "--alphas", "1:1e6:7", "--joint", "--no-progress"])
+                    "--space", "parcels", "--name", "minilm parcels", "--alphas", "1:1e6:7", "--joint",
+                    "--no-progress"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "delays 1-7 TRs (1.49-10.43 s at TR 1.49 s)" in text      # the default 2-10 s window, resolved
