@@ -39,8 +39,9 @@ def _smooth(rng, n, width):
     return (x - x.min()) / (np.ptp(x) + 1e-12)
 
 
-def _write_video(path, luminance_per_frame, loudness_per_frame, gap=None):
-    """H.264 + AAC; ``gap=(first, n)`` leaves n frames out after frame ``first`` (a time-stamp jump)."""
+def _write_video(path, luminance_per_frame, loudness_per_frame, gap=None, audio_s=None):
+    """H.264 + AAC; ``gap=(first, n)`` leaves n frames out after frame ``first`` (a time-stamp jump);
+    ``audio_s`` makes the audio track that long (default: as long as the video)."""
     import av
 
     n = len(luminance_per_frame)
@@ -61,8 +62,8 @@ def _write_video(path, luminance_per_frame, loudness_per_frame, gap=None):
                 out.mux(p)
         for p in vs.encode():
             out.mux(p)
-        t = np.arange(int(n / FPS * SR)) / SR
-        env = np.repeat(loudness_per_frame, SR // FPS)[:t.size]
+        t = np.arange(int((n / FPS if audio_s is None else audio_s) * SR)) / SR
+        env = np.resize(np.repeat(loudness_per_frame, SR // FPS), t.size)
         wave = (0.05 + 0.6 * env) * np.sin(2 * np.pi * 440 * t)
         samples = wave.astype(np.float32)
         block = 1024
@@ -259,6 +260,18 @@ def test_dropped_frames_are_flagged(tmp_path):
     # the same video without the gap: no drop
     _write_video(path, np.linspace(0, 1, n), np.ones(n))
     assert [c.level for c in episode.check_episode("ep", path) if c.name == "frame_times"] == ["pass"]
+
+
+def test_audio_video_length_mismatch(tmp_path):
+    n = 100                                               # 10 s of video
+    path = tmp_path / "av.mp4"
+    _write_video(path, np.linspace(0, 1, n), np.ones(n), audio_s=7.0)
+    c = [c for c in episode.check_episode("ep", path) if c.name == "audio_video"][0]
+    assert c.level == "fail"
+    assert c.details["video_s"] == pytest.approx(10.0, abs=0.01)
+    assert c.details["difference_s"] == pytest.approx(-3.0, abs=0.1)
+    _write_video(path, np.linspace(0, 1, n), np.ones(n), audio_s=9.0)
+    assert [c.level for c in episode.check_episode("ep", path) if c.name == "audio_video"] == ["warn"]
 
 
 def test_high_motion_stretch_is_flagged(tmp_path, study):
