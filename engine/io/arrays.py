@@ -279,10 +279,12 @@ def _h5_infos(path: Path) -> Tuple[List[ArrayInfo], Dict[str, str]]:
                 shape = tuple(int(s) for s in (obj.shape or ()))
                 storage = _h5_storage(obj)
                 info = ArrayInfo(name, shape, dtype, None)
-                if storage is not None and storage == 0 and info.size > 0 and obj.external is None:
+                virtual = bool(getattr(obj, "is_virtual", False))
+                if storage is not None and storage == 0 and info.size > 0 and obj.external is None and not virtual:
                     notes[name] = (f"a dataset that declares shape {shape} ({format_bytes(info.nbytes)}) but has no "
                                    "data written (allocated lazily; every value would be the fill value)")
-                elif storage is not None and obj.compression is None and not obj.chunks and storage < info.nbytes:
+                elif storage is not None and not virtual and obj.external is None and obj.compression is None \
+                        and not obj.chunks and storage < info.nbytes:
                     infos.append(ArrayInfo(name, shape, dtype, storage))
                     return
                 infos.append(info)

@@ -62,6 +62,18 @@ def test_read_array_refuses_hostile_files_before_allocating(tmp_path, monkeypatc
         A.read_array(tmp_path / "z.h5")
 
 
+def test_virtual_hdf5_datasets_are_read_not_mistaken_for_lazy_ones(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "src.h5", "w") as f:
+        f["a"] = np.arange(20.0).reshape(4, 5)
+    layout = h5py.VirtualLayout(shape=(4, 5), dtype="f8")
+    layout[:] = h5py.VirtualSource(str(tmp_path / "src.h5"), "a", shape=(4, 5))
+    with h5py.File(tmp_path / "vds.h5", "w") as f:
+        f.create_virtual_dataset("v", layout)
+    assert np.array_equal(A.read_array(tmp_path / "vds.h5")[0], np.arange(20.0).reshape(4, 5))
+
+
 def test_read_arrays_of_a_feature_file(tmp_path):
     import h5py
 
