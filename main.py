@@ -15,7 +15,7 @@ import sys
 
 # Every sub-command module is import-light by contract (no numpy-heavy, torch, Qt or nilearn
 # imports at module level: they happen inside run()), so --help answers at once.
-from engine.cli import compare, demo, encode, extract, info, partition, project, qc, stats
+from engine.cli import compare, demo, encode, extract, info, partition, project, qc, stats, study
 from gui import app as gui_app
 from gui import selftest as gui_selftest
 
@@ -28,7 +28,7 @@ COMMANDS = {
     "encode": (encode, "fit cross-validated encoding models and save the scores"),
     "partition": (partition, "variance partitioning (unique/shared R2) of 2-3 feature spaces"),
     "compare": (compare, "compare two encoding results target by target and region by region"),
-    "study": (__import__("engine.cli.study", fromlist=["run"]), "a reference study (encoders, ablation, joint, checkpoints, layers) as a report"),
+    "study": (study, "a reference study (encoders, ablation, joint, checkpoints, layers) as a report"),
     "stats": (stats, "permutation p and FDR q of an encoding result, per target and region"),
     "qc": (qc, "quality checks: data, stimulus-brain sync, reliability (exit 1 on a failure)"),
     "project": (project, "write the project file of an Algonauts 2025 or BIDS/fMRIPrep folder (project init)"),
