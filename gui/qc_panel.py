@@ -726,13 +726,16 @@ class QCPanel(QWidget):
                     shown = True
             except AlignScopeError:
                 shown = False
-        what = "temporal SNR" if key == "tsnr" else "noise ceiling"
         finite = values[np.isfinite(values)]
         summary = (f"median {np.median(finite):.3g}, 5th percentile {np.percentile(finite, 5):.3g}, max "
                    f"{finite.max():.3g}" if finite.size else "no finite values")
-        self.note.setText(f"{what.capitalize()} of {run}: {summary}.\n"
-                          + ("Shown on the cortex (right)." if shown else
-                             "Not shown on the cortex: this run's targets are not the displayed surface's."))
+        where = ("Shown on the cortex (right)." if shown else
+                 "Not shown on the cortex: these targets are not the displayed surface's.")
+        if key == "tsnr":
+            self.note.setText(f"Temporal SNR of {run}: {summary}.\n{where}")
+        else:
+            self.note.setText(f"Noise ceiling of {check.subject} ({check.details.get('ceiling_kind', '')}): "
+                              f"{summary}.\n{where}\n\n" + reliability_text(check))
         self.stack.setCurrentWidget(self.note)
 
     def show_fraction_of_ceiling(self) -> Optional[np.ndarray]:
@@ -788,6 +791,30 @@ class QCPanel(QWidget):
                 self.job.cancel()
             except RuntimeError:
                 pass
+
+
+def reliability_text(check, n_show: int = 6) -> str:
+    """Per region (or per named target): the most reliable, and those whose ceiling is near zero."""
+    from engine.qc.checks import CEILING_NEAR_ZERO
+
+    d = check.details
+    if "per_region" in d:
+        table, what = d["per_region"], "regions (mean ceiling)"
+    elif "per_target" in d:
+        table, what = {k: v["ceiling"] for k, v in d["per_target"].items()}, "targets"
+    else:
+        return ""
+    items = sorted(((k, v) for k, v in table.items() if v is not None and np.isfinite(v)), key=lambda kv: -kv[1])
+    lines = [f"Most reliable {what}: " + ", ".join(f"{k} {v:.3f}" for k, v in items[:n_show])]
+    near = [k for k, v in items if not v > CEILING_NEAR_ZERO]
+    lines.append(f"Near zero (<= {CEILING_NEAR_ZERO}, read their scores with care): "
+                 + (", ".join(near[:n_show]) + (f" … ({len(near)} in all)" if len(near) > n_show else "")
+                    if near else "none"))
+    if "loso_isc_mean" in d and "per_target" in d:
+        loso = {k: v.get("loso_isc") for k, v in d["per_target"].items()}
+        lines.append("Leave-one-subject-out ISC: " + ", ".join(f"{k} {v:.2f}" for k, v in list(loso.items())[:12]
+                                                              if v is not None))
+    return "\n".join(lines)
 
 
 _VIEW_HINTS = {"tsnr_map": "temporal SNR on the cortex", "reliability_map": "noise ceiling on the cortex",

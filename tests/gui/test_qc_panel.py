@@ -276,3 +276,20 @@ def _screenshot(out_png: Path, demo_dir: Path, duration_s: float) -> None:
 if __name__ == "__main__":
     sys.path.insert(0, str(REPO))
     _screenshot(Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3]) if len(sys.argv) > 3 else 120.0)
+
+
+def test_reliability_text_per_region_and_loso(qtbot):
+    """The reliability note lists the regions by ceiling and the leave-one-subject-out ISC per ROI."""
+    from engine.qc.reliability import check_reliability
+    from gui.qc_panel import reliability_text
+
+    rng = np.random.default_rng(0)
+    s = rng.standard_normal((200, 3))
+    runs = {f"s{k}": s * np.array([1.0, 0.5, 0.0]) + rng.standard_normal((200, 3)) for k in range(5)}
+    c = check_reliability("story / parcels", runs, {k: k for k in runs}, ["LATL", "LIFG", "NOISE"])
+    text = reliability_text(c)
+    first = text.splitlines()[0]
+    assert first.index("LATL") < first.index("LIFG") < first.index("NOISE")
+    assert "Near zero (<= 0.01, read their scores with care): NOISE" in text
+    loso = c.details["loso_isc_mean"]
+    assert f"LATL {loso[0]:.2f}, LIFG {loso[1]:.2f}" in text
