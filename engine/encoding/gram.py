@@ -320,8 +320,10 @@ class _Staged:
         self.folder = folder
         self.x: List[Any] = []
         self.y: List[Any] = []
+        self.rows: List[int] = []
 
     def add_x(self, x: np.ndarray) -> None:
+        self.rows.append(int(x.shape[0]))
         if self.folder is None:
             self.x.append(x)
             return
@@ -345,6 +347,9 @@ class _Staged:
     def X(self, i: int) -> np.ndarray:
         return _read(self.x[i]) if self.folder is not None else self.x[i]
 
+    def n_rows(self, i: int) -> int:
+        return int(self.rows[i])
+
     def Y(self, i: int, cols: slice) -> np.ndarray:
         if self.folder is None:
             return self.y[i][:, cols]
@@ -366,12 +371,12 @@ class _Staged:
 
     def spec(self) -> dict:
         """Picklable description (arrays or paths) for Dask tasks."""
-        return dict(folder=self.folder, x=list(self.x), y=list(self.y))
+        return dict(folder=self.folder, x=list(self.x), y=list(self.y), rows=list(self.rows))
 
     @classmethod
     def from_spec(cls, spec: dict) -> "_Staged":
         s = cls(spec["folder"])
-        s.x, s.y = list(spec["x"]), list(spec["y"])
+        s.x, s.y, s.rows = list(spec["x"]), list(spec["y"]), list(spec["rows"])
         return s
 
     def close(self) -> None:
@@ -383,8 +388,12 @@ class _Staged:
 def _solve_outer_fold(f: int, plan: RunPlan, staged: _Staged, G: np.ndarray, B, alphas: np.ndarray,
                       backend: str, n_targets_batch: int, n_targets: int, token: Optional[CancelToken] = None):
     """Generator: one :class:`GramFold` per target batch of outer fold ``f``."""
-    ops = _Ops(backend)
     test, groups = plan.test_runs[f], plan.inner[f]
+    n_train_rows = sum(staged.n_rows(r) for r in plan.train_runs[f])
+    if n_train_rows < G.shape[0]:
+        yield from _solve_outer_fold_dual(f, plan, staged, alphas, backend, n_targets_batch, n_targets, token)
+        return
+    ops = _Ops(backend)
     log_alphas = np.log(alphas)
     A = np.array(G, dtype=np.float64, copy=True)
     x_test = [staged.X(r) for r in test]
@@ -439,6 +448,54 @@ def _solve_outer_fold(f: int, plan: RunPlan, staged: _Staged, G: np.ndarray, B, 
         preds = [(ops.dev(x) @ V @ W) for x in x_test]
         preds = [np.asarray(ops.bk.to_numpy(pr), dtype=np.float32) for pr in preds]
         del Z, W, scale
+        yield GramFold(fold=f, cols=cols, best_index=best, cv_scores=cv, predictions=preds,
+                       measured=[staged.Y(r, cols) for r in test])
+
+
+def _solve_outer_fold_dual(f: int, plan: RunPlan, staged: "_Staged", alphas: np.ndarray, backend: str,
+                           n_targets_batch: int, n_targets: int, token: Optional[CancelToken] = None):
+    """Kernel form, when the fold's training runs have fewer TRs than features.
+
+    ``K = X_S X_S^T = U diag(s) U^T`` (float64, n_train^2 <= n_features^2); the hat matrix of
+    the fit on the training runs is ``U diag(s / (s + alpha)) U^T``, so the same leave-group-out
+    identity holds with ``Q = U[rows of v]``, ``D = s / (s + alpha)`` and ``Z = U^T Y_S``.
+    """
+    ops = _Ops(backend)
+    test, train, groups = plan.test_runs[f], plan.train_runs[f], plan.inner[f]
+    log_alphas = np.log(alphas)
+    sizes = [staged.n_rows(r) for r in train]
+    starts = dict(zip(train, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()))
+    xtr = ops.dev(np.concatenate([staged.X(r) for r in train], 0))      # n_train, n_features
+    s, U = ops.eigh(xtr @ xtr.T)
+    x_test = [ops.dev(staged.X(r)) for r in test]
+    ktu = [(x @ xtr.T) @ U for x in x_test]                               # n_test, n_train
+    del xtr
+    for start in range(0, n_targets, n_targets_batch):
+        if token is not None:
+            token.raise_if_cancelled()
+        cols = slice(start, min(start + n_targets_batch, n_targets))
+        nb = cols.stop - cols.start
+        ytr = ops.dev(np.concatenate([staged.Y(r, cols) for r in train], 0))
+        Z = U.T @ ytr                                                     # n_train, batch
+        cv = np.zeros((alphas.size, nb), dtype=np.float64)
+        for g in groups:
+            rows = np.concatenate([np.arange(starts[r], starts[r] + staged.n_rows(r)) for r in g])
+            Q = ops.bk.take_rows(U, rows)
+            yg = ops.bk.take_rows(ytr, rows)
+            eye = ops.eye(rows.size)
+            for i, a in enumerate(alphas):
+                qd = Q * (s / (s + float(a)))[None, :]
+                resid = yg - qd @ Z
+                e = ops.chol_solve(eye - qd @ Q.T, resid)
+                cv[i] -= ops.host((e * e).mean(0))
+                del qd, resid, e
+            del Q, yg
+        cv /= len(groups)
+        best = np.argmax(cv + 1e-10 * log_alphas[:, None], axis=0)
+        scale = ops.dev(1.0 / (ops.host(s)[:, None] + alphas[best][None, :]))
+        W = Z * scale
+        preds = [np.asarray(ops.bk.to_numpy(k @ W), dtype=np.float32) for k in ktu]
+        del Z, W, ytr
         yield GramFold(fold=f, cols=cols, best_index=best, cv_scores=cv, predictions=preds,
                        measured=[staged.Y(r, cols) for r in test])
 
@@ -822,7 +879,7 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
         one = {}
         for k, v in spaces.items():
             x = _read(v[i])[:n_use[i]]
-            x = pp.clean_runs([x], opts.detrend, high_pass_s, tr_s)[0]
+            # as fit_encoding_job: features are z-scored only (no drift projection)
             one[k] = [pp.zscore_runs([x])[0] if opts.zscore else x]
         return prepare_features(one, delays, drop)[0][0]
 

@@ -61,7 +61,7 @@ def _assert_same_fit(a, b, pred_tol=2e-6, max_ties=0.05):
     assert a.folds == b.folds and a.delays == b.delays
 
 
-@pytest.mark.parametrize("n_feat", [6, 2])   # 18 columns < 60-TR runs (Woodbury); 6 columns: p x p form
+@pytest.mark.parametrize("n_feat", [6, 2, 100])   # Woodbury; p x p form (6 columns); kernel form (300 > 240 TRs)
 def test_equals_fit_encoding_loro(n_feat):
     X, Y = _planted(n_feat=n_feat)
     kw = dict(delays=[1, 2, 3], alphas=ALPHAS, cv="loro", drop_edges=(2, 1))

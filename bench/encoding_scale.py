@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Benchmark: nested leave-one-run-out ridge at scale, Gram path vs himalaya ``RidgeCV``.
+
+The case (``--scale 1``, the default): 8 runs x 300 TRs (2400 TRs), 500 features x 4 delays
+(2000 columns), 1000 targets, 11 alphas, nested leave-one-run-out (outer: each run held out;
+inner: leave-one-run-out over the 7 training runs). It runs at 1x and 4x the TRs per run.
+
+- ``engine``: :func:`engine.encoding.gram.nested_ridge_gram_job` on runs given as ``.npy``
+  files (streamed, staged on disk, predictions kept per target batch): the Gram path;
+- ``himalaya``: ``himalaya.ridge.RidgeCV(alphas, cv=<inner LORO folds>, fit_intercept=False)``
+  per outer fold on the same (delayed, z-scored) runs, predicting the held-out run.
+
+Each method runs in its own subprocess; peak memory is the process's ``ru_maxrss``. himalaya
+takes minutes per outer fold here (an SVD per inner fold), so by default it is timed on
+``--himalaya-folds 1`` outer fold(s) and its time for all 8 folds is that time x 8 / k (every
+outer fold is the same-sized problem); its scores are compared on those folds.
+``--himalaya-folds all`` times every fold. This machine has 2 cores shared with other workers:
+timings include contention.
+
+``--extrapolate`` prints the time and memory of a whole-subject fit (150 000 TRs x 4000 features
+x 1000 parcels, 300 runs of 500 TRs) from the measured points (and from FLOP counts on a GPU).
+``--backend torch_cuda --himalaya-backend torch_cuda`` runs both on a GPU (bench/device_check.sh).
+The last line is ``bench encoding_scale: <speed-up> x himalaya nested LORO (goal >= 5)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+ALPHAS = np.logspace(-2, 8, 11)
+DELAYS = (1, 2, 3, 4)
+
+
+def sizes(scale: float, tr_factor: int):
+    n_runs = max(8, int(round(8 * scale)))
+    n_trs = int(round(300 * tr_factor * max(scale, 0.05)))
+    n_feat = 500
+    n_targets = 1000
+    return n_runs, n_trs, n_feat, n_targets
+
+
+def make_data(folder: Path, n_runs: int, n_trs: int, n_feat: int, n_targets: int, seed: int = 0) -> None:
+    """Prepared (delayed, z-scored per run) runs as .npy files; targets with SNR over two decades."""
+    from engine.encoding import preprocess as pp
+
+    rng = np.random.default_rng(seed)
+    p = n_feat * len(DELAYS)
+    W = (rng.standard_normal((p, n_targets)) / np.sqrt(p)).astype(np.float32)
+    snr = np.logspace(-1.5, 0.5, n_targets).astype(np.float32)
+    mixing = rng.standard_normal((n_feat, n_feat)).astype(np.float32) / np.sqrt(n_feat)
+    for i in range(n_runs):
+        latent = rng.standard_normal((n_trs, n_feat)).astype(np.float32)
+        x = latent @ mixing * np.logspace(0, -1, n_feat).astype(np.float32)
+        xd = pp.delay_runs(pp.zscore_runs([x]), DELAYS)[0]
+        y = (xd @ W) * snr + rng.standard_normal((n_trs, n_targets)).astype(np.float32)
+        np.save(folder / f"x_{i:03d}.npy", xd)
+        np.save(folder / f"y_{i:03d}.npy", pp.zscore_runs([y])[0])
+
+
+def run_child(method: str, folder: Path, n_runs: int, folds: list, backend: str) -> dict:
+    import warnings
+
+    warnings.simplefilter("ignore")
+    X = [str(folder / f"x_{i:03d}.npy") for i in range(n_runs)]
+    Y = [str(folder / f"y_{i:03d}.npy") for i in range(n_runs)]
+    from engine.encoding.results import pearson_r
+
+    scores = {}
+    if method == "engine":
+        from engine.encoding.gram import RunPlan, nested_ridge_gram_job
+        from engine.jobs import run_sync
+
+        plan = RunPlan(test_runs=[[t] for t in range(n_runs)],
+                       train_runs=[[r for r in range(n_runs) if r != t] for t in range(n_runs)],
+                       inner=[[[r] for r in range(n_runs) if r != t] for t in range(n_runs)])
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t0 = time.perf_counter()
+        out = run_sync(nested_ridge_gram_job(X, Y, ALPHAS, plan, backend=backend, stage_in_memory=False,
+                                             keep_predictions=False, scratch_dir=str(folder),
+                                             on_batch=lambda res: scores.setdefault(res.fold, []).append(res)))
+        if backend == "torch_cuda":
+            import torch
+
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+        fold_r = {}
+        for f, parts in scores.items():
+            r = np.zeros(1000 if not parts else sum(p.cols.stop - p.cols.start for p in parts))
+            for p in parts:
+                r[p.cols] = pearson_r(p.measured[0], p.predictions[0])
+            fold_r[f] = r
+        n_folds_timed = n_runs
+        extra = dict(estimate_mb=out["memory_bytes"] / 2 ** 20, batch=out["n_targets_batch"])
+    else:
+        from himalaya.backend import set_backend
+        from himalaya.ridge import RidgeCV
+
+        bk = set_backend(backend)
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        xs = [np.load(p) for p in X]
+        ys = [np.load(p) for p in Y]
+        t0 = time.perf_counter()
+        fold_r = {}
+        for t in folds:
+            train = [r for r in range(n_runs) if r != t]
+            starts = np.cumsum([0] + [len(ys[r]) for r in train])
+            cv = [(np.setdiff1d(np.arange(starts[-1]), np.arange(starts[j], starts[j + 1])),
+                   np.arange(starts[j], starts[j + 1])) for j in range(len(train))]
+            model = RidgeCV(alphas=ALPHAS, cv=cv, fit_intercept=False, solver_params=dict(warn=False)).fit(
+                np.concatenate([xs[r] for r in train]), np.concatenate([ys[r] for r in train]))
+            fold_r[t] = pearson_r(ys[t], np.asarray(bk.to_numpy(model.predict(xs[t]))))
+        wall = time.perf_counter() - t0
+        n_folds_timed = len(folds)
+        extra = {}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return dict(wall_s=wall, n_folds_timed=n_folds_timed, peak_mb=peak / 1024, base_mb=rss0 / 1024,
+                fold_r={int(k): v.tolist() for k, v in fold_r.items()}, **extra)
+
+
+def spawn(method, folder, n_runs, folds, backend) -> dict:
+    cmd = [sys.executable, __file__, "--_child", method, "--_data", str(folder), "--_runs", str(n_runs),
+           "--_folds", ",".join(map(str, folds)), "--_backend", backend]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{method} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def flops_nested_gram(n_runs, n_trs, p, t, n_alphas=11):
+    """Float64 flops of the Gram path (nested LORO, inner folds = single runs)."""
+    n_train = (n_runs - 1) * n_trs
+    per_fold = (9 * p ** 3                                   # eigendecomposition
+                + 2 * n_train * p ** 2                       # Q = X_v V for every inner fold
+                + 2 * p * p * t                              # Z = V^T B
+                + n_alphas * (2 * n_train * p * t            # residuals Q D Z
+                              + 2 * n_train * n_trs * p      # H = Q D Q^T
+                              + (n_runs - 1) * n_trs ** 3 / 3 + 2 * n_train * n_trs * t))  # Cholesky, solves
+    return n_runs * per_fold + 2 * n_runs * n_trs * p * (p + t)   # + the Gram pass
+
+
+def extrapolate(points: list) -> None:
+    """Time and memory of the whole-subject fit from measured points (engine, this machine)."""
+    target = dict(n_runs=300, n_trs=500, p=4000, t=1000)
+    print("extrapolation to a whole subject: 300 runs x 500 TRs = 150 000 TRs, 4000 features, "
+          "1000 parcels, 11 alphas, nested leave-one-run-out")
+    f_target = flops_nested_gram(target["n_runs"], target["n_trs"], target["p"], target["t"])
+    rates = []
+    for pt in points:
+        f = flops_nested_gram(pt["n_runs"], pt["n_trs"], pt["p"], pt["t"])
+        rates.append(f / pt["wall_s"])
+        print(f"  measured: {pt['n_runs']} runs x {pt['n_trs']} TRs, p={pt['p']}, t={pt['t']}: "
+              f"{pt['wall_s']:.1f} s for {f / 1e12:.2f} TFLOP (float64) = {f / pt['wall_s'] / 1e9:.1f} GFLOP/s, "
+              f"peak {pt['peak_mb']:.0f} MB")
+    rate = max(rates) if rates else 20e9
+    print(f"  whole subject: {f_target / 1e15:.2f} PFLOP (float64, model of gram.py's loops)")
+    print(f"  this machine (best measured rate {rate / 1e9:.1f} GFLOP/s): {f_target / rate / 3600:.1f} h")
+    for name, rate_gpu in (("H200 fp64 tensor cores (~60 TFLOP/s, float64 as on CPU)", 60e12 * 0.7),
+                           ("H200 tf32/fp32 (~60 TFLOP/s) at 70% of peak", 60e12 * 0.7),
+                           ("H200 bf16 (790 TFLOP/s) for the residual GEMMs only (not exact)", 790e12 * 0.5)):
+        print(f"  {name}: {f_target / rate_gpu / 60:.1f} min")
+    p, t, n = target["p"], target["t"], target["n_trs"]
+    mem = (8 * p * p * 4 + 8 * p * t * 2 + 8 * (3 * n * p + 2 * n * n + 4 * n * t) + 4 * n * (p + t) * 3)
+    print(f"  peak memory (features^2 float64 x4, one target batch of 1000, one run): {mem / 2 ** 30:.2f} GiB "
+          f"(independent of the number of runs; the prepared runs stream from disk: "
+          f"{4 * 150000 * (p + t) / 2 ** 30:.1f} GiB of scratch)")
+    print("  (the current engine, ridge_cv per outer fold, takes one eigendecomposition per inner fold: "
+          f"300 x 299 = 89 700 eigendecompositions of 4000 x 4000 ~ {89700 * 9 * 4000 ** 3 / 1e15:.0f} PFLOP "
+          "on top, and holds the concatenated runs several times: ~" 
+          f"{3 * 4 * 150000 * (p + t) / 2 ** 30:.0f} GiB)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="size of the case (runs and TRs per run)")
+    ap.add_argument("--himalaya-folds", default="1", help="outer folds himalaya is timed on (int or 'all')")
+    ap.add_argument("--backend", default="numpy", help="engine backend (numpy, torch, torch_cuda)")
+    ap.add_argument("--himalaya-backend", default="numpy", help="himalaya backend (numpy, torch, torch_cuda)")
+    ap.add_argument("--factors", default="1,4", help="TR multipliers to run (default 1,4)")
+    ap.add_argument("--extrapolate", action="store_true", help="also print the whole-subject extrapolation")
+    ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_data", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--_runs", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--_folds", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--_backend", default="numpy", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args._child:
+        folds = [int(f) for f in args._folds.split(",") if f]
+        print(json.dumps(run_child(args._child, Path(args._data), args._runs, folds, args._backend)))
+        return 0
+
+    factors = [int(f) for f in args.factors.split(",")]
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared machine: timings include "
+          f"contention); engine backend {args.backend}, himalaya backend {args.himalaya_backend}")
+    results = {}
+    points = []
+    for factor in factors:
+        n_runs, n_trs, n_feat, n_targets = sizes(args.scale, factor)
+        p = n_feat * len(DELAYS)
+        hf = list(range(n_runs)) if args.himalaya_folds == "all" else \
+            list(range(min(n_runs, int(args.himalaya_folds))))
+        with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+            folder = Path(tmp)
+            make_data(folder, n_runs, n_trs, n_feat, n_targets)
+            print(f"{factor}x: {n_runs} runs x {n_trs} TRs = {n_runs * n_trs} TRs, {p} delayed features, "
+                  f"{n_targets} targets, {ALPHAS.size} alphas, nested LORO; data "
+                  f"{4 * n_runs * n_trs * (p + n_targets) / 2 ** 20:.0f} MB on disk", flush=True)
+            eng = spawn("engine", folder, n_runs, [], args.backend)
+            print(f"  engine (Gram path): {eng['wall_s']:.1f} s for {n_runs} outer folds, peak RSS "
+                  f"{eng['peak_mb']:.0f} MB (estimate printed before the fit: {eng['estimate_mb']:.0f} MB "
+                  f"+ {eng['base_mb']:.0f} MB of imports), target batch {eng['batch']}", flush=True)
+            him = spawn("himalaya", folder, n_runs, hf, args.himalaya_backend)
+            him_all = him["wall_s"] * n_runs / him["n_folds_timed"]
+            print(f"  himalaya RidgeCV: {him['wall_s']:.1f} s for {him['n_folds_timed']} outer fold(s) -> "
+                  f"{him_all:.1f} s for {n_runs}; peak RSS {him['peak_mb']:.0f} MB", flush=True)
+            dr = max(np.abs(np.asarray(him["fold_r"][str(f)]) - np.asarray(eng["fold_r"][str(f)])).max()
+                     for f in map(str, hf))
+            print(f"  held-out r per fold, engine vs himalaya on the same folds: max |dr| = {dr:.2e} "
+                  f"(goal < 1e-4)", flush=True)
+            results[factor] = dict(engine=eng, himalaya=him, himalaya_all_s=him_all, dr=dr)
+            points.append(dict(n_runs=n_runs, n_trs=n_trs, p=p, t=n_targets, wall_s=eng["wall_s"],
+                               peak_mb=eng["peak_mb"]))
+    lo, hi = min(factors), max(factors)
+    if hi != lo:
+        m_eng = results[hi]["engine"]["peak_mb"] / results[lo]["engine"]["peak_mb"]
+        m_him = results[hi]["himalaya"]["peak_mb"] / results[lo]["himalaya"]["peak_mb"]
+        t_eng = results[hi]["engine"]["wall_s"] / results[lo]["engine"]["wall_s"]
+        print(f"engine time at {hi}x over {lo}x: {t_eng:.2f} (the TRs grew {hi / lo:.0f}x)")
+        print(f"peak memory at {hi}x over {lo}x: engine {m_eng:.2f} (goal <= 1.3), himalaya {m_him:.2f}")
+    if args.extrapolate:
+        extrapolate(points)
+    speed = {f: results[f]["himalaya_all_s"] / results[f]["engine"]["wall_s"] for f in factors}
+    for f in factors:
+        print(f"speed-up at {f}x: {speed[f]:.2f}")
+    print(f"bench encoding_scale: {speed[hi]:.2f} x himalaya nested LORO (goal >= 5)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
