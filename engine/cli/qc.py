@@ -21,6 +21,8 @@ def add_arguments(parser) -> None:
                         help="fMRIPrep confounds TSV or SPM rp_*.txt, one per run (with --runs)")
     parser.add_argument("--tr", type=float, default=None, metavar="S", help="TR in seconds for tables (with --runs)")
     parser.add_argument("--space", default=None, help="space of table runs (default: from the column count)")
+    parser.add_argument("--names", nargs="+", metavar="NAME", default=None,
+                        help="names of the columns of tables without a header, e.g. ROI names (with --runs)")
     parser.add_argument("--only", nargs="+", metavar="EPISODE", default=None,
                         help="check only these episodes (and their runs) of a project or data folder")
     parser.add_argument("--no-sync", action="store_true", help="skip the stimulus-brain sync check")
@@ -42,11 +44,13 @@ def run(args) -> int:
     if (args.path is None) == (args.runs is None):
         raise ConfigError("qc: expected a PATH (project or data folder) or --runs RUN [RUN ...], found "
                           + ("both" if args.path else "neither"))
-    if args.runs is None and any((args.episode, args.audio, args.words, args.subtitles, args.confounds)):
-        raise ConfigError("qc: --episode/--audio/--words/--subtitles/--confounds go with --runs, found them with PATH")
+    if args.runs is None and any((args.episode, args.audio, args.words, args.subtitles, args.confounds, args.names)):
+        raise ConfigError("qc: --episode/--audio/--words/--subtitles/--confounds/--names go with --runs, found them "
+                          "with PATH")
     if args.runs is not None:
         rep = qc_files(args.runs, tr_s=args.tr, video=args.episode, words=args.words, audio=args.audio,
-                       subtitles=args.subtitles, confounds=args.confounds, space=args.space, sync=not args.no_sync)
+                       subtitles=args.subtitles, confounds=args.confounds, space=args.space, sync=not args.no_sync,
+                       target_names=args.names)
     else:
         rep = qc_path(args.path, sync=not args.no_sync, episodes=args.only)
     if args.maps:

@@ -141,8 +141,9 @@ def project_inputs(project, episodes: Optional[Sequence[str]] = None):
 
 def file_inputs(paths: Sequence, tr_s: Optional[float] = None, video=None, words=None, audio=None,
                 subtitles=None, confounds: Optional[Sequence] = None, space: Optional[str] = None,
-                episode: Optional[str] = None):
-    """(run inputs, episode inputs) for run files paired with one episode."""
+                episode: Optional[str] = None, target_names: Optional[Sequence[str]] = None):
+    """(run inputs, episode inputs) for run files paired with one episode (``target_names`` name the
+    columns of tables without a header)."""
     from ..io import fmri
     from .brain import read_motion
 
@@ -174,8 +175,13 @@ def file_inputs(paths: Sequence, tr_s: Optional[float] = None, video=None, words
             data, rec = fmri.repair_nonfinite(run.data, "zero", f"run {name}")
             run.data = data
             motion = read_motion(confounds[k]) if confounds else None
-            runs.append(RunInput(run, ep_name, 0.0, motion, rec["where"] if rec else None,
-                                 run.meta.get("column_names") or run.meta.get("parcel_names"), name=name))
+            names = run.meta.get("column_names") or run.meta.get("parcel_names")
+            if target_names:
+                if len(target_names) != run.n_targets:
+                    raise DataError(f"--names: expected {run.n_targets} names (the columns of {p.name}), found "
+                                    f"{len(target_names)}")
+                names = list(target_names)
+            runs.append(RunInput(run, ep_name, 0.0, motion, rec["where"] if rec else None, names, name=name))
         except AlignScopeError as exc:
             runs.append(RunInput(None, ep_name, problem=str(exc), name=name))
     return runs, eps
@@ -427,9 +433,11 @@ def qc_path(path, sync: bool = True, token: Optional[CancelToken] = None,
 
 def qc_files(paths: Sequence, tr_s: Optional[float] = None, video=None, words=None, audio=None, subtitles=None,
              confounds: Optional[Sequence] = None, space: Optional[str] = None, sync: bool = True,
-             preprocessing: Optional[Dict] = None, token: Optional[CancelToken] = None) -> QCReport:
+             preprocessing: Optional[Dict] = None, token: Optional[CancelToken] = None,
+             target_names: Optional[Sequence[str]] = None) -> QCReport:
     """Every check of run files recorded while one episode was watched."""
-    runs, eps = file_inputs(paths, tr_s, video, words, audio, subtitles, confounds, space)
+    runs, eps = file_inputs(paths, tr_s, video, words, audio, subtitles, confounds, space,
+                            target_names=target_names)
     if video is None and audio is None and words is None and subtitles is None:
         eps = {}
     return run_sync(qc_job(runs, eps, preprocessing, sync=sync, token=token,

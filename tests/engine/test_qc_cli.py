@@ -89,3 +89,10 @@ def test_alice_6mm_tables_flag_s33_and_give_loso_isc(capsys):
     np.testing.assert_allclose(rel.data["loso_mean"], expected, rtol=1e-6)
     np.testing.assert_allclose(rel.data["loso_mean"], [0.30, 0.19, 0.37, 0.27, 0.21, 0.13], atol=0.01)
     assert rel.details["ceiling_kind"].startswith("across subjects")
+    # through the command, ROI names given: the reliability line names each ROI's LOSO ISC
+    rois = ["LATL", "RATL", "LPTL", "LIPL", "LPreM", "LIFG"]
+    assert main.main(["qc", "--runs", *map(str, files), "--tr", "2", "--names", *rois]) == 1
+    out = capsys.readouterr().out
+    line = [x for x in out.splitlines() if "reliability" in x][0]
+    assert "leave-one-subject-out ISC " + " ".join(f"{r} {v:.2f}" for r, v in zip(rois, expected)) in line
+    assert "FAIL  dead_targets     s33-timecourses" in out
