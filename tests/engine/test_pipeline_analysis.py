@@ -195,3 +195,10 @@ def test_per_layer_results(demo, monkeypatch):
         assert project.path(project.results[name]) == path and res.space == "parcels"
         assert res.feature_names == [name.split("-", 1)[1]]
         np.testing.assert_array_equal(EncodingResult.load(path).scores, res.scores)
+    # stats rebuilds a project result's inputs (runs reloaded, features from the cache) and refits them
+    path = outcome.results["ll-word_rate"][1]
+    assert main.main(["stats", str(path), "--n-perm", "19", "--no-progress"]) == 0
+    res = EncodingResult.load(path)
+    np.testing.assert_array_equal(res.scores, outcome.results["ll-word_rate"][0].scores)
+    assert res.p_values.shape == (400,) and res.p_values.min() == pytest.approx(1 / 20)
+    assert res.provenance["significance"]["n_perm"] == 19
