@@ -356,15 +356,17 @@ def _group_folds(group_of: np.ndarray):
 
 def make_cv_plan(options: FitOptions, lengths: Sequence[int], groups: Optional[List[int]] = None,
                  groups_how: str = "", subjects: Optional[Sequence] = None,
-                 delays: Sequence[int] = (1,)) -> CVPlan:
+                 delays: Sequence[int] = (1,), tr_s: Optional[float] = None) -> CVPlan:
     """Resolve ``options.cv`` (and ``inner_cv``) for runs of ``lengths`` TRs (after edges).
 
     ``cv="auto"``: one run -> within-run blocked CV; runs with distinct stimuli ->
     leave-one-run-out; runs repeating stimuli -> folds grouped by stimulus when there are at
     least two stimuli, else leave-one-run-out with a warning that it measures repeatability
     (or, with several ``subjects``, cross-subject generalisation). ``"within-run"``: blocks of
-    every run, with ``gap_trs`` (default: the longest delay) left out of training on both
-    sides of each test block; delays are built on the whole run before splitting.
+    every run, with ``gap_trs`` left out of training on both sides of each test block (default:
+    the longest delay, and with a TR at least ``options.delays_s[1]`` seconds, so that
+    already HRF-convolved features fit with delays [0] keep a gap); delays are built on the
+    whole run before splitting.
     """
     lengths = [int(n) for n in lengths]
     n_runs = len(lengths)
@@ -373,7 +375,14 @@ def make_cv_plan(options: FitOptions, lengths: Sequence[int], groups: Optional[L
     pos = np.concatenate([np.arange(n) for n in lengths]).astype(np.int64)
     groups = list(range(n_runs)) if groups is None else [int(g) for g in groups]
     n_groups = len(set(groups))
-    gap = int(options.gap_trs) if options.gap_trs is not None else int(max(abs(int(d)) for d in delays))
+    if options.gap_trs is not None:
+        gap = int(options.gap_trs)
+    else:
+        # the longest delay, and at least the span of the delay window in seconds (10 s): with
+        # features that are already HRF-convolved (delays [0]) the response still lasts that long
+        gap = int(max(abs(int(d)) for d in delays))
+        if tr_s is not None:
+            gap = max(gap, int(math.ceil(float(options.delays_s[1]) / float(tr_s) - 1e-9)))
     n_blocks = int(options.n_blocks)
     subj = [str(s) for s in subjects] if subjects is not None else None
     if subj is not None and len(subj) != n_runs:
@@ -621,7 +630,7 @@ def fit_encoding_job(X_runs, Y_runs, options: Optional[FitOptions] = None, tr_s:
         spaces = {k: pp.zscore_runs(v) for k, v in spaces.items()}
     n_targets = Yp[0].shape[1]
     lengths = [y.shape[0] for y in Yp]
-    plan = make_cv_plan(opts, lengths, groups, groups_how, subjects, delays)
+    plan = make_cv_plan(opts, lengths, groups, groups_how, subjects, delays, tr_s)
     warn.extend(plan.warnings)
     if plan.kind == "within-run" and (pca is not None or fold_transform is not None):
         warn.append("within-run CV: PCA / feature transforms are fit on the whole run's features "
@@ -692,7 +701,7 @@ def fit_encoding_job(X_runs, Y_runs, options: Optional[FitOptions] = None, tr_s:
                 frac = report.step / max(report.total, 1)
                 yield Progress(f * steps_per_fold + min(steps_per_fold, int(frac * steps_per_fold)), total,
                                message + report.message)
-            edge = np.isin(res.best_alphas, [alphas.min(), alphas.max()]) & (alphas.size > 1)
+            edge = _edge(res.best_alphas, alphas)
             log_space_alphas += np.log(res.space_alphas)
             banded_info = dict(n_candidates=int(len(res.candidates)) if res.candidates is not None else None)
         else:
@@ -700,7 +709,7 @@ def fit_encoding_job(X_runs, Y_runs, options: Optional[FitOptions] = None, tr_s:
                 X_train, Y_train, alphas, folds_in, backend=backend, n_targets_batch=n_targets_batch,
                 X_predict=[X_test], return_coef=False, solver=opts.solver, warn=False,
                 token=token, progress_offset=f * steps_per_fold, progress_total=total, message=message)
-            edge = res.on_edge
+            edge = _edge(res.best_alphas, alphas) & res.on_edge
         p_test = res.predictions[0]
         pred_all[test] = p_test
         y_test = Y_all[test]
@@ -802,6 +811,17 @@ def fit_encoding_job(X_runs, Y_runs, options: Optional[FitOptions] = None, tr_s:
         alpha_grid=alphas, provenance=prov, space_alphas=mean_space_alphas,
         tr_s=tr_s, delays_s=delays_s, cv_label=plan.label, warnings=list(warn), options=opts.to_dict(),
     )
+
+
+def _edge(best: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Targets whose alpha is on an edge of the grid that matters: the top (more penalty might
+    help), or the bottom only when it is not already negligible (alpha >= 1 on z-scored data:
+    below that the fit is practically least squares, and a smaller alpha changes nothing)."""
+    if alphas.size < 2:
+        return np.zeros(best.shape, dtype=bool)
+    top = best >= alphas.max()
+    bottom = (best <= alphas.min()) & (alphas.min() >= 1.0)
+    return top | bottom
 
 
 class FitWarning(UserWarning):
