@@ -4,7 +4,7 @@ A result records what it was made from: an analysis of a project (``provenance["
 ``["project"]``: the runs are reloaded and the features come from the cache) or files given to
 ``encode`` (``provenance["data"]``: brain and feature files, checked against their SHA-256). With
 its :class:`~engine.encoding.options.FitOptions`, that is enough to refit it on permuted stimuli
-(:func:`engine.encoding.permutation.permutation_test_job`: block or circular-shift permutations
+(:func:`engine.encoding.significance.significance_job`: block or circular-shift permutations
 within runs, the whole CV refit each time) and write p and q (BH-FDR) into the result file.
 """
 
@@ -13,17 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from ..errors import ConfigError, DataError, MismatchError, expected_found
 from ..jobs import Progress
 
-__all__ = ["result_inputs_job", "significance_job", "attainable_p"]
-
-
-def attainable_p(n_perm: int) -> float:
-    """The smallest p a permutation test with ``n_perm`` permutations can give."""
-    return 1.0 / (1.0 + int(n_perm))
+__all__ = ["result_inputs_job", "significance_job"]
 
 
 def _options(result):
@@ -81,55 +74,49 @@ def result_inputs_job(result, token=None):
 
 
 def significance_job(result_path, n_perm: int = 200, method: str = "block", block_trs: Optional[int] = None,
-                     seed: int = 0, alpha: float = 0.05, scheduler=None, n_workers: Optional[int] = None,
-                     token=None):
-    """Job: permutation p-values (refitting the CV) of a saved result, written into its file.
+                     seed: int = 0, alpha: float = 0.05, labels=None, names=None, scheduler=None,
+                     n_workers: Optional[int] = None, token=None):
+    """Job: permutation significance of a saved result file, p and q written into it.
+
+    The result's inputs are rebuilt (:func:`result_inputs_job`) and handed to
+    :func:`engine.encoding.significance.significance_job` (the whole CV refit per permutation,
+    BH-FDR across targets, regions with ``labels``/``names``, a message when significance is out
+    of reach by construction).
 
     Parameters
     ----------
     result_path : path of an EncodingResult (.h5)
     n_perm : int
         Permutations (each a whole cross-validated fit); the smallest p is 1 / (1 + n_perm).
-    method : "block" or "shift"
-        Block permutation within runs, or circular shifts of each run.
+    method : "block" or "circular"
+        Shuffled blocks of TRs within runs, or a circular shift of each run.
     block_trs : int, optional
-        Block length (default: the longest delay + 1, at least 10 TRs).
+        Block length (default: the TRs in 20 s).
+    labels, names : optional
+        One region label per target (and region names): adds the region table.
     scheduler, n_workers : optional
         Run the permutations on Dask (:func:`engine.encoding.distributed.run_tasks`).
 
     Returns
     -------
-    (EncodingResult with p_values and q_values, PermutationResult)
+    engine.encoding.significance.SignificanceResult
     """
-    from ..encoding.permutation import permutation_test_job
     from ..encoding.results import EncodingResult
-    from .fit import fit_kwargs
+    from ..encoding.significance import significance_job as _significance_job
 
     if int(n_perm) < 1:
         raise ConfigError(expected_found("--n-perm", "an integer >= 1", n_perm))
     result = EncodingResult.load(result_path)
     spaces, brain, options = yield from _scaled(result_inputs_job(result, token=token), 0, 5, "inputs: ")
-    if block_trs is None:
-        block_trs = max(10, int(max(result.delays or [0])) + 1)
-    kw = fit_kwargs(brain, options)
-    kw.pop("run_names", None)
-    perm = yield from _scaled(permutation_test_job(spaces, brain.runs, n_perm=int(n_perm), method=method,
-                                                   block_trs=int(block_trs), seed=int(seed), observed=result,
-                                                   scheduler=scheduler, n_workers=n_workers, token=token,
-                                                   alpha=alpha, **kw), 5, 100, "")
-    observed = np.asarray(result.scores, dtype=np.float32)
-    if perm.null.shape[1] != observed.size:
-        raise MismatchError(expected_found("targets of the permutation fits", observed.size, perm.null.shape[1]))
-    result.p_values = np.asarray(perm.p_values, dtype=np.float64)
-    result.q_values = np.asarray(perm.q_values, dtype=np.float64)
-    result.provenance["significance"] = {
-        "method": method, "block_trs": int(block_trs), "n_perm": int(n_perm), "seed": int(seed),
-        "alpha": float(alpha), "tail": "greater", "correction": "Benjamini-Hochberg FDR across targets",
-        "smallest_attainable_p": attainable_p(n_perm),
-        "null": "stimulus features permuted in time within runs; the whole cross-validated fit repeated"}
-    result.save(result_path)
+    gen = _significance_job(result_path, spaces, brain.runs, n_perm=int(n_perm), method=method,
+                            block_trs=block_trs, alpha=alpha, labels=labels, names=names, seed=int(seed),
+                            options=options, tr_s=brain.tr_s,
+                            stimulus_ids=list(brain.stimuli) if brain.stimuli_known else None,
+                            subjects=list(brain.subjects), confounds_runs=brain.confounds, write=True,
+                            scheduler=scheduler, n_workers=n_workers, token=token)
+    sig = yield from _scaled(gen, 5, 100, "")
     yield Progress(100, 100, "p and q written")
-    return result, perm
+    return sig
 
 
 def _scaled(gen, start: int, stop: int, prefix: str = ""):

@@ -44,7 +44,7 @@ def test_word_rate_predicts_left_posterior_temporal_cortex(alice, monkeypatch, c
     for name, feats in (("words", alice / "words.h5"), ("reversed", alice / "reversed.npy")):
         assert main.main(["encode", "--features", str(feats), "--brain", str(alice / "group.tsv"), "--tr", "2",
                           "--out", str(alice / f"enc_{name}.h5"), "--no-progress"]) == 0
-        assert main.main(["stats", str(alice / f"enc_{name}.h5"), "--n-perm", "49", "--no-progress"]) == 0
+        assert main.main(["stats", str(alice / f"enc_{name}.h5"), "--n-perm", "49", "--block", "10", "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "within-run" in text                              # one run: blocked CV chosen by default
     words = EncodingResult.load(alice / "enc_words.h5")

@@ -52,14 +52,14 @@ def test_stats_writes_p_and_q_and_finds_the_planted_targets(tmp_path, capsys):
     assert (after.q_values[DRIVEN] <= 0.05).all() and (after.p_values[DRIVEN] == 1 / 40).all()
     assert (after.q_values[4:] > 0.05).all()
     assert f"targets with q <= 0.05: 4 of {N_TARGETS}" in text
-    # the same null as the engine's permutation test with the result's own settings
+    # the same null as the engine's permutation test with the result's own settings and CV
     ref = permutation_test({"features": X}, Y, n_perm=39, block_trs=10, seed=0, observed=before,
-                           options=FitOptions.from_dict(before.provenance["fit_options"]), tr_s=2.0,
-                           subjects=["sub-01"] * N_RUNS)
+                           options=FitOptions.from_dict(before.provenance["fit_options"]).replace(cv="loro"),
+                           tr_s=2.0, subjects=["sub-01"] * N_RUNS)
     np.testing.assert_allclose(after.p_values, ref.p_values)
     regions = pd.read_csv(tmp_path / "regions.tsv", sep="\t").set_index("region")
-    assert regions.loc["driven", "q_value"] <= 0.05 < regions.loc["noise", "q_value"]
-    assert abs(regions.loc["driven", "mean_r"] - np.mean(before.scores[DRIVEN])) < 1e-5
+    assert regions.loc["driven", "q_region"] <= 0.05 < regions.loc["noise", "q_region"]
+    assert abs(regions.loc["driven", "mean_score"] - np.mean(before.scores[DRIVEN])) < 1e-5
 
 
 def test_stats_says_when_significance_is_out_of_reach(tmp_path, capsys):
@@ -67,7 +67,8 @@ def test_stats_says_when_significance_is_out_of_reach(tmp_path, capsys):
     rc = main.main(["stats", str(out), "--n-perm", "9", "--no-progress"])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "nothing can be significant by construction" in text and "--n-perm >= 20" in text
+    assert "cannot be reached by construction" in text and "--n-perm >= 20" in text
+    assert EncodingResult.load(out).provenance["significance"]["reachable"] is False
     proc = subprocess.run([sys.executable, str(ROOT / "main.py"), "stats", str(tmp_path / "missing.h5")],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2 and "no file at" in proc.stderr and "Traceback" not in proc.stderr
