@@ -124,6 +124,9 @@ def run(args) -> int:
 
     options = fit_options_from_args(args)
     if args.model:
+        if args.features:
+            raise ConfigError("encode: expected --model (features extracted from the project's stimuli) or "
+                              "--features FILES, found both")
         if not args.project:
             raise ConfigError("encode --model: expected --project PATH (whose episodes are extracted), found none")
         from ..pipeline import run_analysis_job
