@@ -19,16 +19,27 @@ __all__ = ["Backend", "NumpyBackend", "TorchBackend", "get_backend", "BACKENDS"]
 BACKENDS = ("numpy", "torch", "torch_cuda")
 
 
+_CONTROLLER = []
+
+
+def _controller():
+    """One cached threadpoolctl controller (finding the BLAS libraries costs ~2 ms per call)."""
+    if not _CONTROLLER:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            _CONTROLLER.append(None)
+        else:
+            _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
 class _one_blas_thread:
     """Limit BLAS/LAPACK to one thread inside the block (no-op without threadpoolctl)."""
 
     def __enter__(self):
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-            self._limits = None
-            return self
-        self._limits = threadpool_limits(limits=1, user_api="blas")
+        ctl = _controller()
+        self._limits = None if ctl is None else ctl.limit(limits=1, user_api="blas")
         return self
 
     def __exit__(self, *exc):
@@ -103,6 +114,8 @@ class NumpyBackend(Backend):
         # busy machine (measured for p = 1000 on 2 cores); GEMMs keep all threads.
         import scipy.linalg
 
+        if np.shape(a)[0] < 128:          # small: threads do not matter, skip the limiter
+            return scipy.linalg.eigh(a, driver="evr", check_finite=False)
         with _one_blas_thread():
             return scipy.linalg.eigh(a, driver="evr", check_finite=False)
 

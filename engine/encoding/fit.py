@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import math
 import warnings
@@ -164,8 +165,17 @@ def prepare_features(spaces: Dict[str, List[np.ndarray]], delays, drop_edges=(0,
             for i in range(n_runs)], columns
 
 
+@functools.lru_cache(maxsize=1)
+def _library_versions() -> Tuple[Tuple[str, str], ...]:
+    return tuple(_library_versions_uncached().items())
+
+
 def library_versions() -> Dict[str, str]:
-    """Versions of the libraries the fit depends on (without importing them)."""
+    """Versions of the libraries the fit depends on (without importing them; read once)."""
+    return dict(_library_versions())
+
+
+def _library_versions_uncached() -> Dict[str, str]:
     from importlib import metadata
 
     out = {}
