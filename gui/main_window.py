@@ -117,6 +117,8 @@ class MainWindow(AnalysisActions, QMainWindow):
         dock.raise_()
         rdock.visibilityChanged.connect(self._regions_shown)
         self.regions_dock = rdock
+        from .studies_panel import install_studies_dock
+        install_studies_dock(self)   # Studies: a tab beside Jobs (engine.studies workflows)
 
         self._build_toolbar()
         self._build_menus()

@@ -1,0 +1,106 @@
+"""The Studies dock: a workflow run as a job from the panel, its maps on the cortex with their own
+colour scale, region bars with intervals that select the region when clicked, the layer x region
+heat map of a layered study."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+
+from tests.engine.test_studies_demo import study_demo
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return study_demo(tmp_path_factory)
+
+
+def test_studies_panel_runs_encoders_and_shows_the_answer(window, demo, qtbot):
+    from engine.session.colour import MapStyle
+
+    w = window
+    panel = w.studies_panel
+    assert w.studies_dock.widget() is panel
+    assert w.open_project(demo), w.errors_shown        # the study's project, atlas Schaefer-400
+    assert panel.project() == w.project_path
+    panel.extra_settings = {"space": "parcels", "fit": {"multi_space": "joint"}, "device": "cpu", "n_boot": 200}
+    panel.workflow_box.setCurrentIndex(panel.workflow_box.findData("encoders"))
+    assert not panel.ablate_box.isEnabled()
+    panel.perm_spin.setValue(2000)
+    handle = panel.run_study()
+    assert handle is not None and handle in w.jobs.active
+    qtbot.waitUntil(lambda: panel.result is not None or panel.error is not None, timeout=600_000)
+    assert panel.error is None, panel.error
+    res = panel.result
+    assert res.workflow == "encoders" and res.report.exists()
+    assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
+
+    # the bars are the regions of largest |Δr| with their intervals; the largest win is a planted
+    # multimodal parcel, and every planted parcel shown is a significant win
+    planted = set(res.truth_check["regions"]["multimodal"]["regions"])
+    table = res.region_table
+    order = np.argsort(-np.abs(table["mean_difference"].to_numpy(float)), kind="stable")[:panel.bars.n_max]
+    assert [r["region"] for r in panel.bars.rows] == list(table["region"].iloc[order])
+    wins = [r for r in panel.bars.rows if r["significant"] and r["value"] > 0]
+    assert max(wins, key=lambda r: r["value"])["region"] in planted
+    shown = [r for r in panel.bars.rows if r["region"] in planted]
+    assert shown and all(r["significant"] and r["value"] > 0 for r in shown)
+    for r in panel.bars.rows:
+        assert r["high"] >= r["low"]
+
+    # the first map (Δr) is on the cortex with its own symmetric scale
+    cv = w.cortex_view
+    assert panel.map_box.itemData(panel.map_box.currentIndex()) == "delta_r"
+    delta = res.vertex_maps["delta_r"]
+    np.testing.assert_allclose(cv.current_values, delta.astype(np.float32), equal_nan=True)
+    assert cv.current_style.vmax == pytest.approx(MapStyle.for_values(np.asarray(delta, float)).vmax)
+    # another map: another scale ("where A wins" is zero outside the significant targets)
+    panel.map_box.setCurrentIndex(panel.map_box.findData("a_wins"))
+    wins = np.asarray(res.vertex_maps["a_wins"], float)
+    np.testing.assert_allclose(cv.current_values, wins.astype(np.float32), equal_nan=True)
+    assert cv.current_style.threshold < 1e-6 < cv.current_style.vmax
+
+    # clicking a bar selects that region in the window
+    w.studies_dock.raise_()
+    qtbot.waitUntil(lambda: panel.bars.isVisible() and panel.bars.height() > 100, timeout=5000)
+    name = panel.bars.rows[1]["region"]
+    y = panel.bars.row_rect(1).center().y()
+    qtbot.mouseClick(panel.bars, Qt.LeftButton, pos=QPoint(20, int(y)))
+    assert w.state.target is not None and w.state.target.kind == "region" and w.state.target.region == name
+    assert panel.bars.selected == name
+
+
+def test_studies_panel_layers_heatmap_selects_region_and_cancel(window, demo, qtbot):
+    w = window
+    panel = w.studies_panel
+    assert w.open_project(demo), w.errors_shown
+    panel.extra_settings = {"space": "parcels", "fit": {"multi_space": "joint"}, "device": "cpu", "n_boot": 100}
+    panel.workflow_box.setCurrentIndex(panel.workflow_box.findData("layers"))
+    panel.perm_spin.setValue(100)
+    panel.run_study()
+    qtbot.waitUntil(lambda: panel.result is not None or panel.error is not None, timeout=600_000)
+    assert panel.error is None, panel.error
+    hm = panel.heatmap
+    assert list(hm.table.index) == ["ctx01s", "ctx03s", "ctx09s", "ctx27s"]
+    w.studies_dock.raise_()
+    qtbot.waitUntil(lambda: hm.isVisible() and hm.width() > 100, timeout=5000)
+    integ = res_regions = panel.result.truth_check["regions"]["integration"]["regions"]
+    assert res_regions
+    # best layer map: categorical scale over the 4 layers
+    panel.map_box.setCurrentIndex(panel.map_box.findData("best_layer"))
+    assert w.cortex_view.current_style.vmax == 4.0
+    x = hm.column_center(integ[0]) if hm.column_center(integ[0]) is not None else hm.column_center(
+        str(hm.table.columns[0]))
+    target = hm.region_at(x)
+    qtbot.mouseClick(hm, Qt.LeftButton, pos=QPoint(int(x), hm.height() // 2))
+    assert w.state.target.region == target
+
+    # a cancelled study ends as cancelled, the panel is ready again
+    panel.workflow_box.setCurrentIndex(panel.workflow_box.findData("joint"))
+    panel.extra_settings = {"space": "parcels", "fit": {"multi_space": "banded"}, "device": "cpu"}
+    handle = panel.run_study()
+    handle.cancel()
+    qtbot.waitUntil(lambda: not handle.running, timeout=600_000)
+    assert handle.state == "cancelled"
+    qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=5000)
