@@ -22,7 +22,7 @@ from hypothesis import strategies as st  # noqa: E402
 from engine.errors import AlignScopeError  # noqa: E402
 from engine.io import text as T  # noqa: E402
 
-SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _DIR = Path(tempfile.mkdtemp(prefix="alignscope-props-"))
 _counter = [0]
 
