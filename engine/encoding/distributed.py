@@ -471,6 +471,11 @@ def merge_results(parts: Sequence[Any], provenance: Optional[dict] = None):
         r2=cat("r2"), delays=list(first.delays), folds=[list(f) for f in first.folds],
         scores_per_fold=cat("scores_per_fold", axis=1), alphas_per_fold=cat("alphas_per_fold", axis=1),
         alpha_on_edge=cat("alpha_on_edge"), alpha_grid=first.alpha_grid, provenance=prov,
+        space_alphas=cat("space_alphas", axis=1),
+        tr_s=getattr(first, "tr_s", None), delays_s=list(getattr(first, "delays_s", []) or []),
+        cv_label=getattr(first, "cv_label", ""), options=dict(getattr(first, "options", {}) or {}),
+        warnings=list(dict.fromkeys(w for p in parts for w in (getattr(p, "warnings", None) or []))),
+        p_values=cat("p_values"), q_values=cat("q_values"),
     )
 
 
