@@ -143,9 +143,12 @@ def check_free_space(folder, needed_bytes: int, what: str = "file") -> None:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     try:
-        free = shutil.disk_usage(probe).free
+        usage = shutil.disk_usage(probe)
     except OSError:
         return
+    if usage.total == 0:     # a pseudo file system (/proc, /sys): no space figures to check
+        return
+    free = usage.free
     need = int(needed_bytes * SPACE_MARGIN) + 64 * 1024
     if need > free:
         raise DataError(f"{what} in {folder}: expected about {_format_bytes(need)} of free disk space, found "
@@ -174,6 +177,22 @@ def _disk_full_error(exc: BaseException, dest: Path, tmp: Path, expected_bytes: 
                      (f" ({_format_bytes(free + written)} free once it is removed)" if free is not None else "") +
                      ". The partial file was removed and the previous one (if any) kept; free some space "
                      "or write elsewhere.")
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
+def _about(exc: OSError, *paths: Path) -> bool:
+    """Whether an error concerns one of ``paths`` (or names no file, as h5py's errors do)."""
+    names = [str(p) for p in paths]
+    if exc.filename is None:
+        text = str(exc)
+        return "name = '" not in text or any(n in text for n in names)
+    return str(exc.filename) in names
 
 
 def _special_kind(st_mode: int) -> Optional[str]:
@@ -250,8 +269,16 @@ def atomic_path(path, mode: Optional[int] = 0o644, expected_bytes: Optional[int]
     folder = dest.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise DataError(expected_found(f"output {path}", "a folder to write into", f"{folder} is a file")) from None
+    except (FileExistsError, NotADirectoryError):
+        raise DataError(expected_found(f"output {path}", "a folder to write into",
+                                       f"a file in the way of {folder}")) from None
+    except OSError as exc:
+        raise DataError(expected_found(f"output {path}", f"a folder that can be created ({folder})",
+                                       f"{exc.strerror or exc}")) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        reason = "a read-only file system" if _read_only(folder) else "no permission to write there"
+        raise DataError(expected_found(f"output {path}", f"a folder AlignScope may write into ({folder})",
+                                       f"{reason}; choose another output folder"))
     clean_stale_temps(folder)
     if expected_bytes:
         check_free_space(folder, int(expected_bytes), what=f"writing {dest.name}")
@@ -268,6 +295,12 @@ def atomic_path(path, mode: Optional[int] = 0o644, expected_bytes: Optional[int]
         except OSError as exc:
             if is_disk_full(exc):
                 raise _disk_full_error(exc, dest, tmp, expected_bytes) from None
+            if (exc.filename is not None and str(exc.filename) in (str(tmp), str(dest))) or \
+                    (_about(exc, tmp, dest) and (exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+                                                 or "errno = 13," in str(exc) or "errno = 30," in str(exc))):
+                raise DataError(expected_found(f"output {path}", "a file AlignScope may write",
+                                               f"{exc.strerror or str(exc)[:160]}; choose another output "
+                                               "folder")) from None
             raise
     finally:
         with _active_lock:

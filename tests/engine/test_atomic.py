@@ -213,3 +213,20 @@ def test_temp_folder_removed_and_stale_scratch_of_dead_processes_cleaned(tmp_pat
         assert d.is_dir()
         (d / "G.npy").write_bytes(b"y")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_outputs_are_messages_not_tracebacks(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match="a file in the way"):
+        write_text_atomic(tmp_path / "afile" / "out.txt", "y")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(ro)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        with pytest.raises(DataError, match="read-only file system; choose another output folder"):
+            with write_h5(ro / "r.h5", "k", 1) as h:
+                h["x"] = np.zeros(3)
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
