@@ -217,7 +217,7 @@ def test_temp_folder_removed_and_stale_scratch_of_dead_processes_cleaned(tmp_pat
 
 def test_unwritable_outputs_are_messages_not_tracebacks(tmp_path):
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(DataError, match="a file in the way"):
+    with pytest.raises(DataError, match="expected a path that can be written, found Not a directory"):
         write_text_atomic(tmp_path / "afile" / "out.txt", "y")
     ro = tmp_path / "ro"
     ro.mkdir()
