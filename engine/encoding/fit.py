@@ -1,25 +1,39 @@
 """Fitting cross-validated encoding models: features of a model -> brain data, per target.
 
-Cross-validation is *nested* and grouped by run (a run is never split):
+Every setting comes from one :class:`~engine.encoding.options.FitOptions` (the old keyword
+arguments map onto its fields, :func:`resolve_options`). Its defaults are meant to be right on
+real data: FIR delays covering 2-10 s at the data's TR, brain runs linearly detrended,
+high-passed at 128 s (cosine drift terms; confounds too when given) and z-scored, several
+feature spaces fit by banded ridge, and the cross-validation chosen from the data.
 
-- the **outer** loop holds out test runs (``cv="loro"``: each run in turn; ``cv=k``: k
-  contiguous groups of runs; or explicit lists of held-out run indices);
-- inside the training runs, an **inner** cross-validation (leave-one-run-out by default,
-  or grouped K-fold) chooses one alpha per target with :func:`engine.encoding.ridge.ridge_cv`
-  (himalaya's convention: mean validation MSE over inner folds, refit on all training
-  runs at the best alpha);
-- the refit model predicts the held-out runs, which are scored with Pearson r (and R^2)
-  per fold; :attr:`EncodingResult.scores` is the mean over outer folds.
+Cross-validation is *nested* (:func:`make_cv_plan`):
+
+- the **outer** loop holds out test data: ``cv="auto"`` picks leave-one-run-out when the
+  runs show distinct stimuli, folds grouped by stimulus when runs repeat stimuli (detected
+  from ``stimulus_ids`` or from nearly equal features; a warning says so, and with one
+  stimulus only, that leave-one-run-out measures repeatability; runs of different
+  ``subjects`` are labelled cross-subject generalisation), and **within-run blocked CV**
+  for a single run: the delays are built on the whole run first, the run is cut into
+  ``n_blocks`` contiguous test blocks and ``gap_trs`` TRs on each side of a test block are
+  left out of training; ``cv=k`` and explicit held-out run lists work as before;
+- inside the training data, an **inner** cross-validation (leave-one-group-out over runs or
+  stimuli, else blocked with the same gap) chooses one alpha per target with
+  :func:`engine.encoding.ridge.ridge_cv` (himalaya's convention: mean validation MSE over
+  inner folds, refit on all training data at the best alpha), or per space and target with
+  :mod:`engine.encoding.banded`;
+- the refit model predicts the held-out data, scored with Pearson r (and R^2) per outer
+  fold; :attr:`EncodingResult.scores` is the mean over outer folds.
 
 So every score is on data that neither fitted the weights nor chose the alpha. (The
 himalaya tutorials instead choose alphas by CV on the training runs and score one fixed
-test run: that is ``cv=[[test_run]]`` here.) When a training set has a single run, the
-inner folds are 5 contiguous blocks of it.
+test run: that is ``cv=[[test_run]]`` here.) The result records how it was made:
+``cv_label``, ``delays``/``delays_s``/``tr_s``, ``warnings``, ``options`` and
+``provenance["preprocessing"|"cv"|"features"|"multi_space"]``.
 
 Preprocessing per run (see :mod:`engine.encoding.preprocess`): features are z-scored,
 optionally PCA-reduced per feature space (fit on the outer fold's training runs only),
 delayed within each run, and run edges dropped; brain data have the same edges dropped,
-then are z-scored.
+drift/confounds regressed out, then are z-scored.
 """
 
 from __future__ import annotations
@@ -272,7 +286,9 @@ def stimulus_groups(spaces: Dict[str, List[np.ndarray]], stimulus_ids: Optional[
         return [order.index(i) for i in ids], "stimulus ids"
     flat = []
     for i in range(n_runs):
-        flat.append(np.concatenate([np.asarray(v[i], dtype=np.float64) for v in spaces.values()], axis=1))
+        # at most ~512 evenly spaced columns per space: enough to tell a repeat, cheap at brain scale
+        cols = [np.asarray(v[i])[:, ::max(1, int(np.shape(v[i])[1]) // 512)] for v in spaces.values()]
+        flat.append(np.concatenate(cols, axis=1).astype(np.float64))
     parent = list(range(n_runs))
 
     def find(i):
