@@ -21,6 +21,7 @@ from ..atomic import atomic_path, write_text_atomic
 
 __all__ = ["write_study", "render_surface_png", "bar_png", "heatmap_png", "profile_png", "export_gifti"]
 
+MAX_SURFACE_FIGURES = 3   # maps drawn in the report (the first ones of a study); every map is exported
 VIEWS = (("left", "lateral"), ("left", "medial"), ("right", "lateral"), ("right", "medial"))
 
 
@@ -250,6 +251,7 @@ def write_study(result, data, figures_extra: Optional[List[Dict[str, Any]]] = No
         from ..io.surfaces import N_VERTICES_PER_HEMI
 
         n_left = N_VERTICES_PER_HEMI[data.surface_space]
+    drawn = 0
     for name, values in result.maps.items():
         meta = result.map_meta.setdefault(name, {})
         files = []
@@ -263,10 +265,12 @@ def write_study(result, data, figures_extra: Optional[List[Dict[str, Any]]] = No
             result.vertex_maps[name] = vert
             for p in export_gifti(vert, n_left, out / "maps" / name):
                 files.append(f"maps/{p.name}")
-            png = render_surface_png(vert, data.surface_space, meta.get("label", name),
-                                     signed=meta.get("signed", True), categorical=meta.get("categorical", False),
-                                     labels=meta.get("labels"), threshold=meta.get("threshold"))
-            figures.append({"title": meta.get("label", name), "png": png, "kind": "map"})
+            if meta.get("figure", drawn < MAX_SURFACE_FIGURES):   # the main maps are drawn; all are exported
+                png = render_surface_png(vert, data.surface_space, meta.get("label", name),
+                                         signed=meta.get("signed", True), categorical=meta.get("categorical", False),
+                                         labels=meta.get("labels"), threshold=meta.get("threshold"))
+                figures.append({"title": meta.get("label", name), "png": png, "kind": "map"})
+                drawn += 1
         meta["files"] = files
 
     # tables
