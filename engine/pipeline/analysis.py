@@ -157,18 +157,27 @@ class AnalysisOutcome:
     results: Dict[str, Any] = field(default_factory=dict)
 
 
+def _feature_grids(refs, brain) -> Dict[tuple, List[int]]:
+    """Runs grouped by the TR grid their features need: (episode, onset); one extraction per group."""
+    grids: Dict[tuple, List[int]] = {}
+    for i, ref in enumerate(refs):
+        grids.setdefault((ref.episode, round(float(brain.onsets_s[i]), 6)), []).append(i)
+    return grids
+
+
 def _features_for_runs_job(pdata, refs, brain, spec, token, step0, total):
-    """{layer: [per-run (n_trs, k) arrays]}, provenance of the extraction."""
+    """{layer: [per-run (n_trs, k) arrays]}, provenance of the extraction.
+
+    Runs of one episode with one onset share one extraction (as many TRs as the longest of
+    them; each run takes its first rows); runs that dropped different first volumes get
+    features on their own grid."""
     from .features import episode_features_job
 
-    by_episode: Dict[str, List[int]] = {}
-    for i, ref in enumerate(refs):
-        by_episode.setdefault(ref.episode, []).append(i)
-    per_episode, prov = {}, {}
+    per_grid, prov = {}, {}
     step = step0
-    for ep, idx in by_episode.items():
+    for (ep, onset), idx in _feature_grids(refs, brain).items():
         n_trs = max(brain.runs[i].shape[0] for i in idx)
-        inputs = pdata.episode_inputs(ep, n_trs=n_trs, tr_s=brain.tr_s, onset_s=brain.onsets_s[idx[0]])
+        inputs = pdata.episode_inputs(ep, n_trs=n_trs, tr_s=brain.tr_s, onset_s=onset)
         gen = episode_features_job(inputs, spec.model, layers=spec.layers, pooling=spec.pooling,
                                    window_s=spec.window_s, context_words=spec.context_words,
                                    frames_per_window=spec.frames_per_window, device=spec.device, dtype=spec.dtype,
@@ -183,13 +192,14 @@ def _features_for_runs_job(pdata, refs, brain, spec, token, step0, total):
             done = int(n_trs * p.fraction) if p.total else 0
             yield Progress(step + min(done, n_trs), total, f"features of {ep}: {p.message}")
         step += n_trs
-        per_episode[ep] = {layer: fs.data for layer, fs in spaces.items()}
+        for i in idx:
+            per_grid[i] = {layer: fs.data[:brain.runs[i].shape[0]] for layer, fs in spaces.items()}
         first = next(iter(spaces.values()))
-        prov[ep] = {"cache_key": first.meta.get("cache_key"), "spec": first.meta.get("spec"),
-                    "ablate": first.meta.get("ablate")}
-    layers = list(next(iter(per_episode.values())))
-    out = {layer: [per_episode[ref.episode][layer][:brain.runs[i].shape[0]] for i, ref in enumerate(refs)]
-           for layer in layers}
+        key = ep if onset == 0 else f"{ep}@{onset:g}s"
+        prov[key] = {"cache_key": first.meta.get("cache_key"), "spec": first.meta.get("spec"),
+                     "ablate": first.meta.get("ablate")}
+    layers = list(per_grid[0])
+    out = {layer: [per_grid[i][layer] for i in range(len(refs))] for layer in layers}
     return out, prov
 
 
@@ -218,9 +228,7 @@ def analysis_inputs_job(project_path, spec: AnalysisSpec, token=None, fit_steps:
             break
         yield Progress(p.step, n_runs + 1 + fit_steps * n_fits + 1, p.message)
     # now the TR counts are known: one step per TR to extract
-    episodes = list(dict.fromkeys(r.episode for r in refs))
-    n_feature_steps = sum(max(brain.runs[i].shape[0] for i, r in enumerate(refs) if r.episode == ep)
-                          for ep in episodes)
+    n_feature_steps = sum(max(brain.runs[i].shape[0] for i in idx) for idx in _feature_grids(refs, brain).values())
     total = n_runs + n_feature_steps + fit_steps * n_fits + 1
     spaces, feat_prov = yield from _features_for_runs_job(pdata, refs, brain, spec, token, n_runs, total)
     return pdata, brain, spaces, feat_prov, n_runs + n_feature_steps, total
