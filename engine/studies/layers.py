@@ -122,14 +122,20 @@ def run_job(settings, token=None):
         table[f"baseline {b.label} ci_low"] = bt["ci_low"].to_numpy()
         table[f"baseline {b.label} ci_high"] = bt["ci_high"].to_numpy()
     S = np.stack([scores[x] for x in layers])  # n_layers, n_targets
-    best_t = np.nanargmax(np.where(np.isfinite(S), S, -np.inf), axis=0).astype(np.float64)
     max_r = np.nanmax(S, axis=0)
-    best_t[~(max_r > 0)] = np.nan
+    # best layer of each region, painted on its targets where the region is reliably predicted
+    # (interval above 0); elsewhere no layer is "best"
+    best_t = np.full(data.n_targets, np.nan)
+    labels = np.asarray(data.labels)
+    for row in best:
+        if row["ci_low"] > 0:
+            best_t[labels == row["label"]] = row["best_layer_index"]
     result = StudyResult(workflow="layers", title=f"Layers of {ref.model}: profile per region",
                          out_dir=settings.out_dir, region_table=table, value_column="mean_r", layer_region=lr)
     result.maps = {"best_layer": best_t, "max_r": max_r}
     result.map_meta = {
-        "best_layer": {"label": "best layer per target (where its r > 0)", "categorical": True, "labels": layers,
+        "best_layer": {"label": "best layer per region (where its interval is above 0)", "categorical": True,
+                       "labels": layers,
                        "signed": False, "unit": "layer"},
         "max_r": {"label": "r of the best layer", "signed": True, "unit": "r"},
         "_bars": {"label": f"region mean r at its best layer ({int(settings.ci * 100)}% block-bootstrap interval)"}}
