@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark: nested leave-one-run-out ridge at scale, Gram path vs himalaya ``RidgeCV``.
 
-The case (``--scale 1``, the default): 8 runs x 300 TRs (2400 TRs), 500 features x 4 delays
+The case (``--scale 1``, the default): 8 runs x 75 TRs (600 TRs), 500 features x 4 delays
 (2000 columns), 1000 targets, 11 alphas, nested leave-one-run-out (outer: each run held out;
-inner: leave-one-run-out over the 7 training runs). It runs at 1x and 4x the TRs per run.
+inner: leave-one-run-out over the 7 training runs). It runs at 1x and 4x (8 x 300 = 2400 TRs)
+the TRs per run: at 1x the training runs have fewer TRs than features (kernel form), at 4x more
+(primal form, the regime of real data; ``--scale 4`` gives 32 runs of 300-1200 TRs).
 
 - ``engine``: :func:`engine.encoding.gram.nested_ridge_gram_job` on runs given as ``.npy``
   files (streamed, staged on disk, predictions kept per target batch): the Gram path;
@@ -46,7 +48,7 @@ DELAYS = (1, 2, 3, 4)
 
 def sizes(scale: float, tr_factor: int):
     n_runs = max(8, int(round(8 * scale)))
-    n_trs = int(round(300 * tr_factor * max(scale, 0.05)))
+    n_trs = int(round(75 * tr_factor * max(scale, 0.05)))
     n_feat = 500
     n_targets = 1000
     return n_runs, n_trs, n_feat, n_targets
