@@ -67,6 +67,11 @@ def main(argv=None) -> int:
     except AlignScopeError as exc:  # a user's mistake: a message, never a traceback
         print(f"alignscope {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed: not an error of the command
+        import os
+
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         # SIGTERM arrives as KeyboardInterrupt too: every atomic write removes its temp file
         # on the way out, so nothing half-written is left (a resumable cache keeps whole parts)
