@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBo
 from engine.state import LAYERS, AppState, Event
 
 from .colormaps import MapStyle, cortex_background, map_rgb, value_colors
+from .cortex_controls import VIEW_DIRECTIONS, DisplaySettings, opposite_view, styled
 
 LAYER_TITLES = {"score": "Encoding score (Pearson r, held-out)",
                 "measured": "Measured response at current TR",
@@ -37,6 +38,7 @@ VIEWS = (("left", "lateral", (0, 0)), ("right", "lateral", (0, 1)),
          ("left", "medial", (1, 0)), ("right", "medial", (1, 1)))
 BACKGROUND = "#1e2227"
 OUTLINE_RGB = (57, 255, 20)   # selected vertex / region border
+ATLAS_BORDER_RGB = (25, 25, 25)   # borders between the atlas's regions
 
 # Every plotter this module made, to check that none survives its view (MNE's brain_gc).
 _LIVE_PLOTTERS: "weakref.WeakSet" = weakref.WeakSet()
@@ -81,11 +83,11 @@ class ColorBar(QWidget):
         s = self.style_
         margin = 40
         bar = QRectF(margin, 20, max(w - 2 * margin, 10), 10)
-        lo = -s.vmax if s.signed else 0.0
+        lo = s.low if s.low < s.vmax else s.vmax - 1.0
         n = max(int(bar.width()), 2)
         values = np.linspace(lo, s.vmax, n)
         colors = value_colors(values, s)
-        bg = np.abs(values) < s.threshold
+        bg = (np.abs(values) if s.signed else values) < s.threshold
         colors[bg] = 0.72
         img = (np.clip(colors, 0, 1) * 255).astype(np.uint8)[None].repeat(int(bar.height()), axis=0)
         img = np.ascontiguousarray(img)
@@ -98,7 +100,8 @@ class ColorBar(QWidget):
         p.setFont(f)
         p.setPen(QColor("#d7dbe0"))
         p.drawText(QRectF(0, 0, w, 18), Qt.AlignHCenter | Qt.AlignVCenter, self.title)
-        ticks = [lo, -s.threshold, s.threshold, s.vmax] if s.signed else [0.0, s.threshold, s.vmax]
+        ticks = ([lo, -s.threshold, s.threshold, s.vmax] if s.signed and s.threshold > 0
+                 else [lo, s.threshold, s.vmax] if s.threshold > lo else [lo, s.vmax])
         last_right = -1e9
         for v in ticks:
             x = bar.left() + (v - lo) / (s.vmax - lo) * bar.width()
@@ -200,6 +203,14 @@ class CortexView(QWidget):
         self.current_style: Optional[MapStyle] = None
         self.render_count = 0
         self._style_cache = {}       # (run, layer) -> MapStyle: one colour scale per run while playing
+        self.settings = DisplaySettings()   # the user's colour map, range, threshold, surface, view...
+        self.base_style: Optional[MapStyle] = None   # the map's own style before the user's settings
+        self.map_title = ""
+        self.external_map = False    # a map given by another pane (QC, studies), not the layer's
+        self.hidden_by_q: Optional[np.ndarray] = None   # n_vertices bool: q above the chosen FDR level
+        self.atlas_border: np.ndarray = np.zeros(0, dtype=np.int64)
+        self._labels: List[object] = []  # the corner text of each viewport
+        self._mesh_kind = "inflated"
         self._press_pos: Optional[QPoint] = None
         self._dragging = False
         self._resize_timer = QTimer(self, singleShot=True, interval=60, timeout=self._apply_resize)
@@ -213,6 +224,8 @@ class CortexView(QWidget):
         self.layer_box.currentIndexChanged.connect(self._layer_chosen)
         self.info_label = QLabel("Click the cortex to choose a vertex")
         self.info_label.setObjectName("paneHint")
+        self.info_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)   # long text never widens the pane
+        self.info_label.setMinimumWidth(60)
         self.colorbar = ColorBar()
 
         top = QHBoxLayout()
@@ -221,6 +234,10 @@ class CortexView(QWidget):
         top.addWidget(title)
         top.addSpacing(8)
         top.addWidget(self.layer_box)
+        from .cortex_controls import CortexControlsButton
+
+        self.controls_button = CortexControlsButton(self)
+        top.addWidget(self.controls_button)
         top.addStretch(1)
         top.addWidget(self.info_label)
         self._layout = QVBoxLayout(self)
@@ -286,6 +303,8 @@ class CortexView(QWidget):
         import pyvista as pv
 
         surface = session.surface
+        self._mesh_kind = getattr(surface, "kind", "inflated")
+        self._compute_atlas_border()
         size = (max(self.host.width(), 320), max(self.host.height(), 240))
         self.plotter, host = self._make_plotter(size)
         self._layout.replaceWidget(self.host, host)
@@ -314,25 +333,203 @@ class CortexView(QWidget):
             marker.SetVisibility(False)
             marker.SetPickable(False)
             self._markers.append((hemi, marker))
-            self.plotter.add_text(f"{hemi.capitalize()} {side}", position="upper_left", font_size=7,
-                                  color="#c9ced6")
+            label = self.plotter.add_text(f"{hemi.capitalize()} {side}", position="upper_left", font_size=7,
+                                          color="#c9ced6")
+            self._labels.append(label)
             renderer = self.plotter.renderer
             self._renderers.append((hemi, side, renderer))
             self._place_camera(renderer, meshes[hemi], hemi, side)
+        if self.settings.surface != self._mesh_kind:
+            self.set_surface(self.settings.surface, render=False)
+        if self.settings.view != "lateral":
+            self.set_view(self.settings.view, render=False)
         self._on_run(None)
 
     @staticmethod
-    def _place_camera(renderer, mesh, hemi: str, side: str) -> None:
+    def _place_camera(renderer, mesh, hemi: str, side: str, flat: bool = False) -> None:
         c = np.asarray(mesh.center)
-        outward = -1.0 if hemi == "left" else 1.0   # lateral side of the left hemisphere faces -x
-        if side == "medial":
-            outward = -outward
+        direction, up = VIEW_DIRECTIONS[side]
+        direction = np.array(direction, dtype=float)
+        if side in ("lateral", "medial") and hemi == "left":
+            direction = -direction      # the lateral side of the left hemisphere faces -x
+        if flat:                        # a flat map is seen from above, whatever the preset
+            direction, up = np.array([0.0, 0.0, 1.0]), (0.0, 1.0, 0.0)
         renderer.camera.focal_point = tuple(c)
-        renderer.camera.position = tuple(c + np.array([outward * 400.0, 0.0, 0.0]))
-        renderer.camera.up = (0.0, 0.0, 1.0)
+        renderer.camera.position = tuple(c + direction * 400.0)
+        renderer.camera.up = tuple(float(u) for u in up)
         renderer.camera.parallel_projection = True
         renderer.reset_camera()
-        renderer.camera.zoom(1.55)
+        renderer.camera.zoom(1.55 if not flat else 1.2)
+
+    def show_pair(self, map_a: np.ndarray, map_b: np.ndarray, titles=("A", "B"), style: Optional[MapStyle] = None,
+                  difference: bool = True, cmap: Optional[str] = None) -> "CortexPairView":
+        """Open (or reuse) a window with two maps side by side, linked cameras and A − B.
+
+        The maps are per vertex of this view's surface (e.g. two results' scores from
+        ``session.maps.to_vertices``). Returns the :class:`CortexPairView`.
+        """
+        if self.session is None or self.session.surface is None:
+            from engine.errors import DataError
+
+            raise DataError("side by side: expected an open project with a surface, found none")
+        pair = getattr(self, "pair_view", None)
+        if pair is None or pair.plotter is None or pair.surface is not self.session.surface:
+            if pair is not None:
+                pair.close_view()
+                pair.close()
+            pair = CortexPairView(self.session.surface, interactive=self.interactive)
+            pair.setWindowTitle("Side by side")
+            self.pair_view = pair
+        pair.show_pair(map_a, map_b, titles=titles, style=style, difference=difference, cmap=cmap)
+        pair.show()
+        return pair
+
+    # ---- display settings (colour map, range, threshold, surface, view) --------------------------
+    def set_view(self, name: str, render: bool = True) -> None:
+        """Preset view: the top row shows both hemispheres from ``name`` ("lateral", "medial",
+        "ventral", "dorsal", "anterior", "posterior"), the bottom row from the opposite side."""
+        if name not in VIEW_DIRECTIONS:
+            from engine.errors import ConfigError
+
+            raise ConfigError(f"view: expected one of {list(VIEW_DIRECTIONS)}, found {name!r}")
+        self.settings = self.settings.replace(view=name)
+        if self.plotter is None:
+            return
+        for i, (hemi, _side, ren) in enumerate(self._renderers):
+            side = name if i < 2 else opposite_view(name)
+            self._renderers[i] = (hemi, side, ren)
+            ds = next(d for hh, d in self._datasets if hh == hemi)
+            self._place_camera(ren, ds, hemi, side, flat=self._mesh_kind == "flat")
+            label = self._labels[i] if i < len(self._labels) else None
+            text = f"{hemi.capitalize()} {side}" if self._mesh_kind != "flat" else f"{hemi.capitalize()} (flat)"
+            if label is not None and hasattr(label, "SetText"):
+                label.SetText(2, text)
+            elif label is not None and hasattr(label, "SetInput"):
+                label.SetInput(text)
+        if render:
+            self.render()
+
+    def reset_view(self) -> None:
+        """Back to lateral (top) and medial (bottom) views, zoom and rotation undone."""
+        self.set_view("lateral")
+
+    def available_surfaces(self) -> List[str]:
+        """Mesh kinds this session's surface comes in (fsaverage5: inflated, pial, white, sphere, flat)."""
+        surface = getattr(self.session, "surface", None)
+        if surface is None:
+            return []
+        if getattr(surface, "space", None) == "fsaverage5":
+            from engine.io.surfaces import FSAVERAGE5_KINDS
+
+            return ["inflated"] + [k for k in FSAVERAGE5_KINDS if k != "inflated"]
+        return [getattr(surface, "kind", "inflated")]
+
+    def set_surface(self, kind: str, render: bool = True) -> None:
+        """Show the maps on another mesh of the same vertices (points written in place)."""
+        from engine.errors import ConfigError
+
+        kinds = self.available_surfaces()
+        if kind not in kinds:
+            raise ConfigError(f"surface: expected one of {kinds}, found {kind!r}")
+        self.settings = self.settings.replace(surface=kind)
+        if self.plotter is None or kind == self._mesh_kind:
+            return
+        from engine.io.surfaces import load_fsaverage5
+
+        surface = load_fsaverage5(kind)
+        for hemi, ds in self._datasets:
+            h = surface.left if hemi == "left" else surface.right
+            if ds.n_points != h.n_vertices:
+                raise ConfigError(f"surface {kind}: expected {ds.n_points} vertices, found {h.n_vertices}")
+            ds.points = np.asarray(h.coords, dtype=np.float32)
+            faces = np.hstack([np.full((h.faces.shape[0], 1), 3), h.faces]).astype(np.int64).ravel()
+            if ds.n_cells != h.faces.shape[0] or not np.array_equal(ds.faces, faces):
+                ds.faces = faces
+            ds.compute_normals(inplace=True, cell_normals=False, split_vertices=False)
+        self._mesh_kind = kind
+        self.set_view(self.settings.view, render=False)
+        if self.state.target is not None:   # the marker follows the vertex onto the new mesh
+            self._on_target(Event("target", self.state.target))
+        if render:
+            self.render()
+
+    def apply_settings(self, **changes) -> None:
+        """Change the user's display settings (see :class:`~gui.cortex_controls.DisplaySettings`)
+        and repaint the map on screen with them."""
+        surface = changes.pop("surface", None)
+        view = changes.pop("view", None)
+        self.settings = self.settings.replace(**changes)
+        if surface is not None:
+            self.set_surface(surface, render=False)
+        if view is not None:
+            self.set_view(view, render=False)
+        self._compute_q_mask()
+        if self.current_values is not None and self.base_style is not None:
+            self._paint()
+        else:
+            self.render()
+
+    def camera_state(self) -> dict:
+        """Surface, preset view and each viewport's camera, to restore later (per project)."""
+        cams = []
+        for _hemi, _side, ren in self._renderers:
+            c = ren.camera
+            cams.append({"position": list(map(float, c.position)), "focal_point": list(map(float, c.focal_point)),
+                         "up": list(map(float, c.up)), "parallel_scale": float(c.parallel_scale)})
+        return {"surface": self.settings.surface, "view": self.settings.view, "cameras": cams}
+
+    def set_camera_state(self, state: dict) -> None:
+        """Restore what :meth:`camera_state` gave (ignored where it does not fit this view)."""
+        if not state:
+            return
+        if state.get("surface") in self.available_surfaces():
+            self.set_surface(state["surface"], render=False)
+        if state.get("view") in VIEW_DIRECTIONS:
+            self.set_view(state["view"], render=False)
+        cams = state.get("cameras") or []
+        if len(cams) == len(self._renderers):
+            for cam, (_h, _s, ren) in zip(cams, self._renderers):
+                c = ren.camera
+                c.position, c.focal_point, c.up = cam["position"], cam["focal_point"], cam["up"]
+                c.parallel_scale = cam["parallel_scale"]
+        self.render()
+
+    def _compute_atlas_border(self) -> None:
+        """Vertices on the border between two atlas regions (faces whose labels differ)."""
+        self.atlas_border = np.zeros(0, dtype=np.int64)
+        session = self.session
+        atlas = getattr(session, "atlas", None) if session is not None else None
+        if atlas is None or session.surface is None:
+            return
+        labels = np.asarray(atlas.labels)
+        if labels.size != session.surface.n_vertices:
+            return
+        _coords, faces = session.surface.combined()
+        fl = labels[faces]                                           # n_faces, 3
+        crossing = (fl[:, 0] != fl[:, 1]) | (fl[:, 1] != fl[:, 2])
+        border = np.zeros(labels.size, dtype=bool)
+        border[faces[crossing].ravel()] = True
+        self.atlas_border = np.flatnonzero(border)
+
+    def _compute_q_mask(self) -> None:
+        """Vertices whose FDR q is above the chosen level (only for the encoding score)."""
+        self.hidden_by_q = None
+        level = self.settings.q_level
+        if level is None or self.external_map or self.session is None or self.state.layer != "score":
+            return
+        q = self.q_values()
+        if q is not None:
+            self.hidden_by_q = ~(np.nan_to_num(q, nan=1.0) <= level)
+
+    def q_values(self) -> Optional[np.ndarray]:
+        """The open result's FDR q per vertex (None when the result carries none)."""
+        result = getattr(self.session, "result", None) if self.session is not None else None
+        q = getattr(result, "q_values", None)
+        if q is None:
+            return None
+        q = np.asarray(q, dtype=np.float32).ravel()
+        maps = getattr(self.session, "maps", None)
+        return maps.to_vertices(q) if maps is not None else q
 
     # ---- maps -------------------------------------------------------------------------
     def _current_key(self):
@@ -366,7 +563,8 @@ class CortexView(QWidget):
             title += " (z-scored within the run)"
         if key[0] == "score" and self.session.result is None:
             title = "No encoding result yet: Run > Fit encoding model"
-        self.set_map(values, style, title)
+        self._show_layer_item()
+        self._set_map(values, style, title, external=False)
         self._shown_key = key
 
     def _run_style(self, run: str, layer: str) -> MapStyle:
@@ -380,19 +578,66 @@ class CortexView(QWidget):
         return cache[(run, layer)]
 
     def set_map(self, values: np.ndarray, style: MapStyle, title: str = "") -> None:
-        """Write per-vertex colours into the meshes' point data and render once."""
-        values = np.asarray(values, dtype=np.float32)
-        rgb = map_rgb(values, style, self._background)
+        """Show a map given by another pane (tSNR, a study's map...): per-vertex colours written
+        into the meshes' point data, one render. The layer box names it until a layer is chosen;
+        the user's colour map, range, threshold and opacity apply on top of ``style``."""
+        self._set_map(values, style, title, external=True)
+        self._shown_key = None     # the next time/layer change shows the layer again
+
+    def _set_map(self, values: np.ndarray, style: MapStyle, title: str, external: bool) -> None:
+        self.current_values = np.asarray(values, dtype=np.float32)
+        self.base_style = style
+        self.map_title = title
+        self.external_map = external
+        if external:
+            self._show_external_item(title)
+        self._compute_q_mask()
+        self._paint()
+
+    def _paint(self) -> None:
+        """Colours of ``current_values`` with the user's settings written in place, one render."""
+        values = self.current_values
+        style = styled(self.base_style, self.settings)
+        hidden = self.hidden_by_q
+        rgb = map_rgb(values, style, self._background, hidden=hidden)
+        if self.settings.borders and self.atlas_border.size:
+            rgb[self.atlas_border] = ATLAS_BORDER_RGB
         if self.outline_vertices.size:
             rgb[self.outline_vertices] = OUTLINE_RGB
         for hemi, ds in self._datasets:
             part = rgb[: self._n_left] if hemi == "left" else rgb[self._n_left:]
             ds.point_data["rgb"][:] = part
             ds.point_data["rgb"] = ds.point_data["rgb"]  # mark modified for VTK
-        self.current_values = values
         self.current_style = style
+        self.current_rgb = rgb
+        title = self.map_title
+        if hidden is not None:
+            title += f" · q ≤ {self.settings.q_level:g} (FDR)"
         self.colorbar.set_style(style if np.isfinite(values).any() else None, title)
         self.render()
+
+    def _show_external_item(self, title: str) -> None:
+        """The layer box names a map that is not one of the layers (e.g. "tSNR")."""
+        short = (title.split(" (")[0] or "Other map")[:40]
+        box = self.layer_box
+        box.blockSignals(True)
+        i = box.findData("__external__")
+        if i < 0:
+            box.addItem(short, "__external__")
+            i = box.count() - 1
+        else:
+            box.setItemText(i, short)
+        box.setCurrentIndex(i)
+        box.blockSignals(False)
+
+    def _show_layer_item(self) -> None:
+        box = self.layer_box
+        box.blockSignals(True)
+        i = box.findData("__external__")
+        if i >= 0:
+            box.removeItem(i)
+        box.setCurrentIndex(box.findData(self.state.layer))
+        box.blockSignals(False)
 
     def render(self) -> None:
         if self.plotter is None:
@@ -497,8 +742,13 @@ class CortexView(QWidget):
         region = self.session.region_of_vertex(vertex) if self.session is not None else None
         text = f"vertex {vertex} · {hemi} hemisphere" + (f" · {region}" if region else "")
         if self.current_values is not None and np.isfinite(self.current_values[vertex]):
-            name = {"score": "r", "measured": "measured", "predicted": "predicted"}[self.state.layer]
+            name = ("value" if self.external_map else
+                    {"score": "r", "measured": "measured", "predicted": "predicted"}[self.state.layer])
             text += f" · {name} = {float(self.current_values[vertex]):.3f}"
+            if not self.external_map and self.state.layer == "score" and self.settings.q_level is not None:
+                q = self.q_values()
+                if q is not None and np.isfinite(q[vertex]):
+                    text += f" · q = {float(q[vertex]):.3g}"
         return text
 
     def _hover(self, pos: QPoint) -> None:
@@ -576,7 +826,13 @@ class CortexView(QWidget):
         self.refresh()
 
     def _layer_chosen(self, index: int) -> None:
-        self.state.layer = self.layer_box.itemData(index)
+        layer = self.layer_box.itemData(index)
+        if layer == "__external__":
+            return
+        if layer == self.state.layer:   # back from another pane's map to the layer it replaced
+            self.refresh(force=True)
+        else:
+            self.state.layer = layer
 
     def _on_target(self, e: Event) -> None:
         target = e.value
@@ -622,8 +878,8 @@ class CortexView(QWidget):
             outline = np.flatnonzero(border)
         changed = outline.size != self.outline_vertices.size or not np.array_equal(outline, self.outline_vertices)
         self.outline_vertices = outline
-        if changed and self.current_values is not None:
-            self.set_map(self.current_values, self.current_style, self.colorbar.title)
+        if changed and self.current_values is not None and self.base_style is not None:
+            self._paint()
 
     # ---- lifetime ---------------------------------------------------------------------
     def _close_plotter(self) -> None:
@@ -633,6 +889,7 @@ class CortexView(QWidget):
             self._datasets.clear()
             self._markers.clear()
             self._renderers.clear()
+            self._labels.clear()
             try:
                 p.close()
             finally:
@@ -647,7 +904,234 @@ class CortexView(QWidget):
             getattr(self.state.events, name).disconnect(cb)
         self._resize_timer.stop()
         self._hover_timer.stop()
+        pair = getattr(self, "pair_view", None)
+        if pair is not None:
+            pair.close_view()
+            pair.close()
+            pair.deleteLater()
+            self.pair_view = None
         self._close_plotter()
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self.close_view()
+        super().closeEvent(event)
+
+
+class CortexPairView(QWidget):
+    """Two maps side by side and their difference (A − B), cameras linked per hemisphere.
+
+    Rows are the left and right hemisphere, columns map A, map B and the difference. The
+    viewports of one row share one VTK camera, so turning or zooming one turns the others
+    (MNE's ``link_brains``). A and B are painted with one colour scale so that colours compare;
+    the difference has its own diverging scale (RdBu, white at 0).
+
+    Parameters
+    ----------
+    surface : engine.io.surfaces.Surface
+    sulc_background : bool
+        Grey sulci/gyri shading under the maps.
+    interactive : bool or None
+        As in :class:`CortexView`.
+    """
+
+    rendered = Signal()
+
+    def __init__(self, surface, interactive: Optional[bool] = None, parent=None) -> None:
+        super().__init__(parent)
+        import pyvista as pv
+
+        self.surface = surface
+        self.interactive = can_host_interactor() if interactive is None else bool(interactive)
+        self._n_left = surface.n_left
+        self._background = cortex_background(surface.n_vertices, surface.sulc)
+        self.maps: List[Optional[np.ndarray]] = [None, None, None]   # A, B, A - B (n_vertices each)
+        self.styles: List[Optional[MapStyle]] = [None, None, None]
+        self.titles = ["A", "B", "A − B"]
+        self.render_count = 0
+        self._press_pos: Optional[QPoint] = None
+        self._dragging = False
+        self._resize_timer = QTimer(self, singleShot=True, interval=60, timeout=self._apply_resize)
+        self.colorbar_ab = ColorBar()
+        self.colorbar_diff = ColorBar()
+        host_size = (900, 420)
+        if self.interactive:
+            try:
+                from pyvistaqt import QtInteractor
+
+                self.plotter = QtInteractor(self, shape=(2, 3), border=False, auto_update=False)
+                host = self.plotter
+            except Exception:  # noqa: BLE001 - no usable OpenGL here: draw off-screen
+                self.interactive = False
+        if not self.interactive:
+            self.plotter = pv.Plotter(off_screen=True, shape=(2, 3), border=False, window_size=list(host_size))
+            host = _ImageHost(self)
+        self.host = host
+        self.plotter.disable_anti_aliasing(all_renderers=True)
+        self.plotter.set_background(BACKGROUND)
+        self.plotter._alignscope_open = True
+        _LIVE_PLOTTERS.add(self.plotter)
+        self._datasets: List[List[Tuple[str, object]]] = [[], [], []]   # per column: (hemi, dataset)
+        self._renderers: List[Tuple[str, str, object]] = []
+        self._titles_text = []
+        for row, (hemi, h) in enumerate((("left", surface.left), ("right", surface.right))):
+            faces = np.hstack([np.full((h.faces.shape[0], 1), 3), h.faces]).astype(np.int64).ravel()
+            camera = None
+            for col in range(3):
+                mesh = pv.PolyData(np.asarray(h.coords, dtype=np.float32), faces)
+                mesh.point_data["rgb"] = np.zeros((h.n_vertices, 3), np.uint8)
+                mesh.compute_normals(inplace=True, cell_normals=False, split_vertices=False)
+                self.plotter.subplot(row, col)
+                actor = self.plotter.add_mesh(mesh, scalars="rgb", rgb=True, show_scalar_bar=False,
+                                              reset_camera=False)
+                actor.prop.interpolation = "gouraud"
+                self._datasets[col].append((hemi, actor.mapper.dataset))
+                ren = self.plotter.renderer
+                if row == 0:
+                    self._titles_text.append(self.plotter.add_text(self.titles[col], position="upper_edge",
+                                                                   font_size=8, color="#e1e5ea"))
+                if camera is None:
+                    CortexView._place_camera(ren, mesh, hemi, "lateral")
+                    camera = ren.GetActiveCamera()
+                else:
+                    ren.SetActiveCamera(camera)     # linked: one camera for the row
+                self._renderers.append((hemi, "lateral", ren))
+
+        bars = QHBoxLayout()
+        bars.addWidget(self.colorbar_ab, 2)
+        bars.addWidget(self.colorbar_diff, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(host, 1)
+        lay.addLayout(bars)
+        self.resize(host_size[0] + 8, host_size[1] + 70)
+
+    def show_pair(self, map_a: np.ndarray, map_b: np.ndarray, titles=("A", "B"), style: Optional[MapStyle] = None,
+                  difference: bool = True, diff_style: Optional[MapStyle] = None, cmap: Optional[str] = None) -> None:
+        """Paint ``map_a`` and ``map_b`` (n_vertices each) with one colour scale (``style`` or
+        one fitted to both) and, when ``difference``, their difference A − B."""
+        from engine.session.colour import difference_map, shared_style
+
+        a = np.asarray(map_a, dtype=np.float32).ravel()
+        b = np.asarray(map_b, dtype=np.float32).ravel()
+        n = self.surface.n_vertices
+        if a.size != n or b.size != n:
+            from engine.errors import ConfigError
+
+            raise ConfigError(f"side by side: expected two maps of {n} vertices, found {a.size} and {b.size}")
+        style = style or shared_style([a, b], cmap=cmap or "cold_hot")
+        if cmap is not None and style.cmap != cmap:
+            style = MapStyle(style.vmax, style.threshold, style.signed, cmap, style.vmin, style.opacity)
+        d = difference_map(a, b)
+        if diff_style is None:
+            s = MapStyle.for_values(d, threshold_fraction=0.1)
+            diff_style = MapStyle(vmax=s.vmax, threshold=s.threshold, signed=True, cmap="RdBu_r")
+        self.maps = [a, b, d if difference else None]
+        self.styles = [style, style, diff_style]
+        self.titles = [str(titles[0]), str(titles[1]), f"{titles[0]} − {titles[1]}"]
+        for col in range(3):
+            values = self.maps[col]
+            rgb = (map_rgb(values, self.styles[col], self._background) if values is not None
+                   else (self._background * 255).astype(np.uint8))
+            for hemi, ds in self._datasets[col]:
+                ds.point_data["rgb"][:] = rgb[: self._n_left] if hemi == "left" else rgb[self._n_left:]
+                ds.point_data["rgb"] = ds.point_data["rgb"]
+            label = self._titles_text[col]
+            if hasattr(label, "SetInput"):
+                label.SetInput(self.titles[col] if values is not None else "")
+        self.colorbar_ab.set_style(style, f"{self.titles[0]} and {self.titles[1]} (one scale)")
+        self.colorbar_diff.set_style(diff_style if difference else None,
+                                     self.titles[2] if difference else "no difference map")
+        self.render()
+
+    def colors_of(self, column: int) -> np.ndarray:
+        """The RGB written for column 0 (A), 1 (B) or 2 (difference), (n_vertices, 3) uint8."""
+        return np.concatenate([np.asarray(ds.point_data["rgb"]) for _h, ds in self._datasets[column]])
+
+    def cameras(self) -> List[object]:
+        """The VTK camera of each viewport, row by row (linked ones are the same object)."""
+        return [ren.GetActiveCamera() for _h, _s, ren in self._renderers]
+
+    def render(self) -> None:
+        if self.plotter is None:
+            return
+        self.plotter.render()
+        if not self.interactive:
+            img = np.ascontiguousarray(self.plotter.screenshot(return_img=True)[..., :3])
+            self.last_image = img
+            h, w = img.shape[:2]
+            self.host.setPixmap(QPixmap.fromImage(QImage(img.data, w, h, 3 * w, QImage.Format_RGB888).copy()))
+        self.render_count += 1
+        self.rendered.emit()
+
+    def image(self) -> np.ndarray:
+        self.plotter.render()
+        return np.ascontiguousarray(self.plotter.screenshot(return_img=True)[..., :3])
+
+    # off-screen mouse: drag turns the row's (linked) camera, wheel zooms it
+    def _row_renderer(self, pos: QPoint):
+        w, h = self.plotter.window_size
+        ox, oy = (self.host.width() - w) / 2.0, (self.host.height() - h) / 2.0
+        fx, fy = (pos.x() - ox) / max(w, 1), 1.0 - (pos.y() - oy) / max(h, 1)
+        for _hemi, _side, ren in self._renderers:
+            x0, y0, x1, y1 = ren.GetViewport()
+            if x0 <= fx < x1 and y0 <= fy < y1:
+                return ren
+        return None
+
+    def _press(self, pos: QPoint, _button) -> None:
+        self._press_pos = self._last_pos = pos
+        self._dragging = False
+
+    def _drag(self, pos: QPoint) -> None:
+        if self._press_pos is None:
+            return
+        self._dragging = self._dragging or (pos - self._press_pos).manhattanLength() > 3
+        ren = self._row_renderer(self._press_pos)
+        if self._dragging and ren is not None:
+            d = pos - self._last_pos
+            cam = ren.GetActiveCamera()
+            cam.Azimuth(-0.5 * d.x())
+            cam.Elevation(0.5 * d.y())
+            cam.OrthogonalizeViewUp()
+            self.render()
+        self._last_pos = pos
+
+    def _release(self, _pos: QPoint, _button) -> None:
+        self._press_pos = None
+
+    def _hover(self, _pos: QPoint) -> None:
+        pass
+
+    def _zoom_at(self, pos: QPoint, factor: float) -> None:
+        ren = self._row_renderer(pos)
+        if ren is not None:
+            ren.GetActiveCamera().Zoom(factor)
+            self.render()
+
+    def _schedule_resize(self) -> None:
+        if not self.interactive and self.plotter is not None:
+            self._resize_timer.start()
+
+    def _apply_resize(self) -> None:
+        if self.plotter is None or self.interactive:
+            return
+        w, h = max(self.host.width(), 64), max(self.host.height(), 48)
+        if tuple(self.plotter.window_size) != (w, h):
+            self.plotter.window_size = [w, h]
+            self.render()
+
+    def close_view(self) -> None:
+        """Close the plotter (its VTK window)."""
+        self._resize_timer.stop()
+        if self.plotter is not None:
+            p, self.plotter = self.plotter, None
+            self._datasets = [[], [], []]
+            self._renderers.clear()
+            self._titles_text.clear()
+            try:
+                p.close()
+            finally:
+                p._alignscope_open = False
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.close_view()

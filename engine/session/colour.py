@@ -23,7 +23,8 @@ from ..errors import ConfigError
 
 __all__ = ["INFERNO", "INFERNO_LUT", "INFERNO_LUT_U8", "upsample_grid", "heatmap_rgb", "heatmap_frame", "blend",
            "blend_heatmap", "is_special_token", "token_shading", "MapStyle", "value_colors",
-           "cortex_background", "map_rgb"]
+           "cortex_background", "map_rgb", "CMAPS", "SEQUENTIAL_CMAPS", "DIVERGING_CMAPS", "cmap_colors",
+           "difference_map", "shared_style"]
 
 # matplotlib's "inferno" at 33 evenly spaced points (perceptually uniform, dark -> bright).
 INFERNO = np.array([
@@ -156,13 +157,60 @@ def _ramp(stops: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(x, pos, stops[:, c]) for c in range(3)], axis=-1)
 
 
+# Colour-blind-safe tables (matplotlib's, 17 evenly spaced stops): sequential viridis and cividis,
+# diverging RdBu_r and PuOr_r (ColorBrewer). "cold_hot" is nilearn's map above (not CVD-safe but familiar).
+_VIRIDIS = np.array([
+    [0.267, 0.005, 0.329], [0.282, 0.095, 0.417], [0.279, 0.175, 0.483], [0.259, 0.252, 0.525], [0.23, 0.322, 0.546],
+    [0.199, 0.388, 0.555], [0.173, 0.449, 0.558], [0.149, 0.508, 0.557], [0.128, 0.567, 0.551], [0.121, 0.626, 0.533],
+    [0.158, 0.684, 0.502], [0.246, 0.739, 0.452], [0.369, 0.789, 0.383], [0.516, 0.831, 0.294], [0.678, 0.864, 0.19],
+    [0.846, 0.887, 0.1], [0.993, 0.906, 0.144]])
+_CIVIDIS = np.array([
+    [0.0, 0.135, 0.305], [0.0, 0.179, 0.415], [0.103, 0.22, 0.436], [0.195, 0.264, 0.426], [0.264, 0.308, 0.423],
+    [0.324, 0.351, 0.426], [0.381, 0.395, 0.436], [0.435, 0.44, 0.451], [0.489, 0.485, 0.471], [0.548, 0.532, 0.472],
+    [0.609, 0.58, 0.464], [0.672, 0.629, 0.448], [0.736, 0.681, 0.424], [0.803, 0.734, 0.39], [0.871, 0.79, 0.343],
+    [0.941, 0.848, 0.276], [0.996, 0.909, 0.218]])
+_RDBU_R = np.array([
+    [0.02, 0.188, 0.38], [0.089, 0.321, 0.565], [0.163, 0.445, 0.698], [0.247, 0.556, 0.754], [0.421, 0.676, 0.819],
+    [0.606, 0.79, 0.88], [0.761, 0.869, 0.925], [0.878, 0.926, 0.952], [0.969, 0.966, 0.965], [0.984, 0.898, 0.847],
+    [0.982, 0.801, 0.706], [0.96, 0.668, 0.536], [0.895, 0.504, 0.4], [0.817, 0.332, 0.281], [0.728, 0.155, 0.197],
+    [0.577, 0.055, 0.149], [0.404, 0.0, 0.122]])
+_PUOR_R = np.array([
+    [0.176, 0.0, 0.294], [0.272, 0.096, 0.444], [0.373, 0.229, 0.569], [0.482, 0.416, 0.658], [0.602, 0.563, 0.75],
+    [0.718, 0.696, 0.837], [0.812, 0.812, 0.899], [0.895, 0.9, 0.94], [0.969, 0.967, 0.964], [0.986, 0.91, 0.804],
+    [0.995, 0.835, 0.624], [0.993, 0.737, 0.42], [0.932, 0.609, 0.224], [0.851, 0.484, 0.07], [0.74, 0.381, 0.035],
+    [0.618, 0.298, 0.027], [0.498, 0.231, 0.031]])
+SEQUENTIAL_CMAPS = {"viridis": _VIRIDIS, "cividis": _CIVIDIS, "inferno": INFERNO.astype(np.float64)}
+DIVERGING_CMAPS = {"RdBu_r": _RDBU_R, "PuOr_r": _PUOR_R}
+#: every colour map a brain map can use; "cold_hot" (the default) is nilearn's thresholded map.
+CMAPS = ("cold_hot",) + tuple(DIVERGING_CMAPS) + tuple(SEQUENTIAL_CMAPS)
+
+
 @dataclass(frozen=True)
 class MapStyle:
-    """How values become colours: |value| < threshold shows the cortex, vmax saturates."""
+    """How values become colours: |value| < threshold shows the cortex, vmax saturates.
+
+    ``cmap`` is one of :data:`CMAPS`. A sequential map spans ``vmin`` (default: the threshold
+    for an unsigned map, -vmax for a signed one) .. ``vmax``; a diverging one -vmax .. vmax
+    (white at 0). ``opacity`` blends the map over the grey cortex (1: the map alone).
+    """
 
     vmax: float
     threshold: float
     signed: bool = True
+    cmap: str = "cold_hot"
+    vmin: Optional[float] = None
+    opacity: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.cmap not in CMAPS:
+            raise ConfigError(f"colour map: expected one of {list(CMAPS)}, found {self.cmap!r}")
+
+    @property
+    def low(self) -> float:
+        """Value at the bottom of the colour bar."""
+        if self.vmin is not None:
+            return float(self.vmin)
+        return -self.vmax if self.signed else 0.0
 
     @classmethod
     def for_values(cls, values: np.ndarray, threshold_fraction: float = 0.15,
@@ -176,9 +224,25 @@ class MapStyle:
                    signed=bool((values[np.isfinite(values)] < -thr).any()))
 
 
+def cmap_colors(name: str, x: np.ndarray) -> np.ndarray:
+    """Colours (n, 3) float in [0, 1] of positions ``x`` in [0, 1] along a sequential or diverging map."""
+    stops = SEQUENTIAL_CMAPS.get(name)
+    if stops is None:
+        stops = DIVERGING_CMAPS.get(name)
+    if stops is None:
+        raise ConfigError(f"colour map: expected one of {list(SEQUENTIAL_CMAPS) + list(DIVERGING_CMAPS)}, found {name!r}")
+    return _ramp(stops, np.clip(np.asarray(x, dtype=np.float64), 0.0, 1.0))
+
+
 def value_colors(values: np.ndarray, style: MapStyle) -> np.ndarray:
     """Colours (n, 3) float in [0, 1] of values beyond the threshold (others undefined)."""
     v = np.asarray(values, dtype=np.float64)
+    if style.cmap in DIVERGING_CMAPS:
+        span = max(style.vmax, 1e-12)
+        return cmap_colors(style.cmap, 0.5 + 0.5 * v / span)
+    if style.cmap in SEQUENTIAL_CMAPS:
+        lo = style.vmin if style.vmin is not None else (-style.vmax if style.signed else style.threshold)
+        return cmap_colors(style.cmap, (v - lo) / max(style.vmax - lo, 1e-12))
     span = max(style.vmax - style.threshold, 1e-12)
     x = np.clip((np.abs(v) - style.threshold) / span, 0.0, 1.0)
     out = _ramp(_HOT, x)
@@ -198,11 +262,38 @@ def cortex_background(n_vertices: int, sulc: Optional[np.ndarray]) -> np.ndarray
     return np.repeat(g[:, None], 3, axis=1)
 
 
-def map_rgb(values: np.ndarray, style: MapStyle, background: np.ndarray) -> np.ndarray:
-    """Per-vertex RGB uint8 (n, 3): background where |value| < threshold or NaN, the map elsewhere."""
+def map_rgb(values: np.ndarray, style: MapStyle, background: np.ndarray,
+            hidden: Optional[np.ndarray] = None) -> np.ndarray:
+    """Per-vertex RGB uint8 (n, 3): background where |value| < threshold, NaN or ``hidden``
+    (e.g. q above the FDR level), the map elsewhere blended at ``style.opacity``."""
     v = np.asarray(values, dtype=np.float64)
     show = np.isfinite(v) & ((np.abs(v) if style.signed else v) >= style.threshold)
+    if hidden is not None:
+        show &= ~np.asarray(hidden, dtype=bool)
     rgb = background.copy()
     if show.any():
-        rgb[show] = value_colors(v[show], style)
+        a = float(np.clip(style.opacity, 0.0, 1.0))
+        colors = value_colors(v[show], style)
+        rgb[show] = colors if a >= 1.0 else (1.0 - a) * rgb[show] + a * colors
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def difference_map(map_a: np.ndarray, map_b: np.ndarray) -> np.ndarray:
+    """``map_a - map_b`` per vertex, float32 (NaN where either is NaN).
+
+    Raises :class:`ConfigError` when the maps do not have the same length (two results on
+    different surfaces or atlases cannot be subtracted vertex by vertex).
+    """
+    a = np.asarray(map_a, dtype=np.float32).ravel()
+    b = np.asarray(map_b, dtype=np.float32).ravel()
+    if a.shape != b.shape:
+        raise ConfigError(f"difference map: expected two maps of the same length, found {a.size} and {b.size}")
+    return (a - b).astype(np.float32)
+
+
+def shared_style(maps, threshold_fraction: float = 0.15, cmap: str = "cold_hot") -> MapStyle:
+    """One colour scale for several maps (99th percentile of |value| over all), so that maps
+    shown side by side are comparable colour for colour."""
+    values = np.concatenate([np.asarray(m, dtype=np.float32).ravel() for m in maps])
+    s = MapStyle.for_values(values, threshold_fraction=threshold_fraction)
+    return MapStyle(vmax=s.vmax, threshold=s.threshold, signed=s.signed, cmap=cmap)

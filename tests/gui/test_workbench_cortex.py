@@ -1,0 +1,272 @@
+"""Cortex controls (colour map, range, threshold by value or FDR q, opacity, surface, preset
+views, atlas borders, camera state) and two maps side by side with a difference map.
+
+One cortex view is built per module (meshes take seconds on a loaded machine); each test sets
+what it needs and checks the colours written into the meshes or the pixels rendered.
+"""
+
+import gc
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def cortex(synthetic, qapp):
+    from engine.state import AppState
+    from gui.cortex_view import CortexView, live_plotter_count
+    from tests.gui.synthetic import make_session
+
+    session = make_session(synthetic)
+    state = AppState(session.timeline())
+    view = CortexView(state, session, interactive=False)
+    view.resize(640, 560)
+    view.show()
+    qapp.processEvents()
+    view._apply_resize()
+    yield view
+    view.close()
+    view.deleteLater()
+    session.close()
+    qapp.processEvents()
+    gc.collect()
+    assert live_plotter_count() == 0
+
+
+def _rgb_on_mesh(view) -> np.ndarray:
+    """What VTK will draw: the RGB arrays of both hemispheres' meshes, (n_vertices, 3)."""
+    parts = dict((h, np.asarray(ds.point_data["rgb"])) for h, ds in view._datasets)
+    return np.concatenate([parts["left"], parts["right"]])
+
+
+def _reset(view):
+    from gui.cortex_controls import DisplaySettings
+
+    view.settings = DisplaySettings()
+    view.set_view("lateral", render=False)
+
+
+def test_threshold_by_value_hides_vertices_under_it(cortex):
+    from gui.colormaps import MapStyle
+
+    _reset(cortex)
+    n = cortex.session.surface.n_vertices
+    values = np.linspace(-1.0, 1.0, n).astype(np.float32)
+    cortex.set_map(values, MapStyle(vmax=1.0, threshold=0.1, signed=True), "planted ramp")
+    background = (np.clip(cortex._background, 0, 1) * 255 + 0.5).astype(np.uint8)
+    before = _rgb_on_mesh(cortex)
+    assert not np.array_equal(before[np.abs(values) >= 0.3], background[np.abs(values) >= 0.3])
+    cortex.apply_settings(threshold=0.6)
+    rgb = _rgb_on_mesh(cortex)
+    under = np.abs(values) < 0.6
+    np.testing.assert_array_equal(rgb[under], background[under])           # grey cortex under the threshold
+    over = np.abs(values) >= 0.6
+    assert (np.abs(rgb[over].astype(int) - background[over]).sum(1) > 30).mean() > 0.95
+    assert cortex.current_style.threshold == 0.6
+
+
+def test_diverging_colour_map_range_and_opacity(cortex):
+    from engine.session.colour import _RDBU_R
+    from gui.colormaps import MapStyle
+
+    _reset(cortex)
+    values = np.zeros(cortex.session.surface.n_vertices, np.float32)
+    values[:10], values[10:20] = 2.0, -2.0
+    cortex.set_map(values, MapStyle(vmax=1.0, threshold=0.05, signed=True), "signed")
+    cortex.apply_settings(cmap="RdBu_r", vmin=-2.0, vmax=2.0)
+    rgb = _rgb_on_mesh(cortex)
+    np.testing.assert_array_equal(rgb[0], (_RDBU_R[-1] * 255 + 0.5).astype(np.uint8))   # +vmax: darkest red
+    np.testing.assert_array_equal(rgb[10], (_RDBU_R[0] * 255 + 0.5).astype(np.uint8))   # -vmax: darkest blue
+    cortex.apply_settings(opacity=0.5)
+    half = _rgb_on_mesh(cortex)[0].astype(float)
+    expected = 0.5 * cortex._background[0] * 255 + 0.5 * _RDBU_R[-1] * 255
+    np.testing.assert_allclose(half, expected, atol=1.0)
+    assert cortex.colorbar.style_.cmap == "RdBu_r" and cortex.colorbar.style_.vmax == 2.0   # the bar follows
+
+
+def test_fdr_q_threshold_keeps_only_significant_vertices(cortex):
+    _reset(cortex)
+    session = cortex.session
+    result = session.result
+    n = session.surface.n_vertices
+    q = np.ones(n)
+    q[: n // 2] = 0.01
+    had = getattr(result, "q_values", None)
+    result.q_values = q
+    try:
+        cortex.state.layer = "score"
+        cortex.refresh(force=True)
+        cortex.apply_settings(threshold=0.0)           # every finite score coloured...
+        shown = _rgb_on_mesh(cortex)
+        cortex.apply_settings(q_level=0.05)            # ...then only q <= 0.05
+        rgb = _rgb_on_mesh(cortex)
+        background = (np.clip(cortex._background, 0, 1) * 255 + 0.5).astype(np.uint8)
+        np.testing.assert_array_equal(rgb[n // 2:], background[n // 2:])
+        np.testing.assert_array_equal(rgb[: n // 2], shown[: n // 2])
+        assert "FDR" in cortex.colorbar.title
+        assert "q = 0.01" in cortex.describe_vertex(0)
+    finally:
+        result.q_values = had
+        cortex.apply_settings(q_level=None, threshold=None)
+
+
+def _planted_ventral_occipital(surface) -> np.ndarray:
+    """1 on the lowest, most posterior vertices of each hemisphere (ventral occipital cortex)."""
+    values = np.zeros(surface.n_vertices, np.float32)
+    for h, off in ((surface.left, 0), (surface.right, surface.n_left)):
+        c = np.asarray(h.coords)
+        y_cut = np.percentile(c[:, 1], 30)
+        z_cut = np.percentile(c[:, 2], 25)
+        values[off + np.flatnonzero((c[:, 1] < y_cut) & (c[:, 2] < z_cut))] = 1.0
+    return values
+
+
+def _red_fraction(img: np.ndarray) -> float:
+    r, g, b = (img[..., i].astype(int) for i in range(3))
+    return float(((r > g + 60) & (r > b + 40)).mean())
+
+
+def test_ventral_view_shows_the_planted_occipital_map_from_below(cortex):
+    from gui.colormaps import MapStyle
+
+    _reset(cortex)
+    values = _planted_ventral_occipital(cortex.session.surface)
+    cortex.set_map(values, MapStyle(vmax=1.0, threshold=0.5, signed=False, cmap="RdBu_r"), "planted")
+    cortex.set_view("ventral")
+    img = cortex.image()
+    h, w = img.shape[:2]
+    top = img[: h // 2]                         # top row: ventral view of each hemisphere
+    bottom = img[h // 2:]                       # bottom row: dorsal view
+    assert _red_fraction(top) > 0.02
+    assert _red_fraction(bottom) < 0.2 * _red_fraction(top)
+    # anterior is up in the ventral view: the occipital map sits in the lower part of each viewport
+    rows = np.flatnonzero(((top[..., 0].astype(int) > top[..., 1] + 60) & (top[..., 0] > top[..., 2].astype(int) + 40)).any(1))
+    assert rows.mean() > 0.5 * top.shape[0]
+    assert [s for _h, s, _r in cortex._renderers] == ["ventral", "ventral", "dorsal", "dorsal"]
+    cortex.reset_view()
+    assert [s for _h, s, _r in cortex._renderers] == ["lateral", "lateral", "medial", "medial"]
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="expected one of"):
+        cortex.set_view("sideways")
+
+
+def test_surface_switch_writes_points_in_place_and_camera_state_round_trips(cortex):
+    from engine.io.surfaces import load_fsaverage5
+
+    _reset(cortex)
+    plotter = cortex.plotter
+    assert cortex.available_surfaces()[:2] == ["inflated", "pial"]
+    cortex.apply_settings(surface="pial")
+    pial = load_fsaverage5("pial")
+    left = next(ds for h, ds in cortex._datasets if h == "left")
+    np.testing.assert_allclose(np.asarray(left.points), pial.left.coords, atol=1e-4)
+    cortex.apply_settings(surface="flat")
+    flat = load_fsaverage5("flat")
+    assert left.n_cells == flat.left.faces.shape[0]
+    cortex.apply_settings(surface="inflated")
+    np.testing.assert_allclose(np.asarray(left.points), load_fsaverage5("inflated").left.coords, atol=1e-4)
+    assert cortex.plotter is plotter                  # the same meshes, new points
+    saved = cortex.camera_state()
+    cortex._renderers[0][2].camera.Azimuth(40)
+    moved = list(cortex._renderers[0][2].camera.position)
+    cortex.set_camera_state(saved)
+    np.testing.assert_allclose(cortex._renderers[0][2].camera.position, saved["cameras"][0]["position"])
+    assert not np.allclose(moved, saved["cameras"][0]["position"])
+
+
+def test_atlas_borders_and_hover_text(cortex):
+    from gui.colormaps import MapStyle
+    from gui.cortex_view import ATLAS_BORDER_RGB
+
+    _reset(cortex)
+    labels = np.asarray(cortex.session.atlas.labels)
+    assert cortex.atlas_border.size > 0
+    b = cortex.atlas_border
+    _coords, faces = cortex.session.surface.combined()
+    # every border vertex has a face whose labels differ
+    fl = labels[faces]
+    mixed = faces[(fl != fl[:, :1]).any(1)]
+    assert np.isin(b, mixed.ravel()).all()
+    values = np.full(labels.size, 0.8, np.float32)
+    cortex.set_map(values, MapStyle(vmax=1.0, threshold=0.1, signed=False), "flat value")
+    cortex.apply_settings(borders=True)
+    rgb = _rgb_on_mesh(cortex)
+    assert (rgb[b] == ATLAS_BORDER_RGB).all()
+    inside = np.setdiff1d(np.arange(labels.size), b)
+    assert not (rgb[inside] == ATLAS_BORDER_RGB).all(1).any()
+    v = int(np.flatnonzero(labels > 0)[0])
+    text = cortex.describe_vertex(v)
+    assert cortex.session.region_of_vertex(v) in text and "value = 0.800" in text
+    cortex.apply_settings(borders=False)
+
+
+def test_layer_box_names_a_map_from_another_pane_and_goes_back(cortex):
+    from gui.colormaps import MapStyle
+
+    _reset(cortex)
+    cortex.state.layer = "score"
+    cortex.refresh(force=True)
+    assert cortex.layer_box.currentData() == "score"
+    cortex.set_map(np.ones(cortex.session.surface.n_vertices, np.float32),
+                   MapStyle(vmax=2.0, threshold=0.0, signed=False), "tSNR (temporal SNR)")
+    assert cortex.layer_box.currentText() == "tSNR" and cortex.external_map
+    cortex.layer_box.setCurrentIndex(cortex.layer_box.findData("score"))
+    assert not cortex.external_map and cortex.layer_box.findData("__external__") < 0
+    np.testing.assert_array_equal(cortex.current_values, cortex.session.score_map())
+
+
+def test_controls_form_drives_the_view(cortex, qtbot):
+    from gui.cortex_controls import CortexControls
+
+    _reset(cortex)
+    cortex.state.layer = "score"
+    cortex.refresh(force=True)
+    form = CortexControls(cortex)
+    qtbot.addWidget(form)
+    form.cmap_box.setCurrentIndex(form.cmap_box.findData("viridis"))
+    assert cortex.current_style.cmap == "viridis"
+    form.threshold_mode.setCurrentIndex(form.threshold_mode.findData("value"))
+    form.threshold_spin.setValue(0.25)
+    assert cortex.current_style.threshold == pytest.approx(0.25)
+    form.opacity_slider.setValue(40)
+    assert cortex.current_style.opacity == pytest.approx(0.4)
+    form.view_box.setCurrentIndex(form.view_box.findData("posterior"))
+    assert cortex.settings.view == "posterior"
+    form.reset_button.click()
+    assert cortex.settings.view == "lateral"
+    form.close()
+
+
+def test_two_maps_side_by_side_linked_cameras_and_difference(cortex, qtbot):
+    from engine.session.colour import difference_map
+
+    surface = cortex.session.surface
+    a = cortex.session.score_map()
+    b = np.roll(a, 500) * 0.5
+    pair = cortex.show_pair(a, b, titles=("model A", "model B"))
+    qtbot.addWidget(pair)
+    np.testing.assert_array_equal(pair.maps[2], a - b)
+    np.testing.assert_array_equal(difference_map(a, b), a - b)
+    assert pair.styles[0] is pair.styles[1]            # one colour scale for A and B
+    assert pair.styles[2].cmap == "RdBu_r"
+    # a vertex where only A is strong: coloured in A, grey in B
+    from gui.colormaps import map_rgb
+
+    np.testing.assert_array_equal(pair.colors_of(0), map_rgb(a, pair.styles[0], pair._background))
+    np.testing.assert_array_equal(pair.colors_of(2), map_rgb(a - b, pair.styles[2], pair._background))
+    cams = pair.cameras()
+    assert cams[0] is cams[1] is cams[2] and cams[3] is cams[4] is cams[5] and cams[0] is not cams[3]
+    before = np.array(cams[1].GetPosition())
+    cams[0].Azimuth(30)
+    assert not np.allclose(before, cams[1].GetPosition())   # turning A turns B
+    img = pair.image()
+    assert img.shape[1] >= 600 and len(np.unique(img.reshape(-1, 3), axis=0)) > 50
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="expected two maps"):
+        pair.show_pair(a, b[:10])
+    cortex.close_view_pair = None
+    pair.close()
