@@ -142,15 +142,26 @@ def spawn(method, folder, n_runs, folds, backend) -> dict:
 
 
 def flops_nested_gram(n_runs, n_trs, p, t, n_alphas=11):
-    """Float64 flops of the Gram path (nested LORO, inner folds = single runs)."""
+    """Flops (float64) of gram.py's nested LORO loops (inner folds = single runs).
+
+    Primal form when a fold's training TRs outnumber the features, else the kernel form.
+    """
     n_train = (n_runs - 1) * n_trs
-    per_fold = (9 * p ** 3                                   # eigendecomposition
-                + 2 * n_train * p ** 2                       # Q = X_v V for every inner fold
-                + 2 * p * p * t                              # Z = V^T B
-                + n_alphas * (2 * n_train * p * t            # residuals Q D Z
-                              + 2 * n_train * n_trs * p      # H = Q D Q^T
-                              + (n_runs - 1) * n_trs ** 3 / 3 + 2 * n_train * n_trs * t))  # Cholesky, solves
-    return n_runs * per_fold + 2 * n_runs * n_trs * p * (p + t)   # + the Gram pass
+    inner = (n_runs - 1) * n_alphas * (2 * n_trs * n_trs * t + n_trs ** 3 / 3)   # Cholesky + solves
+    if n_train >= p:
+        per_fold = (9 * p ** 3                               # eigendecomposition of the downdated Gram
+                    + 2 * n_train * p ** 2                   # Q = X_v V for every inner fold
+                    + 2 * p * p * t                          # Z = V^T B
+                    + n_alphas * (2 * n_train * p * t        # residuals Q D Z
+                                  + 2 * n_train * n_trs * p) # H = Q D Q^T
+                    + inner + 2 * n_trs * p * (p + t))       # test run
+        return n_runs * per_fold + 2 * n_runs * n_trs * p * (p + t)   # + the Gram pass
+    per_fold = (2 * n_train ** 2 * p + 9 * n_train ** 3      # kernel and its eigendecomposition
+                + 2 * n_trs * n_train * (p + n_train)        # test rows of the kernel
+                + 2 * n_train ** 2 * t                       # Z = U^T Y
+                + n_alphas * (2 * n_train * n_train * t + 2 * n_train * n_trs * n_train)
+                + inner)
+    return n_runs * per_fold + 2 * n_runs * n_trs * p * (p + t)
 
 
 def extrapolate(points: list) -> None:
@@ -169,9 +180,19 @@ def extrapolate(points: list) -> None:
     rate = max(rates) if rates else 20e9
     print(f"  whole subject: {f_target / 1e15:.2f} PFLOP (float64, model of gram.py's loops)")
     print(f"  this machine (best measured rate {rate / 1e9:.1f} GFLOP/s): {f_target / rate / 3600:.1f} h")
-    for name, rate_gpu in (("H200 fp64 tensor cores (~60 TFLOP/s, float64 as on CPU)", 60e12 * 0.7),
-                           ("H200 tf32/fp32 (~60 TFLOP/s) at 70% of peak", 60e12 * 0.7),
-                           ("H200 bf16 (790 TFLOP/s) for the residual GEMMs only (not exact)", 790e12 * 0.5)):
+    a = np.random.default_rng(0).standard_normal((2000, 2000))
+    b = np.random.default_rng(1).standard_normal((2000, 1000))
+    a @ b
+    t0 = time.perf_counter()
+    a @ b
+    gemm = 2 * 2000 * 2000 * 1000 / (time.perf_counter() - t0)
+    print(f"  this machine at its float64 GEMM rate now ({gemm / 1e9:.1f} GFLOP/s, the loops' ceiling): "
+          f"{f_target / gemm / 3600:.1f} h")
+    for name, rate_gpu in (("one H200, float64 GEMMs on tensor cores (~67 TFLOP/s peak, 70%)", 67e12 * 0.7),
+                           ("one H200, tf32/fp32 (~60 TFLOP/s peak, 70%; float64 kept for the small "
+                            "systems)", 60e12 * 0.7),
+                           ("one H200, bf16 (790 TFLOP/s peak, 50%) -- not float32-exact, a bound only",
+                            790e12 * 0.5)):
         print(f"  {name}: {f_target / rate_gpu / 60:.1f} min")
     p, t, n = target["p"], target["t"], target["n_trs"]
     mem = (8 * p * p * 4 + 8 * p * t * 2 + 8 * (3 * n * p + 2 * n * n + 4 * n * t) + 4 * n * (p + t) * 3)

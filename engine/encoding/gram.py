@@ -189,6 +189,14 @@ class _Ops:
             return self.torch.eye(n, dtype=self.torch.float64, device=self.bk.device)
         return np.eye(n)
 
+    def add_diag(self, k, v):
+        """``k + diag(v)`` (``k`` is a fresh array, modified in place)."""
+        if self.torch is not None:
+            k.diagonal().add_(v)
+            return k
+        k[np.diag_indices(k.shape[0])] += v
+        return k
+
     def chol_solve(self, k, rhs):
         """Solve ``k x = rhs`` for symmetric positive definite ``k`` (Cholesky; eigen fallback)."""
         if self.torch is not None:
@@ -423,19 +431,12 @@ def _solve_outer_fold(f: int, plan: RunPlan, staged: _Staged, G: np.ndarray, B, 
             Q = xg @ V                                           # n_g, n_features
             del xg
             if n_g < p:    # Woodbury over the validation rows: an n_g x n_g system per alpha
-                eye = ops.eye(n_g)
-                for i, a in enumerate(alphas):
-                    qd = Q * (1.0 / (s + float(a)))[None, :]
-                    resid = yg - qd @ Z                          # residuals of the fit with g
-                    e = ops.chol_solve(eye - qd @ Q.T, resid)    # ... and without g
-                    cv[i] -= ops.host((e * e).mean(0))
-                    del qd, resid, e
+                _woodbury_scores(ops, Q, [1.0 / (s + float(a)) for a in alphas], Z, yg, cv)
             else:          # p x p form
                 qq = Q.T @ Q
                 zc = Z - Q.T @ yg
                 for i, a in enumerate(alphas):
-                    k = -qq
-                    k[range(p), range(p)] += s + float(a)
+                    k = ops.add_diag(-qq, s + float(a))
                     e = yg - Q @ ops.chol_solve(k, zc)
                     cv[i] -= ops.host((e * e).mean(0))
                     del k, e
@@ -450,6 +451,34 @@ def _solve_outer_fold(f: int, plan: RunPlan, staged: _Staged, G: np.ndarray, B, 
         del Z, W, scale
         yield GramFold(fold=f, cols=cols, best_index=best, cv_scores=cv, predictions=preds,
                        measured=[staged.Y(r, cols) for r in test])
+
+
+#: Alphas whose residuals are formed in one GEMM, up to this many bytes of them.
+STACK_BYTES = 64e6
+
+
+def _woodbury_scores(ops: _Ops, Q, weights, Z, yg, cv: np.ndarray) -> None:
+    """Subtract each alpha's validation MSE of one inner fold from ``cv`` (n_alphas, batch).
+
+    ``Q`` (n_v, k), ``weights[i]`` (k,) the diagonal ``D`` of alpha i, ``Z`` (k, batch), ``yg``
+    (n_v, batch): residuals with the fold ``r = yg - Q D Z``, without it ``(I - Q D Q^T)^-1 r``.
+    The residuals of several alphas come from one stacked GEMM; each small system is inverted
+    once (Cholesky) and applied as a GEMM.
+    """
+    n_v, nb = Q.shape[0], yg.shape[1]
+    step = int(max(1, min(len(weights), STACK_BYTES // max(1, 8 * n_v * (nb + Q.shape[1])))))
+    eye = ops.eye(n_v)
+    for i0 in range(0, len(weights), step):
+        ws = weights[i0:i0 + step]
+        qds = [Q * w[None, :] for w in ws]
+        stacked = ops.bk.concatenate(qds, 0) @ Z                 # (len(ws) * n_v, batch)
+        for j, qd in enumerate(qds):
+            resid = yg - stacked[j * n_v:(j + 1) * n_v]          # residuals of the fit with the fold
+            k_inv = ops.chol_solve(eye - qd @ Q.T, eye)          # (I - H)^-1, n_v x n_v
+            e = k_inv @ resid                                    # ... and without it
+            cv[i0 + j] -= ops.host((e * e).mean(0))
+            del resid, k_inv, e
+        del qds, stacked
 
 
 def _solve_outer_fold_dual(f: int, plan: RunPlan, staged: "_Staged", alphas: np.ndarray, backend: str,
@@ -482,13 +511,7 @@ def _solve_outer_fold_dual(f: int, plan: RunPlan, staged: "_Staged", alphas: np.
             rows = np.concatenate([np.arange(starts[r], starts[r] + staged.n_rows(r)) for r in g])
             Q = ops.bk.take_rows(U, rows)
             yg = ops.bk.take_rows(ytr, rows)
-            eye = ops.eye(rows.size)
-            for i, a in enumerate(alphas):
-                qd = Q * (s / (s + float(a)))[None, :]
-                resid = yg - qd @ Z
-                e = ops.chol_solve(eye - qd @ Q.T, resid)
-                cv[i] -= ops.host((e * e).mean(0))
-                del qd, resid, e
+            _woodbury_scores(ops, Q, [s / (s + float(a)) for a in alphas], Z, yg, cv)
             del Q, yg
         cv /= len(groups)
         best = np.argmax(cv + 1e-10 * log_alphas[:, None], axis=0)
@@ -959,7 +982,12 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
         scores_per_fold[res.fold, res.cols] = pearson_r(y_test, p_test)
         r2_per_fold[res.fold, res.cols] = r2_score(y_test, p_test)
         cv = res.cv_scores
-        edge = (res.best_index == 0) | (res.best_index == alphas.size - 1)
+        try:   # the rule of fit_encoding_job (which edges matter)
+            from .fit import _edge
+
+            edge = _edge(alphas[res.best_index], alphas)
+        except ImportError:  # pragma: no cover
+            edge = (res.best_index == 0) | (res.best_index == alphas.size - 1)
         edge &= np.ptp(cv, axis=0) > 0
         if alphas.size > 1:
             on_edge[res.cols] |= edge
