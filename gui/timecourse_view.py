@@ -1,24 +1,34 @@
 """The time-course pane: measured vs predicted response of the selected vertex or region.
 
-Drawn with QPainter (no plotting dependency). A band marks the TR being acquired at the
-current time and a line the exact time; a click or drag on the plot moves the time.
+Drawn with pyqtgraph (fast, made for Qt): the mouse wheel zooms, a drag pans, a right click
+offers "View all" and exports; a click moves the time, and the cursor line can be dragged.
+Several targets can be pinned and stay overlaid; a band (e.g. a noise ceiling) can be laid
+under the curves; dashed lines mark where the run (and the fitted rows) begin and end.
+Export: PNG, SVG (pyqtgraph's exporters) and CSV of every curve shown.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import csv
+import os
+import tempfile
+from pathlib import Path
+from typing import List, Optional, Tuple
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+import pyqtgraph as pg
+from PySide6.QtCore import QEvent, QPointF, QSize, Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
-from engine.errors import AlignScopeError
+from engine.errors import AlignScopeError, ConfigError
 from engine.state import AppState, Event
 
 MEASURED_COLOR = QColor("#2b2d31")
 PREDICTED_COLOR = QColor("#e8590c")
 CURSOR_COLOR = QColor("#1971c2")
+# Okabe-Ito (colour-blind safe) for pinned targets
+PIN_COLORS = ("#0072B2", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
 
 
 def nice_ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
@@ -34,152 +44,101 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> np.ndarray:
     return ticks + 0.0
 
 
-class TimecoursePlot(QWidget):
+class TimecoursePlot(pg.PlotWidget):
     """The plot itself; exposes what it draws so tests can compare it with the session."""
 
-    MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 58, 14, 26, 30
-
     def __init__(self, view: "TimecourseView") -> None:
-        super().__init__(view)
+        super().__init__(view, background="w")
         self.view = view
-        self.setMinimumSize(300, 160)
+        self.setMinimumSize(240, 120)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
-        self.setMouseTracking(False)
+        item = self.getPlotItem()
+        item.showGrid(x=True, y=True, alpha=0.15)
+        item.setLabel("bottom", "time in episode (s)")
+        item.setMenuEnabled(True)
+        item.setClipToView(True)
+        self.vb = item.getViewBox()
+        self.vb.setMouseMode(pg.ViewBox.PanMode)
+        self.vb.setLimits(xMin=-5)
+        self.legend = item.addLegend(offset=(-4, 4), labelTextSize="8pt")
+        self.band = pg.LinearRegionItem(orientation="vertical", movable=False,
+                                        brush=pg.mkBrush(25, 113, 194, 40), pen=pg.mkPen(None))
+        self.band.setZValue(-10)
+        item.addItem(self.band, ignoreBounds=True)
+        self.ceiling_lo = pg.PlotDataItem(pen=pg.mkPen(None))
+        self.ceiling_hi = pg.PlotDataItem(pen=pg.mkPen(None))
+        self.ceiling = pg.FillBetweenItem(self.ceiling_lo, self.ceiling_hi, brush=pg.mkBrush(120, 120, 120, 50))
+        self.ceiling.setZValue(-5)
+        item.addItem(self.ceiling)
+        self.measured_curve = item.plot(pen=pg.mkPen(MEASURED_COLOR, width=1.4), name="measured")
+        self.predicted_curve = item.plot(pen=pg.mkPen(PREDICTED_COLOR, width=1.8), name="predicted")
+        self.pin_curves: List[pg.PlotDataItem] = []
+        self.boundaries: List[pg.InfiniteLine] = []
+        self.cursor = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen(CURSOR_COLOR, width=1.5))
+        self.cursor.setZValue(10)
+        item.addItem(self.cursor, ignoreBounds=True)
+        self.cursor.sigPositionChanged.connect(self._cursor_dragged)
+        self.message = pg.TextItem("", color="#6c737c", anchor=(0.5, 0.5))
+        item.addItem(self.message, ignoreBounds=True)
+        self._moving_cursor = False
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(560, 240)
 
-    # ---- geometry --------------------------------------------------------------------
-    def plot_rect(self) -> QRectF:
-        return QRectF(self.MARGIN_L, self.MARGIN_T, max(self.width() - self.MARGIN_L - self.MARGIN_R, 10),
-                      max(self.height() - self.MARGIN_T - self.MARGIN_B, 10))
-
-    def x_range(self):
-        tl = self.view.state.timeline
-        if tl is None:
-            return 0.0, 1.0
-        return 0.0, max(tl.duration_s, tl.tr_time(tl.n_trs), 1e-6)
-
+    # ---- geometry: widget x <-> time -----------------------------------------------------------
     def x_of_time(self, t_s: float) -> float:
-        r = self.plot_rect()
-        lo, hi = self.x_range()
-        return r.left() + (t_s - lo) / (hi - lo) * r.width()
+        """Widget x where time ``t_s`` is drawn."""
+        scene = self.vb.mapViewToScene(QPointF(float(t_s), 0.0))
+        return float(self.viewportTransform().map(scene).x())
 
     def time_of_x(self, x: float) -> float:
-        r = self.plot_rect()
-        lo, hi = self.x_range()
-        return lo + (x - r.left()) / r.width() * (hi - lo)
+        """Time drawn at widget x."""
+        inverse, _ok = self.viewportTransform().inverted()
+        return float(self.vb.mapSceneToView(inverse.map(QPointF(float(x), 0.0))).x())
 
-    def y_range(self):
-        v = self.view
-        vals = [a for a in (v.measured, v.predicted) if a is not None]
-        vals = np.concatenate(vals) if vals else np.zeros(0)
-        vals = vals[np.isfinite(vals)]
-        if vals.size == 0:
-            return -1.0, 1.0
-        lo, hi = float(vals.min()), float(vals.max())
-        pad = 0.08 * (hi - lo or 1.0)
-        return lo - pad, hi + pad
+    def x_range(self) -> Tuple[float, float]:
+        lo, hi = self.vb.viewRange()[0]
+        return float(lo), float(hi)
 
-    def y_of(self, value, y_lo, y_hi):
-        r = self.plot_rect()
-        return r.bottom() - (np.asarray(value) - y_lo) / (y_hi - y_lo) * r.height()
+    # ---- mouse: a click moves the time, dragging the cursor too --------------------------------
+    def _note_press(self, ev) -> None:
+        self._press_at = (ev.position().x(), ev.position().y()) if ev.button() == Qt.LeftButton else None
 
-    # ---- painting ----------------------------------------------------------------------
-    def paintEvent(self, _e) -> None:  # noqa: N802
-        v = self.view
-        p = QPainter(self)
-        p.setRenderHint(QPainter.Antialiasing, True)
-        p.fillRect(self.rect(), QColor("#ffffff"))
-        r = self.plot_rect()
-        small = QFont(self.font())
-        small.setPointSizeF(max(small.pointSizeF() - 1, 7))
-        p.setFont(small)
-        tl = v.state.timeline
-        if v.times is None or tl is None:
-            p.setPen(QColor("#6c737c"))
-            p.drawText(self.rect(), Qt.AlignCenter, v.empty_text)
-            p.end()
+    def _note_release(self, ev) -> None:
+        at = getattr(self, "_press_at", None)
+        if (ev.button() == Qt.LeftButton and at is not None and self.view.times is not None
+                and abs(ev.position().x() - at[0]) + abs(ev.position().y() - at[1]) <= 3):
+            self.view.state.time = max(self.time_of_x(ev.position().x()), 0.0)   # a click, not a pan
+        self._press_at = None
+
+    def mousePressEvent(self, ev) -> None:  # noqa: N802 - Qt name (events on the viewport)
+        self._note_press(ev)
+        super().mousePressEvent(ev)
+
+    def mouseReleaseEvent(self, ev) -> None:  # noqa: N802
+        super().mouseReleaseEvent(ev)
+        self._note_release(ev)
+
+    def event(self, ev) -> bool:
+        # mouse events sent to the view itself (not its viewport, e.g. by QTest) are ignored by
+        # QAbstractScrollArea: treat a click there as one on the plot
+        if ev.type() == QEvent.MouseButtonPress:
+            self._note_press(ev)
+            return True
+        if ev.type() == QEvent.MouseButtonRelease:
+            self._note_release(ev)
+            return True
+        return super().event(ev)
+
+    def _cursor_dragged(self) -> None:
+        if self._moving_cursor or self.view.times is None:
             return
-        y_lo, y_hi = self.y_range()
-        x_lo, x_hi = self.x_range()
-        # grid and axes
-        grid = QPen(QColor("#e6e8eb"))
-        axis_text = QColor("#5c636b")
-        for ty in nice_ticks(y_lo, y_hi, 4):
-            y = float(self.y_of(ty, y_lo, y_hi))
-            p.setPen(grid)
-            p.drawLine(QPointF(r.left(), y), QPointF(r.right(), y))
-            p.setPen(axis_text)
-            p.drawText(QRectF(0, y - 8, self.MARGIN_L - 6, 16), Qt.AlignRight | Qt.AlignVCenter,
-                       f"{ty:.0f}" if 1000 <= abs(ty) < 1e6 else f"{ty:.3g}")   # file units: 1050, not 1.05e+03
-        for tx in nice_ticks(x_lo, x_hi, 8):
-            x = self.x_of_time(tx)
-            p.setPen(grid)
-            p.drawLine(QPointF(x, r.top()), QPointF(x, r.bottom()))
-            p.setPen(axis_text)
-            p.drawText(QRectF(x - 30, r.bottom() + 3, 60, 14), Qt.AlignHCenter | Qt.AlignTop, f"{tx:g}")
-        p.drawText(QRectF(r.left(), r.bottom() + 15, r.width(), 14), Qt.AlignHCenter, "time in episode (s)")
-        p.save()
-        p.translate(11, r.center().y())
-        p.rotate(-90)
-        label = v.y_label
-        if p.fontMetrics().horizontalAdvance(label) > r.height():   # a short plot: the short form
-            label = v.y_label_short
-        p.drawText(QRectF(-r.height() / 2, -8, r.height(), 16), Qt.AlignCenter, label)
-        p.restore()
-        p.setPen(QPen(QColor("#9aa1a9")))
-        p.drawRect(r)
-        # current TR band and exact time
-        k = v.cursor_tr
-        band = QRectF(self.x_of_time(tl.tr_time(k)), r.top(),
-                      max(self.x_of_time(tl.tr_time(k + 1)) - self.x_of_time(tl.tr_time(k)), 1.0), r.height())
-        p.fillRect(band.intersected(r), QColor(25, 113, 194, 40))
-        # curves
-        for values, color, width in ((v.measured, MEASURED_COLOR, 1.4), (v.predicted, PREDICTED_COLOR, 1.8)):
-            if values is None:
-                continue
-            path = QPainterPath()
-            started = False
-            ys = self.y_of(values, y_lo, y_hi)
-            for t, y, val in zip(v.times, ys, values):
-                if not np.isfinite(val):
-                    started = False
-                    continue
-                pt = QPointF(self.x_of_time(t + 0.5 * tl.tr_s), float(y))  # plot at the TR's centre
-                if started:
-                    path.lineTo(pt)
-                else:
-                    path.moveTo(pt)
-                    started = True
-            p.setPen(QPen(color, width))
-            p.drawPath(path)
-        x = self.x_of_time(v.state.time)
-        p.setPen(QPen(CURSOR_COLOR, 1.5))
-        p.drawLine(QPointF(x, r.top()), QPointF(x, r.bottom()))
-        # legend
-        lx = r.left() + 8
-        for label, color in (("measured", MEASURED_COLOR), ("predicted", PREDICTED_COLOR)):
-            if label == "predicted" and (v.predicted is None or not np.isfinite(v.predicted).any()):
-                continue
-            p.setPen(QPen(color, 2.5))
-            p.drawLine(QPointF(lx, 12), QPointF(lx + 18, 12))
-            p.setPen(axis_text)
-            p.drawText(QRectF(lx + 22, 4, 80, 16), Qt.AlignLeft | Qt.AlignVCenter, label)
-            lx += 100
-        p.setPen(axis_text)
-        p.drawText(QRectF(lx, 4, r.right() - lx, 16), Qt.AlignRight | Qt.AlignVCenter,
-                   f"TR {k}  ·  {tl.tr_time(k):.2f}–{tl.tr_time(k + 1):.2f} s")
-        p.end()
+        self.view.state.time = max(float(self.cursor.value()), 0.0)
 
-    # ---- mouse: click or drag moves the time ------------------------------------------------
-    def mousePressEvent(self, e) -> None:  # noqa: N802
-        if e.button() == Qt.LeftButton and self.view.times is not None:
-            self.view.state.time = self.time_of_x(e.position().x())
-
-    def mouseMoveEvent(self, e) -> None:  # noqa: N802
-        if e.buttons() & Qt.LeftButton and self.view.times is not None:
-            self.view.state.time = self.time_of_x(e.position().x())
+    def set_cursor(self, t_s: float) -> None:
+        self._moving_cursor = True
+        self.cursor.setValue(float(t_s))
+        self._moving_cursor = False
 
 
 class TimecourseView(QWidget):
@@ -194,6 +153,9 @@ class TimecourseView(QWidget):
         self.times: Optional[np.ndarray] = None       # n, TR start times (s)
         self.measured: Optional[np.ndarray] = None    # n
         self.predicted: Optional[np.ndarray] = None   # n
+        self.pinned: List[Tuple[str, np.ndarray, np.ndarray]] = []   # (label, times, measured) overlaid
+        self.band_values: Optional[Tuple[np.ndarray, np.ndarray, str]] = None   # (lower, upper, label)
+        self.run_bounds_s: List[float] = []
         self.cursor_tr = 0
         self.y_label = "response"
         self.y_label_short = "response"
@@ -202,14 +164,33 @@ class TimecourseView(QWidget):
         self.title.setObjectName("paneTitle")
         self.detail = QLabel("")
         self.detail.setObjectName("paneHint")
+        for lab in (self.title, self.detail):
+            lab.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)   # long names never widen the pane
         self.plot = TimecoursePlot(self)
+        self.pin_button = QPushButton("Pin")
+        self.pin_button.setToolTip("Keep this target's measured curve on the plot (overlay several)")
+        self.pin_button.clicked.connect(self.pin_current)
+        self.clear_button = QPushButton("Clear pins")
+        self.clear_button.clicked.connect(self.clear_pins)
+        self.fit_button = QPushButton("Fit")
+        self.fit_button.setToolTip("Show the whole run (undo zoom and pan)")
+        self.fit_button.clicked.connect(self.view_all)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("Save the plot as PNG or SVG, or its curves as CSV")
+        self.export_button.clicked.connect(self._export_dialog)
+        for b in (self.pin_button, self.clear_button, self.fit_button, self.export_button):
+            b.setFlat(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         lay.setSpacing(2)
-        head = QVBoxLayout()
-        head.setSpacing(0)
-        head.addWidget(self.title)
-        head.addWidget(self.detail)
+        head = QHBoxLayout()
+        text = QVBoxLayout()
+        text.setSpacing(0)
+        text.addWidget(self.title)
+        text.addWidget(self.detail)
+        head.addLayout(text, 1)
+        for b in (self.pin_button, self.clear_button, self.fit_button, self.export_button):
+            head.addWidget(b)
         lay.addLayout(head)
         lay.addWidget(self.plot, 1)
         state.events.time.connect(self._on_time)
@@ -220,17 +201,22 @@ class TimecourseView(QWidget):
 
     def set_session(self, session) -> None:
         self.session = session
+        self.pinned = []
+        self.band_values = None
         self._on_data(None)
 
     @property
     def cursor_time_s(self) -> float:
         return self.state.time
 
+    # ---- state events -----------------------------------------------------------------
     def _on_time(self, e: Event) -> None:
-        k = self.state.tr_index
-        if k != self.cursor_tr:
-            self.cursor_tr = k
-        self.plot.update()   # the exact-time line moves every tick; repaint is cheap
+        tl = self.state.timeline
+        self.cursor_tr = self.state.tr_index
+        self.plot.set_cursor(self.state.time)
+        if tl is not None:
+            k = self.cursor_tr
+            self.plot.band.setRegion((tl.tr_time(k), tl.tr_time(k + 1)))
 
     def _on_data(self, _e) -> None:
         s, target, run = self.session, self.state.target, self.state.run
@@ -240,7 +226,7 @@ class TimecourseView(QWidget):
             self.times = self.measured = self.predicted = None
             self.title.setText("Time course")
             self.detail.setText("")
-            self.plot.update()
+            self._draw()
             return
         run = run or s.run_names[0]
         try:
@@ -248,7 +234,7 @@ class TimecourseView(QWidget):
         except AlignScopeError as exc:
             self.times = self.measured = self.predicted = None
             self.empty_text = str(exc)
-            self.plot.update()
+            self._draw()
             return
         score = s.target_score(target)
         has_pred = s.has_prediction(run)
@@ -267,11 +253,179 @@ class TimecourseView(QWidget):
             else:
                 where = f"Vertex {target.vertex} ({hemi} hemisphere" + (f", {region})" if region else ")")
         self.title.setText(where)
+        self.title.setToolTip(where)
         what = "r" if target.kind == "vertex" else "mean vertex r"
         no_prediction = self.predicted is None or not np.isfinite(self.predicted).any()
         r_txt = "" if np.isnan(score) or no_prediction else f"{what} = {score:.3f} (held-out)  ·  "
         self.detail.setText(f"{r_txt}run {run}  ·  {len(self.times)} TRs")
-        self.plot.update()
+        tl = self.state.timeline
+        self.run_bounds_s = []
+        if tl is not None:
+            self.run_bounds_s = [0.0, float(tl.tr_time(tl.n_trs))]
+            if len(self.times) and self.times[0] > 0:    # the fit dropped the run's first TRs
+                self.run_bounds_s.insert(1, float(self.times[0]))
+        self._draw()
+
+    # ---- drawing ----------------------------------------------------------------------
+    def _draw(self) -> None:
+        pl = self.plot
+        item = pl.getPlotItem()
+        for c in pl.pin_curves:
+            item.removeItem(c)
+            pl.legend.removeItem(c)
+        pl.pin_curves = []
+        for line in pl.boundaries:
+            item.removeItem(line)
+        pl.boundaries = []
+        if self.times is None:
+            pl.measured_curve.setData([], [])
+            pl.predicted_curve.setData([], [])
+            pl.ceiling_lo.setData([], [])
+            pl.ceiling_hi.setData([], [])
+            pl.message.setText(self.empty_text)
+            pl.message.setPos(0.5, 0.5)
+            pl.vb.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+            pl.cursor.hide()
+            pl.band.hide()
+            return
+        pl.message.setText("")
+        pl.cursor.show()
+        pl.band.show()
+        t = np.asarray(self.times, dtype=float)
+        pl.measured_curve.setData(t, np.asarray(self.measured, dtype=float), connect="finite")
+        if self.predicted is not None and np.isfinite(self.predicted).any():
+            pl.predicted_curve.setData(t, np.asarray(self.predicted, dtype=float), connect="finite")
+        else:
+            pl.predicted_curve.setData([], [])
+        for i, (label, pt, pm) in enumerate(self.pinned):
+            c = item.plot(pt, pm, pen=pg.mkPen(PIN_COLORS[i % len(PIN_COLORS)], width=1.2), name=label,
+                          connect="finite")
+            pl.pin_curves.append(c)
+        if self.band_values is not None and len(self.band_values[0]) == len(t):
+            pl.ceiling_lo.setData(t, self.band_values[0])
+            pl.ceiling_hi.setData(t, self.band_values[1])
+        else:
+            pl.ceiling_lo.setData([], [])
+            pl.ceiling_hi.setData([], [])
+        for x in self.run_bounds_s:
+            line = pg.InfiniteLine(pos=x, angle=90, movable=False,
+                                   pen=pg.mkPen("#868e96", width=1, style=Qt.DashLine))
+            item.addItem(line, ignoreBounds=True)
+            pl.boundaries.append(line)
+        item.setLabel("left", self.y_label if pl.height() > 160 else self.y_label_short)
+        self._on_time(None)
+        self.view_all()
+
+    def view_all(self) -> None:
+        """Whole run on x, every curve on y."""
+        if self.times is None:
+            return
+        tl = self.state.timeline
+        hi = max(tl.duration_s, tl.tr_time(tl.n_trs), 1e-6) if tl is not None else float(self.times[-1]) + 1
+        ys = [a for a in [self.measured, self.predicted] + [p[2] for p in self.pinned] if a is not None]
+        if self.band_values is not None:
+            ys += [self.band_values[0], self.band_values[1]]
+        y = np.concatenate([np.asarray(a, dtype=float) for a in ys]) if ys else np.zeros(1)
+        y = y[np.isfinite(y)]
+        lo, top = (float(y.min()), float(y.max())) if y.size else (-1.0, 1.0)
+        pad = 0.08 * (top - lo or 1.0)
+        self.plot.vb.setRange(xRange=(0.0, hi), yRange=(lo - pad, top + pad), padding=0)
+
+    # ---- overlays -----------------------------------------------------------------------
+    def pin_current(self) -> None:
+        """Keep the current target's measured curve on the plot (until "Clear pins")."""
+        if self.times is None or self.state.target is None:
+            return
+        label = self.state.target.label
+        if any(p[0] == label for p in self.pinned):
+            return
+        self.pinned.append((label, np.asarray(self.times, float).copy(), np.asarray(self.measured, float).copy()))
+        self._draw()
+
+    def clear_pins(self) -> None:
+        self.pinned = []
+        self._draw()
+
+    def set_band(self, lower: Optional[np.ndarray], upper: Optional[np.ndarray] = None,
+                 label: str = "noise ceiling") -> None:
+        """Shade between ``lower`` and ``upper`` (n TRs each, e.g. the range a noise ceiling allows);
+        None removes the band."""
+        if lower is None:
+            self.band_values = None
+        else:
+            lo, hi = np.asarray(lower, float), np.asarray(upper, float)
+            if lo.shape != hi.shape:
+                raise ConfigError(f"band: expected lower and upper of one shape, found {lo.shape} and {hi.shape}")
+            self.band_values = (lo, hi, label)
+        self._draw()
+
+    # ---- export -------------------------------------------------------------------------
+    def curves(self) -> List[Tuple[str, np.ndarray, np.ndarray]]:
+        """Every curve shown: (name, times_s, values)."""
+        if self.times is None:
+            return []
+        out = [("measured", np.asarray(self.times, float), np.asarray(self.measured, float))]
+        if self.predicted is not None and np.isfinite(self.predicted).any():
+            out.append(("predicted", np.asarray(self.times, float), np.asarray(self.predicted, float)))
+        out += [(f"pinned: {label}", t, m) for label, t, m in self.pinned]
+        return out
+
+    def export(self, path) -> Path:
+        """Write the plot to ``path``: .png, .svg (the plot as drawn) or .csv (one row per TR,
+        one column per curve, times in seconds). Written atomically."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in (".png", ".svg", ".csv"):
+            raise ConfigError(f"time-course export: expected a .png, .svg or .csv file, found {path.name!r}")
+        if self.times is None:
+            raise ConfigError("time-course export: expected a selected vertex or region, found none")
+        fd, tmp = tempfile.mkstemp(suffix=suffix, dir=str(path.parent))
+        os.close(fd)
+        try:
+            if suffix == ".csv":
+                curves = self.curves()
+                with open(tmp, "w", newline="") as f:
+                    w = csv.writer(f)
+                    w.writerow(["time_s"] + [name for name, _t, _v in curves])
+                    for i, t in enumerate(curves[0][1]):
+                        w.writerow([f"{t:.6g}"] + [f"{v[i]:.6g}" if i < len(v) and np.isfinite(v[i]) else ""
+                                                   for _n, _t, v in curves])
+            elif suffix == ".png":
+                import pyqtgraph.exporters as ex
+
+                exporter = ex.ImageExporter(self.plot.getPlotItem())
+                exporter.parameters()["width"] = max(int(self.plot.width() * 2), 800)
+                exporter.export(tmp)
+            else:
+                # Qt's own SVG writer (pyqtgraph 0.14's SVGExporter fails on Qt 6 path data)
+                from PySide6.QtCore import QRect
+                from PySide6.QtGui import QPainter
+                from PySide6.QtSvg import QSvgGenerator
+
+                gen = QSvgGenerator()
+                gen.setFileName(tmp)
+                gen.setSize(self.plot.size())
+                gen.setViewBox(QRect(0, 0, self.plot.width(), self.plot.height()))
+                gen.setTitle(self.title.text())
+                painter = QPainter(gen)
+                self.plot.render(painter)
+                painter.end()
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def _export_dialog(self) -> None:
+        from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+        path, _ = QFileDialog.getSaveFileName(self, "Export time course", "timecourse.png",
+                                              "PNG image (*.png);;SVG figure (*.svg);;CSV table (*.csv)")
+        if path:
+            try:
+                self.export(path)
+            except (AlignScopeError, OSError) as exc:
+                QMessageBox.warning(self, "Export time course", str(exc))
 
     def close_view(self) -> None:
         self.state.events.time.disconnect(self._on_time)

@@ -1,0 +1,94 @@
+"""The pyqtgraph time course: curves equal the session's, zoom/pan, pinned overlays, a band,
+run boundaries, and PNG/SVG/CSV export."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from engine.state import AppState, Target
+
+
+@pytest.fixture
+def tc(qtbot, session):
+    from gui.timecourse_view import TimecourseView
+
+    state = AppState(session.timeline())
+    view = TimecourseView(state, session)
+    qtbot.addWidget(view)
+    view.resize(700, 300)
+    view.show()
+    qtbot.waitExposed(view)
+    yield view
+    view.close_view()
+
+
+def test_curves_overlays_band_and_zoom(tc, session):
+    run = session.run_names[0]
+    tc.state.select_vertex(5)
+    t, m, p = session.roi_timecourse(run, Target.vertex_target(5))
+    x, y = tc.plot.measured_curve.getData()
+    np.testing.assert_array_equal(x, t)
+    np.testing.assert_allclose(y, m)
+    finite = np.isfinite(p)
+    xp, yp = tc.plot.predicted_curve.getData()
+    np.testing.assert_allclose(yp[np.isfinite(yp)], p[finite])
+    tc.pin_current()
+    tc.state.select_vertex(7)
+    assert [c.name() for c in tc.plot.pin_curves] == ["vertex 5"]
+    _xs, ys = tc.plot.pin_curves[0].getData()
+    np.testing.assert_allclose(ys, m)                      # vertex 5 stays while vertex 7 is shown
+    assert [name for name, *_ in tc.curves()][-1].startswith("pinned")
+    lo, hi = np.asarray(tc.measured) - 0.5, np.asarray(tc.measured) + 0.5
+    tc.set_band(lo, hi)
+    np.testing.assert_allclose(tc.plot.ceiling_lo.getData()[1], lo)
+    # zoom: the wheel / scaleBy narrows the x range; "Fit" shows the whole run again
+    full = tc.plot.x_range()
+    tc.plot.vb.scaleBy((0.25, 1.0))
+    zoomed = tc.plot.x_range()
+    assert zoomed[1] - zoomed[0] < 0.5 * (full[1] - full[0])
+    tc.fit_button.click()
+    assert tc.plot.x_range() == pytest.approx(full)
+    # run boundaries: the run's start and end are marked
+    tl = tc.state.timeline
+    assert tc.run_bounds_s[0] == 0.0 and tc.run_bounds_s[-1] == pytest.approx(tl.tr_time(tl.n_trs))
+    assert len(tc.plot.boundaries) == len(tc.run_bounds_s)
+    tc.clear_pins()
+    assert tc.plot.pin_curves == []
+
+
+def test_time_cursor_and_click(tc, qtbot):
+    from PySide6.QtCore import QPoint, Qt
+
+    tc.state.select_vertex(3)
+    tc.state.time = 2.3
+    assert tc.plot.cursor.value() == pytest.approx(2.3)
+    k = tc.state.tr_index
+    lo, hi = tc.plot.band.getRegion()
+    assert lo == pytest.approx(tc.state.timeline.tr_time(k)) and hi == pytest.approx(tc.state.timeline.tr_time(k + 1))
+    tc.plot.cursor.setValue(4.1)                   # dragging the cursor line moves the time
+    assert tc.state.time == pytest.approx(4.1)
+    vp = tc.plot.viewport()
+    x = int(tc.plot.x_of_time(1.5))
+    qtbot.mouseClick(vp, Qt.LeftButton, pos=QPoint(x, vp.height() // 2))
+    assert tc.state.time == pytest.approx(1.5, abs=0.05)
+
+
+def test_export_png_svg_csv(tc, tmp_path):
+    from engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="expected a selected"):
+        tc.export(tmp_path / "none.csv")
+    tc.state.select_vertex(2)
+    tc.export(tmp_path / "tc.csv")
+    rows = list(csv.reader(open(tmp_path / "tc.csv")))
+    assert rows[0][:3] == ["time_s", "measured", "predicted"]
+    assert len(rows) == len(tc.times) + 1
+    np.testing.assert_allclose([float(r[1]) for r in rows[1:]], tc.measured, rtol=1e-5)
+    png = tc.export(tmp_path / "tc.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = tc.export(tmp_path / "tc.svg").read_text()
+    assert "<svg" in svg and "<path" in svg
+    with pytest.raises(ConfigError, match=r"\.png, \.svg or \.csv"):
+        tc.export(tmp_path / "tc.pdf")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tc.csv", "tc.png", "tc.svg"]   # no temp files left
