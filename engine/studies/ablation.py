@@ -77,7 +77,7 @@ def run_job(settings, token=None):
         "r_full": {"label": f"r of {ref.label}", "signed": True, "unit": "r"},
         "r_ablated": {"label": f"r of {label_abl}", "signed": True, "unit": "r"},
         "_bars": {"label": f"region mean Δr (with − without {settings.ablate})"}}
-    from ..cli.compare import target_table
+    from .common import target_table
 
     result.tables = {"regions": table, "targets": target_table(comp)}
     dropped = significant_regions(table, "mean_difference", settings.alpha, +1)

@@ -629,6 +629,16 @@ def compare_job(res_a, res_b, settings: StudySettings, token=None, step: int = 0
     return (yield from nested(gen, step, total, label))
 
 
+def target_table(comparison):
+    """Per-target DataFrame of a model comparison: target, r_a, r_b, difference, ci_low, ci_high, p, q."""
+    import pandas as pd
+
+    c = comparison
+    return pd.DataFrame({"target": np.arange(c.difference.size), "r_a": c.scores_a, "r_b": c.scores_b,
+                         "difference": c.difference, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                         "p_value": c.p_values, "q_value": c.q_values})
+
+
 def hemisphere_of_regions(data: StudyData) -> Dict[str, str]:
     """Region name -> "left"/"right"/"both" from the surface labels (empty without a surface)."""
     if data.vertex_labels is None or data.surface_space is None:

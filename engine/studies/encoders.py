@@ -64,7 +64,7 @@ def run_job(settings, token=None):
         "r_a": {"label": f"r of {ref_a.label}", "signed": True, "unit": "r"},
         "r_b": {"label": f"r of {ref_b.label}", "signed": True, "unit": "r"},
         "_bars": {"label": "region mean Δr (A − B)"}}
-    from ..cli.compare import target_table
+    from .common import target_table
 
     result.tables = {"regions": table, "targets": target_table(comp)}
     a_better = significant_regions(table, "mean_difference", settings.alpha, +1)

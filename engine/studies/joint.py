@@ -104,7 +104,7 @@ def run_job(settings, token=None):
         "_bars": {"label": "region mean Δr (all spaces − unimodal)"}}
     for k in result.maps:
         result.map_meta.setdefault(k, {"label": k.replace("_", " "), "signed": True, "unit": "R²"})
-    from ..cli.compare import target_table
+    from .common import target_table
 
     tt = target_table(comp)
     tt["unique_r2_joint"] = unique_joint
