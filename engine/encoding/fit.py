@@ -228,9 +228,9 @@ def resolve_options(options=None, **overrides) -> FitOptions:
 
     The old keyword arguments of :func:`fit_encoding` (``delays``, ``alphas``, ``cv``, ``zscore``,
     ``pca``, ``backend``... and ``banded`` -> ``multi_space``) are FitOptions fields and are
-    applied on top. An override ``None`` means "not given" except for fields where None is a
-    setting (``detrend=None``: no detrending). A list passed as ``options`` is the old
-    positional ``delays``.
+    applied on top. An override ``None`` means "not given" when ``options`` is given; without
+    ``options``, None is a setting for fields that allow it (``detrend=None``: no
+    detrending). A list passed as ``options`` is the old positional ``delays``.
     """
     if options is None:
         opts = FitOptions()
@@ -251,8 +251,11 @@ def resolve_options(options=None, **overrides) -> FitOptions:
     if unknown:
         raise ConfigError(f"fit options: unknown setting(s) {unknown}. Supported: {sorted(names)}")
     changes = {}
+    given = options is not None and not isinstance(options, (list, tuple, np.ndarray))
     for k, v in overrides.items():
-        if v is None and k not in _NONE_IS_A_SETTING:
+        # None means "not given"; without an options object, None is a setting where the
+        # field allows it (detrend=None: no detrending)
+        if v is None and (given or k not in _NONE_IS_A_SETTING):
             continue
         if k == "alphas":
             v = [float(a) for a in np.atleast_1d(np.asarray(v, dtype=np.float64))]
