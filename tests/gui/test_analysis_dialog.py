@@ -143,9 +143,12 @@ def _lowlevel_spec(name="lowlevel test"):
                         fit=FitOptions(delays=[1, 2], multi_space="joint", cv="loro", detrend=None))
 
 
-def test_a_job_of_project_a_ending_while_b_is_open_leaves_b(qtbot, synthetic, tmp_path, monkeypatch):
+def test_a_job_of_project_a_ending_while_b_is_open_leaves_b(qtbot, tmp_path, monkeypatch):
     import engine.pipeline as pipeline
+    from tests.gui.synthetic import write_project
 
+    # 30 TRs a run: the inner CV (blocked within the one training run, 10 s gaps) has room
+    synthetic = write_project(tmp_path / "source", n_targets=20484, n_trs=30, seconds=30.0)
     a, b = tmp_path / "A", tmp_path / "B"
     shutil.copytree(synthetic.project_path.parent, a)
     shutil.copytree(synthetic.project_path.parent, b)

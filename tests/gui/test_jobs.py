@@ -171,16 +171,17 @@ def test_fit_encoding_job_hands_the_result_to_the_open_session(qtbot, tmp_path):
     from gui.main_window import MainWindow
     from tests.gui.synthetic import write_project
 
-    syn = write_project(tmp_path / "proj", n_targets=20484, n_trs=12, seconds=12.0)   # 12 TRs: inner CV fits
+    # 30 TRs a run: the inner CV (blocked within the one training run, 10 s gaps) has room
+    syn = write_project(tmp_path / "proj", n_targets=20484, n_trs=30, seconds=30.0)
     shutil.copytree(syn.project_path.parent, tmp_path / "copy")
     w = MainWindow(interactive_3d=False)
     qtbot.addWidget(w)
     assert w.open_project(syn.project_path)
     session, plotter = w.session, w.cortex_view.plotter
-    w.state.time = 7.3
+    w.state.time = 17.3
     w.state.select_vertex(11)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")      # alpha-on-edge warnings on 12-TR runs
+        warnings.simplefilter("ignore")      # alpha-on-edge warnings on short runs
         h = w.start_fit_encoding()
         qtbot.waitUntil(lambda: h.state != "running", timeout=120000)
         assert h.state == "finished", h.error
@@ -191,7 +192,7 @@ def test_fit_encoding_job_hands_the_result_to_the_open_session(qtbot, tmp_path):
         assert w.result_box.currentText() == "lowlevel (GUI)"
         np.testing.assert_array_equal(w.cortex_view.current_values, np.asarray(outcome.result.scores, np.float32))
         assert w.cortex_view.plotter is plotter     # same surface: meshes kept, only colours rewritten
-        assert w.state.time == pytest.approx(7.3) and w.state.target.vertex == 11
+        assert w.state.time == pytest.approx(17.3) and w.state.target.vertex == 11
         spec = AnalysisSpec.from_dict(outcome.result.provenance["analysis"])
         ref = run_sync(run_analysis_job(tmp_path / "copy" / syn.project_path.name, spec))
     np.testing.assert_array_equal(outcome.result.scores, ref.result.scores)
