@@ -37,9 +37,14 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.cli.output import EXIT_CODES_TEXT
+
     parser = argparse.ArgumentParser(
         prog="alignscope",
         description="AlignScope: align multimodal AI models with fMRI of people watching TV.",
+        epilog=EXIT_CODES_TEXT + "\n\n--json (commands that print results): one JSON summary on stdout, the usual "
+        "lines on stderr.\nThe user's guide: docs/guide/index.md",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():

@@ -52,7 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="TSV",
                         help="table written: one row per region with --atlas/--labels, else per target")
     parser.add_argument("--targets-out", metavar="TSV", help="also write the per-target table here")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or summary line")
+    from .output import add_json_argument
+
+    add_json_argument(parser)
 
 
 def read_labels(path, n_targets=None):
@@ -184,6 +187,13 @@ def _print_top(table, name_col, diff_col, q_col, a_name, b_name, k, alpha, what)
 
 
 def run(args) -> int:
+    from .output import json_output
+
+    with json_output(args) as summary:
+        return _run(args, summary)
+
+
+def _run(args, summary) -> int:
     import numpy as np
 
     from ..atomic import atomic_path
@@ -240,4 +250,16 @@ def run(args) -> int:
             with atomic_path(out) as tmp:
                 t.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
             print(f"saved {out}")
+    summary.update(a=str(args.a), b=str(args.b), space_a=a.space, space_b=b.space, n_targets=int(a.n_targets),
+                   n_scored_by_both=int(both.sum()),
+                   mean_r_a=float(np.mean(comp.scores_a[both])) if both.any() else None,
+                   mean_r_b=float(np.mean(comp.scores_b[both])) if both.any() else None,
+                   mean_difference=float(np.mean(d[both])) if both.any() else None,
+                   targets_a_above_b=int(np.sum(both & (d > 0))), alpha=args.alpha,
+                   targets_a_better=better_a, targets_b_better=better_b, n_perm=args.n_perm, n_boot=args.n_boot,
+                   block_trs=args.block, out=args.out, targets_out=args.targets_out)
+    if table is not None:
+        summary["n_regions"] = int(len(table))
+        summary["regions_a_better"], summary["regions_b_better"] = n_ra, n_rb
+        summary["regions"] = table.to_dict(orient="records")
     return 0

@@ -11,9 +11,19 @@ def add_arguments(parser) -> None:
                         help="ridge backend (default numpy)")
     parser.add_argument("--no-fit", action="store_true", help="only write the data, fit nothing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or summary line")
+    from .output import add_json_argument
+
+    add_json_argument(parser)
 
 
 def run(args) -> int:
+    from .output import json_output
+
+    with json_output(args) as out:
+        return _run(args, out)
+
+
+def _run(args, out) -> int:
     from pathlib import Path
 
     from ..demo import write_demo_project
@@ -22,6 +32,7 @@ def run(args) -> int:
 
     project_file = write_demo_project(Path(args.out), seed=args.seed)
     print(f"demo project written: {project_file}")
+    out["project"] = str(project_file)
     if args.no_fit:
         return 0
     summary = run_job(run_demo_pipeline(project_file, backend=args.backend), "demo", args.no_progress)
@@ -33,4 +44,5 @@ def run(args) -> int:
     noise = summary["noise"]
     print(f"{'noise':<12} {'-':<9} {noise['median_r']:9.3f}   (p95 {noise['p95_r']:.3f})")
     print(f"summary: {Path(args.out) / 'summary.json'}")
+    out.update(summary_file=str(Path(args.out) / "summary.json"), regions=summary)
     return 0

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from .common import add_brain_arguments, add_fit_arguments
+from .output import add_json_argument, json_output
 
 __all__ = ["add_arguments", "run"]
 
@@ -67,6 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="H5", help="output EncodingResult file (.h5)")
     parser.add_argument("--top", type=int, default=10, help="top targets printed (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or summary line")
+    add_json_argument(parser)
 
 
 def feature_spaces_from_files(features, brain, layers=None):
@@ -115,7 +117,27 @@ def print_result(name, result, top: int) -> None:
     print("top targets (index: r, alpha): " + ", ".join(f"{i}: {s[i]:.3f}, {result.alphas[i]:.3g}" for i in best))
 
 
+def result_summary(name, result, out=None, top: int = 10) -> dict:
+    """The ``--json`` record of one fitted result (scores, fit settings, where it was saved)."""
+    import numpy as np
+
+    s = np.asarray(result.scores, dtype=np.float64)
+    best = result.top_targets(top)
+    return {"name": name, "out": None if out is None else str(out), "n_targets": int(result.n_targets),
+            "runs": [str(r) for r in result.run_names], "n_folds": len(result.folds),
+            **result.summary_stats(), "max_r": float(np.nanmax(s)) if np.isfinite(s).any() else None,
+            "tr_s": result.tr_s, "delays_trs": [int(d) for d in result.delays],
+            "delays_s": [float(d) for d in result.delays_s], "cv": str(result.cv_label),
+            "top_targets": [{"target": int(i), "r": float(s[i]), "alpha": float(result.alphas[i])} for i in best],
+            "warnings": [str(w) for w in result.warnings]}
+
+
 def run(args) -> int:
+    with json_output(args) as summary:
+        return _run(args, summary)
+
+
+def _run(args, summary) -> int:
     import warnings
 
     from ..errors import ConfigError
@@ -136,14 +158,17 @@ def run(args) -> int:
             warnings.simplefilter("always")
             outcome = run_job(run_analysis_job(args.project, spec), "encode", args.no_progress)
         print_warnings(caught)
+        summary.update(project=str(outcome.project_file), results=[])
         for name, (result, path) in outcome.results.items():
             print_result(name, result, args.top)
+            out = None
             if args.out:
                 out = Path(args.out) if len(outcome.results) == 1 else \
                     Path(args.out).with_name(f"{Path(args.out).stem}-{name}.h5")
                 result.save(out)
                 print(f"saved {out}")
             print(f"registered {name!r} in {outcome.project_file} ({path})")
+            summary["results"].append({**result_summary(name, result, out, args.top), "registered": str(path)})
         return 0
     if not args.out:
         raise ConfigError("encode: expected --out RESULT.h5, found none")
@@ -162,8 +187,10 @@ def run(args) -> int:
             res = run_job(fit_job(spaces, brain, options, **dask), "encode", args.no_progress)
             outs = {"+".join(spaces): (res, Path(args.out))}
     print_warnings(caught)
+    summary["results"] = []
     for name, (result, out) in outs.items():
         result.save(out)
         print_result(name, result, args.top)
         print(f"saved {out}")
+        summary["results"].append(result_summary(name, result, out, args.top))
     return 0

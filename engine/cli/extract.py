@@ -70,6 +70,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or summary line")
     parser.add_argument("--list-models", action="store_true", help="list the models found (registry, HF cache) "
                         "and exit")
+    from .output import add_json_argument
+
+    add_json_argument(parser)
 
 
 def parse_layers(text):
@@ -126,6 +129,13 @@ def _default_model(inputs) -> str:
 
 
 def run(args) -> int:
+    from .output import json_output
+
+    with json_output(args) as summary:
+        return _run(args, summary)
+
+
+def _run(args, summary) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError
@@ -133,9 +143,12 @@ def run(args) -> int:
     if args.list_models:
         from ..pipeline.features import list_models
 
+        summary["models"] = []
         for m in list_models():
             state = "ok" if m.available else "missing"
             print(f"{m.name:34s} {m.modality:10s} {m.family:11s} {m.source:9s} {state:7s} {m.model}")
+            summary["models"].append({"name": m.name, "modality": m.modality, "family": m.family,
+                                      "source": m.source, "available": bool(m.available), "model": str(m.model)})
         return 0
     if not args.out:
         raise ConfigError("extract: expected --out FILE.h5, found none")
@@ -166,6 +179,11 @@ def run(args) -> int:
     if extra:
         print(f"events: {inputs.n_trs} TRs x {len(extra['events'][1])} regressors ({', '.join(extra['events'][1])})")
     print(f"wrote {path}")
+    summary.update(out=str(path), model=model, tr_s=float(inputs.tr_s), tr_from=tr_from, n_trs=int(inputs.n_trs),
+                   onset_s=float(inputs.onset_s),
+                   spaces={fs.name: {"n_trs": int(fs.n_trs), "n_features": int(fs.n_features)}
+                           for fs in spaces.values()},
+                   events=list(extra["events"][1]) if extra else None)
     if args.attention_out:
         if model is None or model == "lowlevel":
             raise ConfigError("--attention-out: expected an image or language model, found "
@@ -182,6 +200,7 @@ def run(args) -> int:
                        "attention", args.no_progress)
         apath = save_attention(maps, Path(args.attention_out))
         print(f"wrote {apath} ({len(maps.tr_indices)} TRs, {maps.nbytes / 2 ** 20:.2f} MB of maps)")
+        summary["attention_out"] = str(apath)
     return 0
 
 

@@ -69,6 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_fit_arguments(parser)
     parser.add_argument("--out", metavar="H5", help="output file (.h5)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or summary line")
+    from .output import add_json_argument
+
+    add_json_argument(parser)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -176,7 +179,24 @@ def summary_line(name: str, values) -> str:
 
 # --------------------------------------------------------------------------- run
 
+def _stats(values) -> dict:
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    finite = v[np.isfinite(v)]
+    return {"mean_r2": float(np.nanmean(v)) if finite.size else None,
+            "median_r2": float(np.nanmedian(v)) if finite.size else None,
+            "fraction_above_0": float(np.mean(finite > 0)) if finite.size else None, "n_targets": int(v.size)}
+
+
 def run(args) -> int:
+    from .output import json_output
+
+    with json_output(args) as summary:
+        return _run(args, summary)
+
+
+def _run(args, summary) -> int:
     import warnings
 
     from ..errors import ConfigError
@@ -217,4 +237,9 @@ def run(args) -> int:
         print(summary_line(f"joint {residual[0]} (as fitted)", part.r2[residual[0]]))
         print(summary_line(f"residual: {resid.space}", resid.r2))
     print(f"saved {args.out}")
+    summary.update(out=str(args.out), spaces=list(part.space_names), n_targets=int(n_targets),
+                   runs=[str(n) for n in brain.names], n_folds=len(part.models[joint_key].folds),
+                   fit=describe_fit(prov), total=_stats(part.total),
+                   regions={region_key(name): _stats(values) for name, values in part.regions.items()},
+                   residual=None if resid is None else {"space": resid.space, **_stats(resid.r2)})
     return 0

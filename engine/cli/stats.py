@@ -43,9 +43,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, metavar="N", help="with --scheduler local: workers")
     parser.add_argument("--top", type=int, default=10, help="regions printed (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or summary line")
+    from .output import add_json_argument
+
+    add_json_argument(parser)
 
 
 def run(args) -> int:
+    from .output import json_output
+
+    with json_output(args) as summary:
+        return _run(args, summary)
+
+
+def _run(args, summary) -> int:
     import warnings
 
     import numpy as np
@@ -102,4 +112,12 @@ def run(args) -> int:
             table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
         print(f"saved {args.out}")
     print(f"p and q written into {args.result}")
+    summary.update(result=str(args.result), n_targets=int(p.size), n_perm=args.n_perm, method=method,
+                   block_trs=st.get("block_trs") if method == "block" else None, alpha=args.alpha,
+                   targets_significant=int(np.sum(q <= args.alpha)), min_p=float(np.nanmin(p)),
+                   min_attainable_p=st.get("min_attainable_p"), reachable=bool(sig.reachable),
+                   message=str(sig.message), out=args.out)
+    if sig.region_table is not None:
+        summary["regions_significant"] = int(np.sum(rq <= args.alpha))
+        summary["regions"] = table.to_dict(orient="records")
     return 0
