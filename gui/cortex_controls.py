@@ -267,7 +267,12 @@ class CortexControlsButton(QToolButton):
             self.controls.setParent(self.window(), Qt.Popup)
         self.controls.sync_from_view()
         self.controls.adjustSize()
-        self.controls.move(self.mapToGlobal(self.rect().bottomLeft()))
+        pos = self.mapToGlobal(self.rect().bottomLeft())
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        if screen is not None:   # keep the whole form on screen (the button sits near the right edge)
+            pos.setX(max(screen.left(), min(pos.x(), screen.right() - self.controls.width())))
+            pos.setY(max(screen.top(), min(pos.y(), screen.bottom() - self.controls.height())))
+        self.controls.move(pos)
         self.controls.show()
         return self.controls
 

@@ -38,7 +38,7 @@ VIEWS = (("left", "lateral", (0, 0)), ("right", "lateral", (0, 1)),
          ("left", "medial", (1, 0)), ("right", "medial", (1, 1)))
 BACKGROUND = "#1e2227"
 OUTLINE_RGB = (57, 255, 20)   # selected vertex / region border
-ATLAS_BORDER_RGB = (25, 25, 25)   # borders between the atlas's regions
+ATLAS_BORDER_RGB = (40, 40, 40)   # borders between the atlas's regions
 
 # Every plotter this module made, to check that none survives its view (MNE's brain_gc).
 _LIVE_PLOTTERS: "weakref.WeakSet" = weakref.WeakSet()
@@ -47,6 +47,14 @@ _LIVE_PLOTTERS: "weakref.WeakSet" = weakref.WeakSet()
 def live_plotter_count() -> int:
     """Plotters made by cortex views and not yet closed."""
     return sum(1 for p in list(_LIVE_PLOTTERS) if getattr(p, "_alignscope_open", False))
+
+
+def _set_corner_text(actor, corner: int, text: str) -> None:
+    """Change the text of what ``plotter.add_text`` gave (a corner annotation or a text actor)."""
+    if hasattr(actor, "SetText"):
+        actor.SetText(corner, text)
+    elif hasattr(actor, "SetInput"):
+        actor.SetInput(text)
 
 
 def can_host_interactor() -> bool:
@@ -128,6 +136,9 @@ class _ImageHost(QLabel):
 
     def sizeHint(self) -> QSize:  # noqa: N802
         return QSize(640, 480)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - a QLabel's would be its pixmap's size: the pane could not shrink
+        return QSize(200, 150)
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
@@ -362,12 +373,18 @@ class CortexView(QWidget):
         renderer.camera.zoom(1.55 if not flat else 1.2)
 
     def show_pair(self, map_a: np.ndarray, map_b: np.ndarray, titles=("A", "B"), style: Optional[MapStyle] = None,
-                  difference: bool = True, cmap: Optional[str] = None) -> "CortexPairView":
+                  difference: bool = True, cmap: Optional[str] = None, scores: bool = False) -> "CortexPairView":
         """Open (or reuse) a window with two maps side by side, linked cameras and A − B.
 
         The maps are per vertex of this view's surface (e.g. two results' scores from
-        ``session.maps.to_vertices``). Returns the :class:`CortexPairView`.
+        ``session.to_vertices``). ``scores``: the maps are held-out r, painted as the cortex
+        paints scores (positive r only, threshold at least 0.1). Returns the :class:`CortexPairView`.
         """
+        if style is None and scores:
+            both = np.concatenate([np.asarray(map_a, np.float32).ravel(), np.asarray(map_b, np.float32).ravel()])
+            s = MapStyle.for_values(np.clip(both, 0, None), threshold_fraction=0.4)
+            style = MapStyle(vmax=s.vmax, threshold=max(s.threshold, min(0.1, 0.9 * s.vmax)), signed=False,
+                             cmap=cmap or "cold_hot")
         if self.session is None or self.session.surface is None:
             from engine.errors import DataError
 
@@ -400,12 +417,9 @@ class CortexView(QWidget):
             self._renderers[i] = (hemi, side, ren)
             ds = next(d for hh, d in self._datasets if hh == hemi)
             self._place_camera(ren, ds, hemi, side, flat=self._mesh_kind == "flat")
-            label = self._labels[i] if i < len(self._labels) else None
             text = f"{hemi.capitalize()} {side}" if self._mesh_kind != "flat" else f"{hemi.capitalize()} (flat)"
-            if label is not None and hasattr(label, "SetText"):
-                label.SetText(2, text)
-            elif label is not None and hasattr(label, "SetInput"):
-                label.SetInput(text)
+            if i < len(self._labels):
+                _set_corner_text(self._labels[i], 2, text)
         if render:
             self.render()
 
@@ -506,9 +520,12 @@ class CortexView(QWidget):
             return
         _coords, faces = session.surface.combined()
         fl = labels[faces]                                           # n_faces, 3
-        crossing = (fl[:, 0] != fl[:, 1]) | (fl[:, 1] != fl[:, 2])
+        # one side of each edge only (the vertex with the lower label): a 1-vertex-wide line
         border = np.zeros(labels.size, dtype=bool)
-        border[faces[crossing].ravel()] = True
+        for i, j in ((0, 1), (1, 2), (2, 0)):
+            differ = fl[:, i] != fl[:, j]
+            lower = np.where(fl[:, i] < fl[:, j], faces[:, i], faces[:, j])
+            border[lower[differ]] = True
         self.atlas_border = np.flatnonzero(border)
 
     def _compute_q_mask(self) -> None:
@@ -1035,9 +1052,7 @@ class CortexPairView(QWidget):
             for hemi, ds in self._datasets[col]:
                 ds.point_data["rgb"][:] = rgb[: self._n_left] if hemi == "left" else rgb[self._n_left:]
                 ds.point_data["rgb"] = ds.point_data["rgb"]
-            label = self._titles_text[col]
-            if hasattr(label, "SetInput"):
-                label.SetInput(self.titles[col] if values is not None else "")
+            _set_corner_text(self._titles_text[col], 7, self.titles[col] if values is not None else "")
         self.colorbar_ab.set_style(style, f"{self.titles[0]} and {self.titles[1]} (one scale)")
         self.colorbar_diff.set_style(diff_style if difference else None,
                                      self.titles[2] if difference else "no difference map")

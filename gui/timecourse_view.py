@@ -50,7 +50,7 @@ class TimecoursePlot(pg.PlotWidget):
     def __init__(self, view: "TimecourseView") -> None:
         super().__init__(view, background="w")
         self.view = view
-        self.setMinimumSize(240, 120)
+        self.setMinimumSize(240, 90)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         item = self.getPlotItem()
         item.showGrid(x=True, y=True, alpha=0.15)

@@ -196,7 +196,7 @@ class VideoView(QWidget):
         self.subtitle.setObjectName("subtitle")
         self.subtitle.setAlignment(Qt.AlignCenter)
         self.subtitle.setWordWrap(True)
-        self.subtitle.setMinimumHeight(44)
+        self.subtitle.setMinimumHeight(36)
         self.play_button = QToolButton()
         self.play_button.setCheckable(True)
         self.play_button.setIcon(self.style().standardIcon(QStyle.SP_MediaPlay))
