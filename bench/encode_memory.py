@@ -10,7 +10,10 @@ resident set size (``ru_maxrss``):
 
 Usage::
 
-    python bench/encode_memory.py [--variant cli|gram|both] [--folder DIR] [--targets 50000]
+    python bench/encode_memory.py [--variant cli|gram|both] [--folder DIR] [--targets 50000] [--memory-limit BYTES]
+
+``--memory-limit`` is the Gram path's ``memory_limit_bytes`` (default: 70 % of what is available, so on
+a large machine the fit uses the memory it has, in one target batch).
 
 Ends with one line ``bench encode_memory: <peak / brain data> x (goal <= 2 x)`` for the last variant.
 The machine is shared: the time figures vary with its load; the memory figures do not.
@@ -38,7 +41,7 @@ folder = {folder!r}
 X = [f"{{folder}}/f{{i}}.npy" for i in range({n_runs})]
 Y = [f"{{folder}}/b{{i}}.npy" for i in range({n_runs})]
 res = fit_encoding_gram(X, Y, delays=[1, 2], alphas=[1.0, 100.0, 1e4], out_path=f"{{folder}}/gram.h5",
-                        verbose=True)
+                        verbose=True, memory_limit_bytes={limit!r})
 print("mean r", float(np.nanmean(res.scores)))
 """
 
@@ -76,6 +79,7 @@ def main() -> None:
     ap.add_argument("--variant", choices=("cli", "gram", "both"), default="gram")
     ap.add_argument("--folder", default=None)
     ap.add_argument("--targets", type=int, default=50_000)
+    ap.add_argument("--memory-limit", type=float, default=None, help="Gram path: memory_limit_bytes")
     args = ap.parse_args()
     folder = Path(args.folder or tempfile.mkdtemp(prefix="alignscope-bench-mem-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,7 +92,8 @@ def main() -> None:
                     "--brain", *[str(folder / f"b{i}.npy") for i in range(N_RUNS)], "--delays", "1", "2",
                     "--alphas", "1,100,10000", "--out", str(folder / "cli.h5"), "--no-progress"]
         else:
-            argv = [sys.executable, "-c", GRAM_CHILD.format(repo=str(REPO), folder=str(folder), n_runs=N_RUNS)]
+            argv = [sys.executable, "-c", GRAM_CHILD.format(repo=str(REPO), folder=str(folder), n_runs=N_RUNS,
+                                                          limit=args.memory_limit)]
         peak, secs, out = run_child(argv)
         ratio = peak / brain
         print(f"{v}: peak RSS {peak / 2 ** 30:.2f} GiB for {brain / 2 ** 30:.2f} GiB of brain data "
