@@ -13,7 +13,7 @@ APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-re
 	libxrender1 libxext6 libsm6 libice6 libxi6 libxtst6 x11-utils
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: run test setup system bench demo clean lint-imports
+.PHONY: run test setup system bench demo clean lint-imports bundle-test
 
 run: setup
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = "Darwin" ]; then \
@@ -31,6 +31,10 @@ test: setup lint-imports
 # The import contracts of pyproject.toml (engine is pure Python; its layers).
 lint-imports: setup
 	$(VENV)/bin/lint-imports
+
+# Builds the one-folder bundle (installer/build.sh, ~30 min, ~2 GB in dist/) and runs selftest from it.
+bundle-test: setup
+	ALIGNSCOPE_BUNDLE_TEST=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -s tests/test_bundle.py
 
 bench: setup
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
