@@ -144,6 +144,11 @@ class CortexControls(QFrame):
 
         self.borders_check = QCheckBox("atlas region borders")
         form.addRow("", self.borders_check)
+        self.figure_button = QPushButton("Save figure…")
+        self.figure_button.setToolTip("A high-resolution PNG of this view and its opposite, both hemispheres, "
+                                      "with the colour bar (1200x900 px per view)")
+        self.figure_button.clicked.connect(self._save_figure)
+        form.addRow("Export", self.figure_button)
         self.note = QLabel("")
         self.note.setObjectName("paneHint")
         self.note.setWordWrap(True)
@@ -206,7 +211,7 @@ class CortexControls(QFrame):
         for w in widgets:
             w.blockSignals(False)
         self.note.setText("" if has_q else "FDR q: the open result carries no q-values "
-                          "(run Analysis > Significance to add them).")
+                          "(add them with: alignscope stats PROJECT).")
 
     def _threshold_mode_changed(self) -> None:
         mode = self.threshold_mode.currentData()
@@ -242,6 +247,26 @@ class CortexControls(QFrame):
         name = self.view_box.currentData()
         if name:
             self.view.set_view(name)
+
+    def _save_figure(self) -> None:
+        from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+        from engine.errors import AlignScopeError
+
+        from .figure_export import export_views
+
+        v = self.view
+        if v.session is None or v.current_values is None or v.current_style is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Save cortex figure", "cortex.png", "PNG image (*.png)")
+        if not path:
+            return
+        name = v.settings.view
+        try:
+            export_views(v.session.surface, v.current_values, v.current_style, path,
+                         views=(name, opposite_view(name)), title=v.map_title)
+        except (AlignScopeError, OSError) as exc:
+            QMessageBox.warning(self, "Save cortex figure", str(exc))
 
     def _reset(self) -> None:
         self.view.reset_view()

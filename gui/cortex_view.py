@@ -370,7 +370,9 @@ class CortexView(QWidget):
         renderer.camera.up = tuple(float(u) for u in up)
         renderer.camera.parallel_projection = True
         renderer.reset_camera()
-        renderer.camera.zoom(1.55 if not flat else 1.2)
+        # the bounding sphere fits the long (anterior-posterior) axis: seen from above or below
+        # that axis spans the panel's height, so zoom in less
+        renderer.camera.zoom(1.2 if flat else 1.05 if side in ("dorsal", "ventral") else 1.55)
 
     def show_pair(self, map_a: np.ndarray, map_b: np.ndarray, titles=("A", "B"), style: Optional[MapStyle] = None,
                   difference: bool = True, cmap: Optional[str] = None, scores: bool = False) -> "CortexPairView":
@@ -1040,7 +1042,7 @@ class CortexPairView(QWidget):
             style = MapStyle(style.vmax, style.threshold, style.signed, cmap, style.vmin, style.opacity)
         d = difference_map(a, b)
         if diff_style is None:
-            s = MapStyle.for_values(d, threshold_fraction=0.1)
+            s = MapStyle.for_values(d, threshold_fraction=0.2)
             diff_style = MapStyle(vmax=s.vmax, threshold=s.threshold, signed=True, cmap="RdBu_r")
         self.maps = [a, b, d if difference else None]
         self.styles = [style, style, diff_style]
