@@ -27,8 +27,8 @@ class AnalysisActions:
 
     def start_fit_encoding(self) -> Optional[JobHandle]:
         """Run > Fit encoding model (low-level features): the pipeline's analysis of this episode's
-        runs with the low-level features (one ridge over all of them, FIR delays of 1-4 TRs,
-        leave-one-run-out), handed to the open session when done."""
+        runs with the low-level features and the default fit (delays 2-10 s, detrended runs, banded
+        ridge over the feature groups, CV chosen from the runs), handed to the open session when done."""
         from engine.encoding.options import FitOptions
         from engine.pipeline import AnalysisSpec
 
@@ -39,7 +39,7 @@ class AnalysisActions:
         spec = AnalysisSpec(name="lowlevel (GUI)", model="lowlevel",
                             layers=["luminance", "contrast", "motion", "audio_envelope", "word_rate"],
                             episodes=[s.episode.name], space=run.ref.space,
-                            fit=FitOptions(delays=[1, 2, 3, 4], multi_space="joint", cv="loro", detrend=None))
+                            fit=FitOptions())
         return self.start_analysis(spec)
 
     # ---- analyses and results ---------------------------------------------------------------

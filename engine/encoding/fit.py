@@ -816,6 +816,7 @@ def fit_encoding_job(X_runs, Y_runs, options: Optional[FitOptions] = None, tr_s:
         "outer_folds": plan.held_out,
         "zscore": bool(opts.zscore),
         "drop_edges": list(drop_edges),
+        "first_tr": int(drop_edges[0]),    # row 0 of every run's prediction is this TR of the run
         "pca": pca,
         "preprocessing": preprocessing,
         "backend": str(getattr(backend, "name", backend)),

@@ -1026,7 +1026,7 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
         "alphas_grid": alphas.tolist(),
         "cv": {"kind": plan.kind, "label": plan.label, "held_out_runs": plan.held_out,
                "stimulus_groups_from": groups_how},
-        "outer_folds": plan.held_out, "zscore": bool(opts.zscore), "drop_edges": list(drop),
+        "outer_folds": plan.held_out, "zscore": bool(opts.zscore), "drop_edges": list(drop), "first_tr": int(drop[0]),
         "backend": str(opts.backend), "solver": "gram",
         "memory_estimate_bytes": int(out["memory_bytes"]), "n_targets_batch": int(out["n_targets_batch"]),
         "score": "Pearson r per held-out fold (runs concatenated within a fold), mean over folds",
