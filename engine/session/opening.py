@@ -129,12 +129,18 @@ def _atlases(runs, n_map, surface, project):
 
     atlas = None
     parcel_refs = [r.ref for r in runs if r.ref.atlas and r.data.shape[1] == n_map]
-    if surface is not None and n_map != surface.n_vertices and parcel_refs:
-        try:
-            atlas = load_atlas(parcel_refs[0].atlas, space=surface.space)
-        except AlignScopeError:
-            atlas = None   # not bundled (e.g. Algonauts' Schaefer-1000): the project's own atlas
     note = None
+    if surface is not None and n_map != surface.n_vertices and parcel_refs:
+        try:   # a bundled atlas, or the subject's own (Algonauts' Schaefer-1000 NIfTI projected, cached)
+            from ..importers import run_surface_atlas
+
+            painted = run_surface_atlas(project, parcel_refs[0], space=surface.space)
+            atlas = painted.atlas
+            if painted.n_reached < painted.n_parcels:
+                note = (f"{painted.n_reached} of {painted.n_parcels} parcels of {atlas.name} reach the cortex "
+                        f"({100 * painted.fraction_reached:.1f}%); the others are not painted")
+        except AlignScopeError:
+            atlas = None   # not readable: the project's own atlas
     if atlas is None:
         try:
             atlas = load_project_atlas(project, surface.space if surface is not None else "fsaverage5")

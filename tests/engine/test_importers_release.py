@@ -133,3 +133,14 @@ def test_parcel_runs_painted_through_the_subject_atlas(release, tmp_path, monkey
     again = atlases.surface_atlas_from_volume(copy, n_parcels=1000, cache_dir=cache)
     np.testing.assert_array_equal(again.atlas.labels, atlas.labels)
     assert again.cache_path == proj.cache_path
+
+
+def test_the_window_paints_release_runs_through_the_subject_atlas(release, tmp_path, monkeypatch):
+    from engine.session import ProjectSession
+
+    monkeypatch.setenv("ALIGNSCOPE_ATLAS_CACHE", str(tmp_path / "cache"))
+    root, truth = release
+    s = ProjectSession.open(root, episode="friends_s01e01b", load_mesh=True)
+    assert s.parcel_atlas is not None and s.parcel_atlas.name == "sub-01_schaefer1000"
+    reached = np.unique(s.parcel_atlas.labels[s.parcel_atlas.labels > 0]).size
+    assert any(f"{reached} of 1000 parcels of sub-01_schaefer1000 reach the cortex" in n for n in s.notes)
