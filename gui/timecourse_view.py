@@ -175,10 +175,18 @@ class TimecourseView(QWidget):
         self.fit_button = QPushButton("Fit")
         self.fit_button.setToolTip("Show the whole run (undo zoom and pan)")
         self.fit_button.clicked.connect(self.view_all)
+        self.peak_button = QPushButton("Peaks ▸")
+        self.peak_button.setToolTip("Jump to the next of the TRs where this target responds most")
+        self.peak_button.clicked.connect(lambda: self.jump_to_moment("response"))
+        self.best_button = QPushButton("Best predicted ▸")
+        self.best_button.setToolTip("Jump to the next of the TRs where a strong response was best predicted")
+        self.best_button.clicked.connect(lambda: self.jump_to_moment("prediction"))
+        self._moment_cursor = {}
         self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("Save the plot as PNG or SVG, or its curves as CSV")
         self.export_button.clicked.connect(self._export_dialog)
-        for b in (self.pin_button, self.clear_button, self.fit_button, self.export_button):
+        for b in (self.pin_button, self.clear_button, self.fit_button, self.peak_button, self.best_button,
+                  self.export_button):
             b.setFlat(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
@@ -189,7 +197,8 @@ class TimecourseView(QWidget):
         text.addWidget(self.title)
         text.addWidget(self.detail)
         head.addLayout(text, 1)
-        for b in (self.pin_button, self.clear_button, self.fit_button, self.export_button):
+        for b in (self.peak_button, self.best_button, self.pin_button, self.clear_button, self.fit_button,
+                  self.export_button):
             head.addWidget(b)
         lay.addLayout(head)
         lay.addWidget(self.plot, 1)
@@ -330,6 +339,40 @@ class TimecourseView(QWidget):
         lo, top = (float(y.min()), float(y.max())) if y.size else (-1.0, 1.0)
         pad = 0.08 * (top - lo or 1.0)
         self.plot.vb.setRange(xRange=(0.0, hi), yRange=(lo - pad, top + pad), padding=0)
+
+    # ---- moments ------------------------------------------------------------------------
+    def moments(self, kind: str = "response", top: int = 5) -> np.ndarray:
+        """Start times (s) of the ``top`` TRs, best first: where the measured response is highest
+        ("response"), or where a high response was best predicted ("prediction": largest
+        measured x predicted, both z-scored, i.e. both high together)."""
+        if self.times is None:
+            return np.zeros(0)
+        m = np.asarray(self.measured, dtype=float)
+        if kind == "response":
+            score = m
+        elif kind == "prediction":
+            p = np.asarray(self.predicted, dtype=float) if self.predicted is not None else np.full_like(m, np.nan)
+            if not np.isfinite(p).any():
+                return np.zeros(0)
+            z = lambda a: (a - np.nanmean(a)) / (np.nanstd(a) or 1.0)  # noqa: E731
+            score = np.where((z(m) > 0) & (z(p) > 0), z(m) * z(p), np.nan)
+        else:
+            raise ConfigError(f"moments: expected 'response' or 'prediction', found {kind!r}")
+        order = np.argsort(-np.nan_to_num(score, nan=-np.inf))
+        order = [i for i in order if np.isfinite(score[i])][:top]
+        return np.asarray(self.times, dtype=float)[order]
+
+    def jump_to_moment(self, kind: str = "response") -> Optional[float]:
+        """Move the time to the next of :meth:`moments` (cycles); returns the time or None."""
+        times = self.moments(kind)
+        if times.size == 0:
+            return None
+        key = (kind, self.state.target, self.state.run)
+        i = self._moment_cursor.get(key, -1) + 1
+        self._moment_cursor = {key: i % times.size}
+        t = float(times[i % times.size])
+        self.state.time = t
+        return t
 
     # ---- overlays -----------------------------------------------------------------------
     def pin_current(self) -> None:

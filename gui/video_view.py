@@ -13,13 +13,15 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from PySide6.QtCore import QRect, QSize, Qt, QTimer
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QKeySequence, QPainter, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QSlider, QStyle,
                                QToolButton, QVBoxLayout, QWidget)
 
 from engine.errors import AlignScopeError
 from engine.session.colour import is_special_token, token_shading
 from engine.state import AppState, Event
+
+HRF_LAG_S = 5.0   # peak of the canonical haemodynamic response (SPM/Glover), seconds
 
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
 TICK_MS = 15
@@ -275,12 +277,36 @@ class VideoView(QWidget):
         head.addWidget(title)
         head.addSpacing(8)
         head.addWidget(self.episode_label, 1)
+        # stepping (frame ,/. and TR with the arrows), Home/End, and the haemodynamic lag
+        self.prev_frame_button = QToolButton()
+        self.prev_frame_button.setText("◂")
+        self.prev_frame_button.setToolTip("Previous frame (,)")
+        self.prev_frame_button.clicked.connect(lambda: self.step_frames(-1))
+        self.next_frame_button = QToolButton()
+        self.next_frame_button.setText("▸")
+        self.next_frame_button.setToolTip("Next frame (.)")
+        self.next_frame_button.clicked.connect(lambda: self.step_frames(1))
+        self.lag_s = HRF_LAG_S
+        self.lag_check = QCheckBox(f"stimulus −{HRF_LAG_S:g} s")
+        self.lag_check.setToolTip(f"Show the stimulus {HRF_LAG_S:g} s earlier than the brain time (the haemodynamic "
+                                  "lag):\nat a TR, the frame that drove that response")
+        self.lag_check.toggled.connect(lambda _on: self.refresh_frame())
+        self._shortcuts = []
+        for keys, fn in ((",", lambda: self.step_frames(-1)), (".", lambda: self.step_frames(1)),
+                         ("Home", self.go_home), ("End", self.go_end)):
+            sc = QShortcut(QKeySequence(keys), self)
+            sc.setContext(Qt.WindowShortcut)
+            sc.activated.connect(fn)
+            self._shortcuts.append(sc)
         controls = QHBoxLayout()
         controls.addWidget(self.play_button)
+        controls.addWidget(self.prev_frame_button)
+        controls.addWidget(self.next_frame_button)
         controls.addWidget(self.slider, 1)
         controls.addWidget(self.speed_box)
         info = QHBoxLayout()
         info.addWidget(self.time_label)
+        info.addWidget(self.lag_check)
         info.addStretch(1)
         info.addWidget(self.position_label)
         lay = QVBoxLayout(self)
@@ -341,8 +367,9 @@ class VideoView(QWidget):
         self.time_label.setText(f"{format_time(t_s)} / {format_time(duration)}")
         if tl is None or self.session is None:
             return
-        i = tl.frame_index(t_s)
         k = tl.tr_index(t_s)
+        t_stim = self.stimulus_time(t_s)
+        i = tl.frame_index(t_stim)
         self.position_label.setText(f"frame {i}/{tl.n_frames - 1} · TR {k}/{tl.n_trs - 1}")
         akey = self._attention_key(t_s)
         if i != self.shown_frame_index:   # a view ignores a value it already shows
@@ -353,10 +380,38 @@ class VideoView(QWidget):
             self._paint_frame(t_s, akey)
         elif akey != self._shown_attention_key:
             self._paint_frame(t_s, akey)
-        cue = self.session.cue_at(t_s)
+        cue = self.session.cue_at(t_stim)
         if cue != self.shown_cue:
             self.shown_cue = cue
             self.subtitle.setText(cue)
+
+    def stimulus_time(self, t_s: float) -> float:
+        """Episode time of the stimulus shown at brain time ``t_s`` (earlier by the lag when on)."""
+        return max(float(t_s) - self.lag_s, 0.0) if self.lag_check.isChecked() else float(t_s)
+
+    def step_frames(self, n: int) -> None:
+        """Move the time by ``n`` video frames (to the start of that frame)."""
+        tl = self.state.timeline
+        if tl is None:
+            return
+        i = min(max(tl.frame_index(self.state.time) + int(n), 0), max(tl.n_frames - 1, 0))
+        self.state.time = tl.frame_time(i)
+
+    def step_trs(self, n: int) -> None:
+        """Move the time by ``n`` TRs (to the start of that TR)."""
+        tl = self.state.timeline
+        if tl is None:
+            return
+        k = min(max(tl.tr_index(self.state.time) + int(n), 0), max(tl.n_trs - 1, 0))
+        self.state.time = min(tl.tr_time(k), tl.duration_s)
+
+    def go_home(self) -> None:
+        self.state.time = 0.0
+
+    def go_end(self) -> None:
+        tl = self.state.timeline
+        if tl is not None:
+            self.state.time = max(tl.duration_s - 1e-3, 0.0)
 
     def refresh_frame(self) -> None:
         """Decode the frame shown at the current time again (after the reader was swapped)."""

@@ -92,3 +92,44 @@ def test_export_png_svg_csv(tc, tmp_path):
     with pytest.raises(ConfigError, match=r"\.png, \.svg or \.csv"):
         tc.export(tmp_path / "tc.pdf")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tc.csv", "tc.png", "tc.svg"]   # no temp files left
+
+
+def test_jump_to_the_moments_a_target_responds_most(tc):
+    tc.state.select_vertex(4)
+    m = np.asarray(tc.measured, float)
+    t = tc.jump_to_moment("response")
+    assert t == pytest.approx(tc.times[int(np.nanargmax(m))])
+    assert tc.state.time == pytest.approx(t)
+    second = tc.jump_to_moment("response")
+    assert second == pytest.approx(tc.times[np.argsort(-m)[1]])
+    best = tc.moments("prediction")
+    p = np.asarray(tc.predicted, float)
+    for when in best:                       # both measured and predicted above their means there
+        i = int(np.flatnonzero(np.isclose(tc.times, when))[0])
+        assert m[i] > np.nanmean(m) and p[i] > np.nanmean(p)
+
+
+def test_video_steps_by_frame_and_tr_home_end_and_lag(qtbot, session):
+    from gui.video_view import HRF_LAG_S, VideoView
+
+    state = AppState(session.timeline())
+    vv = VideoView(state, session)
+    qtbot.addWidget(vv)
+    tl = state.timeline
+    state.time = 2.0
+    vv.step_frames(1)
+    assert vv.shown_frame_index == tl.frame_index(2.0) + 1
+    vv.step_frames(-3)
+    assert vv.shown_frame_index == tl.frame_index(2.0) - 2
+    vv.step_trs(1)
+    assert state.tr_index == tl.tr_index(2.0 - 2 / tl.fps) + 1 and state.time == pytest.approx(tl.tr_time(state.tr_index))
+    vv.go_end()
+    assert vv.shown_frame_index == tl.n_frames - 1
+    vv.go_home()
+    assert vv.shown_frame_index == 0 and state.time == 0.0
+    state.time = 5.5
+    vv.lag_check.setChecked(True)               # the stimulus that drove the response at 5.5 s
+    assert vv.shown_frame_index == tl.frame_index(5.5 - HRF_LAG_S)
+    assert vv.subtitle.text() == session.cue_at(5.5 - HRF_LAG_S)
+    vv.lag_check.setChecked(False)
+    assert vv.shown_frame_index == tl.frame_index(5.5)

@@ -1,0 +1,67 @@
+"""What the application remembers: recent projects, last folder, per-project camera, session, preferences."""
+
+import json
+
+import pytest
+
+
+def test_recent_projects_last_folder_camera_and_preferences(tmp_path):
+    from engine.errors import ConfigError
+    from gui.state_store import MAX_RECENT, StateStore
+
+    cfg = tmp_path / "cfg"
+    store = StateStore(cfg)
+    projects = []
+    for i in range(MAX_RECENT + 2):
+        p = tmp_path / f"p{i}" / "x.alignscope.json"
+        p.parent.mkdir()
+        p.write_text("{}")
+        projects.append(p)
+        store.add_recent(p)
+    store.add_recent(projects[3])                       # reopened: moves to the top, no duplicate
+    recent = [r["path"] for r in store.recent()]
+    assert recent[0] == str(projects[3].resolve()) and len(recent) == MAX_RECENT and len(set(recent)) == MAX_RECENT
+    projects[3].unlink()
+    again = StateStore(cfg)                             # read back from disk
+    assert again.recent()[0] == {"path": str(projects[3].resolve()), "exists": False}   # marked, not dropped
+    assert again.last_folder() == str(projects[3].parent.resolve())
+    again.set_camera(projects[1], {"view": "ventral"})
+    assert StateStore(cfg).camera(projects[1]) == {"view": "ventral"}
+    assert StateStore(cfg).camera(projects[2]) is None  # never carried to another project
+    assert again.preferences() == {"theme": "light", "device": "auto", "cache_dir": ""}
+    again.set_preferences(theme="dark", device="cpu")
+    assert StateStore(cfg).preferences()["theme"] == "dark"
+    with pytest.raises(ConfigError, match="expected one of"):
+        again.set_preferences(theme="purple")
+    again.set_session({"project": str(projects[1]), "time_s": 12.5, "target": "vertex 7"})
+    assert StateStore(cfg).session()["time_s"] == 12.5
+
+
+def test_a_damaged_state_file_is_set_aside(tmp_path):
+    from gui.state_store import StateStore
+
+    (tmp_path / "state.json").write_text("{not json")
+    store = StateStore(tmp_path)
+    assert store.load_error and "set aside" in store.load_error
+    assert (tmp_path / "state.json.bad").exists()
+    store.add_recent(tmp_path / "a.alignscope.json")
+    assert json.loads((tmp_path / "state.json").read_text())["recent"]
+
+
+def test_window_remembers_project_camera_and_session(window, synthetic, tmp_path):
+    from gui.state_store import StateStore, attach
+
+    store = attach(window, StateStore(tmp_path))
+    assert window.open_project(synthetic.project_path)
+    key = str(synthetic.project_path.resolve())
+    assert key in window.windowTitle()
+    assert store.recent()[0]["path"] == key
+    file_menu = next(a.menu() for a in window.menuBar().actions() if a.text().replace("&", "") == "File")
+    recent = next(a.menu() for a in file_menu.actions() if a.text() == "Open recent")
+    assert [a.text() for a in recent.actions()] == [key]
+    window.cortex_view.set_view("ventral")
+    window.state.time = 2.5
+    window.close()
+    again = StateStore(tmp_path)
+    assert again.camera(synthetic.project_path)["view"] == "ventral"
+    assert again.session()["project"] == key and again.session()["time_s"] == 2.5
