@@ -23,6 +23,80 @@ from engine.state import AppState, Event
 
 HRF_LAG_S = 5.0   # peak of the canonical haemodynamic response (SPM/Glover), seconds
 
+
+class Sound:
+    """The episode's sound through Qt Multimedia, following the view's clock (play, pause,
+    seek, rate, mute). Made on first play; where Qt Multimedia or an audio output cannot be
+    made (no sound server, offscreen tests) it stays silent and says why in ``error``."""
+
+    def __init__(self, parent) -> None:
+        self.parent = parent
+        self.source = None
+        self.player = None
+        self.output = None
+        self.muted = False
+        self.error: Optional[str] = None
+
+    def set_source(self, path) -> None:
+        self.source = path
+        if self.player is not None:
+            from PySide6.QtCore import QUrl
+
+            self.player.stop()
+            self.player.setSource(QUrl.fromLocalFile(str(path)) if path else QUrl())
+
+    def _ensure(self) -> bool:
+        if self.player is not None:
+            return True
+        if self.error is not None or not self.source:
+            return False
+        from PySide6.QtGui import QGuiApplication
+
+        if QGuiApplication.platformName() in ("offscreen", "minimal"):
+            self.error = "no sound on Qt's offscreen platform"
+            return False
+        try:
+            from PySide6.QtCore import QUrl
+            from PySide6.QtMultimedia import QAudioOutput, QMediaPlayer
+
+            self.output = QAudioOutput(self.parent)
+            self.output.setMuted(self.muted)
+            self.player = QMediaPlayer(self.parent)
+            self.player.setAudioOutput(self.output)
+            self.player.setVideoOutput(None)
+            self.player.setSource(QUrl.fromLocalFile(str(self.source)))
+        except Exception as exc:  # noqa: BLE001 - missing libpulse, no audio device...: play silently
+            self.player = self.output = None
+            self.error = f"no sound: {type(exc).__name__}: {exc}"
+            return False
+        return True
+
+    def play(self, t_s: float, rate: float) -> None:
+        if self.muted or not self._ensure():
+            return
+        self.player.setPlaybackRate(float(rate))
+        self.player.setPosition(int(t_s * 1000))
+        self.player.play()
+
+    def pause(self) -> None:
+        if self.player is not None:
+            self.player.pause()
+
+    def seek(self, t_s: float) -> None:
+        if self.player is not None:
+            self.player.setPosition(int(t_s * 1000))
+
+    def set_rate(self, rate: float) -> None:
+        if self.player is not None:
+            self.player.setPlaybackRate(float(rate))
+
+    def set_muted(self, muted: bool) -> None:
+        self.muted = bool(muted)
+        if self.output is not None:
+            self.output.setMuted(self.muted)
+        if self.muted:
+            self.pause()
+
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
 TICK_MS = 15
 
@@ -307,6 +381,11 @@ class VideoView(QWidget):
         info = QHBoxLayout()
         info.addWidget(self.time_label)
         info.addWidget(self.lag_check)
+        self.sound = Sound(self)
+        self.mute_check = QCheckBox("mute")
+        self.mute_check.setToolTip("Sound of the episode (Qt Multimedia) while playing")
+        self.mute_check.toggled.connect(self.sound.set_muted)
+        info.addWidget(self.mute_check)
         info.addStretch(1)
         info.addWidget(self.position_label)
         lay = QVBoxLayout(self)
@@ -329,6 +408,8 @@ class VideoView(QWidget):
     # ---- session ----------------------------------------------------------------------
     def set_session(self, session) -> None:
         self.session = session
+        if hasattr(self, "sound"):
+            self.sound.set_source(getattr(session, "video_source_path", None) if session is not None else None)
         self.shown_frame_index = None
         self._shown_attention_key = None
         self._fill_attention_boxes()
@@ -573,6 +654,8 @@ class VideoView(QWidget):
     def _anchor(self, t_s: float) -> None:
         self._anchor_time_s = float(t_s)
         self._anchor_wall_s = time.monotonic()
+        if self.state.playing and not self._ticking:
+            self.sound.seek(self.stimulus_time(t_s))   # scrubbed while playing: the sound follows
 
     def _on_playing(self, e: Event) -> None:
         playing = bool(e.value)
@@ -588,8 +671,10 @@ class VideoView(QWidget):
             self._anchor(self.state.time)
             self.dropped_frames = 0
             self.timer.start()
+            self.sound.play(self.stimulus_time(self.state.time), self.state.speed)
         else:
             self.timer.stop()
+            self.sound.pause()
 
     def _on_speed(self, e: Event) -> None:
         i = SPEEDS.index(e.value) if e.value in SPEEDS else -1
@@ -598,6 +683,7 @@ class VideoView(QWidget):
             self.speed_box.setCurrentIndex(i)
             self.speed_box.blockSignals(False)
         self._anchor(self.state.time)
+        self.sound.set_rate(self.state.speed)
 
     def _tick(self) -> None:
         tl = self.state.timeline

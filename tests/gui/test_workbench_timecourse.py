@@ -133,3 +133,18 @@ def test_video_steps_by_frame_and_tr_home_end_and_lag(qtbot, session):
     assert vv.subtitle.text() == session.cue_at(5.5 - HRF_LAG_S)
     vv.lag_check.setChecked(False)
     assert vv.shown_frame_index == tl.frame_index(5.5)
+
+
+def test_playing_without_an_audio_output_stays_silent_and_plays(qtbot, session):
+    from gui.video_view import VideoView
+
+    state = AppState(session.timeline())
+    vv = VideoView(state, session)
+    qtbot.addWidget(vv)
+    state.playing = True
+    qtbot.wait(300)
+    state.playing = False
+    assert state.time > 0.1                               # the clock ran
+    assert vv.sound.player is None and "offscreen" in vv.sound.error   # no sound here, said why
+    vv.mute_check.setChecked(True)
+    assert vv.sound.muted
