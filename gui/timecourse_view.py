@@ -170,7 +170,7 @@ class TimecourseView(QWidget):
         self.pin_button = QPushButton("Pin")
         self.pin_button.setToolTip("Keep this target's measured curve on the plot (overlay several)")
         self.pin_button.clicked.connect(self.pin_current)
-        self.clear_button = QPushButton("Clear pins")
+        self.clear_button = QPushButton("Unpin")
         self.clear_button.clicked.connect(self.clear_pins)
         self.fit_button = QPushButton("Fit")
         self.fit_button.setToolTip("Show the whole run (undo zoom and pan)")
@@ -178,7 +178,7 @@ class TimecourseView(QWidget):
         self.peak_button = QPushButton("Peaks ▸")
         self.peak_button.setToolTip("Jump to the next of the TRs where this target responds most")
         self.peak_button.clicked.connect(lambda: self.jump_to_moment("response"))
-        self.best_button = QPushButton("Best predicted ▸")
+        self.best_button = QPushButton("Best ▸")
         self.best_button.setToolTip("Jump to the next of the TRs where a strong response was best predicted")
         self.best_button.clicked.connect(lambda: self.jump_to_moment("prediction"))
         self._moment_cursor = {}
