@@ -547,13 +547,14 @@ def _write_parcel_tables(root: Path, runs) -> List[str]:
 
 
 def default_demo_dir() -> Path:
-    """Where the demo lives for this user (ALIGNSCOPE_DEMO_DIR overrides)."""
+    """Where the demo lives for this user (``ALIGNSCOPE_DEMO_DIR`` overrides; else below
+    :func:`engine.paths.data_dir`)."""
     env = os.environ.get("ALIGNSCOPE_DEMO_DIR")
     if env:
         return Path(env)
-    import platformdirs
+    from .paths import data_dir
 
-    return Path(platformdirs.user_data_dir("AlignScope")) / f"demo-v{DEMO_VERSION}"
+    return data_dir() / f"demo-v{DEMO_VERSION}"
 
 
 def ensure_demo_project(out_dir=None, with_results: bool = True, token=None) -> Path:

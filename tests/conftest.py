@@ -14,6 +14,14 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Nor write into the user's caches (features, proxies, projected atlases): one scratch root.
+if not os.environ.get("ALIGNSCOPE_CACHE_DIR"):
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["ALIGNSCOPE_CACHE_DIR"] = tempfile.mkdtemp(prefix="alignscope-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["ALIGNSCOPE_CACHE_DIR"], True)
 
 
 @pytest.fixture(scope="session")

@@ -145,16 +145,11 @@ def cache_key(parts: Dict[str, Any]) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$ALIGNSCOPE_CACHE`` or the user cache folder (``.../alignscope/features``)."""
-    env = os.environ.get("ALIGNSCOPE_CACHE")
-    if env:
-        return Path(env).expanduser()
-    try:
-        from platformdirs import user_cache_dir
+    """The feature cache folder: ``$ALIGNSCOPE_CACHE``, else ``features`` in the cache root
+    (:func:`engine.paths.cache_dir`)."""
+    from ..paths import cache_dir
 
-        return Path(user_cache_dir("alignscope")) / "features"
-    except ImportError:  # pragma: no cover
-        return Path.home() / ".cache" / "alignscope" / "features"
+    return cache_dir("features")
 
 
 def arrays_sha256(datasets: Dict[str, np.ndarray]) -> str:

@@ -459,18 +459,11 @@ def _mode_nonzero(samples: np.ndarray) -> np.ndarray:
 
 
 def default_atlas_cache_dir() -> Path:
-    """``$ALIGNSCOPE_ATLAS_CACHE`` or the user cache folder (``.../alignscope/atlases``)."""
-    import os
+    """The projected-atlas cache: ``$ALIGNSCOPE_ATLAS_CACHE``, else ``atlases`` in the cache root
+    (:func:`engine.paths.cache_dir`)."""
+    from ..paths import cache_dir
 
-    env = os.environ.get("ALIGNSCOPE_ATLAS_CACHE")
-    if env:
-        return Path(env).expanduser()
-    try:
-        from platformdirs import user_cache_dir
-
-        return Path(user_cache_dir("alignscope")) / "atlases"
-    except ImportError:  # pragma: no cover
-        return Path.home() / ".cache" / "alignscope" / "atlases"
+    return cache_dir("atlases")
 
 
 _PROJECTIONS: Dict[str, tuple] = {}

@@ -31,13 +31,10 @@ PROXY_VERSION = 1
 
 
 def default_proxy_dir() -> Path:
-    """Where proxies are cached (``ALIGNSCOPE_CACHE_DIR`` overrides the user cache folder)."""
-    env = os.environ.get("ALIGNSCOPE_CACHE_DIR")
-    if env:
-        return Path(env) / "proxies"
-    import platformdirs
+    """Where scrub proxies are cached: ``proxies`` in the cache root (:func:`engine.paths.cache_dir`)."""
+    from ..paths import cache_dir
 
-    return Path(platformdirs.user_cache_dir("AlignScope")) / "proxies"
+    return cache_dir("proxies")
 
 
 def proxy_path(video_path, max_height: int = 720, crf: int = 23, cache_dir=None) -> Path:
