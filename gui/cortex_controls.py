@@ -304,3 +304,85 @@ class CortexControlsButton(QToolButton):
 
 __all__ = ["VIEW_DIRECTIONS", "DisplaySettings", "styled", "opposite_view", "CortexControls", "CortexControlsButton",
            "SEQUENTIAL_CMAPS"]
+
+
+# ---- region picker: search box and grouping by hemisphere and network ---------------------------
+def group_regions(names) -> "dict":
+    """``{hemisphere: {network: [names]}}`` from atlas names (Schaefer ``7Networks_LH_Vis_1``,
+    Destrieux/DK ``lh.superiorfrontal``/``ctx-lh-...``, HCP ``L_V1_ROI``); names without a
+    recognisable part go under "both" / "other"."""
+    import re
+
+    out: dict = {}
+    for name in names:
+        n = str(name)
+        hemi = "both"
+        m = re.search(r"(?:^|[_\-.])(LH|RH|lh|rh|L|R)(?:[_\-.]|$)", n)
+        if m:
+            hemi = "left" if m.group(1).lower() in ("lh", "l") else "right"
+        network = "other"
+        m = re.match(r"^\d+Networks_(?:LH|RH)_([A-Za-z]+)", n)
+        if m:
+            network = m.group(1)
+        out.setdefault(hemi, {}).setdefault(network, []).append(n)
+    return out
+
+
+class RegionPicker(QFrame):
+    """A search box over the atlas's regions, grouped by hemisphere and network; a double click
+    (or Enter) picks one (``picked`` signal)."""
+
+    from PySide6.QtCore import Signal as _Signal
+
+    picked = _Signal(str)
+
+    def __init__(self, names, parent=None) -> None:
+        from PySide6.QtWidgets import QLineEdit, QTreeWidget
+
+        super().__init__(parent)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search regions (e.g. Vis, LH, temporal)")
+        self.search.setClearButtonEnabled(True)
+        self.tree = QTreeWidget()
+        self.tree.setHeaderHidden(True)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        lay.addWidget(self.search)
+        lay.addWidget(self.tree)
+        self.names = [str(n) for n in names]
+        self.search.textChanged.connect(self._fill)
+        self.search.returnPressed.connect(self._pick_first)
+        self.tree.itemActivated.connect(lambda item, _c: self._pick(item))
+        self.resize(360, 420)
+        self._fill("")
+
+    def _fill(self, text: str) -> None:
+        from PySide6.QtWidgets import QTreeWidgetItem
+
+        words = [w.lower() for w in str(text).split()]
+        shown = [n for n in self.names if all(w in n.lower() for w in words)]
+        self.tree.clear()
+        for hemi, networks in sorted(group_regions(shown).items()):
+            h = QTreeWidgetItem([f"{hemi} hemisphere" if hemi != "both" else "both / unknown"])
+            self.tree.addTopLevelItem(h)
+            for network, regions in sorted(networks.items()):
+                parent = h
+                if len(networks) > 1 or network != "other":
+                    parent = QTreeWidgetItem([f"{network} ({len(regions)})"])
+                    h.addChild(parent)
+                for r in regions:
+                    leaf = QTreeWidgetItem([r])
+                    leaf.setData(0, Qt.UserRole, r)
+                    parent.addChild(leaf)
+        if words:
+            self.tree.expandAll()
+        self.shown = shown
+
+    def _pick(self, item) -> None:
+        name = item.data(0, Qt.UserRole)
+        if name:
+            self.picked.emit(str(name))
+
+    def _pick_first(self) -> None:
+        if getattr(self, "shown", None):
+            self.picked.emit(self.shown[0])

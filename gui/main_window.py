@@ -181,7 +181,24 @@ class MainWindow(AnalysisActions, QMainWindow):
         self.region_box.setToolTip("Show the mean time course of an atlas region")
         self.region_box.currentIndexChanged.connect(self._region_chosen)
         tb.addWidget(self.region_box)
+        self.region_find_action = tb.addAction("Find…")
+        self.region_find_action.setToolTip("Search the atlas's regions, grouped by hemisphere and network")
+        self.region_find_action.triggered.connect(self._find_region)
         self.toolbar = tb
+
+    def _find_region(self) -> None:
+        """A search box over the regions (grouped by hemisphere and network) as a popup."""
+        from .cortex_controls import RegionPicker
+
+        if self.session is None or self.session.atlas is None:
+            return
+        picker = RegionPicker(self.session.region_names(), self)
+        picker.setWindowFlags(Qt.Popup)
+        picker.picked.connect(lambda name: (self.region_box.setCurrentIndex(self.region_box.findText(name)),
+                                            picker.close()))
+        picker.move(self.mapToGlobal(self.toolbar.geometry().bottomRight()) - QPoint(picker.width(), 0))
+        picker.show()
+        picker.search.setFocus()
 
     def _build_menus(self) -> None:
         mb = self.menuBar()

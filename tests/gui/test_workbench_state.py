@@ -65,3 +65,22 @@ def test_window_remembers_project_camera_and_session(window, synthetic, tmp_path
     again = StateStore(tmp_path)
     assert again.camera(synthetic.project_path)["view"] == "ventral"
     assert again.session()["project"] == key and again.session()["time_s"] == 2.5
+
+
+def test_region_picker_groups_by_hemisphere_and_network_and_searches(qtbot):
+    from gui.cortex_controls import RegionPicker, group_regions
+
+    names = ["7Networks_LH_Vis_1", "7Networks_LH_Vis_2", "7Networks_RH_Vis_1", "7Networks_LH_Default_Temp_1",
+             "7Networks_RH_SomMot_3"]
+    g = group_regions(names)
+    assert g["left"]["Vis"] == ["7Networks_LH_Vis_1", "7Networks_LH_Vis_2"]
+    assert g["left"]["Default"] == ["7Networks_LH_Default_Temp_1"] and g["right"]["SomMot"] == ["7Networks_RH_SomMot_3"]
+    assert group_regions(["lh.superiorfrontal", "R_V1_ROI"]) == {"left": {"other": ["lh.superiorfrontal"]},
+                                                                 "right": {"other": ["R_V1_ROI"]}}
+    picker = RegionPicker(names)
+    qtbot.addWidget(picker)
+    picker.search.setText("vis rh")
+    assert picker.shown == ["7Networks_RH_Vis_1"]
+    with qtbot.waitSignal(picker.picked) as sig:
+        picker.search.returnPressed.emit()
+    assert sig.args == ["7Networks_RH_Vis_1"]
