@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..jobs import Progress
 
-__all__ = ["fit_job", "fit_per_layer_job", "partition_job", "fit_kwargs", "describe_fit"]
+__all__ = ["fit_job", "fit_per_layer_job", "partition_job", "fit_kwargs", "describe_fit", "use_gram"]
 
 
 def fit_kwargs(brain, options, confounds_runs=None) -> Dict[str, Any]:
@@ -85,9 +85,49 @@ def fit_job(spaces: Dict[str, List[np.ndarray]], brain, options, space_label: Op
 
         job = fit_encoding_distributed_job(spaces, brain.runs, scheduler=scheduler, n_chunks=n_chunks,
                                            n_workers=n_workers, token=token, **kw)
+    elif use_gram(spaces, brain.runs, kw["options"], kw["tr_s"]):
+        job = _gram_or_fallback(spaces, brain.runs, token, kw)
     else:
         job = fit_encoding_job(spaces, brain.runs, token=token, **kw)
     return (yield from job)
+
+
+#: Above this many (training TRs x model columns), a fit whose folds are whole runs takes the
+#: Gram path (:mod:`engine.encoding.gram`: cost grows with the data, not the folds; memory bounded
+#: by features^2, a target batch and one run). Below it the direct path is as fast and exact.
+GRAM_MIN_CELLS = 4_000_000
+
+
+def use_gram(spaces, runs, options, tr_s=None) -> bool:
+    """Whether a fit goes through the Gram path: supported settings, >= 3 runs (so inner folds are
+    whole runs too) and a problem large enough for it to pay."""
+    from ..encoding.gram import gram_supported
+
+    ok, _why = gram_supported(options, n_spaces=len(spaces))
+    if not ok or len(runs) < 3:
+        return False
+    n_trs = sum(int(np.asarray(r).shape[0]) for r in runs)
+    n_delays = len(options.resolved_delays(tr_s)) if (tr_s or options.delays is not None) else 4
+    n_cols = sum(int(np.asarray(v[0]).shape[1]) for v in spaces.values()) * n_delays
+    return n_trs * n_cols >= GRAM_MIN_CELLS
+
+
+def _gram_or_fallback(spaces, runs, token, kw):
+    """The Gram job; when its CV plan turns out not to be made of whole runs (e.g. one stimulus in
+    the training set), the direct job instead: the same answer, found another way."""
+    from ..encoding.fit import fit_encoding_job
+    from ..encoding.gram import fit_encoding_gram_job
+    from ..errors import ConfigError
+
+    gen = fit_encoding_gram_job(spaces, runs, token=token, **kw)
+    try:
+        first = next(gen)
+    except StopIteration as stop:
+        return stop.value
+    except ConfigError:
+        return (yield from fit_encoding_job(spaces, runs, token=token, **kw))
+    yield first
+    return (yield from gen)
 
 
 def fit_per_layer_job(spaces, brain, options, provenance=None, token=None, **dask):
