@@ -4,7 +4,9 @@ A view only: the study is an engine job (:func:`engine.studies.run_study_job`) s
 window's job manager (a worker thread, cancellable from the Jobs dock or here). Its result opens as
 maps on the cortex (Δr, unique R², best layer...; each with its own colour scale), a layer x region
 heat map and per-region bars with intervals; clicking a bar or a heat-map column selects that region
-in the window (the time course and the cortex outline follow).
+in the window (the time course and the cortex outline follow). Two maps of a study (e.g. model A's
+and model B's scores of ``encoders``) open side by side on the cortex with linked cameras, with or
+without their difference A − B (the cortex's :class:`~gui.cortex_view.CortexPairView`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Callable, List, Optional
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
-from PySide6.QtWidgets import (QComboBox, QDockWidget, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                QSizePolicy, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from engine.studies import WORKFLOWS
@@ -229,18 +231,21 @@ class StudiesPanel(QWidget):
     project_path : callable returning the open project's file (or None)
     show_map : callable ``(values (n_vertices,), style, title)`` painting the cortex, or None
     select_region : callable ``(name)`` selecting a region in the window, or None
+    show_pair : callable ``(values_a, values_b, titles, difference, scores)`` showing two maps
+        (n_vertices each) side by side with linked cameras, or None
     """
 
     study_finished = Signal(object)   # StudyResult
 
     def __init__(self, start_job: Callable, project_path: Callable[[], Optional[Path]],
                  show_map: Optional[Callable] = None, select_region: Optional[Callable] = None,
-                 parent=None) -> None:
+                 parent=None, show_pair: Optional[Callable] = None) -> None:
         super().__init__(parent)
         self._start_job = start_job
         self._project_path = project_path
         self._show_map = show_map
         self._select_region = select_region
+        self._show_pair = show_pair
         self.project_override: Optional[Path] = None
         self.extra_settings: dict = {}
         self.handle = None
@@ -270,6 +275,19 @@ class StudiesPanel(QWidget):
         self.map_box = QComboBox()
         self.map_box.setToolTip("Show this map of the study on the cortex (its own colour scale)")
         self.map_box.currentIndexChanged.connect(self._map_chosen)
+        self.pair_a_box = QComboBox()
+        self.pair_b_box = QComboBox()
+        for box, which in ((self.pair_a_box, "left"), (self.pair_b_box, "right")):
+            box.setToolTip(f"Map shown on the {which} of the side-by-side view")
+        self.diff_check = QCheckBox("Difference A − B")
+        self.diff_check.setChecked(True)
+        self.diff_check.setToolTip("Add the difference map A − B (its own diverging scale) beside A and B")
+        self.diff_check.toggled.connect(lambda _on: self._pair_shown and self.show_side_by_side())
+        self.pair_button = QPushButton("Side by side")
+        self.pair_button.setToolTip("Show map A and map B side by side on the cortex, cameras linked")
+        self.pair_button.setEnabled(False)
+        self.pair_button.clicked.connect(lambda: self.show_side_by_side())
+        self._pair_shown = False
         self.bars = RegionBars()
         self.heatmap = LayerRegionHeatmap()
         self.bars.region_clicked.connect(self._region_clicked)
@@ -286,6 +304,12 @@ class StudiesPanel(QWidget):
         buttons.addWidget(self.cancel_button)
         form.addRow(buttons)
         form.addRow("Map", self.map_box)
+        form.addRow("Map A", self.pair_a_box)
+        form.addRow("Map B", self.pair_b_box)
+        pair_row = QHBoxLayout()
+        pair_row.addWidget(self.pair_button)
+        pair_row.addWidget(self.diff_check)
+        form.addRow(pair_row)
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.setContentsMargins(4, 4, 4, 4)
@@ -377,11 +401,20 @@ class StudiesPanel(QWidget):
                     f" Report: {result.report}")
         self.map_box.blockSignals(True)
         self.map_box.clear()
+        for box in (self.pair_a_box, self.pair_b_box):
+            box.clear()
         for name, meta in result.map_meta.items():
             if name.startswith("_") or name not in result.vertex_maps:
                 continue
-            self.map_box.addItem(meta.get("label", name), name)
+            for box in (self.map_box, self.pair_a_box, self.pair_b_box):
+                box.addItem(meta.get("label", name), name)
         self.map_box.blockSignals(False)
+        a, b = self.default_pair(result)
+        for box, name in ((self.pair_a_box, a), (self.pair_b_box, b)):
+            i = box.findData(name) if name is not None else -1
+            box.setCurrentIndex(i if i >= 0 else min(box.count() - 1, 0 if box is self.pair_a_box else 1))
+        self.pair_button.setEnabled(self._show_pair is not None and self.pair_a_box.count() >= 2)
+        self._pair_shown = False
         label = result.map_meta.get("_bars", {}).get("label", result.value_column)
         self.bars.set_rows(result.region_table, result.value_column, label,
                            alpha=float(result.settings.get("alpha", 0.05)))
@@ -391,6 +424,45 @@ class StudiesPanel(QWidget):
             self.map_box.setCurrentIndex(0)
             self._map_chosen(0)
         self.study_finished.emit(result)
+
+    @staticmethod
+    def default_pair(result):
+        """The two maps a study compares, as ``(name_a, name_b)`` (``map_meta["_pair"]`` of the
+        result, else ``r_a``/``r_b`` when present, else the first two maps; None where absent)."""
+        pair = result.map_meta.get("_pair") or {}
+        names = [k for k in result.map_meta if not k.startswith("_") and k in result.vertex_maps]
+        if pair.get("a") in names and pair.get("b") in names:
+            return pair["a"], pair["b"]
+        if "r_a" in names and "r_b" in names:
+            return "r_a", "r_b"
+        return (names[0] if names else None), (names[1] if len(names) > 1 else None)
+
+    def show_side_by_side(self, name_a: Optional[str] = None, name_b: Optional[str] = None,
+                          difference: Optional[bool] = None):
+        """Show two maps of the result side by side (linked cameras) and, with ``difference``
+        (default: the check box), their difference A − B. Returns what ``show_pair`` returned."""
+        if self.result is None or self._show_pair is None:
+            return None
+        name_a = name_a or self.pair_a_box.currentData()
+        name_b = name_b or self.pair_b_box.currentData()
+        if name_a is None or name_b is None:
+            self.status.setText("Choose map A and map B to see them side by side")
+            return None
+        if difference is None:
+            difference = self.diff_check.isChecked()
+        elif difference != self.diff_check.isChecked():
+            self.diff_check.blockSignals(True)
+            self.diff_check.setChecked(bool(difference))
+            self.diff_check.blockSignals(False)
+        meta_a = self.result.map_meta.get(name_a, {})
+        meta_b = self.result.map_meta.get(name_b, {})
+        scores = meta_a.get("unit") == "r" and meta_b.get("unit") == "r"
+        titles = (meta_a.get("label", name_a), meta_b.get("label", name_b))
+        out = self._show_pair(np.asarray(self.result.vertex_maps[name_a], dtype=np.float64),
+                              np.asarray(self.result.vertex_maps[name_b], dtype=np.float64), titles,
+                              bool(difference), scores)
+        self._pair_shown = True
+        return out
 
     def map_style(self, name: str):
         """The colour scale of one study map (its own: signed maps symmetric, categorical by category)."""
@@ -446,8 +518,20 @@ def install_studies_dock(window) -> QDockWidget:
             return
         window.select_region(name)   # as the Region box does: time course, cortex outline
 
+    def show_pair(values_a, values_b, titles, difference, scores):
+        cv = window.cortex_view
+        session = getattr(cv, "session", None)
+        if cv.plotter is None or session is None or getattr(session, "surface", None) is None:
+            window.status_label.setText("Open a project to see study maps side by side on the cortex")
+            return None
+        n = session.surface.n_vertices
+        if len(values_a) != n or len(values_b) != n:
+            window.status_label.setText(f"This study's maps have {len(values_a)} vertices; the open surface has {n}")
+            return None
+        return cv.show_pair(values_a, values_b, titles=titles, difference=difference, scores=scores)
+
     panel = StudiesPanel(window.start_job, lambda: getattr(window, "project_path", None), show_map,
-                         select_region)
+                         select_region, show_pair=show_pair)
     dock = QDockWidget("Studies", window)
     dock.setObjectName("studiesDock")
     dock.setWidget(panel)

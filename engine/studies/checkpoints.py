@@ -110,6 +110,12 @@ def run_job(settings, token=None):
     result.map_meta["delta_r_best_layer"] = {"label": "Δr at each target's layer of largest |Δr|", "signed": True,
                                              "unit": "Δr"}
     result.map_meta["_bars"] = {"label": "region Δr (A − B) at the region's layer of largest |Δr|"}
+    # the two checkpoints' own scores at the layer of largest mean |Δr| (side by side in the window)
+    top = layers[int(np.nanargmax([np.nanmean(np.abs(diffs[x])) for x in layers]))]
+    result.maps["r_a"], result.maps["r_b"] = comps[top].scores_a, comps[top].scores_b
+    result.map_meta["r_a"] = {"label": f"r of {ref_a.label} {top}", "signed": True, "unit": "r", "figure": False}
+    result.map_meta["r_b"] = {"label": f"r of {ref_b.label} {top}", "signed": True, "unit": "r", "figure": False}
+    result.map_meta["_pair"] = {"a": "r_a", "b": "r_b", "layer": top}
     result.tables = {"regions": table, "layer_region_long": long}
     sig = long[(long["q_value"] <= settings.alpha)]
     a_better = sig[sig["mean_difference"] > 0]

@@ -63,7 +63,7 @@ def run_job(settings, token=None):
                    "unit": "Δr", "threshold": 1e-9},
         "r_a": {"label": f"r of {ref_a.label}", "signed": True, "unit": "r"},
         "r_b": {"label": f"r of {ref_b.label}", "signed": True, "unit": "r"},
-        "_bars": {"label": "region mean Δr (A − B)"}}
+        "_bars": {"label": "region mean Δr (A − B)"}, "_pair": {"a": "r_a", "b": "r_b"}}
     from .common import target_table
 
     result.tables = {"regions": table, "targets": target_table(comp)}

@@ -61,6 +61,37 @@ def test_studies_panel_runs_encoders_and_shows_the_answer(window, demo, qtbot):
     np.testing.assert_allclose(cv.current_values, wins.astype(np.float32), equal_nan=True)
     assert cv.current_style.threshold < 1e-6 < cv.current_style.vmax
 
+    # model A's and model B's score maps side by side (linked cameras), then their difference A - B
+    assert (panel.pair_a_box.currentData(), panel.pair_b_box.currentData()) == ("r_a", "r_b")
+    assert panel.pair_button.isEnabled() and panel.diff_check.isChecked()
+    qtbot.mouseClick(panel.pair_button, Qt.LeftButton)
+    pair = cv.pair_view
+    qtbot.addWidget(pair)
+    r_a, r_b = np.asarray(res.vertex_maps["r_a"], np.float32), np.asarray(res.vertex_maps["r_b"], np.float32)
+    np.testing.assert_array_equal(pair.maps[0], r_a)
+    np.testing.assert_array_equal(pair.maps[1], r_b)
+    np.testing.assert_array_equal(pair.maps[2], r_a - r_b)
+    # the vertex maps are the parcel scores the study found (parcel of each vertex)
+    from engine.io.atlases import load_atlas
+
+    schaefer = load_atlas("schaefer_400", "fsaverage5")
+    np.testing.assert_allclose(pair.maps[0], np.asarray(schaefer.parcel_to_vertex(res.maps["r_a"]), np.float32),
+                               equal_nan=True)
+    assert not np.allclose(np.nan_to_num(pair.maps[0]), np.nan_to_num(pair.maps[1]))
+    assert pair.styles[0] is pair.styles[1]                 # one colour scale for A and B
+    cams = pair.cameras()
+    assert cams[0] is cams[1] is cams[2] and cams[3] is cams[4] is cams[5]
+    assert "r of" in pair.titles[0] and "r of" in pair.titles[1]
+    panel.diff_check.setChecked(False)                      # the toggle repaints without A - B
+    assert pair.maps[2] is None
+    np.testing.assert_array_equal(pair.maps[0], r_a)
+    panel.diff_check.setChecked(True)
+    np.testing.assert_array_equal(pair.maps[2], r_a - r_b)
+    # any two maps of the study: Δr beside "where A wins"
+    panel.show_side_by_side("delta_r", "a_wins")
+    np.testing.assert_array_equal(pair.maps[0], np.asarray(res.vertex_maps["delta_r"], np.float32))
+    np.testing.assert_array_equal(pair.maps[1], np.asarray(res.vertex_maps["a_wins"], np.float32))
+
     # clicking a bar selects that region in the window
     w.studies_dock.raise_()
     qtbot.waitUntil(lambda: panel.bars.isVisible() and panel.bars.height() > 100, timeout=5000)
