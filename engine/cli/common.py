@@ -52,6 +52,9 @@ def add_fit_arguments(parser: argparse.ArgumentParser, multi_space: bool = True)
                        help="several spaces: one ridge over the concatenated spaces")
         g.add_argument("--banded-iter", type=int, default=None, metavar="N",
                        help="random candidates searched by banded ridge (default 20)")
+    g.add_argument("--trim-tolerance-trs", type=int, default=None, metavar="N",
+                   help="feature and brain runs differing by at most N TRs are cut to the shorter, with a "
+                        "warning recorded in the result; beyond it they are refused (default 2)")
     g.add_argument("--backend", default=None, choices=("numpy", "torch", "torch_cuda"),
                    help="ridge backend (default numpy)")
     g.add_argument("--n-targets-batch", type=int, default=None, metavar="N",
@@ -105,7 +108,8 @@ def fit_options_from_args(args, base=None):
         changes["inner_cv"] = parse_cv(args.inner_cv)
     for flag, key in (("n_blocks", "n_blocks"), ("gap_trs", "gap_trs"), ("high_pass", "high_pass_s"),
                       ("confounds", "confounds"), ("backend", "backend"), ("n_targets_batch", "n_targets_batch"),
-                      ("banded_iter", "banded_n_iter"), ("multi_space", "multi_space")):
+                      ("banded_iter", "banded_n_iter"), ("multi_space", "multi_space"),
+                      ("trim_tolerance_trs", "trim_tolerance_trs")):
         value = getattr(args, flag, None)
         if value is not None:
             changes[key] = value

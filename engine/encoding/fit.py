@@ -50,6 +50,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, MismatchError, expected_found
 from ..jobs import CancelToken, Progress, run_sync
+from ..timeline import align_lengths
 from . import preprocess as pp
 from .options import DEFAULT_ALPHAS as _DEFAULT_ALPHAS, DEFAULT_HIGH_PASS_S, FitOptions
 from .results import EncodingResult, pearson_r, r2_score, reliable_threshold
@@ -560,24 +561,24 @@ def _repeat_text(groups: Sequence[int]) -> str:
 
 # ---- fitting ---------------------------------------------------------------------------------
 def _trim_runs(spaces, Y_list, tol, run_names, warn):
-    """Trim feature and brain runs differing by at most ``tol`` TRs to the shorter; refuse beyond."""
+    """Trim feature and brain runs differing by at most ``tol`` TRs to the shorter; refuse beyond
+    (the one alignment rule, :func:`engine.timeline.align_lengths`, whose error says what to do)."""
     n_runs = len(Y_list)
     for name, runs in spaces.items():
         if len(runs) != n_runs:
             raise MismatchError(expected_found(f"runs of feature space {name!r}", f"{n_runs} (as brain runs)",
                                                len(runs)))
     for i in range(n_runs):
+        name_i = run_names[i] if run_names is not None and i < len(run_names) else f"run {i}"
         n_y = Y_list[i].shape[0]
-        n_min = min([n_y] + [runs[i].shape[0] for runs in spaces.values()])
+        n_min = n_y
         for name, runs in spaces.items():
-            n_x = runs[i].shape[0]
-            if abs(n_x - n_y) > tol:
-                name_i = run_names[i] if run_names is not None and i < len(run_names) else f"run {i}"
-                raise MismatchError(expected_found(f"TRs of {name_i} in feature space {name!r}",
-                                                   f"{n_y} (as the brain run)", n_x))
+            a = align_lengths(runs[i].shape[0], n_y, tol, name=f"{name_i} (feature space {name!r})", warn=False)
+            n_min = min(n_min, a.n_trs)
         if any(runs[i].shape[0] != n_min for runs in spaces.values()) or n_y != n_min:
             lens = {name: runs[i].shape[0] for name, runs in spaces.items()}
-            warn.append(f"run {i}: brain {n_y} TRs, features {lens}: trimmed to {n_min} TRs")
+            warn.append(f"{name_i}: brain {n_y} TRs, features {lens}: trimmed to {n_min} TRs "
+                        f"(within the tolerance of {tol} TRs)")
             Y_list[i] = Y_list[i][:n_min]
             for runs in spaces.values():
                 runs[i] = runs[i][:n_min]

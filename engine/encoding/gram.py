@@ -58,6 +58,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, MismatchError, expected_found
 from ..jobs import CancelToken, Progress, run_sync
+from ..timeline import align_lengths
 
 __all__ = ["fit_encoding_gram_job", "fit_encoding_gram", "nested_ridge_gram_job", "estimate_memory",
            "available_memory", "gram_supported", "RunPlan", "GramFold", "read_run"]
@@ -904,11 +905,9 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
     for i in range(n_runs):
         n = y_len[i]
         for k, v in spaces.items():
-            nx = int(_shape(v[i])[0])
-            if abs(nx - y_len[i]) > int(opts.trim_tolerance_trs):
-                raise MismatchError(expected_found(f"TRs of {run_names[i]} in feature space {k!r}",
-                                                   f"{y_len[i]} (as the brain run)", nx))
-            n = min(n, nx)
+            a = align_lengths(int(_shape(v[i])[0]), y_len[i], int(opts.trim_tolerance_trs),
+                              name=f"{run_names[i]} (feature space {k!r})", warn=False)
+            n = min(n, a.n_trs)
         n_use.append(n)
     lengths = [n - drop[0] - drop[1] for n in n_use]
     if min(lengths) < 1:

@@ -159,7 +159,7 @@ def test_job_progress_and_cancel():
 def test_user_errors():
     X, Y, _ = _planted(n_runs=2, n_trs=30, n_targets=3)
     # beyond trim_tolerance_trs (2) a length mismatch is refused; within it, trimmed with a warning
-    with pytest.raises(MismatchError, match=r"TRs of run-b .*expected 30 .*found 27"):
+    with pytest.raises(MismatchError, match=r"run-b .*27 feature rows vs 30 brain TRs.*--trim-tolerance-trs 3"):
         fit_encoding([X[0], X[1][:27]], Y, run_names=["run-a", "run-b"])
     with pytest.warns(UserWarning, match="trimmed to 29 TRs"):
         res = fit_encoding([X[0], X[1][:29]], Y, delays=(1,), alphas=ALPHAS)

@@ -144,3 +144,33 @@ def test_project_init_atlas_choice_and_rebuild_keeps_results(tmp_path, capsys):
     assert [(a.name, a.path, a.space) for a in again.atlases] == [("schaefer200", "builtin:schaefer200", "fsaverage5")]
     code, out, err = run(capsys, "project", "init", deriv, "--force", "--atlas", "schaefer9999")
     assert code == 2 and "schaefer400" in err and load_project(path).atlases[0].name == "schaefer200"   # unchanged
+
+
+def test_trim_tolerance_flag_decides_between_trim_and_refusal(tmp_path, capsys):
+    """Runs one TR apart are trimmed (recorded); three apart are refused naming --trim-tolerance-trs;
+    the flag lets the user accept a larger, expected difference."""
+    import numpy as np
+
+    from engine.encoding.results import EncodingResult
+    from main import main
+
+    rng = np.random.default_rng(0)
+    feats, brains = [], []
+    for i, (nx, ny) in enumerate([(60, 60), (61, 60), (60, 57)]):
+        x = rng.standard_normal((nx, 2)).astype(np.float32)
+        f = tmp_path / f"f{i}.npy"
+        np.save(f, x)
+        b = tmp_path / f"b{i}.npy"
+        np.save(b, (x[:ny] @ rng.standard_normal((2, 5)) + rng.standard_normal((ny, 5))).astype(np.float32))
+        feats.append(str(f))
+        brains.append(str(b))
+    out = tmp_path / "r.h5"
+    args = ["encode", "--features", *feats, "--brain", *brains, "--tr", "2", "--delays", "0", "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "60 feature rows vs 57 brain TRs" in err and "--trim-tolerance-trs 3" in err
+    assert not out.exists()
+    assert main(args + ["--trim-tolerance-trs", "3"]) == 0
+    res = EncodingResult.load(out)
+    assert [p.shape[0] for p in res.predictions] == [60, 60, 57]
+    assert any("trimmed to 60 TRs" in w for w in res.warnings) and any("trimmed to 57 TRs" in w for w in res.warnings)
