@@ -59,6 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--multi-space", default=None, choices=("banded", "joint"),
                      help="several spaces in one model: banded ridge (default) or one joint ridge")
     fit.add_argument("--backend", default=None, choices=("numpy", "torch", "torch_cuda"))
+    parser.add_argument("--qc", default="fast", choices=("fast", "full", "off"),
+                        help="quality checks in the report: fast (all but the stimulus-brain sync, default), "
+                             "full (with the sync) or off")
     parser.add_argument("--json", action="store_true", help="print the study summary as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -92,7 +95,7 @@ def run(args) -> int:
                              atlas=args.atlas, fit=fit_dict(args), pool=args.pool, ablate=args.ablate,
                              n_perm=args.n_perm, n_boot=args.n_boot, block_trs=args.block, alpha=args.alpha,
                              ci=args.ci, seed=args.seed, device=args.device, cache_dir=args.cache_dir,
-                             episodes=args.episodes)
+                             episodes=args.episodes, qc=args.qc)
     t0 = time.perf_counter()
     result = run_sync(run_study_job(args.name, settings), progress_bar=not (args.no_progress or args.json),
                       name=f"study {args.name}")

@@ -22,6 +22,7 @@ runs repeating one stimulus: leave-one-run-out then measures repeatability).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -66,6 +67,9 @@ class StudySettings:
     device : feature extraction device (``auto``, ``cpu``, ``cuda``)
     cache_dir : feature cache root (default: the user cache)
     episodes : episodes to use (default: all with runs in the chosen space)
+    qc : quality checks in the report (:mod:`engine.qc` on the study's runs and episodes):
+        ``fast`` (every check but the stimulus-brain sync, which extracts low-level features),
+        ``full`` (with the sync) or ``off``
     """
 
     project: str
@@ -85,6 +89,7 @@ class StudySettings:
     device: str = "auto"
     cache_dir: Optional[str] = None
     episodes: Optional[List[str]] = None
+    qc: str = "fast"
 
     def __post_init__(self) -> None:
         self.project = str(self.project)
@@ -92,6 +97,8 @@ class StudySettings:
         self.models = [str(m) for m in (self.models or [])]
         if self.pool not in ("auto", "runs", "mean"):
             raise ConfigError(f"pool: got {self.pool!r}. Supported values are: auto, runs, mean")
+        if self.qc not in ("fast", "full", "off"):
+            raise ConfigError(f"qc: got {self.qc!r}. Supported values are: fast, full, off")
         for name, lo in (("n_perm", 1), ("n_boot", 1), ("block_trs", 1)):
             if int(getattr(self, name)) < lo:
                 raise ConfigError(expected_found(name, f"an integer >= {lo}", getattr(self, name)))
@@ -148,6 +155,8 @@ class StudyResult:
     space: str = ""
     surface_space: Optional[str] = None
     truth_check: Dict[str, Any] = field(default_factory=dict)
+    qc: Dict[str, Any] = field(default_factory=dict)
+    qc_html: str = ""
 
     def summary(self) -> Dict[str, Any]:
         """JSON-able summary (what ``--json`` prints and ``study.json`` holds)."""
@@ -156,7 +165,8 @@ class StudyResult:
                "maps": {k: {kk: vv for kk, vv in v.items()} for k, v in self.map_meta.items()},
                "tables": {k: f"tables/{k}.csv" for k in self.tables}, "value_column": self.value_column,
                "space": self.space, "surface_space": self.surface_space, "truth_check": self.truth_check,
-               "settings": self.settings, "timings_s": self.timings_s, "versions": self.versions}
+               "settings": self.settings, "timings_s": self.timings_s, "versions": self.versions,
+               "qc": self.qc}
         if self.region_table is not None:
             out["regions"] = json.loads(self.region_table.to_json(orient="records"))
         return out
@@ -182,7 +192,8 @@ class StudyResult:
                   tables=tables, findings=meta.get("findings", []), settings=meta.get("settings", {}),
                   timings_s=meta.get("timings_s", {}), versions=meta.get("versions", {}),
                   value_column=meta.get("value_column", "mean_difference"), space=meta.get("space", ""),
-                  surface_space=meta.get("surface_space"))
+                  surface_space=meta.get("surface_space"), qc=meta.get("qc", {}),
+                  truth_check=meta.get("truth_check", {}))
         res.region_table = tables.get("regions")
         lr = tables.get("layer_region")
         if lr is not None:
@@ -286,6 +297,7 @@ class StudyData:
     repeats: Dict[str, np.ndarray] = field(default_factory=dict)
     pooled: bool = False
     subjects: List[str] = field(default_factory=list)
+    volume: Optional["VolumeGrid"] = None
     _features: Dict[Any, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -459,7 +471,82 @@ def load_study_data(settings: StudySettings, detrend: Optional[int] = 1) -> Stud
                      episodes=[r.episode for r in runs_used], run_names=run_names, tr_s=tr_s, space=space,
                      labels=labels, region_names=names, parcel_atlas=parcel_atlas, vertex_labels=vertex_labels,
                      surface_space=surface_space, repeats=repeats, pooled=pool == "mean",
-                     subjects=sorted({r.subject for r in runs}))
+                     subjects=sorted({r.subject for r in runs}),
+                     volume=volume_grid(loaded[0], project) if loaded[0].meta.get("format") == "nifti" else None)
+
+
+# ---------------------------------------------------------------------------------- volume runs
+@dataclass
+class VolumeGrid:
+    """Where the targets of a NIfTI run sit in its volume: maps go back to the grid through it.
+
+    Attributes
+    ----------
+    shape : (nx, ny, nz) of the run's grid
+    affine : (4, 4) voxel -> scanner mm of the run
+    mask : (nx, ny, nz) bool, the voxels that are the run's targets (C order, as ``data[mask]``)
+    """
+
+    shape: Tuple[int, int, int]
+    affine: np.ndarray
+    mask: np.ndarray
+
+    @property
+    def n_voxels(self) -> int:
+        return int(self.mask.sum())
+
+    def to_volume(self, values: np.ndarray) -> np.ndarray:
+        """(n_voxels,) per-target values -> (nx, ny, nz) float32, NaN outside the mask."""
+        v = np.asarray(values, dtype=np.float32).ravel()
+        if v.size != self.n_voxels:
+            raise DataError(expected_found("map of a volume run", f"{self.n_voxels} values (voxels in the mask)",
+                                           v.size))
+        vol = np.full(self.shape, np.nan, dtype=np.float32)
+        vol[self.mask] = v
+        return vol
+
+
+def volume_grid(run, project=None) -> Optional[VolumeGrid]:
+    """The :class:`VolumeGrid` of a NIfTI :class:`~engine.io.fmri.BrainRun` (None when its mask cannot
+    be rebuilt to the run's voxel count).
+
+    The run's meta carries its grid shape, affine and mask source (:func:`engine.io.fmri.load_nifti_run`):
+    a mask file on the run's grid is read back (non-zero voxels); otherwise the mask nilearn computed
+    (``NiftiMasker`` with the loader's settings) is computed again from the source file.
+    """
+    import nibabel as nib
+
+    meta = run.meta
+    shape = tuple(int(x) for x in (meta.get("shape") or [])[:3])
+    affine = np.asarray(meta.get("affine"), dtype=np.float64) if meta.get("affine") is not None else None
+    if len(shape) != 3 or affine is None or affine.shape != (4, 4):
+        return None
+    mask_src = meta.get("mask")
+    mask = None
+    if mask_src not in (None, "epi", "image"):
+        try:
+            img = nib.load(str(mask_src))
+            m = np.asarray(img.dataobj)
+            m = m.reshape(m.shape[:3]) if m.ndim == 4 and m.shape[3] == 1 else m
+            if m.shape == shape:
+                mask = m != 0
+        except Exception:  # noqa: BLE001 - unreadable now: try the masker below
+            mask = None
+    if mask is None or int(mask.sum()) != run.n_targets:
+        try:
+            from nilearn.maskers import NiftiMasker
+
+            src = nib.load(str(meta["source"]))
+            mask_img = nib.load(str(mask_src)) if mask_src not in (None, "epi", "image") else None
+            masker = NiftiMasker(mask_img=mask_img, memory=None, memory_level=0, standardize=None, detrend=False)
+            data = np.nan_to_num(np.asarray(src.dataobj, dtype=np.float32))
+            masker.fit(nib.Nifti1Image(data, src.affine, src.header))
+            mask = np.asarray(masker.mask_img_.dataobj).astype(bool)
+        except Exception:  # noqa: BLE001 - no mask to put the maps back: NPY only
+            return None
+    if mask.shape != shape or int(mask.sum()) != run.n_targets:
+        return None
+    return VolumeGrid(shape=shape, affine=affine, mask=mask)
 
 
 # ---------------------------------------------------------------------------------- fitting
@@ -692,12 +779,49 @@ def finish(result: StudyResult, data: StudyData, settings: StudySettings, timer:
     result.surface_space = data.surface_space
     result.versions = library_versions()
     timer.mark("statistics")
+    result.qc, result.qc_html = study_qc(data, settings)
+    timer.mark("quality checks")
     result.timings_s = dict(timer.stages)
     result.timings_s["total"] = timer.total()
     if is_demo(data):
         result.truth_check = demo_truth_check(result, data)
     write_study(result, data, figures_extra)
     return result
+
+
+def study_qc(data: StudyData, settings: StudySettings) -> Tuple[Dict[str, Any], str]:
+    """Quality checks of the study's runs and episodes (:func:`engine.qc.run.qc_project`) as
+    ``(summary, html_fragment)``: ``summary`` has ``summary`` (pass/warn/fail counts), ``failed``,
+    ``sync`` and ``checks`` (name, level, subject, message of each); the fragment is
+    :func:`engine.qc.report.to_html`. ``settings.qc == "off"``: ``({}, "")``. A QC that cannot run
+    on this project is reported in the section instead of stopping the study."""
+    import html as _html
+
+    if settings.qc == "off":
+        return {}, ""
+    from ..errors import AlignScopeError
+    from ..qc.report import to_html
+    from ..qc.run import qc_project
+
+    sync = settings.qc == "full"
+    episodes = sorted(set(data.episodes))
+    # the runs the study read (its space and episodes, every run before pooling), not the whole project
+    project = copy.copy(data.project)
+    project.runs = [r for r in data.project.runs if r.space == data.space and r.episode in episodes]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = qc_project(project, episodes=episodes, sync=sync, source=Path(str(data.project_file)).name)
+    except AlignScopeError as exc:
+        msg = f"The quality checks could not run on this project: {exc}"
+        return ({"error": str(exc), "checks": []},
+                "<section class=\"alignscope-qc\"><h2>Quality checks</h2><p>" + _html.escape(msg) + "</p></section>")
+    checks = list(report.checks)
+    title = "Quality checks" + ("" if sync else " (stimulus-brain sync not run: --qc full runs it)")
+    return ({"summary": dict(report.summary), "failed": bool(report.failed), "sync": sync,
+             "checks": [{"name": c.name, "level": c.level, "subject": c.subject, "message": c.message,
+                         "category": c.category} for c in checks]},
+            to_html(report, title=title))
 
 
 def demo_truth_check(result: StudyResult, data: StudyData) -> Dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Writing a study: maps (GIFTI on the surface, NPY otherwise), tables (CSV), figures and one
+"""Writing a study: maps (NPY always; GIFTI on the surface, NIfTI for volume runs), tables (CSV), figures and one
 self-contained ``report.html`` (every figure embedded as a base64 PNG).
 
 Surface figures are drawn with matplotlib only (Agg, no VTK, no display): the fsaverage mesh
@@ -19,7 +19,8 @@ import numpy as np
 
 from ..atomic import atomic_path, write_text_atomic
 
-__all__ = ["write_study", "render_surface_png", "bar_png", "heatmap_png", "profile_png", "export_gifti"]
+__all__ = ["write_study", "render_surface_png", "bar_png", "heatmap_png", "profile_png", "export_gifti",
+           "export_nifti"]
 
 MAX_SURFACE_FIGURES = 3   # maps drawn in the report (the first ones of a study); every map is exported
 VIEWS = (("left", "lateral"), ("left", "medial"), ("right", "lateral"), ("right", "medial"))
@@ -34,10 +35,11 @@ def _plt():
     return plt
 
 
-def _png(fig) -> bytes:
+def _png(fig, tight: bool = True) -> bytes:
     plt = _plt()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", facecolor="white")
+    # a tight bounding box draws the figure twice: surface views (tens of thousands of triangles) skip it
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight" if tight else None, facecolor="white")
     plt.close(fig)
     return buf.getvalue()
 
@@ -73,7 +75,7 @@ def _draw_hemi(ax, coords, faces, colors, hemi: str, side: str) -> None:
     face_rgb = colors[tri_k].mean(1) * shade[:, None]
     polys = np.stack([np.c_[sx[tri_k[:, j]], sy[tri_k[:, j]]] for j in range(3)], axis=1)
     ax.add_collection(PolyCollection(polys, facecolors=np.clip(face_rgb, 0, 1), edgecolors="none",
-                                     antialiaseds=False))
+                                     antialiaseds=False), autolim=False)   # limits set below
     ax.set_xlim(sx.min() - 2, sx.max() + 2)
     ax.set_ylim(sy.min() - 2, sy.max() + 2)
     ax.set_aspect("equal")
@@ -120,6 +122,7 @@ def render_surface_png(values_vertices: np.ndarray, space: str, title: str, sign
         thr = threshold if threshold is not None else 0.1 * m
     colors = map_colors(v, vmin, vmax, cmap, thr, sulc)
     fig, axes = plt.subplots(1, 4, figsize=(11, 2.6))
+    fig.subplots_adjust(left=0.01, right=0.93, bottom=0.02, top=0.84, wspace=0.02)
     n_left = surf.left.n_vertices
     for ax, (hemi, side) in zip(axes, VIEWS):
         h = surf.left if hemi == "left" else surf.right
@@ -131,7 +134,7 @@ def render_surface_png(values_vertices: np.ndarray, space: str, title: str, sign
         cb.set_ticks(range(len(labels)))
         cb.set_ticklabels(list(labels), fontsize=6)
     fig.suptitle(title, fontsize=10)
-    return _png(fig)
+    return _png(fig, tight=False)
 
 
 # ------------------------------------------------------------------------------ charts
@@ -220,6 +223,21 @@ def export_gifti(values_vertices: np.ndarray, n_left: int, path_stem: Path) -> L
     return out
 
 
+def export_nifti(values_voxels: np.ndarray, grid, path_stem: Path) -> Path:
+    """``<stem>.nii.gz``: per-voxel values put back on the run's grid (``grid``: a
+    :class:`~engine.studies.common.VolumeGrid`; its affine, NaN outside the mask), float32, atomic."""
+    import nibabel as nib
+
+    vol = grid.to_volume(values_voxels)
+    img = nib.Nifti1Image(vol, np.asarray(grid.affine, dtype=np.float64))
+    img.header.set_data_dtype(np.float32)
+    img.header.set_xyzt_units("mm")
+    path = Path(f"{path_stem}.nii.gz")
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return path
+
+
 def _write_csv(table, path: Path, index: bool = False) -> None:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=index, float_format="%.6g")
@@ -271,6 +289,8 @@ def write_study(result, data, figures_extra: Optional[List[Dict[str, Any]]] = No
                                          labels=meta.get("labels"), threshold=meta.get("threshold"))
                 figures.append({"title": meta.get("label", name), "png": png, "kind": "map"})
                 drawn += 1
+        elif getattr(data, "volume", None) is not None:   # NIfTI runs: maps back in the run's volume
+            files.append(f"maps/{export_nifti(values, data.volume, out / 'maps' / name).name}")
         meta["files"] = files
 
     # tables
@@ -320,6 +340,8 @@ def write_study(result, data, figures_extra: Optional[List[Dict[str, Any]]] = No
     if getattr(result, "truth_check", None):
         parts.append("<h2>Planted truth (demo only, read after the analysis)</h2><pre>"
                      + e(json.dumps(result.truth_check, indent=2, default=str)) + "</pre>")
+    if getattr(result, "qc_html", ""):
+        parts.append(result.qc_html)       # engine.qc.report.to_html: a <section> of its own
     parts.append("<h2>Tables</h2>")
     for name, table in result.tables.items():
         parts.append(f"<h3>{e(name)} (<a href='tables/{e(name)}.csv'>CSV</a>)</h3>")

@@ -20,6 +20,9 @@ import pandas as pd
 import pytest
 
 STATS = ["--space", "parcels", "--n-perm", "2000", "--n-boot", "200", "--multi-space", "joint", "--device", "cpu"]
+# where no assertion rests on significance: the same fits, few resamples, no QC section
+FEW = ["--space", "parcels", "--n-perm", "100", "--n-boot", "50", "--multi-space", "joint", "--device", "cpu",
+       "--qc", "off"]
 
 
 def study_demo(tmp_path_factory) -> Path:
@@ -37,6 +40,19 @@ def study_demo(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return study_demo(tmp_path_factory)
+
+
+def layers_study(tmp_path_factory) -> Path:
+    """The demo's ``layers`` study, run once per pytest session through the CLI (the engine test checks
+    its answer, the Studies panel test shows it); returns its folder."""
+    out = tmp_path_factory.getbasetemp() / "studies-layers"
+    if not (out / "study.json").exists():
+        import main
+
+        demo = study_demo(tmp_path_factory)
+        rc = main.main(["study", "layers", "--project", str(demo), "--out", str(out), *STATS, "--no-progress"])
+        assert rc == 0
+    return out
 
 
 def run_cli(capsys, *argv) -> dict:
@@ -79,7 +95,7 @@ class _Refs(HTMLParser):
             self.links.append(a["href"])
 
 
-def check_report(out_dir: Path, min_images: int = 2) -> _Refs:
+def check_report(out_dir: Path, min_images: int = 2, qc: bool = True) -> _Refs:
     report = out_dir / "report.html"
     parser = _Refs()
     parser.feed(report.read_text(encoding="utf-8"))
@@ -92,7 +108,35 @@ def check_report(out_dir: Path, min_images: int = 2) -> _Refs:
     for href in parser.links:
         assert not href.startswith(("http:", "https:", "/")), href
         assert (out_dir / href).is_file(), href
+    if qc:
+        check_qc_section(out_dir)
+    else:
+        assert 'class="alignscope-qc"' not in (out_dir / "report.html").read_text(encoding="utf-8")
     return parser
+
+
+def check_qc_section(out_dir: Path) -> None:
+    """The report carries the QC of the study's runs (engine.qc.report.to_html): one row per check,
+    named as the QC found it, with its level; the demo's clean runs fail nothing."""
+    import re
+
+    qc = json.loads((out_dir / "study.json").read_text())["qc"]
+    html = (out_dir / "report.html").read_text(encoding="utf-8")
+    assert html.count('<section class="alignscope-qc">') == 1
+    section = html.split('<section class="alignscope-qc">', 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r'<tr class="qc-(pass|warn|fail)">.*?</td><td>(.*?)</td>', section)
+    names = {c["name"] for c in qc["checks"]}
+    assert len(rows) == len(qc["checks"]) >= 5 and {n for _lvl, n in rows} == names
+    assert [lvl for lvl, _n in rows].count("fail") == qc["summary"]["fail"] == 0, qc["summary"]
+    # the runs the study fitted (and only those: not the demo's fsaverage5 runs), and its episode
+    runs = json.loads((out_dir / "study.json").read_text())["settings"]["runs"]
+    assert {c["subject"] for c in qc["checks"] if c["category"] == "run"} == set(runs)
+    for run in runs:
+        assert {"tsnr", "run_length", "duplicated_trs"} <= {c["name"] for c in qc["checks"] if c["subject"] == run}
+        assert f"<td>{run}</td>" in section
+    assert {"frame_times", "audio_video", "words_timing"} <= names
+    # the stimulus-brain sync is left out by default (--qc full runs it)
+    assert qc["sync"] is False and not any(c["category"] == "sync" for c in qc["checks"])
 
 
 def test_encoders_multimodal_wins_in_the_multimodal_region_only(demo, tmp_path, capsys):
@@ -124,7 +168,7 @@ def test_encoders_multimodal_wins_in_the_multimodal_region_only(demo, tmp_path, 
     fits = sorted((demo.parent / "results" / "studies" / "fits").glob("*.h5"))
     before = {p: p.stat().st_mtime_ns for p in fits}
     out2 = tmp_path / "encoders-again"
-    s2 = run_cli(capsys, "encoders", "--project", str(demo), "--out", str(out2), *STATS)
+    s2 = run_cli(capsys, "encoders", "--project", str(demo), "--out", str(out2), *FEW)
     assert {p: p.stat().st_mtime_ns for p in fits} == before
     np.testing.assert_array_equal(np.load(out2 / "maps" / "delta_r.npy"), d)
     assert s2["timings_s"]["fits"] < s["timings_s"]["fits"]
@@ -164,9 +208,9 @@ def test_joint_adds_only_where_the_joint_drivers_act(demo, tmp_path, capsys):
     check_report(out)
 
 
-def test_layers_profile_peaks_at_the_planted_window(demo, tmp_path, capsys):
-    out = tmp_path / "layers"
-    s = run_cli(capsys, "layers", "--project", str(demo), "--out", str(out), *STATS)
+def test_layers_profile_peaks_at_the_planted_window(demo, tmp_path_factory):
+    out = layers_study(tmp_path_factory)
+    s = json.loads((out / "study.json").read_text())
     integ = planted(s, "integration")
     assert integ["n"] >= 3 and integ["best_layers"] == {"ctx09s": integ["n"]}, integ
     lang = planted(s, "language")      # word rate itself: mostly the shortest window
@@ -190,7 +234,7 @@ def test_checkpoints_pretrained_vs_random_minilm_layer_by_layer(demo, tmp_path, 
     out = tmp_path / "checkpoints"
     random = random_minilm_folder(demo.parent)   # what the study writes itself when no models are given
     s = run_cli(capsys, "checkpoints", "--project", str(demo), "--out", str(out), "--models",
-                "minilm:layer01+layer06", f"{random}:layer01+layer06", *STATS)
+                "minilm:layer01+layer06", f"{random}:layer01+layer06", *FEW)
     assert (random / "config.json").exists() and any(random.glob("*.safetensors"))
     long = pd.read_csv(out / "tables" / "layer_region_long.csv")
     assert sorted(long["layer"].unique()) == ["layer01", "layer06"]
@@ -200,7 +244,13 @@ def test_checkpoints_pretrained_vs_random_minilm_layer_by_layer(demo, tmp_path, 
         np.testing.assert_allclose(lr.loc[layer, sub.index].to_numpy(float), sub.to_numpy(float), atol=1e-6)
     # the random copy really differs from the pretrained weights: Δr is not zero everywhere
     assert np.nanmax(np.abs(long["mean_difference"])) > 0.05
-    check_report(out, min_images=3)
+    # the two checkpoints' own scores (shown side by side in the window) at the layer of largest mean |Δr|
+    top = s["maps"]["_pair"]["layer"]
+    mean_abs = {x: np.nanmean(np.abs(np.load(out / "maps" / f"delta_r_{x}.npy"))) for x in ("layer01", "layer06")}
+    assert top == max(mean_abs, key=mean_abs.get)
+    np.testing.assert_allclose(np.load(out / "maps" / "r_a.npy") - np.load(out / "maps" / "r_b.npy"),
+                               np.load(out / "maps" / f"delta_r_{top}.npy"), atol=1e-5)
+    check_report(out, min_images=3, qc=False)
 
 
 def test_study_errors_are_messages(demo, tmp_path, capsys):
