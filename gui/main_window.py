@@ -344,6 +344,11 @@ class MainWindow(AnalysisActions, QMainWindow):
             view.set_session(session)
         self._fill_boxes()
         self.regions_view.set_session(session)
+        # a project without a fit shows its measured activity (never a blank cortex)
+        if session.result is None and session.run_names and self.state.layer in ("score", "predicted"):
+            self.state.layer = "measured"
+        elif session.result is not None and self.state.layer == "measured" and old is None:
+            self.state.layer = "score"
         self._on_time(None)
         if old is not None and old is not session:
             old.close()
