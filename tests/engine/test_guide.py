@@ -240,7 +240,7 @@ def test_guide_page_runs(page, guide_session):
     # a few facts the pages state, which a drift would break
     facts = {
         "install.md": ["selftest: 5 passed, 0 failed"],
-        "data.md": ["TR: 1.49 s", "held out", "known missing", "trimmed to 24 TRs"],
+        "data.md": ["TR: 1.49 s", "held out", "known-missing", "trimmed to 24 TRs"],
         "models.md": ["['sentence-transformers/all-MiniLM-L6-v2']"],
         "cluster.md": ["same scores as in one process: True"],
         "commands.md": ["expected --out RESULT.h5, found none"],
