@@ -67,6 +67,12 @@ def read_labels(path, n_targets=None):
     path = Path(path)
     if not path.exists():
         raise DataError(expected_found("labels file", "an existing file", f"no file at {path}"))
+    if not path.is_file():
+        import stat as _stat
+
+        mode = path.stat().st_mode
+        kind = "a folder" if path.is_dir() else "a FIFO" if _stat.S_ISFIFO(mode) else "a device or special file"
+        raise DataError(expected_found(f"labels file {path.name}", "a regular file", kind))
     low = path.name.lower()
     names = None
     if low.endswith((".annot", ".gii", ".dlabel.nii", ".nii", ".nii.gz")):
@@ -74,8 +80,11 @@ def read_labels(path, n_targets=None):
 
         atlas = load_atlas_file(path)
         labels, names = np.asarray(atlas.labels), list(atlas.names)
-    elif low.endswith(".npy"):
-        labels = np.load(path)
+    elif low.endswith((".npy", ".npz", ".h5", ".hdf5")):
+        from ..io.arrays import read_array
+
+        # one reader for every array format: no pickles, empty arrays, absurd headers, wrong formats
+        labels, _ = read_array(path, None, what="labels file")
     elif low.endswith((".tsv", ".csv")):
         import pandas as pd
 

@@ -218,20 +218,30 @@ def read_feature_file(path, layers: Optional[Sequence[str]] = None) -> Dict[str,
     if not path.exists():
         raise DataError(expected_found("feature file", "an existing file", f"no file at {path}"))
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        arrays = {"features": np.load(path, allow_pickle=False)}
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    elif suffix in (".h5", ".hdf5"):
-        import h5py
-
-        with h5py.File(path, "r") as h:
-            group = h["features"] if "features" in h and isinstance(h["features"], h5py.Group) else h
-            arrays = {k.replace("%2F", "/"): np.asarray(group[k]) for k in group
-                      if isinstance(group[k], h5py.Dataset)}
-    else:
+    if suffix not in (".npy", ".npz", ".h5", ".hdf5"):
         raise DataError(expected_found(f"feature file {path.name}", "a .npy, .npz or .h5 file", suffix or "no suffix"))
+    from ..io.arrays import describe_arrays, read_array, read_arrays
+
+    # one reader for every format: no pickles, empty arrays, absurd headers, lazy HDF5, wrong formats
+    if suffix == ".npy" and not layers:
+        arrays = {"features": read_array(path, None, what="feature file")[0]}
+    else:
+        try:
+            arrays = read_arrays(path, names=list(layers) if layers else None, group="features",
+                                 what="feature file")
+        except DataError:
+            if not layers and suffix != ".npy":
+                try:
+                    infos = describe_arrays(path, "feature file")
+                except DataError:
+                    infos = []
+                if len(infos) == 1:     # one array: say exactly what is wrong with it
+                    read_array(path, infos[0].name or None, what="feature file")
+            raise
+    bad = {k: v.shape for k, v in arrays.items() if v.ndim not in (1, 2)}
+    if bad and not any(v.ndim in (1, 2) for v in arrays.values()):
+        raise DataError(expected_found(f"feature file {path}", "2-D (n_trs, n_features) arrays",
+                                       ", ".join(f"{k} of shape {s}" for k, s in bad.items())))
     arrays = {k: (v[:, None] if v.ndim == 1 else v) for k, v in arrays.items()}
     arrays = {k: v for k, v in arrays.items() if v.ndim == 2}
     if not arrays:
