@@ -2,8 +2,9 @@
 answer (region, sign, peak layer) and finds no effect in noise-only regions; fits are reused;
 the report is self-contained (every figure a PNG, every linked file present).
 
-The demo is written once per test session (120 s episode, 2 runs, Schaefer-400 parcel tables);
-the studies run on the parcel tables with few permutations to stay quick.
+The demo is the session's ``demo_project`` (120 s episode, 2 runs, Schaefer-400 parcel tables); the
+studies run on the parcel tables, with few resamples where no assertion rests on significance; the
+``layers`` study runs once per session (this test checks its answer, the Studies panel test shows it).
 """
 
 from __future__ import annotations
@@ -25,31 +26,25 @@ FEW = ["--space", "parcels", "--n-perm", "100", "--n-boot", "50", "--multi-space
        "--qc", "off"]
 
 
-def study_demo(tmp_path_factory) -> Path:
-    """The demo project shared by the study tests (engine and GUI) of one pytest session."""
-    base = tmp_path_factory.getbasetemp()
-    os.environ["ALIGNSCOPE_CACHE"] = str(base / "studies-feature-cache")
-    project = base / "studies-demo" / "demo.alignscope.json"
-    if not project.exists():
-        from engine.demo import write_demo_project
-
-        write_demo_project(project.parent)
-    return project
+def study_demo(demo_project: Path) -> Path:
+    """The demo project of the session (``demo_project`` in tests/conftest.py, shared with the other demo
+    tests) with a feature cache of the session: the study tests (engine and GUI) extract each model once."""
+    os.environ["ALIGNSCOPE_CACHE"] = str(Path(demo_project).parent.parent / "studies-feature-cache")
+    return Path(demo_project)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return study_demo(tmp_path_factory)
+def demo(demo_project):
+    return study_demo(demo_project)
 
 
-def layers_study(tmp_path_factory) -> Path:
+def layers_study(tmp_path_factory, demo: Path) -> Path:
     """The demo's ``layers`` study, run once per pytest session through the CLI (the engine test checks
     its answer, the Studies panel test shows it); returns its folder."""
     out = tmp_path_factory.getbasetemp() / "studies-layers"
     if not (out / "study.json").exists():
         import main
 
-        demo = study_demo(tmp_path_factory)
         rc = main.main(["study", "layers", "--project", str(demo), "--out", str(out), *STATS, "--no-progress"])
         assert rc == 0
     return out
@@ -209,7 +204,7 @@ def test_joint_adds_only_where_the_joint_drivers_act(demo, tmp_path, capsys):
 
 
 def test_layers_profile_peaks_at_the_planted_window(demo, tmp_path_factory):
-    out = layers_study(tmp_path_factory)
+    out = layers_study(tmp_path_factory, demo)
     s = json.loads((out / "study.json").read_text())
     integ = planted(s, "integration")
     assert integ["n"] >= 3 and integ["best_layers"] == {"ctx09s": integ["n"]}, integ

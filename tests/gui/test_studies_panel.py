@@ -12,8 +12,8 @@ from tests.engine.test_studies_demo import layers_study, study_demo
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    return study_demo(tmp_path_factory)
+def demo(demo_project):
+    return study_demo(demo_project)
 
 
 def test_studies_panel_runs_encoders_and_shows_the_answer(window, demo, qtbot):
@@ -110,7 +110,7 @@ def test_studies_panel_layers_heatmap_selects_region_and_cancel(window, demo, qt
     panel = w.studies_panel
     assert w.open_project(demo), w.errors_shown
     # a study folder reopened (the layers study the engine test ran through the CLI)
-    panel.show_result(StudyResult.load(layers_study(tmp_path_factory)))
+    panel.show_result(StudyResult.load(layers_study(tmp_path_factory, demo)))
     assert panel.result.workflow == "layers" and panel.run_button.isEnabled()
     hm = panel.heatmap
     assert list(hm.table.index) == ["ctx01s", "ctx03s", "ctx09s", "ctx27s"]
