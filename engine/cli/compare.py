@@ -222,6 +222,13 @@ def _run(args, summary) -> int:
     a_name = f"A ({a.space})" if a.space else "A"
     b_name = f"B ({b.space})" if b.space else "B"
     check_same_targets(a, b, a_name, b_name)
+    from ..io.arrays import check_block
+
+    meas = getattr(a, "measured", None)
+    if meas is not None:
+        meas = [meas] if isinstance(meas, np.ndarray) else list(meas)
+        rn = list(getattr(a, "run_names", None) or [])
+        check_block(args.block, [np.shape(m)[0] for m in meas], rn if len(rn) == len(meas) else None)
     labels = names = None
     if args.atlas:
         labels, names = _bundled_atlas(args.atlas, a.n_targets)

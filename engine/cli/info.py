@@ -89,6 +89,14 @@ def inspect_path(path, tr_s=None) -> dict:
         raise DataError(f"info: expected a file or folder, found nothing at {path}")
     if path.is_dir():
         return _inspect_folder(path, tr_s)
+    import stat
+
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):   # a FIFO would block every reader for ever; a device is no data file
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device node")
+        return _report(path, "not a regular file", problems=[
+            f"expected a regular file, found {kind} (reading it could wait for ever): give the file itself"])
     try:
         return _inspect_file(path, tr_s)
     except AlignScopeError as exc:   # the file is what it claims but broken: a problem, not a crash
@@ -211,7 +219,10 @@ def _inspect_gifti(path, tr_s) -> dict:
         from engine.io.fmri import tr_from_sidecar
 
         tr = tr_s or tr_from_sidecar(path)
-        run = load_gifti_run(path, partner, tr_s=tr or 1.0)
+        from engine.io.fmri import read_brain_file
+
+        # the commands' reader: the pair's vertex count checked against its declared space
+        run = read_brain_file(path, tr_s=tr or 1.0)
         run.meta["tr_known"] = tr is not None
         return _run_report(path, run, "fmri (gifti pair)")
     data = _gifti_timeseries(path)
@@ -266,8 +277,11 @@ def _labelled_table(path):
 def _inspect_table(path, tr_s) -> dict:
     import numpy as np
 
+    from engine.errors import DataError, expected_found
     from engine.io.fmri import load_table_run
 
+    if not path.is_file():   # a FIFO would block np.load for ever
+        raise DataError(expected_found(path.name, "a regular file", "a FIFO or other special file"))
     low = path.name.lower()
     if low.endswith(".npy"):
         try:
@@ -299,6 +313,13 @@ def _inspect_h5(path, tr_s) -> dict:
 
     from engine.io.fmri import constant_targets, describe_nonfinite
 
+    from engine.errors import DataError
+    from engine.io.arrays import describe_arrays, read_array
+
+    try:   # the commands' reader: a file that is not HDF5 (text, .npy) named as such
+        describe_arrays(path, "HDF5 file")
+    except DataError as exc:
+        return _report(path, "hdf5", problems=[str(exc)])
     try:
         f = h5py.File(path, "r")
     except Exception as exc:
@@ -316,14 +337,18 @@ def _inspect_h5(path, tr_s) -> dict:
         for n in names:
             ds = f[n]
             shapes[n] = tuple(ds.shape)
-            if ds.ndim != 2 or not np.issubdtype(ds.dtype, np.number):
-                if n.startswith("ses-") or ds.ndim > 0:
-                    problems.append(f"{n}: expected a numeric (n_trs, n_targets) array, found {ds.dtype} {ds.shape}")
+            if ds.ndim == 0 and not n.startswith("ses-"):
                 continue
-            try:
-                data = ds[()]
+            try:   # the commands' checks: lazily allocated, text, absurd sizes
+                data, _ = read_array(path, n, what="HDF5 file")
+            except DataError as exc:
+                problems.append(f"{n}: {exc}")
+                continue
             except Exception as exc:
                 problems.append(f"{n}: expected readable data, found {exc.__class__.__name__}: {str(exc)[:120]}")
+                continue
+            if data.ndim != 2 or not np.issubdtype(data.dtype, np.number):
+                problems.append(f"{n}: expected a numeric (n_trs, n_targets) array, found {ds.dtype} {ds.shape}")
                 continue
             nan = describe_nonfinite(data)
             if nan:
@@ -607,11 +632,31 @@ def _inspect_atlas(path) -> dict:
 def _inspect_project(path) -> dict:
     from engine.project import Project
 
+    from engine.atomic import describe_project_path, safe_result_path
+    from engine.errors import ConfigError
+
     project = Project.load(path)
     problems = []
+    root = project.root if project.root is not None else path.parent
     for name, rel in project.results.items():
+        try:   # a project file never points the app's writes (and deletes) outside its folder
+            safe_result_path(root, rel)
+        except ConfigError as exc:
+            problems.append(f"result {name}: outside the project: {exc}")
+            continue
         if not project.path(rel).exists():
             problems.append(f"result {name}: expected its file at {rel}, found nothing")
+    outside = []
+    for r in project.runs:
+        where = describe_project_path(root, r.path)
+        if where["problem"] and where["kind"] != "missing":
+            problems.append(f"run {r.name}: {where['problem']}")
+        if not where["inside_project"]:
+            outside.append(f"{r.name} -> {where['points_to']}")
+        low = str(r.path).lower()
+        if where["kind"] == "file" and low.endswith((".nii", ".nii.gz")) and not low.endswith(
+                (".dtseries.nii", ".ptseries.nii", ".dlabel.nii")):
+            problems += _nifti_run_problem(r.name, project.path(r.path))
     for ep in project.episodes:
         for field in ("video", "audio", "subtitles", "words", "events"):
             rel = getattr(ep, field)
@@ -630,6 +675,8 @@ def _inspect_project(path) -> dict:
              "subjects": sorted({r.subject for r in project.runs}), "spaces": sorted({r.space for r in project.runs}),
              "tr_s": sorted({r.tr_s for r in project.runs}), "atlases": [a.name for a in project.atlases],
              "results": list(project.results)}
+    if outside:
+        facts["runs outside the project folder"] = _short(outside, 8)
     if project.extra.get("layout"):
         facts["layout"] = project.extra["layout"]
     held = project.extra.get("held_out_episodes") or []
@@ -642,6 +689,21 @@ def _inspect_project(path) -> dict:
     rep = _report(path, "project", facts, problems)
     rep["pairing"] = _pairing(project)
     return rep
+
+
+def _nifti_run_problem(name, full) -> list:
+    """A NIfTI run that ``encode`` would refuse (not 4-D), read from its header only."""
+    import nibabel as nib
+
+    from engine.io.fmri import _not_a_run_message
+
+    try:
+        shape = nib.load(str(full)).shape
+    except Exception as exc:
+        return [f"run {name}: expected a NIfTI image, found unreadable content ({exc.__class__.__name__})"]
+    if len(shape) != 4 or shape[3] < 2:
+        return [f"run {name}: {_not_a_run_message(full, shape)}"]
+    return []
 
 
 def _pairing(project) -> list:

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..jobs import Progress
 
-__all__ = ["fit_job", "fit_per_layer_job", "partition_job", "fit_kwargs", "describe_fit", "use_gram"]
+__all__ = ["check_inputs", "FitInputWarning", "fit_job", "fit_per_layer_job", "partition_job", "fit_kwargs", "describe_fit", "use_gram"]
 
 
 def fit_kwargs(brain, options, confounds_runs=None) -> Dict[str, Any]:
@@ -54,6 +54,36 @@ def _spaces(spaces) -> Dict[str, List[np.ndarray]]:
     return {str(k): [np.asarray(x, np.float32) for x in v] for k, v in spaces.items()}
 
 
+class FitInputWarning(UserWarning):
+    """A fit input that works but deserves a look (constant targets or columns, acausal delays)."""
+
+
+def check_inputs(spaces, brain, options, tr_s=None) -> List[str]:
+    """Check a fit's inputs up front (:func:`engine.io.arrays.check_fit_inputs`) and warn.
+
+    Raises ConfigError/DataError for what cannot work (``pca`` above the features, delays
+    longer than a run, all features constant); each warning is issued as a
+    :class:`FitInputWarning` and returned.
+    """
+    import warnings
+
+    from ..io.arrays import check_fit_inputs
+
+    try:
+        delays = options.resolved_delays(tr_s)
+    except ConfigError:
+        delays = []
+    pca = options.pca
+    found = []
+    for name, runs in spaces.items():
+        p = pca.get(name) if isinstance(pca, dict) else pca
+        found += check_fit_inputs({name: runs}, brain.runs, delays=delays, pca=p,
+                                  run_names=list(brain.names))
+    for text in dict.fromkeys(found):
+        warnings.warn(text, FitInputWarning, stacklevel=2)
+    return list(dict.fromkeys(found))
+
+
 def fit_job(spaces: Dict[str, List[np.ndarray]], brain, options, space_label: Optional[str] = None,
             provenance: Optional[Dict[str, Any]] = None, token=None, scheduler=None, n_chunks=None,
             n_workers=None, confounds_runs=None):
@@ -80,6 +110,7 @@ def fit_job(spaces: Dict[str, List[np.ndarray]], brain, options, space_label: Op
     if space_label is not None:
         kw["space"] = space_label
     spaces = _spaces(spaces)
+    check_inputs(spaces, brain, kw["options"], kw["tr_s"])
     if scheduler:
         from ..encoding.distributed import fit_encoding_distributed_job
 
@@ -164,6 +195,7 @@ def partition_job(spaces, brain, options, residual=None, provenance=None, token=
 
     spaces = _spaces(spaces)
     kw = fit_kwargs(brain, options)
+    check_inputs(spaces, brain, kw["options"], kw["tr_s"])
     part = yield from variance_partition_job(spaces, brain.runs, token=token, **kw)
     resid = None
     if residual:

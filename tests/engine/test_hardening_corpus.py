@@ -233,9 +233,15 @@ def cases() -> List[Case]:
                                            "--out", str(t / "x.h5")], 2, r"TR|--tr.*(positive|> 0)"),
         # valid inputs accepted
         Case("info:silent-video", lambda c, t: ["info", str(c / "silent.mp4")], 0, r"no audio track"),
-        # a FIFO as an input would block for ever (info's .npy table check and the feature and labels
-        # readers still would: not run here, reported to their owners)
+        # a FIFO as an input would block for ever: every reader refuses it up front
         Case("info:fifo-subtitles", lambda c, t: ["info", str(c / "fifo.srt")], 1, r"regular file, found a FIFO"),
+        Case("info:fifo.npy", lambda c, t: ["info", str(c / "fifo.npy")], 1, r"regular file, found a FIFO"),
+        Case("encode-features:fifo.npy",
+             lambda c, t: _encode(c, t, feats=[str(c / "fifo.npy"), _f(c, 1), _f(c, 2)]), 2,
+             r"regular file, found a FIFO"),
+        Case("compare-labels:fifo.npy",
+             lambda c, t: ["compare", *_results(c), "--labels", str(c / "fifo.npy"), "--n-perm", "10",
+                           "--n-boot", "10", "--no-progress"], 2, r"regular file, found a FIFO"),
         Case("encode-brain:fifo.npy", lambda c, t: _encode(c, t, brain=[str(c / "fifo.npy"), _b(c, 1), _b(c, 2)]),
              2, r"regular file, found a FIFO"),
         Case("extract:silent-video-visual-features",
@@ -324,14 +330,8 @@ _PROJECT = ("engine/project.py (data-folders worker): Project.from_dict must che
 _FIT = ("engine/pipeline (pipeline worker): call engine.io.arrays.check_fit_inputs(X_runs, Y_runs, delays, pca) "
         "before fitting and print its warnings")
 KNOWN_GAPS = {}
-KNOWN_GAPS.update({f"info:{f}": _INFO for f in ("lazy.h5", "fake.h5", "npy_named.h5", "strings.h5")})
-KNOWN_GAPS.update({"info:3d-nifti-run-in-project": _INFO, "info:gifti-pair-wrong-space": _INFO,
-                   "info:project-path-leaves-project": _INFO, "info:project-wrong-types": _PROJECT,
-                   "encode:project-wrong-types": _PROJECT, "encode:pca-larger-than-features": _FIT,
-                   "encode:delay-longer-than-run": _FIT, "encode:negative-delay-warns": _FIT,
-                   "encode:all-constant-features": _FIT, "encode:constant-targets-flagged": _FIT,
-                   "compare:block-longer-than-run": "engine/cli/compare.py (pipeline worker): call "
-                                                    "engine.io.arrays.check_block(block, run lengths)"})
+KNOWN_GAPS.update({"info:project-wrong-types": _PROJECT,
+                   "encode:project-wrong-types": _PROJECT, })
 
 
 def _params():
