@@ -57,6 +57,61 @@ class AtlasRef:
     space: str = "fsaverage5"
 
 
+def _type_name(value) -> str:
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def _check_field(where: str, value, kind: str) -> None:
+    """Raise SchemaError when ``value`` is not of ``kind`` (str, ostr, float, int, list, dict)."""
+    import math
+
+    ok = {"str": isinstance(value, str),
+          "ostr": value is None or isinstance(value, str),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool)
+          and math.isfinite(float(value)),
+          "int": isinstance(value, int) and not isinstance(value, bool),
+          "list": isinstance(value, list), "dict": isinstance(value, dict)}[kind]
+    words = {"str": "text", "ostr": "text or null", "float": "a finite number", "int": "an integer",
+             "list": "a list", "dict": "an object"}[kind]
+    if not ok:
+        raise SchemaError(f"project file: {where}: expected {words}, found {_type_name(value)}")
+
+
+_FIELD_KINDS = {
+    Episode: {"name": "str", "video": "ostr", "audio": "ostr", "subtitles": "ostr", "words": "ostr",
+              "events": "ostr"},
+    RunRef: {"name": "str", "path": "str", "episode": "str", "subject": "str", "space": "str", "tr_s": "float",
+             "onset_s": "float", "dropped_volumes": "int", "dataset": "ostr", "atlas": "ostr",
+             "confounds": "ostr", "mask": "ostr"},
+    AtlasRef: {"name": "str", "path": "str", "space": "str"},
+}
+
+
+def _check_types(d: Dict[str, Any]) -> None:
+    """Every field of a project document of its documented type (SchemaError naming field, expected, found)."""
+    _check_field("name", d.get("name", "untitled"), "str")
+    for key, cls in (("episodes", Episode), ("runs", RunRef), ("atlases", AtlasRef)):
+        items = d.get(key, [])
+        _check_field(key, items, "list")
+        for i, item in enumerate(items):
+            _check_field(f"{key}[{i}]", item, "dict")
+            label = f"{key}[{i}]" + (f" ({item['name']!r})" if isinstance(item.get("name"), str) else "")
+            for fname, kind in _FIELD_KINDS[cls].items():
+                if fname in item:
+                    _check_field(f"{label}.{fname}", item[fname], kind)
+            if cls is RunRef:
+                if "tr_s" in item and item["tr_s"] <= 0:
+                    raise SchemaError(f"project file: {label}.tr_s: expected a positive number of seconds, "
+                                      f"found {item['tr_s']!r}")
+                if "dropped_volumes" in item and item["dropped_volumes"] < 0:
+                    raise SchemaError(f"project file: {label}.dropped_volumes: expected an integer >= 0, "
+                                      f"found {item['dropped_volumes']!r}")
+    for key in ("preprocessing", "features", "results", "extra"):
+        _check_field(key, d.get(key, {}), "dict")
+    for k, v in d.get("results", {}).items():
+        _check_field(f"results[{k!r}]", v, "str")
+
+
 @dataclass
 class Project:
     """Everything AlignScope knows about one study."""
@@ -122,6 +177,7 @@ class Project:
             raise SchemaError(
                 f"project file: written by a newer AlignScope (schema {version}); this version reads "
                 f"schema <= {SCHEMA_VERSION}. Update AlignScope to open it.")
+        _check_types(d)
         try:
             return cls(
                 name=d.get("name", "untitled"),

@@ -330,8 +330,7 @@ _PROJECT = ("engine/project.py (data-folders worker): Project.from_dict must che
 _FIT = ("engine/pipeline (pipeline worker): call engine.io.arrays.check_fit_inputs(X_runs, Y_runs, delays, pca) "
         "before fitting and print its warnings")
 KNOWN_GAPS = {}
-KNOWN_GAPS.update({"info:project-wrong-types": _PROJECT,
-                   "encode:project-wrong-types": _PROJECT, })
+
 
 
 def _params():

@@ -209,8 +209,6 @@ def _checked_types(project):
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in project.results.items())
 
 
-@pytest.mark.xfail(strict=True, reason="engine/project.py (data-folders worker): Project.from_dict must check field "
-                   "types (tr_s 'fast', name 7, results as a list -> ValueError) and raise SchemaError")
 @SETTINGS
 @given(where=st.sampled_from(["name", "episodes", "runs", "results", "run.tr_s", "run.path", "run.name",
                               "run.dropped_volumes", "run.onset_s", "episode.video", "episode.name"]),
