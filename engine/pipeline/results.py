@@ -83,7 +83,7 @@ def rename_result(project_file, old: str, new: str, rename_file: bool = True) ->
         raise ConfigError(expected_found(f"new result name {new!r}", "a name not yet used", "a result of that name"))
     rel = project.results[old]
     if rename_file and rel == result_relpath(old) and result_relpath(new) != rel:
-        src, dst = project.path(rel), project.path(result_relpath(new))
+        src, dst = _results_file(project_file, rel), _results_file(project_file, result_relpath(new))
         if dst.exists():
             raise ConfigError(expected_found(f"file for result {new!r}", f"no file at {dst}", "a file there"))
         if src.exists():
@@ -105,11 +105,29 @@ def delete_result(project_file, name: str, delete_file: bool = True) -> Optional
         raise ConfigError(expected_found(f"result {name!r}", f"one of {sorted(project.results)}", "no such result"))
     rel = project.results.pop(name)
     project.save(project_file)
-    path = project.path(rel)
-    if delete_file and rel not in project.results.values() and path is not None and path.exists():
+    if not delete_file or rel in project.results.values():
+        return None
+    try:   # a project file never makes the app delete outside its results folder
+        path = _results_file(project_file, rel)
+    except ConfigError:
+        return None   # unregistered; a file outside results/ is the user's, never deleted
+    if path.is_file():
         path.unlink()
         return path
     return None
+
+
+def _results_file(project_file, rel) -> Path:
+    """The absolute path of ``rel`` when it lies inside the project's ``results/`` folder
+    (symlinks resolved), else :class:`~engine.errors.ConfigError`."""
+    from ..atomic import safe_result_path
+
+    root = Path(project_file).resolve().parent
+    full = safe_result_path(root, rel, results_dir="results")
+    if not (Path(rel).parts[:1] == ("results",)):
+        raise ConfigError(expected_found(f"result path {rel}", "a path inside the project's results/ folder",
+                                         f"{rel}"))
+    return full
 
 
 def save_feature_spaces(spaces, path, extra_layers: Optional[Dict] = None) -> Path:

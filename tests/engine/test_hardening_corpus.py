@@ -374,3 +374,34 @@ if __name__ == "__main__":   # counts for the closing note
             if verdict != "clean":
                 print(f"{verdict:5s} {case.name}: {detail.strip().splitlines()[-1][:220] if detail else ''}")
         print(f"corpus: {sum(counts.values())} cases: {counts} ({time.time() - t0:.1f} s)")
+
+
+def test_a_hostile_project_never_makes_the_app_delete_outside_its_results(tmp_path):
+    """delete_result/rename_result only touch files inside ``<project>/results/`` (symlinks resolved)."""
+    from engine.errors import ConfigError
+    from engine.pipeline.results import delete_result, rename_result
+
+    proj = tmp_path / "proj"
+    (proj / "results").mkdir(parents=True)
+    victim = tmp_path / "victim.h5"
+    victim.write_bytes(b"precious")
+    (proj / "results" / "link.h5").symlink_to(victim)
+    (proj / "results" / "mine.h5").write_bytes(b"ours")
+    (proj / "results" / "first.h5").write_bytes(b"first")
+    pf = proj / "p.alignscope.json"
+    _project(pf, [], results={"climb": "../victim.h5", "absolute": str(victim), "link": "results/link.h5",
+                              "inside": "results/../../victim.h5", "mine": "results/mine.h5",
+                              "first": "results/first.h5"})
+    for name in ("climb", "absolute", "link", "inside"):
+        assert delete_result(pf, name) is None
+        assert victim.read_bytes() == b"precious"
+    assert delete_result(pf, "mine") == (proj / "results" / "mine.h5").resolve()
+    assert not (proj / "results" / "mine.h5").exists()
+    # renaming follows the file only inside results/, and never over a file outside it
+    (proj / "results" / "second.h5").symlink_to(victim)
+    with pytest.raises(ConfigError):
+        rename_result(pf, "first", "second")
+    assert victim.read_bytes() == b"precious" and (proj / "results" / "first.h5").read_bytes() == b"first"
+    from engine.project import Project
+
+    assert sorted(Project.load(pf).results) == ["first"]
