@@ -49,7 +49,6 @@ import dataclasses
 import math
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -669,8 +668,13 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
     yield Progress(0, total, msg)
 
     # ---- one pass: prepare, stage, accumulate G and B ----------------------------------
-    folder = None if stage_in_memory else tempfile.mkdtemp(prefix="alignscope-gram-",
-                                                           dir=None if scratch_dir is None else str(scratch_dir))
+    import contextlib
+
+    from ..atomic import temp_folder
+
+    # scratch by the one temp rule: removed on exit, and a killed fit's folder by the next run
+    scratch = contextlib.ExitStack()
+    folder = None if stage_in_memory else str(scratch.enter_context(temp_folder("gram", parent=scratch_dir)))
     staged = _Staged(folder)
     try:
         G = np.zeros((p, p), dtype=np.float64)
@@ -678,7 +682,7 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
             B = np.zeros((p, n_targets), dtype=np.float64)
         else:
             if folder is None:
-                folder = tempfile.mkdtemp(prefix="alignscope-gram-")
+                folder = str(scratch.enter_context(temp_folder("gram")))
                 staged_b_dir = folder
             else:
                 staged_b_dir = folder
@@ -773,6 +777,7 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
         staged.close()
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
+        scratch.close()
 
 
 # ---------------------------------------------------------------------------- the encoding fit
