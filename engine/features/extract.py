@@ -21,6 +21,8 @@ after an out-of-memory halving on a GPU) can change the last bits of float resul
 
 from __future__ import annotations
 
+import re
+
 from typing import Any, Dict, Generator, Optional, Sequence, Union
 
 import numpy as np
@@ -244,12 +246,20 @@ def extract_features_job(episode: EpisodeInputs, model: Union[str, ModelSpec, An
     return _spaces(rows, spec, episode, meta)
 
 
+def _natural_key(name: str):
+    """``layer2`` before ``layer10``: digits compare as numbers."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(name)) if t]
+
+
 def _spaces(features: Dict[str, np.ndarray], spec: ModelSpec, episode: EpisodeInputs,
             meta: Dict[str, Any]) -> Dict[str, FeatureSpace]:
+    """The layers in one order whatever path produced them (fresh, resumed from parts, or a
+    cache hit, whose HDF5 lists them alphabetically): a joint or banded model of the same
+    layers must see its columns in the same order, or its answer changes in the last digits."""
     suffix = "" if meta["ablate"] == "none" else f" (no {meta['ablate']})"
-    return {name: FeatureSpace(name=f"{spec.name}/{name}{suffix}", data=arr, layer=name, model_id=str(spec.model),
-                               tr_s=episode.tr_s, meta=dict(meta))
-            for name, arr in features.items()}
+    return {name: FeatureSpace(name=f"{spec.name}/{name}{suffix}", data=features[name], layer=name,
+                               model_id=str(spec.model), tr_s=episode.tr_s, meta=dict(meta))
+            for name in sorted(features, key=_natural_key)}
 
 
 def extract_features(episode: EpisodeInputs, model: Union[str, ModelSpec, Any] = "minilm",
