@@ -103,7 +103,12 @@ def run(args) -> int:
     app = make_application()
     if app.platformName() in ("offscreen", "minimal"):
         pv.OFF_SCREEN = True
+    from .state_store import attach, restore_session
+
     window = MainWindow()
+    store = attach(window)   # recent projects, title with the path, camera per project, session saved at close
+    if store.load_error:
+        print(f"alignscope gui: warning: {store.load_error}", file=sys.stderr)
     window.show()
     status = {"code": 0, "shot": False}
 
@@ -147,7 +152,12 @@ def run(args) -> int:
         if not window.open_project(args.project):
             failed(window.errors_shown[-1][1] if window.errors_shown else "cannot open the project")
     elif screenshot:
-        QTimer.singleShot(SCREENSHOT_DELAY_MS, shoot)   # an empty window
+        QTimer.singleShot(SCREENSHOT_DELAY_MS, shoot)   # an empty window (no session restored: reproducible)
+    else:
+        try:   # no project asked for: reopen the last session (project, result, run, time, layout)
+            restore_session(window, store)
+        except Exception as exc:  # noqa: BLE001 - a stale session never stops the application starting
+            print(f"alignscope gui: warning: last session not restored: {exc}", file=sys.stderr)
     quit_after = getattr(args, "quit_after", None)
     if quit_after is not None:
         QTimer.singleShot(int(quit_after * 1000), lambda: (window.close(), app.quit()))

@@ -15,6 +15,11 @@ import tempfile  # noqa: E402
 _CACHE_DIR = tempfile.mkdtemp(prefix="alignscope-test-cache-")
 os.environ["ALIGNSCOPE_CACHE_DIR"] = _CACHE_DIR
 atexit.register(shutil.rmtree, _CACHE_DIR, True)
+# What the application remembers (recent projects, session, preferences: gui/state_store.py) goes to
+# a temporary folder too, so that tests (and main.py gui subprocesses) never touch the user's config.
+_CONFIG_DIR = tempfile.mkdtemp(prefix="alignscope-test-config-")
+os.environ["ALIGNSCOPE_CONFIG_DIR"] = _CONFIG_DIR
+atexit.register(shutil.rmtree, _CONFIG_DIR, True)
 
 import pytest  # noqa: E402
 

@@ -84,3 +84,72 @@ def test_region_picker_groups_by_hemisphere_and_network_and_searches(qtbot):
     with qtbot.waitSignal(picker.picked) as sig:
         picker.search.returnPressed.emit()
     assert sig.args == ["7Networks_RH_Vis_1"]
+
+
+_PROBE = """
+import json, sys
+from argparse import Namespace
+from PySide6.QtCore import QTimer
+import gui.app as A
+app = A.make_application()
+def probe():
+    from gui.main_window import MainWindow
+    w = [w for w in app.topLevelWidgets() if isinstance(w, MainWindow)][0]
+    menus = {a.text().replace('&', ''): a.menu() for a in w.menuBar().actions() if a.menu() is not None}
+    recent = [a.menu() for a in menus['File'].actions() if a.text() == 'Open recent']
+    print('PROBE', json.dumps({'title': w.windowTitle(), 'has_recent': bool(recent),
+          'recent': [a.text() for a in recent[0].actions()] if recent else [],
+          'time_s': float(w.state.time) if w.session is not None else None}))
+    if w.session is not None:
+        w.state.time = 2.5   # saved with the session at close
+    w.close(); app.quit()
+QTimer.singleShot(2500, probe)
+code = A.run(Namespace(project=sys.argv[1] or None, demo=False, screenshot=None, quit_after=None, attention=None))
+sys.exit(code)
+"""
+
+
+def _run_app(project, cfg):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HF_HUB_OFFLINE="1", ALIGNSCOPE_CONFIG_DIR=str(cfg))
+    env["PYTHONPATH"] = str(repo) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", _PROBE, str(project or "")], capture_output=True, text=True,
+                         cwd=repo, env=env, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE ")]
+    assert line, out.stdout + out.stderr[-2000:]
+    return json.loads(line[0][6:])
+
+
+def test_the_app_remembers_the_project_and_restores_the_session(synthetic, tmp_path):
+    """`main.py gui PROJECT`: "Open recent" in File, the project's path in the title; then
+    `main.py gui` with no project reopens it at the time it was closed at; nothing is written
+    outside the configuration folder the environment names."""
+    from pathlib import Path
+
+    cfg = tmp_path / "cfg"
+    path = str(Path(synthetic.project_path).resolve())
+    first = _run_app(synthetic.project_path, cfg)
+    assert first["has_recent"]
+    assert path in first["title"]
+    assert first["recent"] == [path]
+    assert (cfg / "state.json").exists()
+    saved = json.loads((cfg / "state.json").read_text())
+    assert saved["session"]["project"] == path and saved["session"]["time_s"] == 2.5
+    again = _run_app(None, cfg)                            # no project asked for: the last session
+    assert path in again["title"]
+    assert again["time_s"] == 2.5
+
+
+def test_gui_tests_never_write_the_users_config():
+    import os
+
+    from gui.state_store import config_dir
+
+    assert "alignscope-test-config-" in str(config_dir())
+    assert os.environ["ALIGNSCOPE_CONFIG_DIR"] == str(config_dir())
