@@ -77,8 +77,9 @@ def check_inputs(spaces, brain, options, tr_s=None) -> List[str]:
     found = []
     for name, runs in spaces.items():
         p = pca.get(name) if isinstance(pca, dict) else pca
+        names = list(brain.names)
         found += check_fit_inputs({name: runs}, brain.runs, delays=delays, pca=p,
-                                  run_names=list(brain.names))
+                                  run_names=names if len(names) == len(brain.runs) else None)
     for text in dict.fromkeys(found):
         warnings.warn(text, FitInputWarning, stacklevel=2)
     return list(dict.fromkeys(found))

@@ -108,6 +108,15 @@ def significance_job(result_path, n_perm: int = 200, method: str = "block", bloc
         raise ConfigError(expected_found("--n-perm", "an integer >= 1", n_perm))
     result = EncodingResult.load(result_path)
     spaces, brain, options = yield from _scaled(result_inputs_job(result, token=token), 0, 5, "inputs: ")
+    if block_trs is not None and method == "block":
+        import numpy as np
+
+        from ..io.arrays import check_block
+
+        lengths = [int(np.shape(r)[0]) for r in brain.runs]
+        run_names = list(brain.names)
+        check_block(int(block_trs), lengths, run_names if len(run_names) == len(lengths) else None,
+                    option="--block")
     gen = _significance_job(result_path, spaces, brain.runs, n_perm=int(n_perm), method=method,
                             block_trs=block_trs, alpha=alpha, labels=labels, names=names, seed=int(seed),
                             options=options, tr_s=brain.tr_s,

@@ -229,6 +229,8 @@ def cases() -> List[Case]:
         Case("compare:block-longer-than-run", lambda c, t: ["compare", *_results(c), "--block", "1000",
                                                             "--n-perm", "10", "--n-boot", "10", "--no-progress"],
              2, r"block.*(shortest|longer|run)"),
+        Case("stats:block-longer-than-run", lambda c, t: ["stats", _results(c)[0], "--block", "1000", "--n-perm", "2",
+                                                          "--no-progress"], 2, r"block.*(shortest|longer|run)"),
         Case("extract:tr-0", lambda c, t: ["extract", str(c / "silent.mp4"), "--model", "lowlevel", "--tr", "0",
                                            "--out", str(t / "x.h5")], 2, r"TR|--tr.*(positive|> 0)"),
         # valid inputs accepted
