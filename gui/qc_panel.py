@@ -78,7 +78,7 @@ class CarpetView(QWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setMinimumSize(240, 120)
+        self.setMinimumSize(240, 60)   # two stacked in the motion page: the dock fits a 1366x768 screen
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.image: Optional[np.ndarray] = None       # n_rows, n_trs z-scores
         self.row_groups: List[Tuple[str, int, int]] = []
@@ -208,7 +208,7 @@ class TracePlot(QWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.setMinimumSize(240, 120)
+        self.setMinimumSize(240, 60)   # two stacked in the motion page: the dock fits a 1366x768 screen
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
         self.series: List[Tuple[str, np.ndarray, np.ndarray, QColor]] = []
         self.threshold: Optional[float] = None

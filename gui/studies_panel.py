@@ -18,7 +18,7 @@ from typing import Callable, List, Optional
 import numpy as np
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+from PySide6.QtWidgets import (QCheckBox, QScrollArea, QComboBox, QDockWidget, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
                                QSizePolicy, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from engine.studies import WORKFLOWS
@@ -52,7 +52,7 @@ class RegionBars(QWidget):
         self.rows: List[dict] = []
         self.title = ""
         self.selected: Optional[str] = None
-        self.setMinimumHeight(160)
+        self.setMinimumHeight(100)   # fits a 1366x768 screen with the dock tabbed at the bottom
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
 
     def set_rows(self, table, value: str, title: str = "", alpha: float = 0.05) -> None:
@@ -146,7 +146,7 @@ class LayerRegionHeatmap(QWidget):
         self.n_max = n_max
         self.table = None
         self.title = ""
-        self.setMinimumHeight(120)
+        self.setMinimumHeight(100)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Expanding)
 
     def set_table(self, layer_region, title: str = "") -> None:
@@ -316,8 +316,15 @@ class StudiesPanel(QWidget):
         lv.addLayout(form)
         lv.addWidget(self.status)
         lv.addStretch(1)
+        # the form scrolls rather than making the dock (and so the window) taller than a laptop screen
+        left_scroll = QScrollArea()
+        left_scroll.setWidgetResizable(True)
+        left_scroll.setFrameShape(QScrollArea.NoFrame)
+        left_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        left_scroll.setWidget(left)
+        left_scroll.setMinimumWidth(left.minimumSizeHint().width() + 16)
         split = QSplitter(Qt.Horizontal)
-        split.addWidget(left)
+        split.addWidget(left_scroll)
         split.addWidget(self.bars)
         split.addWidget(self.heatmap)
         split.setStretchFactor(0, 2)
