@@ -49,7 +49,8 @@ def save_result(project_file, result, name: str) -> Tuple[str, Path]:
     project_file = Path(project_file)
     root = project_file.parent.resolve()
     rel = result_relpath(name)
-    path = root / rel
+    (root / "results").mkdir(parents=True, exist_ok=True)
+    path = _results_file(project_file, rel)   # never through a symlink leading outside results/
     result.save(path)
     register_result(project_file, name, rel)
     return rel, path

@@ -407,3 +407,16 @@ def test_a_hostile_project_never_makes_the_app_delete_outside_its_results(tmp_pa
     from engine.project import Project
 
     assert sorted(Project.load(pf).results) == ["first"]
+    # saving never writes through a symlink leading outside results/
+    from engine.pipeline.results import save_result
+
+    class _Result:
+        def save(self, path):
+            Path(path).write_bytes(b"written")
+
+    (proj / "results" / "evil.h5").symlink_to(victim)
+    with pytest.raises(ConfigError):
+        save_result(pf, _Result(), "evil")
+    assert victim.read_bytes() == b"precious"
+    rel, path = save_result(pf, _Result(), "fine")
+    assert rel == "results/fine.h5" and path.read_bytes() == b"written"
