@@ -639,9 +639,9 @@ class MainWindow(AnalysisActions, QMainWindow):
             self.open_project(path)
 
     def _about(self) -> None:
-        QMessageBox.about(self, "About AlignScope",
-                          "AlignScope: how well multimodal AI models line up with the brains of people "
-                          "watching TV.\n\nVideo, brain responses and model predictions on one clock.")
+        from .state_store import about_text
+
+        QMessageBox.about(self, "About AlignScope", about_text())   # with the versions a bug report needs
 
     # ---- lifetime ----------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802

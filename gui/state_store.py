@@ -281,3 +281,40 @@ def edit_preferences(window, store: StateStore) -> None:
         _apply_theme(new["theme"])
         if new["cache_dir"]:
             os.environ["ALIGNSCOPE_CACHE_DIR"] = new["cache_dir"]
+
+
+def _dist_version(name: str) -> str:
+    """A package's installed version from its metadata (never imports it: torch stays unloaded)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def about_text() -> str:
+    """The About box's text: what AlignScope is and the versions a bug report needs."""
+    import platform
+    import sys
+
+    import numpy
+    import PySide6
+    from PySide6.QtCore import qVersion
+
+    from engine import __version__
+
+    try:
+        from vtkmodules.vtkCommonCore import vtkVersion
+
+        vtk = vtkVersion.GetVTKVersion()
+    except ImportError:
+        vtk = _dist_version("vtk")
+    rows = (("AlignScope", __version__),
+            ("Python", f"{platform.python_version()} ({sys.platform})"),
+            ("PySide6", PySide6.__version__), ("Qt", qVersion()),
+            ("VTK", vtk), ("pyvista", _dist_version("pyvista")),
+            ("torch", _dist_version("torch")), ("numpy", numpy.__version__))
+    return ("AlignScope: how well multimodal AI models line up with the brains of people watching TV.\n"
+            "Video, brain responses and model predictions on one clock.\n\n"
+            + "\n".join(f"{k}: {v}" for k, v in rows))

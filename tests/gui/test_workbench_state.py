@@ -153,3 +153,27 @@ def test_gui_tests_never_write_the_users_config():
 
     assert "alignscope-test-config-" in str(config_dir())
     assert os.environ["ALIGNSCOPE_CONFIG_DIR"] == str(config_dir())
+
+
+def test_the_about_box_lists_the_versions():
+    import platform
+    import sys
+    from importlib import metadata
+
+    import numpy
+    import PySide6
+    from PySide6.QtCore import qVersion
+
+    from engine import __version__
+    from gui.state_store import about_text
+
+    before = "torch" in sys.modules
+    text = about_text()
+    assert f"AlignScope: {__version__}" in text
+    assert f"Python: {platform.python_version()}" in text
+    assert f"PySide6: {PySide6.__version__}" in text and f"Qt: {qVersion()}" in text
+    from vtkmodules.vtkCommonCore import vtkVersion
+
+    assert f"pyvista: {metadata.version('pyvista')}" in text and f"VTK: {vtkVersion.GetVTKVersion()}" in text
+    assert f"torch: {metadata.version('torch')}" in text and f"numpy: {numpy.__version__}" in text
+    assert ("torch" in sys.modules) == before          # the About box does not load torch
