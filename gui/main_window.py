@@ -623,19 +623,34 @@ class MainWindow(AnalysisActions, QMainWindow):
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
         return path
 
+    def _last_folder(self) -> str:
+        """Where open/save dialogs start: the last folder used (gui.state_store), else ''."""
+        store = getattr(self, "state_store", None)
+        return store.last_folder() if store is not None else ""
+
+    def _remember_folder(self, folder) -> None:
+        store = getattr(self, "state_store", None)
+        if store is not None and folder:
+            store.set_last_folder(folder)
+
     def _choose_screenshot(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "alignscope.png", "PNG image (*.png)")
+        start = str(Path(self._last_folder() or ".") / "alignscope.png")
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", start, "PNG image (*.png)")
         if path:
+            self._remember_folder(Path(path).parent)
             self.save_screenshot(path)
 
     def _choose_project_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open project", "", "AlignScope project (*.alignscope.json)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", self._last_folder(),
+                                              "AlignScope project (*.alignscope.json)")
         if path:
+            self._remember_folder(Path(path).parent)
             self.open_project(path)
 
     def _choose_project_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open project folder")
+        path = QFileDialog.getExistingDirectory(self, "Open project folder", self._last_folder())
         if path:
+            self._remember_folder(path)
             self.open_project(path)
 
     def _about(self) -> None:

@@ -177,3 +177,37 @@ def test_the_about_box_lists_the_versions():
     assert f"pyvista: {metadata.version('pyvista')}" in text and f"VTK: {vtkVersion.GetVTKVersion()}" in text
     assert f"torch: {metadata.version('torch')}" in text and f"numpy: {numpy.__version__}" in text
     assert ("torch" in sys.modules) == before          # the About box does not load torch
+
+
+def test_open_and_save_dialogs_start_in_the_last_folder_used(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    from gui.main_window import MainWindow
+    from gui.state_store import StateStore, attach
+
+    cfg = tmp_path / "cfg"
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    w = MainWindow(interactive_3d=False)
+    qtbot.addWidget(w)
+    attach(w, StateStore(cfg))
+    w.state_store.set_last_folder(first)
+    asked = []
+    opened = []
+    monkeypatch.setattr(w, "open_project", lambda p, **_k: opened.append(p) or False)
+    monkeypatch.setattr(w, "save_screenshot", lambda p: opened.append(p))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        lambda *a, **_k: (asked.append(a[2]), (str(second / "p.alignscope.json"), ""))[1])
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **_k: (asked.append(a[2]), str(first))[1])
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *a, **_k: (asked.append(a[2]), (str(second / "shot.png"), ""))[1])
+    w._choose_project_file()                               # starts in the folder set above, chooses in second/
+    assert asked[-1] == str(first) and opened[-1] == str(second / "p.alignscope.json")
+    assert StateStore(cfg).last_folder() == str(second)    # remembered on disk
+    w._choose_project_folder()                             # starts in second/, chooses first/
+    assert asked[-1] == str(second)
+    w._choose_screenshot()                                 # starts in first/, with a file name
+    assert asked[-1] == str(first / "alignscope.png")
+    assert StateStore(cfg).last_folder() == str(second)
+    w.close()
