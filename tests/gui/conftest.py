@@ -20,6 +20,8 @@ atexit.register(shutil.rmtree, _CACHE_DIR, True)
 _CONFIG_DIR = tempfile.mkdtemp(prefix="alignscope-test-config-")
 os.environ["ALIGNSCOPE_CONFIG_DIR"] = _CONFIG_DIR
 atexit.register(shutil.rmtree, _CONFIG_DIR, True)
+# QSettings("AlignScope", ...) (dialog settings) reads $XDG_CONFIG_HOME on Linux: a temporary one too.
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_CONFIG_DIR, "xdg")
 
 import pytest  # noqa: E402
 

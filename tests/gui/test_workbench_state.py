@@ -211,3 +211,12 @@ def test_open_and_save_dialogs_start_in_the_last_folder_used(qtbot, tmp_path, mo
     assert asked[-1] == str(first / "alignscope.png")
     assert StateStore(cfg).last_folder() == str(second)
     w.close()
+
+
+def test_qsettings_of_gui_tests_live_in_a_temporary_folder(qapp):
+    from PySide6.QtCore import QSettings
+
+    from gui.state_store import config_dir
+
+    path = QSettings("AlignScope", "AlignScope").fileName()
+    assert path.startswith(str(config_dir())), path
