@@ -13,6 +13,9 @@ Imports stay inside functions.
 from __future__ import annotations
 
 
+from .output import add_json_argument, json_output
+
+
 def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     init = sub.add_parser("init", help="write the project file of an Algonauts 2025 or BIDS/fMRIPrep folder",
@@ -26,9 +29,15 @@ def add_arguments(parser) -> None:
                       help="atlas of the regions for surface data (a bundled name such as schaefer200, glasser360, "
                            "or an atlas file); default: schaefer400 for fsaverage5/fsLR32k runs")
     init.add_argument("--force", action="store_true", help="replace an existing project file")
+    add_json_argument(init)
 
 
 def run(args) -> int:
+    with json_output(args) as summary:
+        return _init(args, summary)
+
+
+def _init(args, summary) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError, DataError
@@ -81,6 +90,11 @@ def run(args) -> int:
         print(f"  atlas: {project.atlases[0].name} ({project.atlases[0].space}); change it with --atlas")
     for p in project.extra.get("problems", []):
         print(f"  problem: {p}")
+    summary.update({"project_file": str(path), "layout": project.extra.get("layout"),
+                    "n_episodes": len(project.episodes), "n_runs": len(project.runs),
+                    "subjects": sorted({r.subject for r in project.runs}), "tr_s": trs, "held_out": held,
+                    "missing_runs": missing, "atlas": project.atlases[0].name if project.atlases else None,
+                    "problems": list(project.extra.get("problems", []))})
     return 0
 
 

@@ -87,8 +87,8 @@ def run(args) -> int:
     import json
     import time
 
-    from ..jobs import run_sync
     from ..studies import run_study_job
+    from .common import run_job
     from ..studies.common import StudySettings
 
     settings = StudySettings(project=args.project, out_dir=args.out, models=args.models or [], space=args.space,
@@ -97,8 +97,9 @@ def run(args) -> int:
                              ci=args.ci, seed=args.seed, device=args.device, cache_dir=args.cache_dir,
                              episodes=args.episodes, qc=args.qc)
     t0 = time.perf_counter()
-    result = run_sync(run_study_job(args.name, settings), progress_bar=not (args.no_progress or args.json),
-                      name=f"study {args.name}")
+    # a live bar on a terminal, one summary line otherwise (never a line per step into a log)
+    result = run_job(run_study_job(args.name, settings), f"study {args.name}",
+                     no_progress=bool(args.no_progress or args.json))
     wall = time.perf_counter() - t0
     if args.json:
         summary = result.summary()
