@@ -1050,37 +1050,13 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
         try:
             for i in range(n_runs):       # runs no fold held out: NaN predictions, as in memory
                 dataset("predictions", i, state.get("batch", n_targets))
-            _write_result_attrs(h5, result)
+            result.write_attrs(h5)
         except BaseException:
             writer_ctx.__exit__(*__import__("sys").exc_info())
             raise
         writer_ctx.__exit__(None, None, None)
         result.provenance["result_path"] = str(out_path)
     return result
-
-
-def _write_result_attrs(h, result) -> None:
-    """Everything of ``EncodingResult.save`` except the per-run groups (already written)."""
-    import json
-
-    from .results import _json_default
-
-    h.attrs["space"] = result.space
-    h.attrs["run_names"] = json.dumps(list(map(str, result.run_names)))
-    h.attrs["feature_names"] = json.dumps(list(map(str, result.feature_names)))
-    h.attrs["delays"] = json.dumps([int(d) for d in result.delays])
-    h.attrs["folds"] = json.dumps([[int(i) for i in f] for f in result.folds])
-    h.attrs["provenance"] = json.dumps(result.provenance, default=_json_default)
-    if result.tr_s is not None:
-        h.attrs["tr_s"] = float(result.tr_s)
-    h.attrs["delays_s"] = json.dumps([float(d) for d in result.delays_s])
-    h.attrs["cv_label"] = str(result.cv_label)
-    h.attrs["warnings"] = json.dumps([str(w) for w in result.warnings])
-    h.attrs["options"] = json.dumps(result.options, default=_json_default)
-    for name in ("scores", "alphas", "r2", "scores_per_fold", "alphas_per_fold", "alpha_on_edge", "alpha_grid"):
-        value = getattr(result, name)
-        if value is not None:
-            h.create_dataset(name, data=np.asarray(value))
 
 
 def fit_encoding_gram(X_runs, Y_runs, options=None, on_progress=None, token: Optional[CancelToken] = None,

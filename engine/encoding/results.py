@@ -214,27 +214,32 @@ class EncodingResult:
                 f"top targets (index: r) {tops}")
 
     # ---- HDF5 ----------------------------------------------------------------------------
+    def write_attrs(self, h) -> None:
+        """Everything of the result file but the per-run predictions and measured data (which the
+        Gram path writes batch by batch): attributes and the per-target arrays."""
+        h.attrs["space"] = self.space
+        h.attrs["run_names"] = json.dumps(list(map(str, self.run_names)))
+        h.attrs["feature_names"] = json.dumps(list(map(str, self.feature_names)))
+        h.attrs["delays"] = json.dumps([int(d) for d in self.delays])
+        h.attrs["folds"] = json.dumps([[int(i) for i in f] for f in self.folds])
+        h.attrs["provenance"] = json.dumps(self.provenance, default=_json_default)
+        if self.tr_s is not None:
+            h.attrs["tr_s"] = float(self.tr_s)
+        h.attrs["delays_s"] = json.dumps([float(d) for d in self.delays_s])
+        h.attrs["cv_label"] = str(self.cv_label)
+        h.attrs["warnings"] = json.dumps([str(w) for w in self.warnings])
+        h.attrs["options"] = json.dumps(self.options, default=_json_default)
+        for name in ("scores", "alphas", "r2", "scores_per_fold", "alphas_per_fold",
+                     "alpha_on_edge", "alpha_grid", "space_alphas", "p_values", "q_values"):
+            value = getattr(self, name)
+            if value is not None:
+                h.create_dataset(name, data=np.asarray(value))
+
     def save(self, path) -> Path:
         """Write the result to ``path`` (.h5) atomically (temporary file + rename)."""
         path = Path(path)
         with write_h5(path, _KIND, RESULT_SCHEMA_VERSION) as h:
-            h.attrs["space"] = self.space
-            h.attrs["run_names"] = json.dumps(list(map(str, self.run_names)))
-            h.attrs["feature_names"] = json.dumps(list(map(str, self.feature_names)))
-            h.attrs["delays"] = json.dumps([int(d) for d in self.delays])
-            h.attrs["folds"] = json.dumps([[int(i) for i in f] for f in self.folds])
-            h.attrs["provenance"] = json.dumps(self.provenance, default=_json_default)
-            if self.tr_s is not None:
-                h.attrs["tr_s"] = float(self.tr_s)
-            h.attrs["delays_s"] = json.dumps([float(d) for d in self.delays_s])
-            h.attrs["cv_label"] = str(self.cv_label)
-            h.attrs["warnings"] = json.dumps([str(w) for w in self.warnings])
-            h.attrs["options"] = json.dumps(self.options, default=_json_default)
-            for name in ("scores", "alphas", "r2", "scores_per_fold", "alphas_per_fold",
-                         "alpha_on_edge", "alpha_grid", "space_alphas", "p_values", "q_values"):
-                value = getattr(self, name)
-                if value is not None:
-                    h.create_dataset(name, data=np.asarray(value))
+            self.write_attrs(h)
             for group_name in ("predictions", "measured"):
                 g = h.create_group(group_name)
                 for i, a in enumerate(getattr(self, group_name)):
