@@ -354,14 +354,7 @@ def project_volume_labels(img, space: str = "fsaverage5", name: Optional[str] = 
 
     if space != "fsaverage5":
         raise ConfigError(f"volume-to-surface projection: expected space 'fsaverage5', found {space!r}")
-    img = _load_nifti(img, "label image")
-    data = np.asarray(img.dataobj)
-    if data.ndim != 3:
-        raise DataError(expected_found("label image", "a 3-D volume", f"{data.ndim}-D data of shape {data.shape}"))
-    if not np.allclose(data, np.round(data)):
-        raise DataError(expected_found("label image", "integer labels", "non-integer values (a statistical map?)"))
-    if not (data > 0).any():
-        raise DataError(expected_found("label image", "some labels > 0", "only background (0) everywhere"))
+    img, data = _label_volume(img)
     pial, white = load_fsaverage5("pial"), load_fsaverage5("white")   # bundled: no nilearn.datasets
     labels = []
     for hemi in ("left", "right"):
@@ -417,14 +410,7 @@ def sample_labels_on_surface(img, space: str = "fsaverage5", n_depths: int = N_D
     """
     if space != "fsaverage5":
         raise ConfigError(f"volume-to-surface projection: expected space 'fsaverage5', found {space!r}")
-    img = _load_nifti(img, "label image")
-    data = np.asarray(img.dataobj)
-    if data.ndim != 3:
-        raise DataError(expected_found("label image", "a 3-D volume", f"{data.ndim}-D data of shape {data.shape}"))
-    if not np.allclose(data, np.round(data)):
-        raise DataError(expected_found("label image", "integer labels", "non-integer values (a statistical map?)"))
-    if not (data > 0).any():
-        raise DataError(expected_found("label image", "some labels > 0", "only background (0) everywhere"))
+    img, data = _label_volume(img)
     data = np.round(data).astype(np.int64)
     pial, white = load_fsaverage5("pial"), load_fsaverage5("white")
     inv = np.linalg.inv(img.affine)
@@ -560,6 +546,19 @@ def _mesh(nilearn_surface, surf, hemi: str):
     """One hemisphere of a bundled :class:`Surface` as nilearn's ``InMemoryMesh``."""
     coords, faces = getattr(surf, hemi)
     return nilearn_surface.InMemoryMesh(coords, faces)
+
+
+def _label_volume(img):
+    """``(image, 3-D label array)`` of a label NIfTI, refused clearly when it is no label volume."""
+    img = _load_nifti(img, "label image")
+    data = np.asarray(img.dataobj)
+    if data.ndim != 3:
+        raise DataError(expected_found("label image", "a 3-D volume", f"{data.ndim}-D data of shape {data.shape}"))
+    if not np.allclose(data, np.round(data)):
+        raise DataError(expected_found("label image", "integer labels", "non-integer values (a statistical map?)"))
+    if not (data > 0).any():
+        raise DataError(expected_found("label image", "some labels > 0", "only background (0) everywhere"))
+    return img, data
 
 
 def _load_nifti(img, what: str):
