@@ -181,7 +181,24 @@ class _ClickFilter(QObject):
         return False
 
 
-class CortexView(QWidget):
+class _OffscreenResize:
+    """An off-screen plotter drawn into ``self.host`` follows the host's size (debounced by
+    ``self._resize_timer``); shared by the single and the paired cortex views."""
+
+    def _schedule_resize(self) -> None:
+        if not self.interactive and self.plotter is not None:
+            self._resize_timer.start()
+
+    def _apply_resize(self) -> None:
+        if self.plotter is None or self.interactive:
+            return
+        w, h = max(self.host.width(), 64), max(self.host.height(), 48)
+        if tuple(self.plotter.window_size) != (w, h):
+            self.plotter.window_size = [w, h]
+            self.render()
+
+
+class CortexView(_OffscreenResize, QWidget):
     """fsaverage inflated cortex with the current map; a click selects a vertex.
 
     Parameters
@@ -816,18 +833,6 @@ class CortexView(QWidget):
             found[2].camera.zoom(factor)
             self.render()
 
-    def _schedule_resize(self) -> None:
-        if not self.interactive and self.plotter is not None:
-            self._resize_timer.start()
-
-    def _apply_resize(self) -> None:
-        if self.plotter is None or self.interactive:
-            return
-        w, h = max(self.host.width(), 64), max(self.host.height(), 48)
-        if tuple(self.plotter.window_size) != (w, h):
-            self.plotter.window_size = [w, h]
-            self.render()
-
     # ---- state events -----------------------------------------------------------------
     def _on_time(self, _e: Event) -> None:
         if self.state.layer != "score":
@@ -936,7 +941,7 @@ class CortexView(QWidget):
         super().closeEvent(event)
 
 
-class CortexPairView(QWidget):
+class CortexPairView(_OffscreenResize, QWidget):
     """Two maps side by side and their difference (A − B), cameras linked per hemisphere.
 
     Rows are the left and right hemisphere, columns map A, map B and the difference. The
@@ -1123,18 +1128,6 @@ class CortexPairView(QWidget):
         ren = self._row_renderer(pos)
         if ren is not None:
             ren.GetActiveCamera().Zoom(factor)
-            self.render()
-
-    def _schedule_resize(self) -> None:
-        if not self.interactive and self.plotter is not None:
-            self._resize_timer.start()
-
-    def _apply_resize(self) -> None:
-        if self.plotter is None or self.interactive:
-            return
-        w, h = max(self.host.width(), 64), max(self.host.height(), 48)
-        if tuple(self.plotter.window_size) != (w, h):
-            self.plotter.window_size = [w, h]
             self.render()
 
     def close_view(self) -> None:
