@@ -42,22 +42,34 @@ def _z(x: np.ndarray) -> np.ndarray:
     return np.where(sd > 1e-12, (x - x.mean(0)) / np.where(sd > 1e-12, sd, 1.0), 0.0)
 
 
-class DemoAVExtractor:
-    """See the module docstring. Built by the registry (family ``demo_av``, no weights)."""
+class _NamedLayers:
+    """Extractors without weights whose layers are named choices (``LAYER_CHOICES``); built by
+    the registry like any family, so they go through the same cache and pipeline."""
 
-    modality = "multimodal"
-    inputs = ("vision", "audio", "text")
+    LAYER_CHOICES: Sequence[str] = ()
+    MODEL = ""
 
     def __init__(self, spec: ModelSpec, folder=None, device: str = "cpu", batch_size=None, attention=False,
                  identity=None):
         self.spec = spec
         wanted = [str(x) for x in spec.layers if isinstance(x, str)]
-        self.layers = wanted or list(LAYERS)
-        bad = [x for x in self.layers if x not in LAYERS]
+        self.layers = wanted or list(self.LAYER_CHOICES)
+        bad = [x for x in self.layers if x not in self.LAYER_CHOICES]
         if bad:
-            raise ConfigError(f"demo-av layer: got {bad}. Supported values are: {', '.join(LAYERS)}")
-        self.identity = dict(identity or {"model": "demo-av"})
+            raise ConfigError(f"{self.MODEL} layer: got {bad}. Supported values are: "
+                              f"{', '.join(self.LAYER_CHOICES)}")
+        self.identity = dict(identity or {"model": self.MODEL})
         self.identity["version"] = 1
+
+
+class DemoAVExtractor(_NamedLayers):
+    """See the module docstring. Built by the registry (family ``demo_av``, no weights)."""
+
+    modality = "multimodal"
+    inputs = ("vision", "audio", "text")
+
+    LAYER_CHOICES = LAYERS
+    MODEL = "demo-av"
 
     def extract(self, episode: EpisodeInputs, tr_indices: Optional[Sequence[int]] = None,
                 token: Optional[CancelToken] = None, ablate: str = "none"):
@@ -98,7 +110,7 @@ class DemoAVExtractor:
 CONTEXT_TAUS_S = {"ctx01s": 1.0, "ctx03s": 3.0, "ctx09s": 9.0, "ctx27s": 27.0}
 
 
-class DemoContextExtractor:
+class DemoContextExtractor(_NamedLayers):
     """``demo-context``: the word rate integrated over longer and longer windows, one "layer" each.
 
     Layer ``ctxNNs`` is the per-TR word count passed through a causal exponential window of
@@ -110,16 +122,8 @@ class DemoContextExtractor:
     modality = "language"
     inputs = ("text",)
 
-    def __init__(self, spec: ModelSpec, folder=None, device: str = "cpu", batch_size=None, attention=False,
-                 identity=None):
-        self.spec = spec
-        wanted = [str(x) for x in spec.layers if isinstance(x, str)]
-        self.layers = wanted or list(CONTEXT_TAUS_S)
-        bad = [x for x in self.layers if x not in CONTEXT_TAUS_S]
-        if bad:
-            raise ConfigError(f"demo-context layer: got {bad}. Supported values are: {', '.join(CONTEXT_TAUS_S)}")
-        self.identity = dict(identity or {"model": "demo-context"})
-        self.identity["version"] = 1
+    LAYER_CHOICES = CONTEXT_TAUS_S
+    MODEL = "demo-context"
 
     def extract(self, episode: EpisodeInputs, tr_indices: Optional[Sequence[int]] = None,
                 token: Optional[CancelToken] = None, ablate: str = "none"):
