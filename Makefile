@@ -6,11 +6,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.alignscope-installed
 SYSSTAMP := $(VENV)/.alignscope-system
-# The Debian packages Qt (xcb, offscreen) and VTK (EGL/GL) need; installed only when we are root.
+# The Debian packages Qt (xcb, offscreen, Multimedia sound via libpulse) and VTK (EGL/GL) need; installed only when we are root.
 APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 \
 	libxcb-randr0 libxcb-shape0 libxcb-xinerama0 libxcb-xkb1 libxkbcommon-x11-0 libxkbcommon0 \
 	libxcb-cursor0 libgl1 libegl1 libglx-mesa0 libgl1-mesa-dri libfontconfig1 libdbus-1-3 \
-	libxrender1 libxext6 libsm6 libice6 libxi6 libxtst6 x11-utils
+	libxrender1 libxext6 libsm6 libice6 libxi6 libxtst6 x11-utils \
+	libpulse0
 TORCH_VERSION ?= 2.13.0
 
 .PHONY: run test test-slow setup system bench demo clean lint-imports bundle-test
