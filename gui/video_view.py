@@ -25,35 +25,85 @@ HRF_LAG_S = 5.0   # peak of the canonical haemodynamic response (SPM/Glover), se
 
 
 class Sound:
-    """The episode's sound through Qt Multimedia, following the view's clock (play, pause,
-    seek, rate, mute). Made on first play; where Qt Multimedia or an audio output cannot be
-    made (no sound server, offscreen tests) it stays silent and says why in ``error``."""
+    """The episode's sound through Qt Multimedia (``QMediaPlayer`` + ``QAudioOutput``),
+    following the view's clock: play, pause, seek, rate, mute and volume.
 
-    def __init__(self, parent) -> None:
+    The player is made on first play (or :meth:`load`). Where Qt Multimedia cannot be used,
+    or no audio output device exists (no sound server), the video still plays, silently,
+    and :attr:`status` says why in words for the pane.
+
+    Parameters
+    ----------
+    parent : QObject
+    on_status : callable or None
+        Called with the new :attr:`status` text whenever it changes.
+    """
+
+    def __init__(self, parent, on_status=None) -> None:
         self.parent = parent
         self.source = None
         self.player = None
         self.output = None
         self.muted = False
-        self.error: Optional[str] = None
+        self.volume = 0.8              # linear gain 0..1 given to the QAudioOutput
+        self.error: Optional[str] = None   # why no player could be made
+        self.status = ""               # "" when sound plays; otherwise why it does not
+        self._on_status = on_status
 
+    # ---- what the pane says -----------------------------------------------------------
+    @staticmethod
+    def output_devices() -> List[str]:
+        """Names of the audio output devices Qt Multimedia sees (empty: no sound server/card)."""
+        try:
+            from PySide6.QtMultimedia import QMediaDevices
+
+            return [d.description() for d in QMediaDevices.audioOutputs()]
+        except Exception:  # noqa: BLE001 - Qt Multimedia missing (e.g. libpulse): no devices
+            return []
+
+    def has_audio(self) -> Optional[bool]:
+        """Whether the loaded video has a sound track (None until the player has loaded it)."""
+        if self.player is None:
+            return None
+        from PySide6.QtMultimedia import QMediaPlayer
+
+        if self.player.mediaStatus() in (QMediaPlayer.NoMedia, QMediaPlayer.LoadingMedia):
+            return None
+        return bool(self.player.hasAudio())
+
+    def update_status(self) -> str:
+        """Recompute :attr:`status` (and tell ``on_status`` when it changed)."""
+        if not self.source:
+            text = ""
+        elif self.error is not None:
+            text = self.error
+        elif not self.output_devices():
+            text = "no sound: no audio output device (is a sound server such as PulseAudio running?)"
+        elif self.has_audio() is False:
+            text = "no sound: this video has no sound track"
+        else:
+            text = ""
+        if text != self.status:
+            self.status = text
+            if self._on_status is not None:
+                self._on_status(text)
+        return text
+
+    # ---- the player ---------------------------------------------------------------------
     def set_source(self, path) -> None:
-        self.source = path
+        self.source = str(path) if path else None
         if self.player is not None:
             from PySide6.QtCore import QUrl
 
             self.player.stop()
-            self.player.setSource(QUrl.fromLocalFile(str(path)) if path else QUrl())
+            self.player.setSource(QUrl.fromLocalFile(self.source) if self.source else QUrl())
+        self.update_status()
 
-    def _ensure(self) -> bool:
+    def load(self) -> bool:
+        """Make the player for the current video (done on first play); False where it cannot be made."""
         if self.player is not None:
             return True
         if self.error is not None or not self.source:
-            return False
-        from PySide6.QtGui import QGuiApplication
-
-        if QGuiApplication.platformName() in ("offscreen", "minimal"):
-            self.error = "no sound on Qt's offscreen platform"
             return False
         try:
             from PySide6.QtCore import QUrl
@@ -61,18 +111,27 @@ class Sound:
 
             self.output = QAudioOutput(self.parent)
             self.output.setMuted(self.muted)
+            self.output.setVolume(self.volume)
             self.player = QMediaPlayer(self.parent)
             self.player.setAudioOutput(self.output)
             self.player.setVideoOutput(None)
-            self.player.setSource(QUrl.fromLocalFile(str(self.source)))
-        except Exception as exc:  # noqa: BLE001 - missing libpulse, no audio device...: play silently
+            self.player.errorOccurred.connect(self._player_error)
+            self.player.mediaStatusChanged.connect(lambda _s: self.update_status())
+            self.player.setSource(QUrl.fromLocalFile(self.source))
+        except Exception as exc:  # noqa: BLE001 - missing libpulse or Qt Multimedia: play silently
             self.player = self.output = None
-            self.error = f"no sound: {type(exc).__name__}: {exc}"
+            self.error = f"no sound: Qt Multimedia unavailable ({type(exc).__name__}: {exc})"
+            self.update_status()
             return False
+        self.update_status()
         return True
 
+    def _player_error(self, _error, message: str) -> None:
+        self.error = "no sound: " + (message or "the video's sound track could not be played")
+        self.update_status()
+
     def play(self, t_s: float, rate: float) -> None:
-        if self.muted or not self._ensure():
+        if self.muted or not self.load():
             return
         self.player.setPlaybackRate(float(rate))
         self.player.setPosition(int(t_s * 1000))
@@ -96,6 +155,37 @@ class Sound:
             self.output.setMuted(self.muted)
         if self.muted:
             self.pause()
+
+    def set_volume(self, gain: float) -> None:
+        """Linear gain 0..1 of the audio output."""
+        self.volume = float(min(max(gain, 0.0), 1.0))
+        if self.output is not None:
+            self.output.setVolume(self.volume)
+
+    def close(self) -> None:
+        """Stop and let go of the player (closing the pane)."""
+        if self.player is not None:
+            from PySide6.QtCore import QUrl
+
+            self.player.stop()
+            self.player.setSource(QUrl())
+            self.player.deleteLater()
+            self.output.deleteLater()
+            self.player = self.output = None
+
+
+def slider_to_gain(position: int) -> float:
+    """Volume slider position 0..100 -> linear gain, on the logarithmic scale ears follow
+    (Qt's ``QtAudio.convertVolume``, as Qt's own media player example does)."""
+    try:
+        from PySide6.QtMultimedia import QtAudio
+
+        return float(QtAudio.convertVolume(position / 100.0, QtAudio.VolumeScale.LogarithmicVolumeScale,
+                                           QtAudio.VolumeScale.LinearVolumeScale))
+    except Exception:  # noqa: BLE001 - Qt Multimedia missing: the same curve by hand
+        v = position / 100.0
+        return float(0.0 if v <= 0 else (1.0 if v >= 1 else -np.log(1.0 - v) / np.log(100.0)))
+
 
 SPEEDS = (0.25, 0.5, 1.0, 1.5, 2.0, 4.0)
 TICK_MS = 15
@@ -381,11 +471,27 @@ class VideoView(QWidget):
         info = QHBoxLayout()
         info.addWidget(self.time_label)
         info.addWidget(self.lag_check)
-        self.sound = Sound(self)
+        self.sound_label = QLabel("")
+        self.sound_label.setObjectName("paneHint")
+        self.sound_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)   # never widens the pane
+        self.sound = Sound(self, on_status=self._sound_status)
         self.mute_check = QCheckBox("mute")
-        self.mute_check.setToolTip("Sound of the episode (Qt Multimedia) while playing")
-        self.mute_check.toggled.connect(self.sound.set_muted)
+        self.mute_check.setToolTip("Sound of the episode (Qt Multimedia) while playing (M)")
+        self.mute_check.toggled.connect(self._mute_toggled)
+        self.volume_slider = QSlider(Qt.Horizontal)
+        self.volume_slider.setRange(0, 100)
+        self.volume_slider.setValue(80)
+        self.volume_slider.setFixedWidth(70)
+        self.volume_slider.setToolTip("Volume")
+        self.volume_slider.valueChanged.connect(lambda v: self.sound.set_volume(slider_to_gain(v)))
+        self.sound.set_volume(slider_to_gain(self.volume_slider.value()))
+        mute_key = QShortcut(QKeySequence("M"), self)
+        mute_key.setContext(Qt.WindowShortcut)
+        mute_key.activated.connect(self.mute_check.toggle)
+        self._shortcuts.append(mute_key)
         info.addWidget(self.mute_check)
+        info.addWidget(self.volume_slider)
+        info.addWidget(self.sound_label, 1)
         info.addStretch(1)
         info.addWidget(self.position_label)
         lay = QVBoxLayout(self)
@@ -696,11 +802,24 @@ class VideoView(QWidget):
         if tl is None or t >= tl.duration_s:
             self.state.playing = False
 
+    def _mute_toggled(self, muted: bool) -> None:
+        self.sound.set_muted(muted)
+        if not muted and self.state.playing:      # unmuted while playing: the sound joins in
+            self.sound.play(self.stimulus_time(self.state.time), self.state.speed)
+
+    def _sound_status(self, text: str) -> None:
+        """Why there is no sound (short in the pane, whole in the tooltip); empty when it plays."""
+        self.sound_label.setText(text.split(" (")[0])
+        self.sound_label.setToolTip(text)
+        self.mute_check.setToolTip("Sound of the episode (Qt Multimedia) while playing (M)"
+                                   + (f"\n{text}" if text else ""))
+
     def toggle_play(self) -> None:
         self.state.playing = not self.state.playing
 
     def close_view(self) -> None:
         self.timer.stop()
+        self.sound.close()
         for name, cb in (("time", self._on_time), ("playing", self._on_playing),
                          ("speed", self._on_speed), ("timeline", self._on_timeline)):
             getattr(self.state.events, name).disconnect(cb)

@@ -135,16 +135,68 @@ def test_video_steps_by_frame_and_tr_home_end_and_lag(qtbot, session):
     assert vv.shown_frame_index == tl.frame_index(5.5)
 
 
-def test_playing_without_an_audio_output_stays_silent_and_plays(qtbot, session):
-    from gui.video_view import VideoView
+def test_sound_track_mute_and_volume(qtbot, session):
+    """The player loads the episode's sound track (the synthetic video's 440 Hz tone); the mute
+    box and the volume slider drive the QAudioOutput; with no audio device the clock still runs
+    and the pane says why."""
+    from PySide6.QtMultimedia import QtAudio
+
+    from gui.video_view import Sound, VideoView
 
     state = AppState(session.timeline())
     vv = VideoView(state, session)
     qtbot.addWidget(vv)
+    assert vv.sound.load()
+    qtbot.waitUntil(lambda: vv.sound.has_audio() is not None, timeout=5000)
+    assert vv.sound.has_audio() is True                           # the video's AAC track
+    assert vv.sound.player.audioOutput() is vv.sound.output       # wired to an audio output
+    assert abs(vv.sound.player.duration() / 1000.0 - session.timeline().duration_s) < 0.5
+    vv.mute_check.setChecked(True)
+    assert vv.sound.output.isMuted()
+    vv.mute_check.setChecked(False)
+    assert not vv.sound.output.isMuted()
+    for pos in (0, 25, 100):
+        vv.volume_slider.setValue(pos)
+        want = QtAudio.convertVolume(pos / 100.0, QtAudio.VolumeScale.LogarithmicVolumeScale,
+                                     QtAudio.VolumeScale.LinearVolumeScale)
+        assert vv.sound.output.volume() == pytest.approx(want, abs=1e-6)
+    assert vv.sound.output.volume() == pytest.approx(1.0)
+    assert 0.0 < QtAudio.convertVolume(0.25, QtAudio.VolumeScale.LogarithmicVolumeScale,
+                                       QtAudio.VolumeScale.LinearVolumeScale) < 0.25   # log scale, not linear
     state.playing = True
     qtbot.wait(300)
     state.playing = False
-    assert state.time > 0.1                               # the clock ran
-    assert vv.sound.player is None and "offscreen" in vv.sound.error   # no sound here, said why
+    assert state.time > 0.1                                       # the clock ran, sound or not
+    if not Sound.output_devices():                                # no sound server here: said in the pane
+        assert "no audio output device" in vv.sound.status
+        assert vv.sound_label.text().startswith("no sound")
+    else:
+        assert vv.sound.status == ""
     vv.mute_check.setChecked(True)
-    assert vv.sound.muted
+    assert vv.sound.muted and vv.sound.output.isMuted()
+
+
+def test_a_video_without_sound_says_so(qtbot, tmp_path):
+    import av
+
+    from gui.video_view import Sound
+
+    silent = tmp_path / "silent.mp4"
+    with av.open(str(silent), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 20, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    statuses = []
+    sound = Sound(None, on_status=statuses.append)
+    sound.set_source(silent)
+    assert sound.load()
+    qtbot.waitUntil(lambda: sound.has_audio() is not None, timeout=5000)
+    assert sound.has_audio() is False
+    if Sound.output_devices():
+        assert sound.status == "no sound: this video has no sound track" and statuses[-1] == sound.status
+    sound.close()
