@@ -4,7 +4,8 @@ Arguments (parsed in main.py so that ``--help`` never imports Qt): ``project`` (
 file or folder), ``--demo``, ``--screenshot PNG`` (render the window once shown, write the
 PNG and a JSON of pane rectangles beside it, then quit), ``--quit-after S`` and
 ``--attention NAME[:LAYER[:HEAD[:OPACITY]]]`` (the attention overlay on at start; also read from
-the environment variable ``ALIGNSCOPE_ATTENTION`` while main.py does not declare it).
+the environment variable ``ALIGNSCOPE_ATTENTION`` while main.py does not declare it) and
+``--cortex-labels [N]`` (atlas borders and the names of the N largest regions of each view on).
 
 Starting the GUI imports no torch and no transformers: those load only inside jobs.
 """
@@ -30,6 +31,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--attention", metavar="NAME[:LAYER[:HEAD[:OPACITY]]]", default=None,
                         help="start with the attention overlay of this project attention file on, "
                              "e.g. minilm:rollout (also ALIGNSCOPE_ATTENTION)")
+    parser.add_argument("--cortex-labels", type=int, nargs="?", const=8, default=None, metavar="N",
+                        help="start with the names of the N largest atlas regions facing each cortex view "
+                             "(default 8) and the atlas borders on")
 
 
 def protect_none_refcount() -> bool:
@@ -139,6 +143,10 @@ def run(args) -> int:
     if attention:
         # NAME[:LAYER[:HEAD[:OPACITY]]], e.g. "minilm" or "vit:rollout:mean:0.6": the overlay on at start
         window.project_opened.connect(lambda _p: _show_attention(window, attention))
+    labels = getattr(args, "cortex_labels", None)
+    if labels is not None:
+        window.project_opened.connect(
+            lambda _p: window.cortex_view.apply_settings(labels=labels > 0, label_count=max(labels, 1), borders=True))
     if screenshot:
         # once the project is on screen, give the panes a moment to lay out and render
         window.project_opened.connect(lambda _p: QTimer.singleShot(SCREENSHOT_DELAY_MS, shoot))

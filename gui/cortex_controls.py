@@ -16,7 +16,7 @@ from typing import Optional
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame, QHBoxLayout, QLabel,
-                               QPushButton, QSlider, QToolButton, QVBoxLayout, QWidget)
+                               QPushButton, QSlider, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from engine.session.colour import CMAPS, DIVERGING_CMAPS, SEQUENTIAL_CMAPS, MapStyle
 
@@ -56,6 +56,8 @@ class DisplaySettings:
     surface : mesh kind ("inflated", "pial", "white", "sphere", "flat")
     view : preset of the top row (the bottom row shows the opposite side)
     borders : draw the atlas's region borders
+    labels : write region names on the cortex (the ``label_count`` largest regions facing
+        each viewport, and the selected region)
     """
 
     cmap: Optional[str] = None
@@ -67,6 +69,8 @@ class DisplaySettings:
     surface: str = "inflated"
     view: str = "lateral"
     borders: bool = False
+    labels: bool = False
+    label_count: int = 8
 
     def replace(self, **changes) -> "DisplaySettings":
         return replace(self, **changes)
@@ -144,6 +148,17 @@ class CortexControls(QFrame):
 
         self.borders_check = QCheckBox("atlas region borders")
         form.addRow("", self.borders_check)
+        self.labels_check = QCheckBox("region names, largest")
+        self.labels_check.setToolTip("Names of the atlas's largest regions facing each view (and of the "
+                                     "selected region) on the cortex; a name that would overlap another is left out")
+        self.label_count_spin = QSpinBox()
+        self.label_count_spin.setRange(1, 60)
+        self.label_count_spin.setToolTip("How many regions are named in each view (the largest facing it)")
+        row = QHBoxLayout()
+        row.addWidget(self.labels_check)
+        row.addWidget(self.label_count_spin)
+        row.addStretch(1)
+        form.addRow("", row)
         self.figure_button = QPushButton("Save figure…")
         self.figure_button.setToolTip("A high-resolution PNG of this view and its opposite, both hemispheres, "
                                       "with the colour bar (1200x900 px per view)")
@@ -169,6 +184,8 @@ class CortexControls(QFrame):
         self.view_box.currentIndexChanged.connect(self._view_changed)
         self.reset_button.clicked.connect(self._reset)
         self.borders_check.toggled.connect(self._changed)
+        self.labels_check.toggled.connect(self._changed)
+        self.label_count_spin.valueChanged.connect(self._changed)
 
     @staticmethod
     def _spin(lo: float, hi: float) -> QDoubleSpinBox:
@@ -183,7 +200,8 @@ class CortexControls(QFrame):
         """Show the view's settings (and the map's own range when automatic)."""
         v, st = self.view, self.view.settings
         widgets = (self.cmap_box, self.auto_range, self.vmin_spin, self.vmax_spin, self.threshold_mode,
-                   self.threshold_spin, self.opacity_slider, self.surface_box, self.view_box, self.borders_check)
+                   self.threshold_spin, self.opacity_slider, self.surface_box, self.view_box, self.borders_check,
+                   self.labels_check, self.label_count_spin)
         for w in widgets:
             w.blockSignals(True)
         self.cmap_box.setCurrentIndex(max(self.cmap_box.findData(st.cmap), 0))
@@ -208,6 +226,10 @@ class CortexControls(QFrame):
         self.view_box.setCurrentIndex(self.view_box.findData(st.view))
         self.borders_check.setChecked(st.borders)
         self.borders_check.setEnabled(v.atlas_border.size > 0)
+        self.labels_check.setChecked(st.labels)
+        self.labels_check.setEnabled(v.atlas_border.size > 0)
+        self.label_count_spin.setValue(st.label_count)
+        self.label_count_spin.setEnabled(v.atlas_border.size > 0)
         for w in widgets:
             w.blockSignals(False)
         self.note.setText("" if has_q else "FDR q: the open result carries no q-values "
@@ -236,7 +258,9 @@ class CortexControls(QFrame):
             threshold=self.threshold_spin.value() if mode == "value" else None,
             q_level=self.threshold_spin.value() if mode == "q" else None,
             opacity=self.opacity_slider.value() / 100.0,
-            borders=self.borders_check.isChecked())
+            borders=self.borders_check.isChecked(),
+            labels=self.labels_check.isChecked(),
+            label_count=self.label_count_spin.value())
 
     def _surface_changed(self) -> None:
         kind = self.surface_box.currentData()
@@ -282,7 +306,7 @@ class CortexControlsButton(QToolButton):
         super().__init__()
         self.view = view
         self.setText("Display ▾")
-        self.setToolTip("Colour map, range, threshold, opacity, surface, view, atlas borders")
+        self.setToolTip("Colour map, range, threshold, opacity, surface, view, atlas borders and names")
         self.controls: Optional[CortexControls] = None
         self.clicked.connect(self.show_controls)
 

@@ -85,6 +85,16 @@ def style_mesh_actor(actor, closed: bool) -> None:
     prop.SetBackfaceCulling(bool(closed))
 
 
+def short_region_name(name: str) -> str:
+    """A region's name as a label on the cortex: no atlas prefix, no hemisphere (each viewport
+    shows one), spaces for underscores: ``7Networks_LH_Vis_1`` -> ``Vis 1``."""
+    parts = [p for p in str(name).replace("-", "_").split("_") if p]
+    if parts and parts[0].lower().endswith("networks"):
+        parts = parts[1:]
+    parts = [p for p in parts if p.upper() not in ("LH", "RH", "L", "R", "LEFT", "RIGHT")]
+    return " ".join(parts) or str(name)
+
+
 def _request_paint(plotter) -> None:
     """One render of a QtInteractor, done by its next paint (see :meth:`CortexView.render`)."""
     if not getattr(plotter, "_rendered", False) or not plotter.isVisible():
@@ -277,6 +287,11 @@ class CortexView(_OffscreenResize, QWidget):
         self.hidden_by_q: Optional[np.ndarray] = None   # n_vertices bool: q above the chosen FDR level
         self.atlas_border: np.ndarray = np.zeros(0, dtype=np.int64)
         self._labels: List[object] = []  # the corner text of each viewport
+        # atlas region labels: per region (label id, hemisphere, anchor vertex, size, text) and,
+        # per viewport, the label points (vtkPolyData), their 2D actor and the camera they were placed for
+        self._region_info: Optional[dict] = None
+        self._region_label_layers: List[dict] = []
+        self.region_labels_shown: List[List[Tuple[str, int]]] = []   # per viewport: (text, global vertex)
         self._mesh_kind = "inflated"
         self._press_pos: Optional[QPoint] = None
         self._dragging = False
@@ -408,6 +423,7 @@ class CortexView(_OffscreenResize, QWidget):
             renderer = self.plotter.renderer
             self._renderers.append((hemi, side, renderer))
             self._place_camera(renderer, meshes[hemi], hemi, side)
+            self._add_region_label_layer(renderer)
         if self.settings.surface != self._mesh_kind:
             self.set_surface(self.settings.surface, render=False)
         if self.settings.view != "lateral":
@@ -480,6 +496,7 @@ class CortexView(_OffscreenResize, QWidget):
             text = f"{hemi.capitalize()} {side}" if self._mesh_kind != "flat" else f"{hemi.capitalize()} (flat)"
             if i < len(self._labels):
                 _set_corner_text(self._labels[i], 2, text)
+        self._update_region_labels()
         if render:
             self.render()
 
@@ -521,6 +538,7 @@ class CortexView(_OffscreenResize, QWidget):
                 ds.faces = faces
             ds.compute_normals(inplace=True, cell_normals=False, split_vertices=False)
         self._mesh_kind = kind
+        self._region_anchors_kind = None   # labels move to the new mesh
         for actor in self._mesh_actors:   # a flat map is an open sheet: keep both sides
             actor.GetProperty().SetBackfaceCulling(kind != "flat")
         self.set_view(self.settings.view, render=False)
@@ -540,10 +558,166 @@ class CortexView(_OffscreenResize, QWidget):
         if view is not None:
             self.set_view(view, render=False)
         self._compute_q_mask()
+        self._update_region_labels()
         if self.current_values is not None and self.base_style is not None:
             self._paint()
         else:
             self.render()
+
+    # ---- atlas region labels ------------------------------------------------------------------
+    def _add_region_label_layer(self, renderer) -> None:
+        """One label layer in ``renderer``: names placed by VTK's label placer (larger regions
+        first, a label that would overlap another is left out), dark outline for contrast."""
+        import vtk
+
+        poly = vtk.vtkPolyData()
+        poly.SetPoints(vtk.vtkPoints())
+        hier = vtk.vtkPointSetToLabelHierarchy()
+        hier.SetInputData(poly)
+        hier.SetLabelArrayName("name")
+        hier.SetPriorityArrayName("priority")
+        tp = hier.GetTextProperty()
+        tp.SetFontSize(13)
+        tp.SetColor(1.0, 1.0, 1.0)
+        tp.SetBold(True)
+        tp.SetShadow(True)
+        tp.SetJustificationToCentered()
+        tp.SetVerticalJustificationToCentered()
+        tp.SetBackgroundColor(0.08, 0.09, 0.11)   # the text's own box: centred with the text
+        tp.SetBackgroundOpacity(0.6)
+        mapper = vtk.vtkLabelPlacementMapper()
+        mapper.SetInputConnection(hier.GetOutputPort())
+        mapper.SetShapeToNone()
+        mapper.SetMaximumLabelFraction(0.3)
+        mapper.UseDepthBufferOff()
+        mapper.PlaceAllLabelsOff()          # a label that would overlap a larger region's is left out
+        actor = vtk.vtkActor2D()
+        actor.SetMapper(mapper)
+        actor.SetVisibility(False)
+        actor.SetPickable(False)
+        renderer.AddViewProp(actor)
+        layer = {"poly": poly, "actor": actor, "mapper": mapper, "hier": hier, "camera_mtime": -1}
+        index = len(self._region_label_layers)
+        self._region_label_layers.append(layer)
+        # the user turns a viewport: its labels follow (front-facing regions only)
+        layer["observer"] = renderer.AddObserver("StartEvent", lambda *_a, i=index: self._labels_before_render(i))
+
+    def _labels_before_render(self, index: int) -> None:
+        if not self.settings.labels or index >= len(self._region_label_layers) or index >= len(self._renderers):
+            return
+        mtime = self._renderers[index][2].GetActiveCamera().GetMTime()
+        if mtime != self._region_label_layers[index]["camera_mtime"]:
+            self._place_region_labels(index)
+
+    def _region_anchors(self) -> Optional[np.ndarray]:
+        """Per region, the vertex (global index) of the region nearest its centre on the mesh shown."""
+        info = self._region_info
+        if info is None or not self._datasets:
+            return None
+        if getattr(self, "_region_anchors_kind", None) == self._mesh_kind and "anchor" in info:
+            return info["anchor"]
+        coords = np.concatenate([np.asarray(next(d for h, d in self._datasets if h == hemi).points)
+                                 for hemi in ("left", "right")])
+        labels = info["labels"]
+        order = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[order], np.concatenate([info["ids"], [np.iinfo(labels.dtype).max]]))
+        anchor = np.zeros(len(info["ids"]), dtype=np.int64)
+        for j in range(len(info["ids"])):
+            members = order[bounds[j]:bounds[j + 1]]
+            pts = coords[members]
+            anchor[j] = members[int(np.argmin(((pts - pts.mean(0)) ** 2).sum(1)))]
+        info["anchor"] = anchor
+        self._region_anchors_kind = self._mesh_kind
+        return anchor
+
+    def _selected_region_id(self) -> Optional[int]:
+        target = self.state.target
+        info = self._region_info
+        if target is None or target.kind != "region" or info is None:
+            return None
+        try:
+            return int(info["ids"][info["full"].index(target.region)])
+        except ValueError:
+            return None
+
+    def _place_region_labels(self, index: int) -> None:
+        """Labels of viewport ``index``: the ``label_count`` largest regions of its hemisphere that
+        face its camera, and the selected region."""
+        import vtk
+        from vtk.util.numpy_support import numpy_to_vtk
+
+        layer = self._region_label_layers[index]
+        hemi, _side, ren = self._renderers[index]
+        layer["camera_mtime"] = ren.GetActiveCamera().GetMTime()
+        anchors = self._region_anchors()
+        shown: List[Tuple[str, int]] = []
+        pts = np.zeros((0, 3), np.float32)
+        texts: List[str] = []
+        prio: List[int] = []
+        if anchors is not None and self.settings.labels:
+            info = self._region_info
+            ds = next(d for h, d in self._datasets if h == hemi)
+            offset = 0 if hemi == "left" else self._n_left
+            local = anchors - offset
+            in_hemi = (local >= 0) & (local < ds.n_points)
+            normals = ds.point_data["Normals"] if "Normals" in ds.point_data else None
+            toward_camera = -np.asarray(ren.GetActiveCamera().GetDirectionOfProjection(), dtype=float)
+            facing = np.zeros(len(anchors), dtype=bool)
+            if normals is not None:
+                n = np.asarray(normals)[np.clip(local, 0, ds.n_points - 1)]
+                facing = in_hemi & (n @ toward_camera > 0.35)
+            chosen = np.flatnonzero(facing)
+            chosen = chosen[np.argsort(-info["size"][chosen], kind="stable")][: max(int(self.settings.label_count), 0)]
+            selected = self._selected_region_id()
+            if selected is not None:
+                j = int(np.flatnonzero(info["ids"] == selected)[0])
+                if in_hemi[j] and j not in chosen:
+                    chosen = np.append(chosen, j)
+            if chosen.size:
+                p = np.asarray(ds.points)[local[chosen]]
+                if normals is not None:
+                    p = p + 2.0 * np.asarray(normals)[local[chosen]]   # just above the surface
+                pts = np.asarray(p, np.float32)
+                texts = [info["text"][j] for j in chosen]
+                prio = [int(info["size"][j]) + (10 ** 7 if selected is not None and info["ids"][j] == selected else 0)
+                        for j in chosen]
+                shown = [(info["text"][j], int(anchors[j])) for j in chosen]
+        poly = layer["poly"]
+        vpts = vtk.vtkPoints()
+        vpts.SetData(numpy_to_vtk(pts.reshape(-1, 3), deep=True))
+        poly.SetPoints(vpts)
+        names = vtk.vtkStringArray()
+        names.SetName("name")
+        for t in texts:
+            names.InsertNextValue(t)
+        pd = poly.GetPointData()
+        pd.RemoveArray("name")
+        pd.RemoveArray("priority")
+        pd.AddArray(names)
+        pr = numpy_to_vtk(np.asarray(prio, dtype=np.int32), deep=True)
+        pr.SetName("priority")
+        pd.AddArray(pr)
+        verts = vtk.vtkCellArray()
+        for i in range(len(texts)):
+            verts.InsertNextCell(1)
+            verts.InsertCellPoint(i)
+        poly.SetVerts(verts)
+        poly.Modified()
+        layer["actor"].SetVisibility(bool(texts))
+        while len(self.region_labels_shown) < len(self._region_label_layers):
+            self.region_labels_shown.append([])
+        self.region_labels_shown[index] = shown
+
+    def _update_region_labels(self) -> None:
+        """Show or hide the labels of every viewport after a settings, view or selection change."""
+        on = bool(self.settings.labels) and self._region_info is not None
+        for i, layer in enumerate(self._region_label_layers):
+            if on:
+                self._place_region_labels(i)
+            else:
+                layer["actor"].SetVisibility(False)
+                if i < len(self.region_labels_shown):
+                    self.region_labels_shown[i] = []
 
     def camera_state(self) -> dict:
         """Surface, preset view and each viewport's camera, to restore later (per project)."""
@@ -552,7 +726,9 @@ class CortexView(_OffscreenResize, QWidget):
             c = ren.camera
             cams.append({"position": list(map(float, c.position)), "focal_point": list(map(float, c.focal_point)),
                          "up": list(map(float, c.up)), "parallel_scale": float(c.parallel_scale)})
-        return {"surface": self.settings.surface, "view": self.settings.view, "cameras": cams}
+        return {"surface": self.settings.surface, "view": self.settings.view, "cameras": cams,
+                "borders": bool(self.settings.borders), "labels": bool(self.settings.labels),
+                "label_count": int(self.settings.label_count)}
 
     def set_camera_state(self, state: dict) -> None:
         """Restore what :meth:`camera_state` gave (ignored where it does not fit this view)."""
@@ -562,6 +738,14 @@ class CortexView(_OffscreenResize, QWidget):
             self.set_surface(state["surface"], render=False)
         if state.get("view") in VIEW_DIRECTIONS:
             self.set_view(state["view"], render=False)
+        shown = {k: state[k] for k in ("borders", "labels") if isinstance(state.get(k), bool)}
+        if isinstance(state.get("label_count"), int) and 1 <= state["label_count"] <= 60:
+            shown["label_count"] = state["label_count"]
+        if shown:
+            self.settings = self.settings.replace(**shown)
+            self._update_region_labels()
+            if self.current_values is not None and self.base_style is not None:
+                self._paint()     # borders drawn into the colours
         cams = state.get("cameras") or []
         if len(cams) == len(self._renderers):
             for cam, (_h, _s, ren) in zip(cams, self._renderers):
@@ -573,6 +757,7 @@ class CortexView(_OffscreenResize, QWidget):
     def _compute_atlas_border(self) -> None:
         """Vertices on the border between two atlas regions (faces whose labels differ)."""
         self.atlas_border = np.zeros(0, dtype=np.int64)
+        self._region_info = None
         session = self.session
         atlas = getattr(session, "atlas", None) if session is not None else None
         if atlas is None or session.surface is None:
@@ -589,6 +774,17 @@ class CortexView(_OffscreenResize, QWidget):
             lower = np.where(fl[:, i] < fl[:, j], faces[:, i], faces[:, j])
             border[lower[differ]] = True
         self.atlas_border = np.flatnonzero(border)
+        ids, counts = np.unique(labels[labels > 0], return_counts=True)
+        names = list(atlas.names)
+        keep = ids <= len(names)
+        ids, counts = ids[keep], counts[keep]
+        self._region_info = {
+            "ids": ids, "size": counts,
+            "full": [str(names[k - 1]) for k in ids],
+            "text": [short_region_name(names[k - 1]) for k in ids],
+            "labels": labels,
+        }
+        self._region_anchors_kind = None
 
     def _compute_q_mask(self) -> None:
         """Vertices whose FDR q is above the chosen level (only for the encoding score)."""
@@ -914,6 +1110,9 @@ class CortexView(_OffscreenResize, QWidget):
         if target is None or self.session is None:
             for _, m in self._markers:
                 m.SetVisibility(False)
+            self._set_outline(None)       # a region's outline goes with its selection
+            if self.settings.labels:
+                self._update_region_labels()
             self.render()
             return
         if target.kind == "vertex":
@@ -935,6 +1134,8 @@ class CortexView(_OffscreenResize, QWidget):
                 m.SetVisibility(False)
             self.info_label.setText(f"{target.label} · mean vertex r = {self.session.target_score(target):.3f}")
         self._set_outline(target)
+        if self.settings.labels:
+            self._update_region_labels()
         self.render()
 
     def _set_outline(self, target) -> None:
@@ -964,6 +1165,8 @@ class CortexView(_OffscreenResize, QWidget):
             self._mesh_actors.clear()
             self._renderers.clear()
             self._labels.clear()
+            self._region_label_layers.clear()
+            self.region_labels_shown = []
             try:
                 p.close()
             finally:

@@ -271,3 +271,102 @@ def test_two_maps_side_by_side_linked_cameras_and_difference(cortex, qtbot):
         pair.show_pair(a, b[:10])
     cortex.close_view_pair = None
     pair.close()
+
+
+def _display_xy(view, viewport: int, vertex: int):
+    """Image pixel (column, row) where ``vertex`` is drawn in viewport ``viewport``."""
+    hemi, _side, ren = view._renderers[viewport]
+    ds = next(d for h, d in view._datasets if h == hemi)
+    p = ds.points[vertex - (0 if hemi == "left" else view._n_left)]
+    ren.SetWorldPoint(float(p[0]), float(p[1]), float(p[2]), 1.0)
+    ren.WorldToDisplay()
+    x, y, _ = ren.GetDisplayPoint()
+    return int(round(x)), int(round(view.plotter.window_size[1] - 1 - y))
+
+
+def test_atlas_region_labels_name_the_largest_regions_facing_each_view(cortex, qtbot):
+    from gui.colormaps import MapStyle
+    from gui.cortex_controls import CortexControls
+    from gui.cortex_view import short_region_name
+
+    assert short_region_name("7Networks_LH_Vis_1") == "Vis 1"
+    assert short_region_name("17Networks_RH_DefaultA_pCunPCC_2") == "DefaultA pCunPCC 2"
+    _reset(cortex)
+    labels = np.asarray(cortex.session.atlas.labels)
+    cortex.set_map(np.full(labels.size, 0.8, np.float32), MapStyle(vmax=1.0, threshold=0.1, signed=False), "flat")
+    plain = cortex.image()
+    form = CortexControls(cortex)
+    qtbot.addWidget(form)
+    form.label_count_spin.setValue(1)            # only the largest region facing each view
+    form.labels_check.setChecked(True)
+    assert cortex.settings.labels and cortex.settings.label_count == 1
+    shot = cortex.image()
+    coords = np.concatenate([np.asarray(next(d for h, d in cortex._datasets if h == hemi).points)
+                             for hemi in ("left", "right")])
+    normals = np.concatenate([np.asarray(next(d for h, d in cortex._datasets if h == hemi).point_data["Normals"])
+                              for hemi in ("left", "right")])
+    n_left = cortex.session.surface.n_left
+    named_views = 0
+    for i, (hemi, side, ren) in enumerate(cortex._renderers):
+        shown = cortex.region_labels_shown[i]
+        toward = -np.asarray(ren.GetActiveCamera().GetDirectionOfProjection())
+        # independently: each region's vertex nearest its centre, the regions of this hemisphere
+        # whose centre faces this camera, largest first
+        facing = []
+        for k in np.unique(labels[labels > 0]):
+            members = np.flatnonzero(labels == k)
+            anchor = members[np.argmin(((coords[members] - coords[members].mean(0)) ** 2).sum(1))]
+            if (anchor < n_left) == (hemi == "left") and normals[anchor] @ toward > 0.35:
+                facing.append((members.size, int(anchor), cortex.session.atlas.names[k - 1]))
+        facing.sort(key=lambda t: -t[0])
+        want = [(short_region_name(name), anchor) for _size, anchor, name in facing[:1]]
+        assert shown == want, (hemi, side)
+        if shown:
+            named_views += 1
+            # the name is drawn where the region is: pixels change around its centre
+            x, y = _display_xy(cortex, i, shown[0][1])
+            box = (slice(max(y - 8, 0), y + 9), slice(max(x - 25, 0), x + 26))
+            changed = (np.abs(shot[box].astype(int) - plain[box]).sum(-1) > 40).sum()
+            assert changed > 20, (side, changed)
+    assert named_views >= 2
+    # the selected region is named too, even when it is not the largest
+    left_regions = [k for k in np.unique(labels[labels > 0]) if (np.flatnonzero(labels == k) < n_left).all()]
+    other = next(cortex.session.atlas.names[k - 1] for k in left_regions
+                 if short_region_name(cortex.session.atlas.names[k - 1])
+                 not in [t for t, _v in cortex.region_labels_shown[0]])
+    cortex.state.select_region(other)
+    assert short_region_name(other) in [t for t, _v in cortex.region_labels_shown[0]]
+    cortex.state.target = None
+    assert short_region_name(other) not in [t for t, _v in cortex.region_labels_shown[0]]
+    # turning the camera places the labels again for what now faces it
+    before = list(cortex.region_labels_shown[0])
+    cortex.set_view("medial")
+    assert cortex.region_labels_shown[0] != before
+    form.labels_check.setChecked(False)
+    assert all(not s for s in cortex.region_labels_shown)
+    cortex.set_view("lateral")
+    np.testing.assert_array_equal(cortex.image(), plain)   # labels off: the image is as before
+    form.close()
+
+
+def test_closed_surfaces_cull_back_faces_under_one_headlight_without_changing_the_image(cortex):
+    from gui.colormaps import MapStyle
+
+    _reset(cortex)
+    n = cortex.session.surface.n_vertices
+    cortex.set_map(np.linspace(0, 1, n).astype(np.float32), MapStyle(vmax=1.0, threshold=0.1, signed=False), "ramp")
+    for _hemi, _side, ren in cortex._renderers:
+        lights = list(ren.GetLights())
+        assert len(lights) == 1 and lights[0].LightTypeIsHeadlight()
+    props = [a.GetProperty() for a in cortex._mesh_actors]
+    assert len(props) == 4 and all(p.GetBackfaceCulling() for p in props)
+    culled = cortex.image()
+    for p in props:
+        p.BackfaceCullingOff()
+    both_sides = cortex.image()
+    for p in props:
+        p.BackfaceCullingOn()
+    # the same picture (a silhouette pixel or two may differ): the faces point outwards; faces
+    # pointing inwards would have culled the whole visible side
+    differ = (np.abs(culled.astype(int) - both_sides).sum(-1) > 0).sum()
+    assert differ <= 1e-4 * culled.shape[0] * culled.shape[1], differ
