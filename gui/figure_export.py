@@ -137,10 +137,12 @@ def export_views(surface, values: np.ndarray, style: MapStyle, path, views: Sequ
 
 def export_movie(session, run: str, layer: str, start_s: float, stop_s: float, path, fps: float = 10.0,
                  style: Optional[MapStyle] = None, panel_size: Tuple[int, int] = (480, 360),
-                 progress: Optional[Callable[[int, int], None]] = None) -> Tuple[Path, int]:
+                 progress: Optional[Callable[[int, int], None]] = None,
+                 views: Sequence[str] = ("lateral",)) -> Tuple[Path, int]:
     """Write an MP4 of ``layer`` ("measured" or "predicted") of ``run`` from ``start_s`` to
-    ``stop_s`` (episode seconds): the left and right lateral cortex, the stimulus frame beside
-    it, ``fps`` frames per second of episode time (the cortex changes once per TR).
+    ``stop_s`` (episode seconds): the left (top) and right (bottom) cortex seen from ``views``
+    (one column each), the stimulus frame beside it, ``fps`` frames per second of episode time
+    (the cortex changes once per TR).
 
     Returns (path, number of frames written).
     """
@@ -161,7 +163,7 @@ def export_movie(session, run: str, layer: str, start_s: float, stop_s: float, p
             raise DataError(f"movie: expected {layer} rows for run {run}, found none (no prediction for this run)")
         style = MapStyle.for_values(np.asarray(rows[:: max(len(rows) // 20, 1)]).ravel(), threshold_fraction=0.3)
     times = np.arange(float(start_s), stop_s, 1.0 / float(fps))
-    renderer = _ViewsRenderer(session.surface, ["lateral"], ["left", "right"], panel_size, background="#1e2227")
+    renderer = _ViewsRenderer(session.surface, list(views), ["left", "right"], panel_size, background="#1e2227")
     n_written = 0
 
     def write(tmp: str) -> None:

@@ -210,6 +210,10 @@ class MainWindow(AnalysisActions, QMainWindow):
         a.triggered.connect(self.open_demo)
         m.addSeparator()
         m.addAction(self.screenshot_action)
+        self.movie_action = m.addAction("Export movie…")
+        self.movie_action.setToolTip("A movie of measured or predicted activity over a time range, "
+                                     "the stimulus beside the cortex (written in the background)")
+        self.movie_action.triggered.connect(self.open_movie_dialog)
         m.addSeparator()
         a = m.addAction("Quit")
         a.setShortcut(QKeySequence.Quit)
@@ -622,6 +626,42 @@ class MainWindow(AnalysisActions, QMainWindow):
                 "attention": self.video_view.attention_state()}
         path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
         return path
+
+    def open_movie_dialog(self):
+        """File > Export movie…: the movie dialog; Export starts :meth:`start_movie`."""
+        from .movie_export import MovieDialog
+
+        s = self.session
+        if s is None or self.project_path is None or not s.run_names or s.surface is None:
+            self.show_error("No project", "expected an open project with an fMRI run and a surface, found none")
+            return None
+        run = self.state.run or s.run_names[0]
+        dialog = MovieDialog(s, self.project_path, run, start_s=self.state.time,
+                             layer="predicted" if self.state.layer == "predicted" else "measured",
+                             last_folder=self._last_folder() or None, parent=self)
+        dialog.accepted.connect(lambda: self.start_movie(dialog.request()))
+        self.movie_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def start_movie(self, request) -> JobHandle:
+        """Write the movie ``request`` (a :class:`gui.movie_export.MovieRequest`) as a job;
+        the colours are the cortex pane's when it shows that layer of that run."""
+        from dataclasses import asdict
+
+        from .movie_export import movie_job
+
+        cv = self.cortex_view
+        if (request.style is None and not cv.external_map and cv.current_style is not None
+                and self.state.layer == request.layer and self.state.run == request.run):
+            request.style = asdict(cv.current_style)
+        self._remember_folder(str(Path(request.out).parent))
+
+        def done(outcome) -> None:
+            path, n = outcome
+            self.status_label.setText(f"Movie written: {path} ({n} frames)")
+
+        return self.start_job(f"Movie {Path(request.out).name}", lambda token: movie_job(request, token), done)
 
     def _last_folder(self) -> str:
         """Where open/save dialogs start: the last folder used (gui.state_store), else ''."""

@@ -48,3 +48,55 @@ def test_export_movie_frames_and_layout(qtbot, session, tmp_path):
 
     with pytest.raises(ConfigError, match="expected 'measured' or 'predicted'"):
         export_movie(session, run, "score", 0, 1, tmp_path / "x.mp4")
+
+
+def test_movie_dialog_writes_the_movie_in_the_background(qtbot, window, synthetic, tmp_path):
+    """File > Export movie…: the dialog's request runs as a job (a child process draws it);
+    the window keeps handling events while it runs; the MP4 has fps x duration frames with
+    the stimulus beside one cortex column per chosen view."""
+    import time
+
+    import av
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from engine.errors import ConfigError
+
+    window.project_path = synthetic.project_path      # the window shows the synthetic project
+    dialog = window.open_movie_dialog()
+    assert dialog is not None and dialog.isVisible()
+    assert dialog.layer_box.count() == 2
+    dialog.start_spin.setValue(1.0)
+    dialog.stop_spin.setValue(2.0)
+    dialog.fps_spin.setValue(4)
+    dialog.view_checks["medial"].setChecked(True)
+    out = tmp_path / "clips" / "movie.mp4"
+    dialog.out_edit.setText(str(out))
+    dialog.view_checks["lateral"].setChecked(False)
+    dialog.view_checks["medial"].setChecked(False)
+    dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
+    assert dialog.isVisible() and "movie views" in dialog.message.text()    # nothing chosen: said, not run
+    with pytest.raises(ConfigError):
+        dialog.request()
+    dialog.view_checks["lateral"].setChecked(True)
+    dialog.view_checks["medial"].setChecked(True)
+    started = []
+    window.jobs.job_started.connect(started.append)
+    ticks = []
+    timer = QTimer(interval=50, timeout=lambda: ticks.append(time.monotonic()))
+    timer.start()
+    dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.Ok).click()
+    assert not dialog.isVisible() and len(started) == 1
+    handle = started[0]
+    qtbot.waitUntil(lambda: not handle.running, timeout=120000)
+    timer.stop()
+    assert handle.state == "finished", handle.error
+    # the event loop ran all along: no gap of a second between two 50 ms ticks
+    assert len(ticks) > 10 and max(b - a for a, b in zip(ticks, ticks[1:])) < 1.0
+    assert out.exists() and sorted(p.name for p in out.parent.iterdir()) == ["movie.mp4"]
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 4                                  # 1 s at 4 frames/s
+    h, w = frames[0].shape[:2]
+    assert h == 720 and w > 2 * 480                          # two 360-px rows; lateral + medial columns
+    assert "Movie written" in window.status_label.text() and "4 frames" in window.status_label.text()
