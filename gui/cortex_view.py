@@ -30,6 +30,7 @@ from engine.state import LAYERS, AppState, Event
 
 from .colormaps import MapStyle, cortex_background, map_rgb, value_colors
 from .cortex_controls import VIEW_DIRECTIONS, DisplaySettings, opposite_view, styled
+from .widgets import ElidedLabel
 
 LAYER_TITLES = {"score": "Encoding score (Pearson r, held-out)",
                 "measured": "Measured response at current TR",
@@ -304,9 +305,8 @@ class CortexView(_OffscreenResize, QWidget):
             self.layer_box.addItem(LAYER_TITLES[name].split(" (")[0], name)
         self.layer_box.setToolTip("Which map the cortex shows")
         self.layer_box.currentIndexChanged.connect(self._layer_chosen)
-        self.info_label = QLabel("Click the cortex to choose a vertex")
+        self.info_label = ElidedLabel("Click the cortex to choose a vertex")   # long text: "…", never wider
         self.info_label.setObjectName("paneHint")
-        self.info_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)   # long text never widens the pane
         self.info_label.setMinimumWidth(60)
         self.colorbar = ColorBar()
 

@@ -19,10 +19,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, QPointF, QSize, Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from engine.errors import AlignScopeError, ConfigError
 from engine.state import AppState, Event
+
+from .widgets import ElidedLabel
 
 MEASURED_COLOR = QColor("#2b2d31")
 PREDICTED_COLOR = QColor("#e8590c")
@@ -160,12 +162,11 @@ class TimecourseView(QWidget):
         self.y_label = "response"
         self.y_label_short = "response"
         self.empty_text = self.EMPTY_TEXT
-        self.title = QLabel("Time course")
+        # long names never widen the pane nor get cut: they end in "…", whole in the tooltip
+        self.title = ElidedLabel("Time course")
         self.title.setObjectName("paneTitle")
-        self.detail = QLabel("")
+        self.detail = ElidedLabel("")
         self.detail.setObjectName("paneHint")
-        for lab in (self.title, self.detail):
-            lab.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)   # long names never widen the pane
         self.plot = TimecoursePlot(self)
         self.pin_button = QPushButton("Pin")
         self.pin_button.setToolTip("Keep this target's measured curve on the plot (overlay several)")
@@ -261,8 +262,7 @@ class TimecourseView(QWidget):
                 where = f"Parcel {region} (at vertex {target.vertex}, {hemi} hemisphere)"
             else:
                 where = f"Vertex {target.vertex} ({hemi} hemisphere" + (f", {region})" if region else ")")
-        self.title.setText(where)
-        self.title.setToolTip(where)
+        self.title.setText(where)    # the whole text is its tooltip
         what = "r" if target.kind == "vertex" else "mean vertex r"
         no_prediction = self.predicted is None or not np.isfinite(self.predicted).any()
         r_txt = "" if np.isnan(score) or no_prediction else f"{what} = {score:.3f} (held-out)  ·  "

@@ -21,6 +21,8 @@ from engine.errors import AlignScopeError
 from engine.session.colour import is_special_token, token_shading
 from engine.state import AppState, Event
 
+from .widgets import ElidedLabel
+
 HRF_LAG_S = 5.0   # peak of the canonical haemodynamic response (SPM/Glover), seconds
 
 
@@ -471,9 +473,8 @@ class VideoView(QWidget):
         info = QHBoxLayout()
         info.addWidget(self.time_label)
         info.addWidget(self.lag_check)
-        self.sound_label = QLabel("")
+        self.sound_label = ElidedLabel("")      # never widens the pane; the whole reason in its tooltip
         self.sound_label.setObjectName("paneHint")
-        self.sound_label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)   # never widens the pane
         self.sound = Sound(self, on_status=self._sound_status)
         self.mute_check = QCheckBox("mute")
         self.mute_check.setToolTip("Sound of the episode (Qt Multimedia) while playing (M)")
@@ -810,7 +811,7 @@ class VideoView(QWidget):
     def _sound_status(self, text: str) -> None:
         """Why there is no sound (short in the pane, whole in the tooltip); empty when it plays."""
         self.sound_label.setText(text.split(" (")[0])
-        self.sound_label.setToolTip(text)
+        self.sound_label.setToolTip(text)      # the whole reason (ElidedLabel's own tooltip is the short text)
         self.mute_check.setToolTip("Sound of the episode (Qt Multimedia) while playing (M)"
                                    + (f"\n{text}" if text else ""))
 

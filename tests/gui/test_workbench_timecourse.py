@@ -200,3 +200,33 @@ def test_a_video_without_sound_says_so(qtbot, tmp_path):
     if Sound.output_devices():
         assert sound.status == "no sound: this video has no sound track" and statuses[-1] == sound.status
     sound.close()
+
+
+def test_long_title_is_elided_in_a_narrow_pane_with_the_whole_text_as_tooltip(tc, qtbot, session):
+    """A long vertex/region title meets a narrow pane: it ends in "…" inside the label (never
+    cut mid-glyph by the pane), the whole text is its tooltip, and a wide pane shows it all."""
+    from engine.state import Target
+
+    long_region = "Vertex 8375 (left hemisphere, 17Networks_LH_DefaultA_pCunPCC_Posterior_Cingulate_Cortex_2)"
+    tc.resize(1200, 300)
+    tc.show()
+    qtbot.waitExposed(tc)
+    tc.state.target = Target.vertex_target(5)
+    full = tc.title.text()
+    assert full.startswith("Vertex 5 (") and tc.title.shown_text() == full and not tc.title.is_elided()
+    tc.title.setText(long_region)
+    narrowest = tc.minimumSizeHint().width()     # the buttons' widths: the title gets what is left
+    assert narrowest < 700
+    for width in (1200, 700, narrowest):
+        tc.resize(width, 300)
+        qtbot.waitUntil(lambda w=width: tc.width() == w)
+        shown = tc.title.shown_text()
+        fits = tc.title.fontMetrics().horizontalAdvance(shown) <= tc.title.contentsRect().width()
+        assert fits, (width, shown)
+        assert tc.title.toolTip() == long_region and tc.title.text() == long_region
+        # the title never reaches under the buttons beside it
+        assert tc.title.geometry().right() < tc.peak_button.geometry().left()
+    assert tc.title.is_elided() and shown.endswith("…") and long_region.startswith(shown[:-1])
+    tc.resize(1900, 300)
+    qtbot.waitUntil(lambda: tc.width() == 1900)
+    assert tc.title.shown_text() == long_region
