@@ -320,8 +320,10 @@ class CortexView(_OffscreenResize, QWidget):
 
         self.controls_button = CortexControlsButton(self)
         top.addWidget(self.controls_button)
-        top.addStretch(1)
-        top.addWidget(self.info_label)
+        # the label takes the free space itself (a stretch beside an Ignored-policy label pushed it
+        # past the pane's right edge, where its text was cut)
+        self.info_label.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
+        top.addWidget(self.info_label, 1)
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(6, 6, 6, 6)
         self._layout.setSpacing(4)
@@ -577,7 +579,7 @@ class CortexView(_OffscreenResize, QWidget):
         hier.SetLabelArrayName("name")
         hier.SetPriorityArrayName("priority")
         tp = hier.GetTextProperty()
-        tp.SetFontSize(13)
+        tp.SetFontSize(self.LABEL_FONT_PX)
         tp.SetColor(1.0, 1.0, 1.0)
         tp.SetBold(True)
         tp.SetShadow(True)
@@ -605,8 +607,9 @@ class CortexView(_OffscreenResize, QWidget):
     def _labels_before_render(self, index: int) -> None:
         if not self.settings.labels or index >= len(self._region_label_layers) or index >= len(self._renderers):
             return
-        mtime = self._renderers[index][2].GetActiveCamera().GetMTime()
-        if mtime != self._region_label_layers[index]["camera_mtime"]:
+        ren = self._renderers[index][2]
+        key = (ren.GetActiveCamera().GetMTime(), tuple(ren.GetSize()))
+        if key != self._region_label_layers[index]["camera_mtime"]:
             self._place_region_labels(index)
 
     def _region_anchors(self) -> Optional[np.ndarray]:
@@ -648,7 +651,7 @@ class CortexView(_OffscreenResize, QWidget):
 
         layer = self._region_label_layers[index]
         hemi, _side, ren = self._renderers[index]
-        layer["camera_mtime"] = ren.GetActiveCamera().GetMTime()
+        layer["camera_mtime"] = (ren.GetActiveCamera().GetMTime(), tuple(ren.GetSize()))
         anchors = self._region_anchors()
         shown: List[Tuple[str, int]] = []
         pts = np.zeros((0, 3), np.float32)
@@ -667,6 +670,9 @@ class CortexView(_OffscreenResize, QWidget):
                 n = np.asarray(normals)[np.clip(local, 0, ds.n_points - 1)]
                 facing = in_hemi & (n @ toward_camera > 0.35)
             chosen = np.flatnonzero(facing)
+            if normals is not None:    # a name that would stick out of its viewport is left out
+                fits = [self._label_fits(ren, ds.points[local[j]], info["text"][j]) for j in chosen]
+                chosen = chosen[np.asarray(fits, dtype=bool)]
             chosen = chosen[np.argsort(-info["size"][chosen], kind="stable")][: max(int(self.settings.label_count), 0)]
             selected = self._selected_region_id()
             if selected is not None:
@@ -707,6 +713,20 @@ class CortexView(_OffscreenResize, QWidget):
         while len(self.region_labels_shown) < len(self._region_label_layers):
             self.region_labels_shown.append([])
         self.region_labels_shown[index] = shown
+
+    LABEL_FONT_PX = 13
+
+    def _label_fits(self, ren, point, text: str) -> bool:
+        """Whether ``text`` centred on ``point`` lies inside ``ren``'s viewport (a bold glyph is
+        at most about 0.62 of the font size wide)."""
+        ren.SetWorldPoint(float(point[0]), float(point[1]), float(point[2]), 1.0)
+        ren.WorldToDisplay()
+        x, y, _z = ren.GetDisplayPoint()
+        x0, y0 = ren.GetOrigin()
+        w, h = ren.GetSize()
+        half_w = 0.5 * (0.62 * self.LABEL_FONT_PX * len(text) + 8)
+        half_h = 0.5 * (self.LABEL_FONT_PX + 8)
+        return bool(x0 + half_w <= x <= x0 + w - half_w and y0 + half_h <= y <= y0 + h - half_h - 16)
 
     def _update_region_labels(self) -> None:
         """Show or hide the labels of every viewport after a settings, view or selection change."""

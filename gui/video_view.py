@@ -492,8 +492,8 @@ class VideoView(QWidget):
         self._shortcuts.append(mute_key)
         info.addWidget(self.mute_check)
         info.addWidget(self.volume_slider)
-        info.addWidget(self.sound_label, 1)
         info.addStretch(1)
+        head.addWidget(self.sound_label)   # the header row has room for why there is no sound
         info.addWidget(self.position_label)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
@@ -810,8 +810,12 @@ class VideoView(QWidget):
 
     def _sound_status(self, text: str) -> None:
         """Why there is no sound (short in the pane, whole in the tooltip); empty when it plays."""
-        self.sound_label.setText(text.split(" (")[0])
+        short = ("" if not text else "no sound: no audio device" if "no audio output device" in text
+                 else "no sound track" if "no sound track" in text else "no sound")
+        self.sound_label.setText(short)
         self.sound_label.setToolTip(text)      # the whole reason (ElidedLabel's own tooltip is the short text)
+        self.sound_label.ensurePolished()
+        self.sound_label.setMinimumWidth(self.sound_label.fontMetrics().horizontalAdvance(short) + 8 if short else 0)
         self.mute_check.setToolTip("Sound of the episode (Qt Multimedia) while playing (M)"
                                    + (f"\n{text}" if text else ""))
 

@@ -316,8 +316,10 @@ def test_atlas_region_labels_name_the_largest_regions_facing_each_view(cortex, q
         for k in np.unique(labels[labels > 0]):
             members = np.flatnonzero(labels == k)
             anchor = members[np.argmin(((coords[members] - coords[members].mean(0)) ** 2).sum(1))]
-            if (anchor < n_left) == (hemi == "left") and normals[anchor] @ toward > 0.35:
-                facing.append((members.size, int(anchor), cortex.session.atlas.names[k - 1]))
+            name = cortex.session.atlas.names[k - 1]
+            if (anchor < n_left) == (hemi == "left") and normals[anchor] @ toward > 0.35 and \
+                    cortex._label_fits(ren, coords[anchor], short_region_name(name)):
+                facing.append((members.size, int(anchor), name))
         facing.sort(key=lambda t: -t[0])
         want = [(short_region_name(name), anchor) for _size, anchor, name in facing[:1]]
         assert shown == want, (hemi, side)
@@ -325,6 +327,10 @@ def test_atlas_region_labels_name_the_largest_regions_facing_each_view(cortex, q
             named_views += 1
             # the name is drawn where the region is: pixels change around its centre
             x, y = _display_xy(cortex, i, shown[0][1])
+            x0, y0, x1, y1 = ren.GetViewport()          # the name's box lies inside its viewport
+            w, h = cortex.plotter.window_size
+            half = 0.5 * 0.62 * 13 * len(shown[0][0])
+            assert x0 * w <= x - half and x + half <= x1 * w and (1 - y1) * h <= y - 8 and y + 8 <= (1 - y0) * h
             box = (slice(max(y - 8, 0), y + 9), slice(max(x - 25, 0), x + 26))
             changed = (np.abs(shot[box].astype(int) - plain[box]).sum(-1) > 40).sum()
             assert changed > 20, (side, changed)
