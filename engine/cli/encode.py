@@ -184,12 +184,15 @@ def _run(args, summary) -> int:
             outs = {layer: (res, Path(args.out).with_name(f"{Path(args.out).stem}-{layer.replace('/', '_')}.h5"))
                     for layer, res in fitted.items()}
         else:
-            res = run_job(fit_job(spaces, brain, options, **dask), "encode", args.no_progress)
+            # on the Gram path the result is written to --out as it is fit (per target batch)
+            res = run_job(fit_job(spaces, brain, options, out_path=Path(args.out), verbose=True, **dask), "encode",
+                          args.no_progress)
             outs = {"+".join(spaces): (res, Path(args.out))}
     print_warnings(caught)
     summary["results"] = []
     for name, (result, out) in outs.items():
-        result.save(out)
+        if result.provenance.get("result_path") != str(out):     # not written by the fit itself
+            result.save(out)
         print_result(name, result, args.top)
         print(f"saved {out}")
         summary["results"].append(result_summary(name, result, out, args.top))

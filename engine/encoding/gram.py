@@ -60,7 +60,7 @@ from ..jobs import CancelToken, Progress, run_sync
 from ..timeline import align_lengths
 
 __all__ = ["fit_encoding_gram_job", "fit_encoding_gram", "nested_ridge_gram_job", "estimate_memory",
-           "available_memory", "gram_supported", "RunPlan", "GramFold", "read_run"]
+           "available_memory", "gram_supported", "RunPlan", "GramFold", "read_run", "NotEnoughMemoryError"]
 
 #: Fraction of the available memory a fit plans to use.
 MEMORY_FRACTION = 0.7
@@ -69,6 +69,11 @@ STAGE_IN_MEMORY_BYTES = 5.0e8
 
 
 # ---------------------------------------------------------------------------- memory
+class NotEnoughMemoryError(ConfigError):
+    """Even one target batch of a Gram fit does not fit in the memory available (raised before
+    any data is read; the message names the memory needed and available)."""
+
+
 def available_memory(backend: str = "numpy") -> int:
     """Bytes free for a fit: ``torch.cuda.mem_get_info`` on CUDA, MemAvailable on the CPU."""
     if str(backend) in ("torch_cuda", "cuda"):
@@ -91,12 +96,6 @@ def available_memory(backend: str = "numpy") -> int:
 def _fixed_bytes(p: int) -> int:
     # G, A, V (float64) and the eigensolver's workspace (about one more p^2)
     return 8 * p * p * 4
-
-
-def _batch_bytes(p: int, n_max: int, n_test: int, tb: int) -> int:
-    """Temporaries that grow with the target batch (float64)."""
-    n_small = min(n_max, p)
-    return 8 * tb * (3 * p + 4 * n_max + 2 * n_test) + 8 * (3 * n_max * p + 2 * n_small * n_small)
 
 
 def estimate_memory(n_runs: int, n_trs_per_run: int, n_features: int, n_targets: int,
@@ -136,9 +135,14 @@ def estimate_memory(n_runs: int, n_trs_per_run: int, n_features: int, n_targets:
     staged = 4 * n_total * (p + t)
     if stage_in_memory is None:
         stage_in_memory = staged <= STAGE_IN_MEMORY_BYTES
-    total = _fixed_bytes(p) + 8 * p * t if 8 * p * t <= 0.25 * staged + 64e6 else _fixed_bytes(p)
-    total += _batch_bytes(p, n, n, tb)
-    total += 4 * n * (raw + 2 * p) + 8 * n * p + 8 * n * tb * 3   # one run, brain data by column batches
+    n_train = (int(n_runs) - 1) * n            # leave-one-run-out
+    primal = n_train >= p
+    n_kernel = 0 if primal else n_train
+    total = _fold_fixed_bytes(p, n, n, n_kernel, primal)
+    total += 4 * n * (raw + 2 * p) + 8 * n * p        # one run as read, delayed and in float64
+    if primal:
+        total += 8 * p * t                            # B = X^T Y (on disk when large)
+    total += _per_target_bytes(p, n, n, n_kernel, primal, n) * tb
     if stage_in_memory:
         total += staged
     if keep_predictions:
@@ -154,12 +158,41 @@ def _format_bytes(b: float) -> str:
     return f"{b:.1f} TB"  # pragma: no cover
 
 
-def _choose_batch(p: int, n_max: int, n_test: int, n_targets: int, budget: float,
-                  fixed: float) -> int:
-    left = budget - fixed - _batch_bytes(p, n_max, n_test, 0)
-    per_target = _batch_bytes(p, n_max, n_test, 1) - _batch_bytes(p, n_max, n_test, 0)
-    tb = int(left // per_target) if left > 0 else 0
-    return int(min(n_targets, tb))
+#: Smallest target batch a fit plans for when a soft memory target is lower (batches this small
+#: still make efficient GEMMs); the hard limit is never exceeded.
+MIN_BATCH = 64
+
+
+def _fold_fixed_bytes(p: int, n_max: int, n_test: int, n_kernel: int, primal: bool) -> int:
+    """Per-fold memory that does not grow with the target batch (float64).
+
+    Primal folds: G, the downdated A, V and the eigensolver's workspace (``_fixed_bytes``), one
+    inner fold's ``Q`` and ``Q D`` (``n_max x p``) and its ``n_max^2`` system. Kernel folds: the
+    training rows (``n_kernel x p``), the kernel, its eigenvectors and workspace (``3 n_kernel^2``),
+    the test rows' kernel (``n_test x (n_kernel + p)``) and the inner fold's ``Q`` and system.
+    """
+    out = 0
+    if primal:
+        n_small = min(n_max, p)                   # Woodbury (n_v^2) or p x p system
+        out = _fixed_bytes(p) + 8 * (2 * n_max * p + 2 * n_small * n_small)
+    if n_kernel:
+        k = 8 * (n_kernel * p + 3 * n_kernel * n_kernel + n_test * (n_kernel + p)
+                 + 2 * n_max * n_kernel + 2 * n_max * n_max)
+        out = max(out, k + (8 * p * p if primal else 0))    # G is held while kernel folds run
+    return int(out)
+
+
+def _per_target_bytes(p: int, n_max: int, n_test: int, n_kernel: int, primal: bool, n_run: int) -> int:
+    """Memory per target of the batch: the fold's float64 blocks (``B - X_T^T Y_T``, ``Z``, the
+    coefficients, validation targets, two residual blocks, the test predictions and data) or,
+    in the reading pass (the larger of the two), one run's brain batch as read and prepared
+    (float32 + float64 copies)."""
+    per = 0
+    if primal:
+        per = 8 * (3 * p + 4 * n_max + 2 * n_test)
+    if n_kernel:
+        per = max(per, 8 * (4 * n_kernel + 4 * n_max + 2 * n_test) + 4 * n_kernel)
+    return int(max(per, 28 * n_run))
 
 
 # ---------------------------------------------------------------------------- array ops
@@ -180,7 +213,20 @@ class _Ops:
     def host(self, a) -> np.ndarray:
         return np.asarray(self.bk.to_numpy(a), dtype=np.float64)
 
-    def eigh(self, a):
+    def eigh(self, a, overwrite: bool = False):
+        """Ascending eigenvalues (clipped at 0) and eigenvectors of symmetric ``a`` (its lower
+        triangle is read). ``overwrite``: ``a`` may be destroyed (numpy: no copy of it is made,
+        one ``p^2`` less at the peak)."""
+        if overwrite and self.torch is None and isinstance(a, np.ndarray) and a.dtype == np.float64 \
+                and a.flags.c_contiguous and a.shape[0] >= 128:
+            import scipy.linalg
+
+            from .backends import _one_blas_thread
+
+            with _one_blas_thread():       # as NumpyBackend.eigh (memory-bound reduction)
+                # a.T is Fortran-ordered: LAPACK works in place on it (a symmetric: same matrix)
+                s, v = scipy.linalg.eigh(a.T, lower=False, driver="evr", overwrite_a=True, check_finite=False)
+            return np.maximum(s, 0.0), v
         s, v = self.bk.eigh(a)
         return self.bk.clip_min(s, 0.0), v
 
@@ -398,7 +444,7 @@ def _solve_outer_fold(f: int, plan: RunPlan, staged: _Staged, G: np.ndarray, B, 
     """Generator: one :class:`GramFold` per target batch of outer fold ``f``."""
     test, groups = plan.test_runs[f], plan.inner[f]
     n_train_rows = sum(staged.n_rows(r) for r in plan.train_runs[f])
-    if n_train_rows < G.shape[0]:
+    if G is None or n_train_rows < G.shape[0]:     # no Gram accumulated: every fold is a kernel fold
         yield from _solve_outer_fold_dual(f, plan, staged, alphas, backend, n_targets_batch, n_targets, token)
         return
     ops = _Ops(backend)
@@ -408,8 +454,9 @@ def _solve_outer_fold(f: int, plan: RunPlan, staged: _Staged, G: np.ndarray, B, 
     for x in x_test:
         x64 = x.astype(np.float64)
         A -= x64.T @ x64
-    A = (A + A.T) / 2
-    s, V = ops.eigh(ops.dev(A))
+        del x64
+    # eigh reads one triangle (no symmetrised copies) and, on numpy, overwrites A in place
+    s, V = ops.eigh(ops.dev(A), overwrite=True)
     del A
     p = G.shape[0]
     for start in range(0, n_targets, n_targets_batch):
@@ -444,41 +491,43 @@ def _solve_outer_fold(f: int, plan: RunPlan, staged: _Staged, G: np.ndarray, B, 
             del Q, yg
         cv /= len(groups)
         best = np.argmax(cv + 1e-10 * log_alphas[:, None], axis=0)
-        scale = ops.dev(1.0 / (ops.host(s)[:, None] + alphas[best][None, :]))
-        W = Z * scale                                            # V^T coef, n_features x batch
+        W = _scale_rows(ops, Z, s, alphas[best])                 # V^T coef, n_features x batch (in Z)
         preds = [(ops.dev(x) @ V @ W) for x in x_test]
         preds = [np.asarray(ops.bk.to_numpy(pr), dtype=np.float32) for pr in preds]
-        del Z, W, scale
+        del Z, W
         yield GramFold(fold=f, cols=cols, best_index=best, cv_scores=cv, predictions=preds,
                        measured=[staged.Y(r, cols) for r in test])
 
 
-#: Alphas whose residuals are formed in one GEMM, up to this many bytes of them.
-STACK_BYTES = 64e6
+def _scale_rows(ops: _Ops, Z, s, alpha_per_target: np.ndarray, rows: int = 512):
+    """``Z / (s[:, None] + alpha[None, :])`` in place (the coefficients in the eigenbasis), by
+    blocks of rows so that no second (k, batch) array is made."""
+    a = ops.dev(np.asarray(alpha_per_target, dtype=np.float64)[None, :])
+    for r0 in range(0, Z.shape[0], rows):
+        Z[r0:r0 + rows] /= s[r0:r0 + rows, None] + a
+    return Z
 
 
 def _woodbury_scores(ops: _Ops, Q, weights, Z, yg, cv: np.ndarray) -> None:
     """Subtract each alpha's validation MSE of one inner fold from ``cv`` (n_alphas, batch).
 
     ``Q`` (n_v, k), ``weights[i]`` (k,) the diagonal ``D`` of alpha i, ``Z`` (k, batch), ``yg``
-    (n_v, batch): residuals with the fold ``r = yg - Q D Z``, without it ``(I - Q D Q^T)^-1 r``.
-    The residuals of several alphas come from one stacked GEMM; each small system is inverted
-    once (Cholesky) and applied as a GEMM.
+    (n_v, batch): residuals with the fold ``r = yg - Q D Z``, without it ``(I - Q D Q^T)^-1 r``
+    (one Cholesky factorisation and solve per alpha). One alpha at a time: the temporaries are
+    one ``Q``, one ``n_v x n_v`` system and two residual blocks, whatever the alpha grid.
     """
-    n_v, nb = Q.shape[0], yg.shape[1]
-    step = int(max(1, min(len(weights), STACK_BYTES // max(1, 8 * n_v * (nb + Q.shape[1])))))
-    eye = ops.eye(n_v)
-    for i0 in range(0, len(weights), step):
-        ws = weights[i0:i0 + step]
-        qds = [Q * w[None, :] for w in ws]
-        stacked = ops.bk.concatenate(qds, 0) @ Z                 # (len(ws) * n_v, batch)
-        for j, qd in enumerate(qds):
-            resid = yg - stacked[j * n_v:(j + 1) * n_v]          # residuals of the fit with the fold
-            k_inv = ops.chol_solve(eye - qd @ Q.T, eye)          # (I - H)^-1, n_v x n_v
-            e = k_inv @ resid                                    # ... and without it
-            cv[i0 + j] -= ops.host((e * e).mean(0))
-            del resid, k_inv, e
-        del qds, stacked
+    for i, w in enumerate(weights):
+        qd = Q * w[None, :]                                      # Q D
+        resid = yg - qd @ Z                                      # residuals of the fit with the fold
+        k = qd @ Q.T                                             # H = Q D Q^T, n_v x n_v
+        del qd
+        k *= -1.0
+        k = ops.add_diag(k, 1.0)                                 # I - H
+        e = ops.chol_solve(k, resid)                             # ... and without it
+        del k, resid
+        e *= e
+        cv[i] -= ops.host(e.mean(0))
+        del e
 
 
 def _solve_outer_fold_dual(f: int, plan: RunPlan, staged: "_Staged", alphas: np.ndarray, backend: str,
@@ -495,7 +544,7 @@ def _solve_outer_fold_dual(f: int, plan: RunPlan, staged: "_Staged", alphas: np.
     sizes = [staged.n_rows(r) for r in train]
     starts = dict(zip(train, np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()))
     xtr = ops.dev(np.concatenate([staged.X(r) for r in train], 0))      # n_train, n_features
-    s, U = ops.eigh(xtr @ xtr.T)
+    s, U = ops.eigh(xtr @ xtr.T, overwrite=True)
     x_test = [ops.dev(staged.X(r)) for r in test]
     ktu = [(x @ xtr.T) @ U for x in x_test]                               # n_test, n_train
     del xtr
@@ -515,8 +564,7 @@ def _solve_outer_fold_dual(f: int, plan: RunPlan, staged: "_Staged", alphas: np.
             del Q, yg
         cv /= len(groups)
         best = np.argmax(cv + 1e-10 * log_alphas[:, None], axis=0)
-        scale = ops.dev(1.0 / (ops.host(s)[:, None] + alphas[best][None, :]))
-        W = Z * scale
+        W = _scale_rows(ops, Z, s, alphas[best])
         preds = [np.asarray(ops.bk.to_numpy(k @ W), dtype=np.float32) for k in ktu]
         del Z, W, ytr
         yield GramFold(fold=f, cols=cols, best_index=best, cv_scores=cv, predictions=preds,
@@ -575,7 +623,8 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
                           memory_limit_bytes: Optional[float] = None, scratch_dir=None,
                           stage_in_memory: Optional[bool] = None, scheduler=None,
                           n_chunks: Optional[int] = None, token: Optional[CancelToken] = None,
-                          on_batch=None, on_run=None, keep_predictions: bool = True, verbose: bool = False):
+                          on_batch=None, on_run=None, keep_predictions: bool = True, verbose: bool = False,
+                          memory_target_bytes: Optional[float] = None):
     """Nested run-grouped ridge CV on runs read one at a time; a job (Progress per fold and batch).
 
     Parameters
@@ -595,7 +644,11 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
         given a batch of the run's columns and must treat columns independently (drift
         regression and z-scoring do).
     memory_limit_bytes : float, optional
-        Memory the fit may use (default: 70% of what is available on the device).
+        Memory the fit may use (default: 70% of what is available on the device); a fit that
+        cannot hold one target within it stops with a ConfigError before reading any data.
+    memory_target_bytes : float, optional
+        Memory the fit aims at (e.g. tied to the size of the brain data): the target batch is
+        chosen from it (at least ``MIN_BATCH`` targets, never above ``memory_limit_bytes``).
     scheduler : None, "local", address or Client
         Run chunks of outer folds on Dask (:func:`engine.encoding.distributed.run_tasks`).
     on_batch : callable ``(GramFold) -> None``, optional
@@ -630,41 +683,56 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
     del x0
     n_max = max(len(g) for fold in plan.inner for g in fold) * n_max_raw
     n_test_max = max(len(t) for t in plan.test_runs) * n_max_raw
-    budget = float(memory_limit_bytes) if memory_limit_bytes is not None else \
+    # a fold whose training runs have at least p TRs is solved in primal form (the p x p Gram,
+    # downdated), one with fewer in kernel form (n_train^2 < p^2): the Gram totals G and B are
+    # accumulated only when some fold needs them (raw lengths bound the prepared ones)
+    raw_rows = [int(sh[0]) for sh in y_shapes]
+    train_rows = [sum(raw_rows[r] for r in tr) for tr in plan.train_runs]
+    primal = any(n >= p for n in train_rows)
+    n_kernel = max([n for n in train_rows if n < p], default=0)
+    hard = float(memory_limit_bytes) if memory_limit_bytes is not None else \
         MEMORY_FRACTION * available_memory(backend)
-    est_full = estimate_memory(n_runs, n_max_raw, p, n_targets, alphas.size, None,
-                               keep_predictions=keep_predictions, stage_in_memory=stage_in_memory)
+    # the batch is chosen from the soft target (e.g. tied to the brain data's size), never above the
+    # hard limit, and at least the batch a minimal fit needs
+    budget = hard if memory_target_bytes is None else min(hard, float(memory_target_bytes))
     staged_bytes = 4 * n_runs * n_max_raw * (p + n_targets)
     if stage_in_memory is None:
         stage_in_memory = staged_bytes <= min(STAGE_IN_MEMORY_BYTES, 0.3 * budget)
-    host_fixed = 8 * p * p * 2 + (2 * 4 * n_runs * n_max_raw * n_targets if keep_predictions else 0) \
-        + (staged_bytes if stage_in_memory else 0) + 4 * n_max_raw * p * 3 + 8 * n_max_raw * p
-    b_in_memory = 8 * p * n_targets <= 0.25 * budget
-    if b_in_memory:
-        host_fixed += 8 * p * n_targets
-    fixed = _fixed_bytes(p) + (host_fixed if str(backend) not in ("torch_cuda", "cuda") else 0)
+    on_host = str(backend) not in ("torch_cuda", "cuda")
+    b_in_memory = primal and 8 * p * n_targets <= 0.25 * budget
+    host_fixed = (8 * p * p if primal and not on_host else 0) + \
+        (2 * 4 * n_runs * n_max_raw * n_targets if keep_predictions else 0) \
+        + (staged_bytes if stage_in_memory else 0) + 4 * n_max_raw * p * 3 + 8 * n_max_raw * p \
+        + (8 * p * n_targets if b_in_memory else 0)
+    fixed = _fold_fixed_bytes(p, n_max, n_test_max, n_kernel, primal) + (host_fixed if on_host else 0)
+    per_target = _per_target_bytes(p, n_max, n_test_max, n_kernel, primal, n_max_raw if on_host else 0)
     if n_targets_batch is None:
-        n_targets_batch = _choose_batch(p, n_max, n_test_max, n_targets, budget, fixed)
+        left = max(budget, fixed + per_target * min(n_targets, MIN_BATCH)) - fixed
+        n_targets_batch = int(min(n_targets, left // per_target)) if left > 0 else 0
     n_targets_batch = int(n_targets_batch)
-    need_one = fixed + _batch_bytes(p, n_max, n_test_max, 1)
-    if n_targets_batch < 1 or need_one > budget:
-        raise ConfigError(expected_found(
+    need_one = fixed + per_target
+    if n_targets_batch < 1 or need_one > hard:
+        raise NotEnoughMemoryError(expected_found(
             f"memory for the Gram ridge fit ({p} features, runs of up to {n_max_raw} TRs, "
             f"inner folds of up to {n_max} TRs, {backend})",
-            f"at most {_format_bytes(budget)} (available to this fit)",
+            f"at most {_format_bytes(hard)} (available to this fit)",
             f"{_format_bytes(need_one)} needed for a single target; use fewer features "
             "(PCA, fewer delays) or a machine with more memory"))
     n_targets_batch = max(1, min(n_targets_batch, n_targets))
-    estimate = estimate_memory(n_runs, n_max_raw, p, n_targets, alphas.size, n_targets_batch,
-                               keep_predictions=keep_predictions, stage_in_memory=stage_in_memory)
+    estimate = int(fixed + per_target * n_targets_batch)
+    est_full = int(fixed + per_target * n_targets)
     n_batches = math.ceil(n_targets / n_targets_batch)
     n_folds = len(plan.test_runs)
     total = n_runs + n_folds * n_batches
-    msg = (f"Gram ridge: {n_runs} runs, {p} features, {n_targets} targets in batches of {n_targets_batch}; "
-           f"memory estimate {_format_bytes(estimate)} (all targets at once: {_format_bytes(est_full)}), "
-           f"available {_format_bytes(budget)}")
+    form = "primal and kernel folds" if primal and n_kernel else ("primal (Gram) folds" if primal else
+                                                                  "kernel folds (fewer TRs than features)")
+    msg = (f"Gram ridge: {n_runs} runs, {p} features, {n_targets} targets in batches of {n_targets_batch}, "
+           f"{form}; memory estimate {_format_bytes(estimate)} (all targets at once: {_format_bytes(est_full)}), "
+           f"budget {_format_bytes(budget)}, available {_format_bytes(hard)}")
     if verbose:
-        print(msg, flush=True)
+        import sys
+
+        print(msg, file=sys.stderr, flush=True)
     yield Progress(0, total, msg)
 
     # ---- one pass: prepare, stage, accumulate G and B ----------------------------------
@@ -677,16 +745,15 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
     folder = None if stage_in_memory else str(scratch.enter_context(temp_folder("gram", parent=scratch_dir)))
     staged = _Staged(folder)
     try:
-        G = np.zeros((p, p), dtype=np.float64)
-        if b_in_memory:
+        G = np.zeros((p, p), dtype=np.float64) if primal else None
+        if not primal:
+            B = None
+        elif b_in_memory:
             B = np.zeros((p, n_targets), dtype=np.float64)
         else:
-            if folder is None:
-                folder = str(scratch.enter_context(temp_folder("gram")))
-                staged_b_dir = folder
-            else:
-                staged_b_dir = folder
-            B = np.lib.format.open_memmap(os.path.join(staged_b_dir, "B.npy"), mode="w+",
+            b_dir = folder if folder is not None else str(scratch.enter_context(temp_folder("gram",
+                                                                                            parent=scratch_dir)))
+            B = np.lib.format.open_memmap(os.path.join(b_dir, "B.npy"), mode="w+",
                                           dtype=np.float64, shape=(p, n_targets))
         lengths = []
         measured = [] if keep_predictions else None
@@ -699,8 +766,9 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
             if not np.all(np.isfinite(x)):
                 raise DataError(expected_found(f"features of run {i}", "finite values", "NaN or inf"))
             n_i = x.shape[0]
-            x64 = x.astype(np.float64)
-            G += x64.T @ x64
+            x64 = x.astype(np.float64) if primal else None
+            if primal:
+                G += x64.T @ x64
             y_out = staged.open_y(n_i, n_targets, n_targets_batch)
             if keep_predictions:
                 measured.append(y_out if folder is None else np.empty((n_i, n_targets), np.float32))
@@ -713,7 +781,8 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
                                                        (n_i, cols.stop - cols.start), yb.shape))
                 if not np.all(np.isfinite(yb)):
                     raise DataError(expected_found(f"brain run {i}", "finite values", "NaN or inf"))
-                B[:, cols] += x64.T @ yb.astype(np.float64)
+                if primal:
+                    B[:, cols] += x64.T @ yb.astype(np.float64)
                 y_out[:, cols] = yb
                 if keep_predictions and folder is not None:
                     measured[i][:, cols] = yb
@@ -756,7 +825,8 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
             n_chunks = int(n_chunks or min(n_folds, 4))
             chunks = [list(map(int, c)) for c in np.array_split(np.arange(n_folds), n_chunks) if len(c)]
             tasks = [Task(_fold_chunk_task, (c,), name=f"folds {c[0] + 1}-{c[-1] + 1}") for c in chunks]
-            shared = dict(plan=plan, staged_spec=staged.spec(), G=G, B=np.asarray(B), alphas=alphas,
+            shared = dict(plan=plan, staged_spec=staged.spec(), G=G,
+                          B=None if B is None else np.asarray(B), alphas=alphas,
                           backend=backend, n_targets_batch=n_targets_batch, n_targets=n_targets)
             gen = run_tasks(tasks, scheduler=scheduler, token=token, shared=shared, message="chunk of folds")
             while True:
@@ -841,7 +911,7 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
                           memory_limit_bytes: Optional[float] = None, scratch_dir=None,
                           stage_in_memory: Optional[bool] = None,
                           scheduler=None, n_chunks: Optional[int] = None, verbose: bool = False,
-                          **option_overrides):
+                          memory_target_bytes: Optional[float] = None, **option_overrides):
     """Job form of :func:`fit_encoding_gram`: the nested ridge of :func:`~engine.encoding.fit.fit_encoding_job`
     with Gram downdates (see the module docstring); returns an :class:`EncodingResult`.
 
@@ -858,6 +928,9 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
         reads them).
     memory_limit_bytes : float, optional
         Memory the fit may use (default 70% of what is available).
+    memory_target_bytes : float, optional
+        Memory the fit aims at, from which the target batch is chosen (the pipeline ties it to
+        the size of the brain data); see :func:`nested_ridge_gram_job`.
     scheduler, n_chunks
         Chunks of outer folds on Dask (identical results).
 
@@ -1011,7 +1084,7 @@ def fit_encoding_gram_job(X_runs, Y_runs, options=None, tr_s: Optional[float] = 
                                      scratch_dir=scratch_dir, stage_in_memory=stage_in_memory,
                                      scheduler=scheduler, n_chunks=n_chunks,
                                      token=token, on_batch=on_batch, on_run=on_run, keep_predictions=keep,
-                                     verbose=verbose)
+                                     verbose=verbose, memory_target_bytes=memory_target_bytes)
         out = yield from core
     except BaseException:
         if writer_ctx is not None:

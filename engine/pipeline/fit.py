@@ -19,7 +19,8 @@ import numpy as np
 from ..errors import ConfigError
 from ..jobs import Progress
 
-__all__ = ["check_inputs", "FitInputWarning", "fit_job", "fit_per_layer_job", "partition_job", "fit_kwargs", "describe_fit", "use_gram"]
+__all__ = ["check_inputs", "FitInputWarning", "fit_job", "fit_per_layer_job", "partition_job", "fit_kwargs", "describe_fit", "use_gram",
+           "gram_memory_target", "brain_bytes"]
 
 
 def fit_kwargs(brain, options, confounds_runs=None) -> Dict[str, Any]:
@@ -87,7 +88,7 @@ def check_inputs(spaces, brain, options, tr_s=None) -> List[str]:
 
 def fit_job(spaces: Dict[str, List[np.ndarray]], brain, options, space_label: Optional[str] = None,
             provenance: Optional[Dict[str, Any]] = None, token=None, scheduler=None, n_chunks=None,
-            n_workers=None, confounds_runs=None):
+            n_workers=None, confounds_runs=None, out_path=None, verbose: bool = False):
     """Job: one cross-validated encoding model of ``spaces`` (several: banded or joint) -> EncodingResult.
 
     Parameters
@@ -103,6 +104,17 @@ def fit_job(spaces: Dict[str, List[np.ndarray]], brain, options, space_label: Op
         Fit chunks of targets on Dask (:func:`engine.encoding.distributed.fit_encoding_distributed_job`).
     confounds_runs : list of (n_trs_run, k) arrays, optional
         Confounds regressed out of each brain run.
+    out_path : path, optional
+        On the Gram path, the result is written there (HDF5, atomically) as it is fit, the
+        predictions and measured data per target batch; the returned result then holds none in
+        memory and ``result.provenance["result_path"]`` names the file (the other paths leave
+        saving to the caller).
+    verbose : bool
+        Print the Gram path's memory estimate (and target batch) before the fit.
+
+    On the Gram path the target batch is chosen from a memory target tied to the size of the
+    brain data (:func:`gram_memory_target`), so that the fit's own memory stays about half the
+    brain data beside it (never below what one batch needs, never above what is available).
     """
     from ..encoding.fit import fit_encoding_job
 
@@ -118,7 +130,8 @@ def fit_job(spaces: Dict[str, List[np.ndarray]], brain, options, space_label: Op
         job = fit_encoding_distributed_job(spaces, brain.runs, scheduler=scheduler, n_chunks=n_chunks,
                                            n_workers=n_workers, token=token, **kw)
     elif use_gram(spaces, brain.runs, kw["options"], kw["tr_s"]):
-        job = _gram_or_fallback(spaces, brain.runs, token, kw)
+        gram_kw = dict(out_path=out_path, verbose=verbose, memory_target_bytes=gram_memory_target(brain.runs))
+        job = _gram_or_fallback(spaces, brain.runs, token, kw, gram_kw)
     else:
         job = fit_encoding_job(spaces, brain.runs, token=token, **kw)
     return (yield from job)
@@ -128,34 +141,56 @@ def fit_job(spaces: Dict[str, List[np.ndarray]], brain, options, space_label: Op
 #: Gram path (:mod:`engine.encoding.gram`: cost grows with the data, not the folds; memory bounded
 #: by features^2, a target batch and one run). Below it the direct path is as fast and exact.
 GRAM_MIN_CELLS = 4_000_000
+#: Brain data at least this large (bytes) also takes the Gram path, whatever the features: the
+#: direct path holds several whole copies of it (measured, z-scored, predicted), the Gram path
+#: one target batch (it reads and writes the runs per batch).
+GRAM_MIN_BRAIN_BYTES = 1 << 28
+#: The Gram path's memory target, as a fraction of the brain data (which is in memory beside
+#: it), and its floor (small fits: one batch of every target).
+GRAM_MEMORY_PER_BRAIN = 0.5
+GRAM_MEMORY_FLOOR_BYTES = 1 << 28
+
+
+def brain_bytes(runs) -> int:
+    """Bytes of the brain runs as float32 (what the fit reads)."""
+    return int(sum(4 * int(np.prod(np.shape(r))) for r in runs))
+
+
+def gram_memory_target(runs) -> float:
+    """Memory the Gram path aims at for these brain runs: ``GRAM_MEMORY_PER_BRAIN`` x their size,
+    at least ``GRAM_MEMORY_FLOOR_BYTES`` (the target batch follows from it)."""
+    return float(max(GRAM_MEMORY_PER_BRAIN * brain_bytes(runs), GRAM_MEMORY_FLOOR_BYTES))
 
 
 def use_gram(spaces, runs, options, tr_s=None) -> bool:
     """Whether a fit goes through the Gram path: supported settings, >= 3 runs (so inner folds are
-    whole runs too) and a problem large enough for it to pay."""
+    whole runs too) and a problem large enough for it to pay, in time (training TRs x model
+    columns >= ``GRAM_MIN_CELLS``) or in memory (brain data >= ``GRAM_MIN_BRAIN_BYTES``)."""
     from ..encoding.gram import gram_supported
 
     ok, _why = gram_supported(options, n_spaces=len(spaces))
     if not ok or len(runs) < 3:
         return False
-    n_trs = sum(int(np.asarray(r).shape[0]) for r in runs)
+    n_trs = sum(int(np.shape(r)[0]) for r in runs)
     n_delays = len(options.resolved_delays(tr_s)) if (tr_s or options.delays is not None) else 4
-    n_cols = sum(int(np.asarray(v[0]).shape[1]) for v in spaces.values()) * n_delays
-    return n_trs * n_cols >= GRAM_MIN_CELLS
+    n_cols = sum(int(np.shape(v[0])[1]) for v in spaces.values()) * n_delays
+    return n_trs * n_cols >= GRAM_MIN_CELLS or brain_bytes(runs) >= GRAM_MIN_BRAIN_BYTES
 
 
-def _gram_or_fallback(spaces, runs, token, kw):
+def _gram_or_fallback(spaces, runs, token, kw, gram_kw=None):
     """The Gram job; when its CV plan turns out not to be made of whole runs (e.g. one stimulus in
     the training set), the direct job instead: the same answer, found another way."""
     from ..encoding.fit import fit_encoding_job
-    from ..encoding.gram import fit_encoding_gram_job
+    from ..encoding.gram import NotEnoughMemoryError, fit_encoding_gram_job
     from ..errors import ConfigError
 
-    gen = fit_encoding_gram_job(spaces, runs, token=token, **kw)
+    gen = fit_encoding_gram_job(spaces, runs, token=token, **kw, **(gram_kw or {}))
     try:
         first = next(gen)
     except StopIteration as stop:
         return stop.value
+    except NotEnoughMemoryError:
+        raise                      # the direct path would need more: say so before reading anything
     except ConfigError:
         return (yield from fit_encoding_job(spaces, runs, token=token, **kw))
     yield first
