@@ -128,7 +128,8 @@ class StateStore:
 
 # ---- the window side: recent menu, camera per project, session, preferences, help ----------------
 SHORTCUTS = (("Space", "play / pause"), ("← / →", "previous / next TR"), (", / .", "previous / next video frame"),
-             ("Home / End", "start / end of the episode"), ("Ctrl+O", "open a project"), ("Ctrl+R", "new analysis"),
+             ("Home / End", "start / end of the episode"), ("M", "mute / unmute the sound"),
+             ("Ctrl+O", "open a project"), ("Ctrl+R", "new analysis"),
              ("mouse wheel (plot)", "zoom the time course; drag pans"),
              ("drag / wheel (cortex)", "turn / zoom the cortex; click picks a vertex"))
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "index.md"
