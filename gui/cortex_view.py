@@ -13,6 +13,16 @@ Two hosts for the same PyVista plotter:
 
 A click (press and release without moving) picks a vertex in both hosts and selects it
 in the :class:`~engine.state.AppState`. VTK is touched only on the GUI thread.
+
+Speed on software OpenGL (llvmpipe under Xvfb or a remote desktop), where a TR step is
+mostly rasterisation: one render per update (on the QtInteractor a paint request, whose
+``paintGL`` renders once), one headlight instead of pyvista's five-light kit (the material's
+ambient/diffuse keep the kit's brightness), back faces of closed surfaces culled, and the
+colour bar repainted only when its scale changes. ``bench/cortex.py`` times it.
+
+Atlas region names (cortex controls, "region names"): per viewport, the largest regions
+whose centre faces its camera and fits inside it, plus the selected region; VTK's label
+placer leaves out a name that would overlap a larger region's.
 """
 
 from __future__ import annotations
