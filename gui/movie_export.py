@@ -99,8 +99,12 @@ def movie_job(request: MovieRequest, token=None):
         err = child.stderr.read()
     finally:
         if child.poll() is None:   # cancelled (generator closed) or failed while reading
-            child.kill()
-            child.wait()
+            child.terminate()      # the child removes its unfinished temporary file
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
         child.stdout.close()
         child.stderr.close()
     if child.returncode != 0 or done is None:
@@ -113,7 +117,14 @@ def movie_job(request: MovieRequest, token=None):
 
 def _child_main(argv: List[str]) -> int:
     """``python -m gui.movie_export REQUEST_JSON``: open the project and write the movie."""
+    import signal
+
     from engine.errors import AlignScopeError
+
+    def stop(_signum, _frame):   # cancelled: unwind, so that the temporary file is removed
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, stop)
 
     try:
         request = MovieRequest(**json.loads(argv[0]))

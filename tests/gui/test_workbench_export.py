@@ -100,3 +100,24 @@ def test_movie_dialog_writes_the_movie_in_the_background(qtbot, window, syntheti
     h, w = frames[0].shape[:2]
     assert h == 720 and w > 2 * 480                          # two 360-px rows; lateral + medial columns
     assert "Movie written" in window.status_label.text() and "4 frames" in window.status_label.text()
+
+
+def test_cancelling_the_movie_job_leaves_no_file(qtbot, session, synthetic, tmp_path):
+    from engine.jobs import Job
+    from gui.movie_export import MovieRequest, movie_job
+    from gui.workers import JobManager
+
+    out = tmp_path / "clips" / "long.mp4"
+    out.parent.mkdir()
+    request = MovieRequest(project=str(synthetic.project_path), run=session.run_names[0], layer="measured",
+                           start_s=0.0, stop_s=5.0, fps=30.0, out=str(out), result=session.result_name)
+    manager = JobManager()
+    frames = []
+    handle = manager.start(Job("movie", lambda token: movie_job(request, token)))
+    handle.progress.connect(lambda p: frames.append(p.step) if p.total else None)
+    qtbot.waitUntil(lambda: len(frames) > 0 or not handle.running, timeout=60000)
+    assert handle.running, handle.error
+    handle.cancel()
+    qtbot.waitUntil(lambda: not handle.running, timeout=30000)
+    assert handle.state == "cancelled"
+    assert frames[-1] < 150 and list(out.parent.iterdir()) == []     # stopped early; no file, no temporary
