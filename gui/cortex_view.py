@@ -1193,6 +1193,8 @@ class CortexView(_OffscreenResize, QWidget):
             self._datasets.clear()
             self._markers.clear()
             self._mesh_actors.clear()
+            for (_h, _s, ren), layer in zip(self._renderers, self._region_label_layers):
+                ren.RemoveObserver(layer["observer"])     # its callback holds this view
             self._renderers.clear()
             self._labels.clear()
             self._region_label_layers.clear()
