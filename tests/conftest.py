@@ -50,3 +50,15 @@ def demo_project(tmp_path_factory) -> Path:
         raise RuntimeError(f"main.py demo failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     os.environ["ALIGNSCOPE_DEMO_DIR"] = str(out)
     return out / "demo.alignscope.json"
+
+
+@pytest.fixture(scope="session")
+def demo_feature_cache(tmp_path_factory) -> Path:
+    """The feature cache of the session's demo tests (``$ALIGNSCOPE_CACHE`` for them): the study tests
+    (engine and GUI) and the user's guide extract each model of the demo once between them.
+
+    The same folder as ``tests/engine/test_studies_demo.study_demo`` names.
+    """
+    path = tmp_path_factory.getbasetemp() / "studies-feature-cache"
+    path.mkdir(exist_ok=True)
+    return path

@@ -10,12 +10,14 @@ How a page marks what runs:
   block that cannot run here, is preceded by ``<!-- not run: REASON -->`` (a connected machine, a cluster, the whole test suite); the
   test checks that the reason is there.
 
-Each page runs top to bottom in one fresh working folder, with the shell variables the pages
-tell users to set: ``$DEMO`` (a copy of the fitted demo project, written once per session by the
-``demo_project`` fixture), ``$ALGONAUTS`` (a generated copy of the Algonauts 2025 release,
-``tests/engine/folder_layouts.make_release``), ``$BIDS`` (a generated BIDS dataset with an
-fMRIPrep derivative, ``make_fmriprep``), ``$HF_HOME`` (a Hugging Face cache holding MiniLM, as a
-user copies it from a connected machine). ``python`` is this venv's interpreter and
+Each page runs top to bottom, with the shell variables the pages tell users to set, in index
+order in one working folder; the pages that use nothing an earlier page wrote there
+(``SIDE_PAGES``: data, models, studies, QC) run in a second folder beside the others, to use the
+second core. The variables: ``$DEMO`` (a copy of the fitted demo project, written once per
+session by the ``demo_project`` fixture), ``$ALGONAUTS`` (a generated copy of the Algonauts 2025
+release, ``tests/engine/folder_layouts.make_release``), ``$BIDS`` (a generated BIDS dataset with
+an fMRIPrep derivative, ``make_fmriprep``), ``$HF_HOME`` (a Hugging Face cache holding MiniLM, as
+a user copies it from a connected machine). ``python`` is this venv's interpreter and
 ``python main.py`` this checkout's entry point. On a connected machine the models page
 downloads a Hub id; here the Hub id is replaced by the local copy of the same checkpoint.
 """
@@ -27,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -155,6 +158,9 @@ def test_exit_codes_are_documented_in_one_place():
 def guide_env(tmp_path_factory, request):
     """The folders the pages name, generated once for all pages.
 
+    The feature cache is the session's demo feature cache (``demo_feature_cache`` in
+    tests/conftest.py, shared with the study tests), so a model extracted on the demo by one of
+    them is read back by the others, as a user's cache serves their second command.
     ``GUIDE_DEMO_PROJECT=FOLDER`` (a folder written by ``main.py demo --out``) skips writing the
     session's demo project, for quick runs of this file alone.
     """
@@ -181,10 +187,11 @@ def guide_env(tmp_path_factory, request):
     shutil.copytree(minilm, repo_dir / "snapshots" / commit)
     (repo_dir / "refs").mkdir()
     (repo_dir / "refs" / "main").write_text(commit)
+    feature_cache = request.getfixturevalue("demo_feature_cache")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "ALIGNSCOPE_"))}
     env.update(DEMO=str(demo), ALGONAUTS=str(algonauts), BIDS=str(bids), HF_HOME=str(hf_home),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", QT_QPA_PLATFORM="offscreen",
-               ALIGNSCOPE_CACHE=str(base / "feature-cache"), ALIGNSCOPE_ATLAS_CACHE=str(base / "atlas-cache"),
+               ALIGNSCOPE_CACHE=str(feature_cache), ALIGNSCOPE_ATLAS_CACHE=str(base / "atlas-cache"),
                ALIGNSCOPE_CACHE_DIR=str(base / "cache"), ALIGNSCOPE_DEMO_DIR=str(demo),
                GUIDE_MINILM_FOLDER=str(minilm), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
     return env, base
@@ -196,52 +203,120 @@ def index_order():
     return [name for name in re.findall(r"\]\(([\w-]+\.md)\)", index)]
 
 
-def run_page(name: str, guide_env, work: Path, timeout_s: float = 900) -> str:
+#: Pages that read nothing another page writes into the working folder (their inputs are $DEMO,
+#: $ALGONAUTS, $BIDS and $HF_HOME, and what they write themselves). They run in a folder of their
+#: own, in index order, beside the other pages: most of a page's time is one process waiting on one
+#: core. A page listed here that needed an earlier page's file would fail, not pass by luck.
+SIDE_PAGES = ("data.md", "models.md", "studies.md", "qc.md")
+
+
+def lanes(order):
+    """The pages as two sequences run side by side: the main one (every page not in SIDE_PAGES, in
+    index order, in one working folder, as a reader follows them) and SIDE_PAGES (index order)."""
+    return [[p for p in order if p not in SIDE_PAGES], [p for p in order if p in SIDE_PAGES]]
+
+
+def page_folder(base: Path, name: str) -> Path:
+    """The working folder of a page's lane."""
+    return base / f"work-{int(name in SIDE_PAGES)}"
+
+
+def command_times(log: str):
+    """[(command label, seconds)] from the ``>>>`` / ``<<<`` lines a page script prints."""
+    out, label = [], None
+    for line in log.splitlines():
+        if line.startswith(">>> "):
+            label = line[4:]
+        elif line.startswith("<<< ") and label is not None:
+            out.append((label, int(line.split()[1])))
+            label = None
+    return out
+
+
+def run_page(name: str, guide_env, work: Path, timeout_s: float = 1500) -> str:
+    """Runs one page's script in ``work``; returns its output (stdout and stderr)."""
     env, base = guide_env
     work.mkdir(exist_ok=True)
     script = page_script(GUIDE / name)
     t0 = time.monotonic()
-    proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True,
-                          timeout=timeout_s, stdin=subprocess.DEVNULL)
+    try:
+        proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True,
+                              timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        out = "".join(x.decode(errors="replace") if isinstance(x, bytes) else x for x in (e.stdout, e.stderr) if x)
+        raise AssertionError(f"{name}: still running after {timeout_s:.0f} s:\n{out[-6000:]}") from None
     log = proc.stdout + proc.stderr
-    print(f"{name}: {time.monotonic() - t0:.1f} s")
+    wall_s = time.monotonic() - t0
+    summary = "".join(f"\n  {secs:4d} s  {label[:150]}"
+                      for label, secs in sorted(command_times(log), key=lambda x: -x[1])[:5])
+    log += f"\n[{name}: {wall_s:.1f} s; slowest commands:{summary}]\n"
     assert proc.returncode == 0, f"{name}: a guide command failed:\n{log[-6000:]}"
     assert "Traceback" not in log, f"{name}: a traceback:\n{log[-6000:]}"
     return log
 
 
 @pytest.fixture(scope="module")
-def guide_session(guide_env):
-    """Runs the pages in index order in one working folder (a page may use what an earlier one
-    wrote, as a reader following the guide does); ``run(name)`` runs the earlier pages first if
-    they have not run yet, and returns the page's log."""
+def guide_session(guide_env, request):
+    """Runs the pages (those this session selected, and the pages before them in their lane) in two
+    lanes side by side (:func:`lanes`), each in index order in its own working folder: a page may use
+    what an earlier page of its lane wrote, as a reader following the guide does. ``run(name)``
+    waits for the page and returns its log, or raises its failure."""
     env, base = guide_env
-    order = [p for p in index_order() if p != "studies.md"]
-    logs = {}
+    order = index_order()
+    selected = {item.callspec.params["page"] for item in request.session.items
+                if getattr(item, "originalname", "") == "test_guide_page_runs" and hasattr(item, "callspec")}
+    done = {name: threading.Event() for name in order}
+    outcome = {}
+
+    def lane_worker(pages, work):
+        for name in pages:
+            try:
+                outcome[name] = (run_page(name, guide_env, work), None)
+            except BaseException as e:  # noqa: BLE001 - handed to the page's test
+                outcome[name] = (None, e)
+            done[name].set()
+
+    threads = []
+    for lane in lanes(order):
+        wanted = [k for k, p in enumerate(lane) if p in selected]
+        if wanted:
+            t = threading.Thread(target=lane_worker, args=(lane[:max(wanted) + 1], page_folder(base, lane[0])),
+                                 name=f"guide-lane-{lane[0]}", daemon=True)
+            t.start()
+            threads.append(t)
 
     def run(name):
-        for earlier in order[:order.index(name) + 1]:
-            if earlier not in logs:
-                logs[earlier] = run_page(earlier, guide_env, base / "work")
-        return logs[name]
+        assert done[name].wait(timeout=3000), f"{name}: not done after 3000 s"
+        log, error = outcome[name]
+        if error is not None:
+            raise error
+        return log
 
-    return run
+    yield run
+    for t in threads:
+        t.join(timeout=1800)
 
 
 def test_index_lists_every_page_once():
     order = index_order()
     assert sorted(order + ["index.md"]) == PAGES, "index.md must link every page once"
+    assert set(SIDE_PAGES) <= set(order)
 
 
-@pytest.mark.timeout(1200)
-@pytest.mark.parametrize("page", [p for p in index_order() if p != "studies.md"])
-def test_guide_page_runs(page, guide_session):
+STUDIES = ("encoders", "ablation", "joint", "checkpoints", "layers")
+
+
+@pytest.mark.timeout(3000)
+@pytest.mark.parametrize("page", index_order())
+def test_guide_page_runs(page, guide_session, guide_env):
     log = guide_session(page)
+    print(log[log.rindex("\n[" + page):])       # its time and slowest commands (pytest -s)
     # a few facts the pages state, which a drift would break
     facts = {
         "install.md": ["selftest: 5 passed, 0 failed"],
         "data.md": ["TR: 1.49 s", "held out", "known-missing", "trimmed to 24 TRs"],
         "models.md": ["['sentence-transformers/all-MiniLM-L6-v2']"],
+        "studies.md": [f"report: study-{name}/report.html" for name in STUDIES] + ["Best layer per region"],
         "cluster.md": ["same scores as in one process: True"],
         "commands.md": ["expected --out RESULT.h5, found none"],
         "analysis.md": ["['visual', 'words']"],
@@ -251,17 +326,12 @@ def test_guide_page_runs(page, guide_session):
     if page == "python.md":
         noise_r = float(re.search(r"noise features: median r = (-?[\d.]+)", log).group(1))
         assert abs(noise_r) < 0.1, noise_r
+    if page == "studies.md":     # each study wrote its report, and its space is the one asked for
+        import json
 
-
-@pytest.mark.slow
-@pytest.mark.timeout(2400)
-@pytest.mark.skipif(os.environ.get("ALIGNSCOPE_SLOW_TESTS") != "1",
-                    reason="the five studies of the guide take minutes (their workflows are tested on the demo "
-                           "by tests/engine/test_studies_*); `make test-slow` runs this page too")
-def test_studies_page_runs(guide_env):
-    env, base = guide_env
-    log = run_page("studies.md", guide_env, base / "work-studies", timeout_s=1800)
-    assert log.count("report: ") >= 5, log[-3000:]
+        for name in STUDIES:
+            summary = json.loads((page_folder(guide_env[1], page) / f"study-{name}" / "study.json").read_text())
+            assert summary["space"] == "parcels" and summary["workflow"] == name, summary["space"]
 
 
 # ---------------------------------------------------------------- --json, the same way everywhere
