@@ -243,6 +243,36 @@ class _Ops:
         k[np.diag_indices(k.shape[0])] += v
         return k
 
+    def factor(self, k):
+        """A factorisation of symmetric positive definite ``k`` for :meth:`apply` (Cholesky; an
+        eigendecomposition with clipped eigenvalues when Cholesky fails)."""
+        if self.torch is not None:
+            torch = self.torch
+            low, info = torch.linalg.cholesky_ex(k)
+            if int(info) == 0:
+                return ("chol", low)
+            w, u = torch.linalg.eigh(k)
+            return ("eig", (torch.clamp(w, min=float(w.max()) * 1e-15), u))
+        import scipy.linalg
+
+        try:
+            return ("chol", scipy.linalg.cho_factor(k, lower=True, check_finite=False))
+        except np.linalg.LinAlgError:
+            w, u = np.linalg.eigh(k)
+            return ("eig", (np.maximum(w, w.max() * 1e-15), u))
+
+    def apply(self, fac, rhs):
+        """``k^-1 rhs`` from :meth:`factor` of ``k``."""
+        kind, f = fac
+        if kind == "eig":
+            w, u = f
+            return u @ ((u.T @ rhs) / w[:, None])
+        if self.torch is not None:
+            return self.torch.cholesky_solve(rhs, f)
+        import scipy.linalg
+
+        return scipy.linalg.cho_solve(f, rhs, check_finite=False)
+
     def chol_solve(self, k, rhs):
         """Solve ``k x = rhs`` for symmetric positive definite ``k`` (Cholesky; eigen fallback)."""
         if self.torch is not None:
@@ -459,6 +489,7 @@ def _solve_outer_fold(f: int, plan: RunPlan, staged: _Staged, G: np.ndarray, B, 
     s, V = ops.eigh(ops.dev(A), overwrite=True)
     del A
     p = G.shape[0]
+    cache = _factor_cache(groups, alphas, staged.n_rows, p, n_targets, n_targets_batch)
     for start in range(0, n_targets, n_targets_batch):
         if token is not None:
             token.raise_if_cancelled()
@@ -470,7 +501,7 @@ def _solve_outer_fold(f: int, plan: RunPlan, staged: _Staged, G: np.ndarray, B, 
         Z = V.T @ ops.dev(b_s)                                   # n_features, batch
         del b_s
         cv = np.zeros((alphas.size, nb), dtype=np.float64)
-        for g in groups:
+        for g, factors in zip(groups, cache):
             xg = ops.dev(np.concatenate([staged.X(r) for r in g], 0) if len(g) > 1 else staged.X(g[0]))
             yg = ops.dev(np.concatenate([staged.Y(r, cols) for r in g], 0) if len(g) > 1
                          else staged.Y(g[0], cols))
@@ -478,7 +509,7 @@ def _solve_outer_fold(f: int, plan: RunPlan, staged: _Staged, G: np.ndarray, B, 
             Q = xg @ V                                           # n_g, n_features
             del xg
             if n_g < p:    # Woodbury over the validation rows: an n_g x n_g system per alpha
-                _woodbury_scores(ops, Q, [1.0 / (s + float(a)) for a in alphas], Z, yg, cv)
+                _woodbury_scores(ops, Q, [1.0 / (s + float(a)) for a in alphas], Z, yg, cv, factors)
             else:          # p x p form
                 qq = Q.T @ Q
                 zc = Z - Q.T @ yg
@@ -508,26 +539,48 @@ def _scale_rows(ops: _Ops, Z, s, alpha_per_target: np.ndarray, rows: int = 512):
     return Z
 
 
-def _woodbury_scores(ops: _Ops, Q, weights, Z, yg, cv: np.ndarray) -> None:
+def _woodbury_scores(ops: _Ops, Q, weights, Z, yg, cv: np.ndarray, factors: Optional[list] = None) -> None:
     """Subtract each alpha's validation MSE of one inner fold from ``cv`` (n_alphas, batch).
 
     ``Q`` (n_v, k), ``weights[i]`` (k,) the diagonal ``D`` of alpha i, ``Z`` (k, batch), ``yg``
     (n_v, batch): residuals with the fold ``r = yg - Q D Z``, without it ``(I - Q D Q^T)^-1 r``
     (one Cholesky factorisation and solve per alpha). One alpha at a time: the temporaries are
-    one ``Q``, one ``n_v x n_v`` system and two residual blocks, whatever the alpha grid.
+    one ``Q D``, one ``n_v x n_v`` system and two residual blocks, whatever the alpha grid.
+    ``factors``: a list (one slot per alpha) kept across the target batches of an outer fold:
+    ``I - Q D Q^T`` does not depend on the targets, so it is formed and factorised once.
     """
     for i, w in enumerate(weights):
         qd = Q * w[None, :]                                      # Q D
         resid = yg - qd @ Z                                      # residuals of the fit with the fold
-        k = qd @ Q.T                                             # H = Q D Q^T, n_v x n_v
+        fac = factors[i] if factors is not None else None
+        if fac is None:
+            k = qd @ Q.T                                         # H = Q D Q^T, n_v x n_v
+            k *= -1.0
+            fac = ops.factor(ops.add_diag(k, 1.0))               # I - H
+            del k
+            if factors is not None:
+                factors[i] = fac
         del qd
-        k *= -1.0
-        k = ops.add_diag(k, 1.0)                                 # I - H
-        e = ops.chol_solve(k, resid)                             # ... and without it
-        del k, resid
+        e = ops.apply(fac, resid)                                # residuals without the fold
+        del resid, fac
         e *= e
         cv[i] -= ops.host(e.mean(0))
         del e
+
+
+#: Cholesky factors of the inner folds' ``I - H`` are kept across the target batches of an outer
+#: fold up to this many bytes (they do not depend on the targets).
+FACTOR_CACHE_BYTES = 64e6
+
+
+def _factor_cache(groups, alphas, n_rows, p: int, n_targets: int, n_targets_batch: int):
+    """Per inner fold, a list of factor slots (one per alpha) when the fold has several target
+    batches and the factors fit in ``FACTOR_CACHE_BYTES``; else Nones (factorised per batch)."""
+    sizes = [sum(n_rows(r) for r in g) for g in groups]
+    need = sum(8 * n * n for n in sizes if n < p) * len(alphas)
+    if n_targets_batch >= n_targets or need > FACTOR_CACHE_BYTES:
+        return [None] * len(groups)
+    return [[None] * len(alphas) for _ in groups]
 
 
 def _solve_outer_fold_dual(f: int, plan: RunPlan, staged: "_Staged", alphas: np.ndarray, backend: str,
@@ -547,6 +600,7 @@ def _solve_outer_fold_dual(f: int, plan: RunPlan, staged: "_Staged", alphas: np.
     s, U = ops.eigh(xtr @ xtr.T, overwrite=True)
     x_test = [ops.dev(staged.X(r)) for r in test]
     ktu = [(x @ xtr.T) @ U for x in x_test]                               # n_test, n_train
+    cache = _factor_cache(groups, alphas, staged.n_rows, int(xtr.shape[0]) + 1, n_targets, n_targets_batch)
     del xtr
     for start in range(0, n_targets, n_targets_batch):
         if token is not None:
@@ -556,11 +610,11 @@ def _solve_outer_fold_dual(f: int, plan: RunPlan, staged: "_Staged", alphas: np.
         ytr = ops.dev(np.concatenate([staged.Y(r, cols) for r in train], 0))
         Z = U.T @ ytr                                                     # n_train, batch
         cv = np.zeros((alphas.size, nb), dtype=np.float64)
-        for g in groups:
+        for g, factors in zip(groups, cache):
             rows = np.concatenate([np.arange(starts[r], starts[r] + staged.n_rows(r)) for r in g])
             Q = ops.bk.take_rows(U, rows)
             yg = ops.bk.take_rows(ytr, rows)
-            _woodbury_scores(ops, Q, [s / (s + float(a)) for a in alphas], Z, yg, cv)
+            _woodbury_scores(ops, Q, [s / (s + float(a)) for a in alphas], Z, yg, cv, factors)
             del Q, yg
         cv /= len(groups)
         best = np.argmax(cv + 1e-10 * log_alphas[:, None], axis=0)
@@ -706,9 +760,21 @@ def nested_ridge_gram_job(X_runs, Y_runs, alphas, plan: RunPlan, backend: str = 
         + (8 * p * n_targets if b_in_memory else 0)
     fixed = _fold_fixed_bytes(p, n_max, n_test_max, n_kernel, primal) + (host_fixed if on_host else 0)
     per_target = _per_target_bytes(p, n_max, n_test_max, n_kernel, primal, n_max_raw if on_host else 0)
+    def batch_for(fixed_bytes):
+        left = max(budget, fixed_bytes + per_target * min(n_targets, MIN_BATCH)) - fixed_bytes
+        return int(min(n_targets, left // per_target)) if left > 0 else 0
+
+    # with several batches, the inner folds' factors are kept across them (FACTOR_CACHE_BYTES)
+    n_inner = max(len(fold) for fold in plan.inner)
+    cache_bytes = 8 * n_max * n_max * alphas.size * n_inner
+    cache_bytes = cache_bytes if cache_bytes <= FACTOR_CACHE_BYTES else 0
     if n_targets_batch is None:
-        left = max(budget, fixed + per_target * min(n_targets, MIN_BATCH)) - fixed
-        n_targets_batch = int(min(n_targets, left // per_target)) if left > 0 else 0
+        n_targets_batch = batch_for(fixed)
+        if cache_bytes and n_targets_batch < n_targets:
+            fixed += cache_bytes
+            n_targets_batch = batch_for(fixed)
+    elif cache_bytes and n_targets_batch < n_targets:
+        fixed += cache_bytes
     n_targets_batch = int(n_targets_batch)
     need_one = fixed + per_target
     if n_targets_batch < 1 or need_one > hard:

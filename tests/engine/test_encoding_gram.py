@@ -62,12 +62,15 @@ def _assert_same_fit(a, b, pred_tol=2e-6, max_ties=0.05):
     np.testing.assert_array_equal(a.alpha_on_edge[same_t], b.alpha_on_edge[same_t])
 
 
-@pytest.mark.parametrize("n_feat", [6, 2, 100])   # Woodbury; p x p form (6 columns); kernel form (300 > 240 TRs)
-def test_equals_fit_encoding_loro(n_feat):
+# Woodbury; p x p form (6 columns); kernel form (300 > 240 TRs); 150 columns: the in-place eigh
+# (p >= 128) with Woodbury; batches of 4 targets: the inner folds' factors kept across batches
+@pytest.mark.parametrize("n_feat,batch", [(6, None), (2, None), (100, None), (50, None), (6, 4), (100, 4), (50, 4)])
+def test_equals_fit_encoding_loro(n_feat, batch):
     X, Y = _planted(n_feat=n_feat)
     kw = dict(delays=[1, 2, 3], alphas=ALPHAS, cv="loro", drop_edges=(2, 1))
     a = fit_encoding(X, Y, **kw)
-    b = fit_encoding_gram(X, Y, **kw)
+    b = fit_encoding_gram(X, Y, n_targets_batch=batch, **kw)
+    assert b.provenance["n_targets_batch"] == (batch or 15)
     _assert_same_fit(a, b)
     assert len(np.unique(b.alphas_per_fold)) >= 3          # several alphas compared
     assert b.provenance["solver"] == "gram" and b.cv_label == a.cv_label
