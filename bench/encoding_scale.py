@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark: nested leave-one-run-out ridge at scale, Gram path vs himalaya ``RidgeCV``.
 
-The case (``--scale 1``, the default): 8 runs x 75 TRs (600 TRs), 500 features x 4 delays
-(2000 columns), 1000 targets, 11 alphas, nested leave-one-run-out (outer: each run held out;
-inner: leave-one-run-out over the 7 training runs). It runs at 1x and 4x (8 x 300 = 2400 TRs)
-the TRs per run: at 1x the training runs have fewer TRs than features (kernel form), at 4x more
-(primal form, the regime of real data; ``--scale 4`` gives 32 runs of 300-1200 TRs).
+Speed (``--scale 1``, the default): 8 runs x 75 TRs (600 TRs), 500 features x 4 delays (2000
+columns), 1000 targets, 11 alphas, nested leave-one-run-out (outer: each run held out; inner:
+leave-one-run-out over the 7 training runs), at 1x and 4x (8 x 300 = 2400 TRs) the TRs per run.
+At 1x the training runs have fewer TRs than features (kernel form), at 4x more (primal form).
 
 - ``engine``: :func:`engine.encoding.gram.nested_ridge_gram_job` on runs given as ``.npy``
   files (streamed, staged on disk, predictions kept per target batch): the Gram path;
@@ -15,6 +14,17 @@ the TRs per run: at 1x the training runs have fewer TRs than features (kernel fo
 Scores: the held-out r per target of every fold himalaya ran, and the alpha chosen; at 1x also
 himalaya in float64 on fold 1 (its float32 default is off by up to ~5e-4 in r where the training
 runs have far fewer TRs than features and small alphas are chosen; the Gram path is float64).
+
+Memory (the "memory pair", after the speed cases; ``--memory-only`` runs it alone): the engine on
+8 runs x 300 TRs (1x, 2400 TRs) and 32 runs x 300 TRs (4x, 9600 TRs), 2000 delayed features, 1000
+targets: the TRs grow by runs, as a whole subject's do (300 runs of ~480 TRs), and the training
+runs are longer than the features at both sizes (primal form, the regime of real data). Each
+child reads every run (the pass that accumulates the Gram) and solves the first outer fold with
+3 of the alphas (every outer fold is the same size, and the alphas are looped one at a time:
+neither changes the peak; the 31 inner folds x 11 alphas of all 32 folds would take an hour
+here). The goal line ``peak memory at 4x over 1x`` is that pair's ratio. The speed cases' own
+ratio is printed too: there 1x is a kernel-form case (memory ~ n_train^2 < features^2), so it
+compares two forms rather than measuring growth with the TRs.
 
 Each method runs in its own subprocess; peak memory is the process's ``ru_maxrss``. himalaya
 takes minutes per outer fold here (an SVD per inner fold), so by default it is timed on
@@ -58,6 +68,12 @@ def sizes(scale: float, tr_factor: int):
     return n_runs, n_trs, n_feat, n_targets
 
 
+#: The memory pair: runs of MEM_TRS TRs, MEM_RUNS runs at 1x and 4 x MEM_RUNS at 4x (the TRs grow by
+#: runs, as a whole subject's do), training runs longer than the 2000 delayed features: the primal
+#: (Gram) form at both sizes, the regime of real data.
+MEM_RUNS, MEM_TRS = 8, 300
+
+
 def make_data(folder: Path, n_runs: int, n_trs: int, n_feat: int, n_targets: int, seed: int = 0) -> None:
     """Prepared (delayed, z-scored per run) runs as .npy files; targets with SNR over two decades."""
     from engine.encoding import preprocess as pp
@@ -85,16 +101,18 @@ def run_child(method: str, folder: Path, n_runs: int, folds: list, backend: str)
     from engine.encoding.results import pearson_r
 
     scores = {}
-    if method == "engine":
+    if method in ("engine", "engine_mem"):
         from engine.encoding.gram import RunPlan, nested_ridge_gram_job
         from engine.jobs import run_sync
 
-        plan = RunPlan(test_runs=[[t] for t in range(n_runs)],
-                       train_runs=[[r for r in range(n_runs) if r != t] for t in range(n_runs)],
-                       inner=[[[r] for r in range(n_runs) if r != t] for t in range(n_runs)])
+        outer = range(n_runs) if method == "engine" else folds     # engine_mem: these outer folds only
+        plan = RunPlan(test_runs=[[t] for t in outer],
+                       train_runs=[[r for r in range(n_runs) if r != t] for t in outer],
+                       inner=[[[r] for r in range(n_runs) if r != t] for t in outer])
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t0 = time.perf_counter()
-        out = run_sync(nested_ridge_gram_job(X, Y, ALPHAS, plan, backend=backend, stage_in_memory=False,
+        # engine_mem: 3 of the alphas (they are looped, one at a time: the memory does not depend on them)
+        out = run_sync(nested_ridge_gram_job(X, Y, ALPHAS if method == "engine" else ALPHAS[::5], plan, backend=backend, stage_in_memory=False,
                                              keep_predictions=False, scratch_dir=str(folder),
                                              on_batch=lambda res: scores.setdefault(res.fold, []).append(res)))
         if backend == "torch_cuda":
@@ -108,9 +126,9 @@ def run_child(method: str, folder: Path, n_runs: int, folds: list, backend: str)
             r, a = np.zeros(n_t), np.zeros(n_t)
             for p in parts:
                 r[p.cols] = pearson_r(p.measured[0], p.predictions[0])
-                a[p.cols] = ALPHAS[p.best_index]
+                a[p.cols] = (ALPHAS if method == "engine" else ALPHAS[::5])[p.best_index]
             fold_r[f], fold_alpha[f] = r, a
-        n_folds_timed = n_runs
+        n_folds_timed = len(plan.test_runs)
         extra = dict(estimate_mb=out["memory_bytes"] / 2 ** 20, batch=out["n_targets_batch"])
     else:
         from himalaya.backend import set_backend
@@ -214,6 +232,28 @@ def extrapolate(points: list) -> None:
           f"{3 * 4 * 150000 * (p + t) / 2 ** 30:.0f} GiB)")
 
 
+def memory_pair(backend: str) -> float:
+    """Peak memory of the engine at MEM_RUNS x MEM_TRS TRs (1x) and 4 x MEM_RUNS x MEM_TRS (4x),
+    primal form at both; the reading pass over every run and the first outer fold (each outer
+    fold is the same size: its peak is the fit's). Prints the goal line's ratio."""
+    peaks = {}
+    for factor in (1, 4):
+        n_runs = MEM_RUNS * factor
+        with tempfile.TemporaryDirectory(prefix="bench-scale-mem-") as tmp:
+            folder = Path(tmp)
+            make_data(folder, n_runs, MEM_TRS, 500, 1000, seed=1)
+            eng = spawn("engine_mem", folder, n_runs, [0], backend)
+        peaks[factor] = eng
+        print(f"memory pair {factor}x: {n_runs} runs x {MEM_TRS} TRs = {n_runs * MEM_TRS} TRs, 2000 delayed features, "
+              f"1000 targets (primal form): engine peak RSS {eng['peak_mb']:.0f} MB ({eng['base_mb']:.0f} MB "
+              f"of imports; estimate printed before the fit {eng['estimate_mb']:.0f} MB), target batch "
+              f"{eng['batch']}; reading pass + 1 outer fold in {eng['wall_s']:.1f} s", flush=True)
+    ratio = peaks[4]["peak_mb"] / peaks[1]["peak_mb"]
+    print(f"peak memory at 4x over 1x: engine {ratio:.2f} (goal <= 1.3; the TRs grew 4x by runs, "
+          f"{MEM_RUNS} -> {4 * MEM_RUNS} runs of {MEM_TRS} TRs)", flush=True)
+    return ratio
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0, help="size of the case (runs and TRs per run)")
@@ -222,6 +262,8 @@ def main(argv=None) -> int:
     ap.add_argument("--himalaya-backend", default="numpy", help="himalaya backend (numpy, torch, torch_cuda)")
     ap.add_argument("--factors", default="1,4", help="TR multipliers to run (default 1,4)")
     ap.add_argument("--extrapolate", action="store_true", help="also print the whole-subject extrapolation")
+    ap.add_argument("--no-memory-pair", action="store_true", help="skip the memory pair (8 and 32 runs of 300 TRs)")
+    ap.add_argument("--memory-only", action="store_true", help="only the memory pair")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_data", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--_runs", type=int, default=0, help=argparse.SUPPRESS)
@@ -233,6 +275,9 @@ def main(argv=None) -> int:
         print(json.dumps(run_child(args._child, Path(args._data), args._runs, folds, args._backend)))
         return 0
 
+    if args.memory_only:
+        memory_pair(args.backend)
+        return 0
     factors = [int(f) for f in args.factors.split(",")]
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (shared machine: timings include "
           f"contention); engine backend {args.backend}, himalaya backend {args.himalaya_backend}")
@@ -283,7 +328,13 @@ def main(argv=None) -> int:
         m_him = results[hi]["himalaya"]["peak_mb"] / results[lo]["himalaya"]["peak_mb"]
         t_eng = results[hi]["engine"]["wall_s"] / results[lo]["engine"]["wall_s"]
         print(f"engine time at {hi}x over {lo}x: {t_eng:.2f} (the TRs grew {hi / lo:.0f}x)")
-        print(f"peak memory at {hi}x over {lo}x: engine {m_eng:.2f} (goal <= 1.3), himalaya {m_him:.2f}")
+        print(f"  peak memory of these cases at {hi}x over {lo}x: engine {m_eng:.2f}, himalaya {m_him:.2f} "
+              "(where a case's training runs have fewer TRs than features the engine takes the kernel form, "
+              "smaller than features^2: that ratio compares two forms, see the memory pair below)")
+    if args.no_memory_pair or "cuda" in str(args.backend):
+        print("memory pair skipped (--no-memory-pair, or a GPU backend: the pair measures host memory)")
+    else:
+        memory_pair(args.backend)
     if args.extrapolate:
         extrapolate(points)
     speed = {f: results[f]["himalaya_all_s"] / results[f]["engine"]["wall_s"] for f in factors}

@@ -155,3 +155,18 @@ def test_encode_peak_memory_within_twice_the_brain_data(tmp_path):
     np.testing.assert_allclose(out["cli_scores"], out["pipe_scores"], atol=1e-6)
     scores = np.asarray(out["cli_scores"])
     assert scores[:1600].min() > 0.3 and abs(scores[1600:].mean()) < 0.02   # planted truth found
+
+
+def test_not_enough_memory_is_a_clear_error_not_a_fallback(tmp_path, monkeypatch):
+    from engine.encoding import gram
+    from engine.errors import ConfigError
+
+    X, Y = _runs(4, 40, 6, 50)
+    names = [f"run-{i}" for i in range(4)]
+    brain = BrainData(runs=Y, names=names, stimuli=names, subjects=["sub-01"] * 4, tr_s=2.0)
+    monkeypatch.setattr(pfit, "GRAM_MIN_BRAIN_BYTES", 1)
+    monkeypatch.setattr(gram, "available_memory", lambda backend="numpy": 10_000)   # 7 kB for the fit
+    out = tmp_path / "res.h5"
+    with pytest.raises(ConfigError, match=r"memory for the Gram ridge fit.*at most 6\.8 KB.*needed for a single target"):
+        run_sync(pfit.fit_job({"f": X}, brain, FitOptions(delays=[1, 2]), out_path=out))
+    assert not out.exists() and not list(tmp_path.iterdir())         # nothing half-written
