@@ -31,12 +31,17 @@ predictions are ``X_T V (Z / (s + alpha_best))``: no coefficients are formed. Ev
 the inner loop is float64 (``I - Q D Q^T`` is ill-conditioned for small alphas).
 
 Cost per outer fold: one ``p^3`` eigendecomposition, ``2 N p^2`` for the ``Q`` of every inner
-fold, ``2 N p t`` per alpha for the residuals, ``N n_v p`` per alpha for the small systems.
-Memory: ``p^2`` float64 matrices (G, A, V), one target batch (``p x batch`` float64) and one
-inner fold's rows; predictions are written per target batch (to the HDF5 result with
-``out_path``). :func:`estimate_memory` says how much before the fit, and a fit that cannot
-hold even one target batch stops with a :class:`~engine.errors.ConfigError` naming needed and
-available memory.
+fold, ``2 N p t`` per alpha for the residuals, ``N n_v p`` per alpha for the small systems
+(whose factors are kept across the target batches of the fold, up to ``FACTOR_CACHE_BYTES``).
+Memory: ``p^2`` float64 matrices (G, A overwritten by its eigendecomposition, V), one target
+batch (``p x batch`` float64) and one inner fold's rows, whatever the number of runs; a fit
+whose folds all have fewer training TRs than features uses the kernel form only and never forms
+G or B (``n_train^2 < p^2``). Predictions are written per target batch (to the HDF5 result with
+``out_path``). The batch is chosen from ``memory_target_bytes`` when given (the pipeline ties it
+to the brain data's size), else from ``memory_limit_bytes`` (default 70 % of what is available).
+:func:`estimate_memory` says how much before the fit, and a fit that cannot hold even one
+target stops with :class:`NotEnoughMemoryError` (a ConfigError) naming needed and available
+memory, before reading any data.
 
 Backends: numpy, torch (CPU) and torch_cuda (target batch from ``torch.cuda.mem_get_info``).
 With ``scheduler=`` (see :mod:`engine.encoding.distributed`), chunks of outer folds run as
