@@ -136,6 +136,17 @@ def test_every_block_that_shows_a_command_runs_or_says_why_not():
                 assert reason, f"{name}:{line}: a block showing commands is neither run nor says why not"
 
 
+def test_the_demo_folder_the_pages_name_is_this_version_s(monkeypatch):
+    """The pages name the demo's data folder ``demo-vN`` (engine.demo.default_demo_dir), N the demo's version."""
+    from engine.demo import DEMO_VERSION, default_demo_dir
+
+    monkeypatch.delenv("ALIGNSCOPE_DEMO_DIR", raising=False)
+    assert default_demo_dir().name == f"demo-v{DEMO_VERSION}"
+    for name in PAGES:
+        for n in re.findall(r"AlignScope/demo-v(\d+)", (GUIDE / name).read_text(encoding="utf-8")):
+            assert int(n) == DEMO_VERSION, f"{name} names demo-v{n}; the demo is version {DEMO_VERSION}"
+
+
 def test_parser_reads_continuations_and_exit_statuses():
     body = "$ python main.py info x \\\n    --json\n{\"kind\": 1}\n$ python main.py qc y  # exit 1\nout"
     assert console_commands(body) == [("python main.py info x \\\n    --json", 0), ("python main.py qc y", 1)]
