@@ -10,6 +10,8 @@ once (MNE Brain's way); the bench asserts that VTK drew the scene exactly once p
 - an idle baseline: setting a time inside the TR already shown (the view must do nothing);
 - a render-only baseline: one render with unchanged colours (the floor an update cannot beat).
 
+CPU time per update (all threads of the process, llvmpipe's included) is printed too: it
+changes less than wall-clock time when other processes share the machine.
 Use a real X server to time the on-screen QtInteractor (``xvfb-run -a python bench/cortex.py``);
 without one it renders off-screen (EGL/OSMesa) into an image and says so. Last line:
 ``bench cortex: <median> ms per update (goal <= 60)``. The machine's load changes the
@@ -57,13 +59,17 @@ def main() -> int:
     tl = state.timeline
     n = min(args.updates, tl.n_trs - 1)
 
-    def timed(fn, count):
+    cpu_ms = {}
+
+    def timed(fn, count, name):
         out = []
+        c0 = time.process_time()      # CPU of every thread of this process (llvmpipe's included)
         for i in range(count):
             t0 = time.perf_counter()
             fn(i)
             app.processEvents()
             out.append((time.perf_counter() - t0) * 1000.0)
+        cpu_ms[name] = (time.process_time() - c0) * 1000.0 / max(count, 1)
         return np.array(out)
 
     # count what VTK really draws (a renderer's StartEvent), not only what the view asked for
@@ -71,12 +77,12 @@ def main() -> int:
     first_renderer = view._renderers[0][2]
     tag = first_renderer.AddObserver("StartEvent", lambda *_: vtk_renders.__setitem__(0, vtk_renders[0] + 1))
     renders_before = view.render_count
-    update = timed(lambda i: setattr(state, "time", tl.tr_time(i % n + 1) + 0.01), n)
+    update = timed(lambda i: setattr(state, "time", tl.tr_time(i % n + 1) + 0.01), n, "update")
     assert view.render_count - renders_before == n, "every TR step must ask for one render"
     assert vtk_renders[0] == n, f"every TR step must draw the scene exactly once, found {vtk_renders[0]} for {n}"
     first_renderer.RemoveObserver(tag)
-    idle = timed(lambda i: setattr(state, "time", tl.tr_time(n) + 0.02 + 0.001 * (i % 5)), n)
-    render_only = timed(lambda i: view.render(), n)   # processEvents inside: the paint that renders
+    idle = timed(lambda i: setattr(state, "time", tl.tr_time(n) + 0.02 + 0.001 * (i % 5)), n, "idle")
+    render_only = timed(lambda i: view.render(), n, "render")   # processEvents inside: the paint that renders
     host = "QtInteractor on X" if view.interactive else f"off-screen image ({view.fallback_reason or 'no X server'})"
     med = float(np.median(update))
     print(f"host: {host}; window {view.width()}x{view.height()}; {session.surface.n_vertices} vertices; {n} TR steps")
@@ -84,6 +90,8 @@ def main() -> int:
     print(f"render only (same colours):      median {np.median(render_only):.2f} ms")
     print(f"update (colours + render):       median {med:.2f} ms, p95 {np.percentile(update, 95):.2f} ms, "
           f"{med / max(np.median(render_only), 1e-6):.2f}x render only")
+    print(f"CPU time per update (all threads, load-independent): {cpu_ms['update']:.1f} ms "
+          f"(render only {cpu_ms['render']:.1f} ms; {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
     view.close()
     session.close()
     print(f"bench cortex: {med:.1f} ms per update (goal <= 60)")

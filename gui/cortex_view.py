@@ -16,9 +16,10 @@ in the :class:`~engine.state.AppState`. VTK is touched only on the GUI thread.
 
 Speed on software OpenGL (llvmpipe under Xvfb or a remote desktop), where a TR step is
 mostly rasterisation: one render per update (on the QtInteractor a paint request, whose
-``paintGL`` renders once), one headlight instead of pyvista's five-light kit (the material's
-ambient/diffuse keep the kit's brightness), back faces of closed surfaces culled, and the
-colour bar repainted only when its scale changes. ``bench/cortex.py`` times it.
+``paintGL`` renders once), a headlight instead of pyvista's five-light kit, computed per vertex
+into each viewport's colours (``_shade_viewport``, redone when its camera turns) so that the
+shader does no lighting, back faces of closed surfaces culled, and the colour bar repainted
+only when its scale changes. ``bench/cortex.py`` times it.
 
 Atlas region names (cortex controls, "region names"): per viewport, the largest regions
 whose centre faces its camera and fits inside it, plus the selected region; VTK's label
@@ -283,6 +284,7 @@ class CortexView(_OffscreenResize, QWidget):
         self._datasets: List[Tuple[str, object]] = []   # (hemi, the mapper's dataset)
         self._markers: List[Tuple[str, object]] = []    # (hemi, actor)
         self._mesh_actors: List[object] = []             # the cortex actor of each viewport
+        self._shading: List[dict] = []   # per viewport: its dataset, camera direction and per-vertex shade
         self._renderers: List[Tuple[str, str, object]] = []  # (hemi, side, renderer)
         self._background = None
         self._shown_key = None       # (layer, run, tr) of the map on screen
@@ -414,16 +416,25 @@ class CortexView(_OffscreenResize, QWidget):
             mesh.compute_normals(inplace=True, cell_normals=False, split_vertices=False)
             meshes[hemi] = mesh
         radius = 2.5
+        for hemi in ("left", "right"):
+            self._datasets.append((hemi, meshes[hemi]))   # the map's colours ("rgb"), points, normals
         for hemi, side, (row, col) in VIEWS:
             self.plotter.subplot(row, col)
-            actor = self.plotter.add_mesh(meshes[hemi], scalars="rgb", rgb=True, smooth_shading=False,
-                                          show_scalar_bar=False, lighting=True, reset_camera=False)
+            # each viewport draws its own copy (same points and triangles) coloured "lit": the map's
+            # colours shaded for its camera (see _shade_viewport)
+            shown = pv.PolyData()
+            shown.SetPoints(meshes[hemi].GetPoints())
+            shown.SetPolys(meshes[hemi].GetPolys())
+            shown.point_data["lit"] = np.zeros((meshes[hemi].n_points, 3), np.uint8)
+            actor = self.plotter.add_mesh(shown, scalars="lit", rgb=True, smooth_shading=False,
+                                          show_scalar_bar=False, lighting=False, reset_camera=False)
             style_mesh_actor(actor, closed=self._mesh_kind != "flat")
+            actor.GetProperty().LightingOff()          # the shading is in the colours
+            actor.GetProperty().SetAmbient(0.0)
+            actor.GetProperty().SetDiffuse(1.0)
             self._mesh_actors.append(actor)
             light_for_speed(self.plotter.renderer)
-            ds = actor.mapper.dataset
-            if not any(d is ds for _, d in self._datasets):
-                self._datasets.append((hemi, ds))
+            self._shading.append({"hemi": hemi, "ds": actor.mapper.dataset, "key": None, "shade": None})
             marker = self.plotter.add_mesh(pv.Sphere(radius=radius, theta_resolution=12, phi_resolution=12),
                                            color="#39ff14", reset_camera=False, lighting=False)
             marker.SetVisibility(False)
@@ -436,6 +447,9 @@ class CortexView(_OffscreenResize, QWidget):
             self._renderers.append((hemi, side, renderer))
             self._place_camera(renderer, meshes[hemi], hemi, side)
             self._add_region_label_layer(renderer)
+            index = len(self._renderers) - 1
+            self._shading[index]["observer"] = renderer.AddObserver(
+                "StartEvent", lambda *_a, i=index: self._shade_viewport(i))
         if self.settings.surface != self._mesh_kind:
             self.set_surface(self.settings.surface, render=False)
         if self.settings.view != "lateral":
@@ -551,6 +565,12 @@ class CortexView(_OffscreenResize, QWidget):
             ds.compute_normals(inplace=True, cell_normals=False, split_vertices=False)
         self._mesh_kind = kind
         self._region_anchors_kind = None   # labels move to the new mesh
+        for i, rec in enumerate(self._shading):   # each viewport's copy takes the new points and triangles
+            ds = next(d for h, d in self._datasets if h == rec["hemi"])
+            rec["ds"].SetPoints(ds.GetPoints())
+            rec["ds"].SetPolys(ds.GetPolys())
+            rec["ds"].Modified()
+            self._shade_viewport(i, force=True)
         for actor in self._mesh_actors:   # a flat map is an open sheet: keep both sides
             actor.GetProperty().SetBackfaceCulling(kind != "flat")
         self.set_view(self.settings.view, render=False)
@@ -723,6 +743,32 @@ class CortexView(_OffscreenResize, QWidget):
         while len(self.region_labels_shown) < len(self._region_label_layers):
             self.region_labels_shown.append([])
         self.region_labels_shown[index] = shown
+
+    # a headlight on the material: colour x (AMBIENT + DIFFUSE x cos(normal, view)), as VTK's
+    # Gouraud lighting computes it, done per vertex in numpy instead of per pixel in the shader
+    # (software OpenGL spends a good part of a frame on lighting every fragment)
+    AMBIENT, DIFFUSE = 0.12, 0.72
+
+    def _shade_viewport(self, index: int, recolour: bool = False, force: bool = False) -> None:
+        """Write viewport ``index``'s "lit" colours: the map's colours shaded for its camera.
+        Runs before each render of the viewport (StartEvent): the shade is recomputed only when
+        its camera turned, the colours only then or when asked (``recolour``, a new map)."""
+        if index >= len(self._shading) or index >= len(self._renderers):
+            return
+        rec = self._shading[index]
+        hemi, _side, ren = self._renderers[index]
+        ds = next(d for h, d in self._datasets if h == hemi)
+        toward_camera = -np.asarray(ren.GetActiveCamera().GetDirectionOfProjection(), dtype=np.float32)
+        key = tuple(np.round(toward_camera, 6))
+        if force or rec["shade"] is None or key != rec["key"]:
+            normals = np.asarray(ds.point_data["Normals"], dtype=np.float32)
+            rec["shade"] = self.AMBIENT + self.DIFFUSE * np.clip(normals @ toward_camera, 0.0, None)
+            rec["key"] = key
+            recolour = True
+        if recolour:
+            lit = rec["ds"].point_data["lit"]
+            lit[:] = np.asarray(ds.point_data["rgb"], dtype=np.float32) * rec["shade"][:, None] + 0.5
+            rec["ds"].point_data["lit"] = lit     # mark modified for VTK
 
     LABEL_FONT_PX = 13
 
@@ -912,7 +958,8 @@ class CortexView(_OffscreenResize, QWidget):
         for hemi, ds in self._datasets:
             part = rgb[: self._n_left] if hemi == "left" else rgb[self._n_left:]
             ds.point_data["rgb"][:] = part
-            ds.point_data["rgb"] = ds.point_data["rgb"]  # mark modified for VTK
+        for i in range(len(self._shading)):
+            self._shade_viewport(i, recolour=True)
         self.current_style = style
         self.current_rgb = rgb
         title = self.map_title
@@ -1195,6 +1242,10 @@ class CortexView(_OffscreenResize, QWidget):
             self._mesh_actors.clear()
             for (_h, _s, ren), layer in zip(self._renderers, self._region_label_layers):
                 ren.RemoveObserver(layer["observer"])     # its callback holds this view
+            for (_h, _s, ren), shading in zip(self._renderers, self._shading):
+                if "observer" in shading:
+                    ren.RemoveObserver(shading["observer"])
+            self._shading.clear()
             self._renderers.clear()
             self._labels.clear()
             self._region_label_layers.clear()

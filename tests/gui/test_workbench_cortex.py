@@ -355,17 +355,17 @@ def test_atlas_region_labels_name_the_largest_regions_facing_each_view(cortex, q
     form.close()
 
 
-def test_closed_surfaces_cull_back_faces_under_one_headlight_without_changing_the_image(cortex):
+def test_closed_surfaces_cull_back_faces_and_the_baked_headlight_matches_vtks(cortex):
+    """The cheap path keeps the picture: back faces culled (closed surfaces) and the headlight
+    computed per vertex into the colours give what VTK's own lighting and both faces give."""
     from gui.colormaps import MapStyle
 
     _reset(cortex)
     n = cortex.session.surface.n_vertices
     cortex.set_map(np.linspace(0, 1, n).astype(np.float32), MapStyle(vmax=1.0, threshold=0.1, signed=False), "ramp")
-    for _hemi, _side, ren in cortex._renderers:
-        lights = list(ren.GetLights())
-        assert len(lights) == 1 and lights[0].LightTypeIsHeadlight()
     props = [a.GetProperty() for a in cortex._mesh_actors]
     assert len(props) == 4 and all(p.GetBackfaceCulling() for p in props)
+    assert not any(p.GetLighting() for p in props)
     culled = cortex.image()
     for p in props:
         p.BackfaceCullingOff()
@@ -376,3 +376,37 @@ def test_closed_surfaces_cull_back_faces_under_one_headlight_without_changing_th
     # pointing inwards would have culled the whole visible side
     differ = (np.abs(culled.astype(int) - both_sides).sum(-1) > 0).sum()
     assert differ <= 1e-4 * culled.shape[0] * culled.shape[1], differ
+    # the lit colours are the map's colours x (ambient + diffuse x cos): on a vertex facing the camera,
+    # rgb x (0.12 + 0.72); and the image equals VTK lighting the unshaded colours with a headlight
+    rec = cortex._shading[0]
+    ds = next(d for h, d in cortex._datasets if h == rec["hemi"])
+    rgb, lit = np.asarray(ds.point_data["rgb"], float), np.asarray(rec["ds"].point_data["lit"], float)
+    toward = -np.asarray(cortex._renderers[0][2].GetActiveCamera().GetDirectionOfProjection())
+    cos = np.asarray(ds.point_data["Normals"]) @ toward
+    front = cos > 0.999
+    assert front.any() and np.abs(lit[front] - rgb[front] * 0.84).max() <= 1.0
+    baked = culled
+    saved = cortex._shade_viewport
+    try:
+        cortex._shade_viewport = lambda *a, **k: None
+        for rec in cortex._shading:
+            src = next(d for h, d in cortex._datasets if h == rec["hemi"])
+            rec["ds"].point_data["lit"][:] = src.point_data["rgb"]
+            rec["ds"].point_data["lit"] = rec["ds"].point_data["lit"]
+        for p in props:
+            p.LightingOn()
+            p.SetAmbient(cortex.AMBIENT)
+            p.SetDiffuse(cortex.DIFFUSE)
+        vtk_lit = cortex.image()
+    finally:
+        del cortex._shade_viewport
+        assert cortex._shade_viewport == saved
+        for p in props:
+            p.LightingOff()
+            p.SetAmbient(0.0)
+            p.SetDiffuse(1.0)
+        for i in range(len(cortex._shading)):
+            cortex._shade_viewport(i, force=True)
+    d = np.abs(baked.astype(int) - vtk_lit).mean(-1)
+    assert d.mean() < 1.0 and np.percentile(d, 99) < 8, (d.mean(), np.percentile(d, 99))
+    np.testing.assert_array_equal(cortex.image(), baked)     # and back as it was
