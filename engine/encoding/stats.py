@@ -23,6 +23,9 @@ Conventions
   confidence intervals from blocks are not over-confident the way TR-wise ones are.
 - Bootstrap confidence intervals are percentile intervals; block bootstraps are
   stratified by run (each run contributes as many resampled blocks as it has).
+- Model comparison swaps blocks between the two models' predictions after standardising
+  each model's predictions (centred, unit sd, per target) within each score group, so a
+  swapped series mixes predictions on one scale (see :func:`compare_models`).
 """
 
 from __future__ import annotations
@@ -434,14 +437,22 @@ def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: 
 
     Both models' held-out predictions of the same measured responses are compared.
 
-    - **p-values**: block-swap permutation. Under the null that the two models predict
-      equally well, which model made the prediction of a given time block is
-      exchangeable; each permutation swaps A's and B's predictions in a random half of
-      the blocks (the same blocks for every target, which keeps the spatial correlation
-      for region-level tests) and recomputes the score difference. Two-sided:
-      p = (1 + #{|null| >= |observed|}) / (1 + n_perm).
+    - **p-values**: block-swap permutation on standardised predictions. Each model's
+      predictions are first centred and scaled to unit standard deviation within each
+      score group (the TRs one r is computed on, see ``score``), per target; an affine
+      map of a whole group leaves that model's r unchanged, so the observed difference is
+      the same. Under the null that the two models predict equally well, which model made
+      the (standardised) prediction of a given time block is exchangeable; each
+      permutation swaps A's and B's predictions in a random half of the blocks (the same
+      blocks for every target, which keeps the spatial correlation for region-level tests)
+      and recomputes the score difference. Standardising matters when the two ridges
+      shrink their predictions differently (one model's best alpha at the top of the grid
+      gives a nearly constant prediction): r is scale-free for a whole series but not for
+      a mixture of blocks on two scales, where the larger-scale blocks dominate and the
+      swap null widens. Two-sided: p = (1 + #{|null| >= |observed|}) / (1 + n_perm).
     - **confidence intervals**: block bootstrap (blocks resampled within runs, the same
-      resample for both models), percentile interval of the difference.
+      resample for both models), percentile interval of the difference (the
+      standardisation does not change a resample's r).
 
     Parameters
     ----------
@@ -492,14 +503,11 @@ def compare_models_job(result_a, result_b, measured: Optional[list] = None, n_pe
         preds_b, _ = _as_run_lists(result_b, measured)
     groups = _score_groups(score, len(preds_a), result_a if measured is None else None)
     blocks = make_time_blocks([np.shape(p)[0] for p in preds_a], block_trs)
-    # one centring for both models, so a series with swapped blocks has no offset between them
-    p_mean = 0.5 * (np.concatenate(preds_a).astype(np.float64).mean(axis=0)
-                    + np.concatenate(preds_b).astype(np.float64).mean(axis=0))
-    sa = _PairStats(preds_a, meas, blocks, p_mean=p_mean)
-    sb = _PairStats(preds_b, meas, blocks, p_mean=p_mean, y_mean=sa.y_mean)
+    # per score group: each model's predictions standardised over the group's TRs (see the docstring)
+    pairs = [_StandardisedPair(preds_a, preds_b, meas, g, block_trs, blocks) for g in groups]
     ones = np.ones((1, blocks.n_blocks))
-    r_a = sa.scores_from_weights(ones, groups)[0]
-    r_b = sb.scores_from_weights(ones, groups)[0]
+    r_a = np.mean([pr.sa.scores_from_weights(ones[:, pr.sel], [pr.all_runs])[0] for pr in pairs], axis=0)
+    r_b = np.mean([pr.sb.scores_from_weights(ones[:, pr.sel], [pr.all_runs])[0] for pr in pairs], axis=0)
     # one score: results compared with their saved per-target scores (never recomputed with
     # another rule); the swap null below is centred on the same statistic.
     saved_a, saved_b = _saved_scores(result_a, score), _saved_scores(result_b, score)
@@ -511,16 +519,10 @@ def compare_models_job(result_a, result_b, measured: Optional[list] = None, n_pe
 
     rng = np.random.default_rng(seed)
     null = np.empty((n_perm, diff.size), dtype=np.float32)
-    # swapping block j from A to B changes A's sums by (B_j - A_j), and B's by the opposite;
-    # y sums are shared (same measured data), so a swapped pair is (A with B's p-columns).
-    delta = sb.sums - sa.sums  # n_blocks, 5, n_targets (y columns cancel: same y, same mean)
-    flat_a = sa.sums.reshape(blocks.n_blocks, -1)
-    flat_d = delta.reshape(blocks.n_blocks, -1)
-    flat_b = sb.sums.reshape(blocks.n_blocks, -1)
     for start in range(0, n_perm, 100):
         nb = min(100, n_perm - start)
         m = rng.integers(0, 2, size=(nb, blocks.n_blocks)).astype(np.float64)
-        null[start:start + nb] = _swap_scores(sa, sb, blocks, m, flat_a, flat_b, flat_d, groups)
+        null[start:start + nb] = np.mean([pr.swap(m) for pr in pairs], axis=0)
         step += 1
         yield Progress(step, total, f"model comparison: {start + nb}/{n_perm} permutations")
     p = permutation_p_values(diff, null, tail="two-sided")
@@ -530,7 +532,9 @@ def compare_models_job(result_a, result_b, measured: Optional[list] = None, n_pe
     for start in range(0, n_boot, 100):
         nb = min(100, n_boot - start)
         w = _bootstrap_weights(blocks, nb, rng)
-        boot[start:start + nb] = sa.scores_from_weights(w, groups) - sb.scores_from_weights(w, groups)
+        boot[start:start + nb] = np.mean([pr.sa.scores_from_weights(w[:, pr.sel], [pr.all_runs])
+                                          - pr.sb.scores_from_weights(w[:, pr.sel], [pr.all_runs])
+                                          for pr in pairs], axis=0)
         step += 1
         yield Progress(step, total, f"model comparison: {start + nb}/{n_boot} bootstrap resamples")
     qs = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
@@ -538,8 +542,64 @@ def compare_models_job(result_a, result_b, measured: Optional[list] = None, n_pe
     return ModelComparison(r_a, r_b, diff, p, q, low, high, null, boot,
                            dict(n_perm=n_perm, n_boot=n_boot, block_trs=block_trs, ci=ci,
                                 seed=seed, score=groups, alpha=alpha,
-                                null="block swap of A/B predictions",
+                                null=NULL_DESCRIPTION,
                                 interval="block bootstrap (percentile), stratified by run"))
+
+
+NULL_DESCRIPTION = ("block swap of A/B predictions, each model's predictions standardised "
+                    "(centred, unit sd) per target within each score group")
+
+
+def standardise_runs(preds: list) -> list:
+    """Centre and scale each target's predictions to unit sd over all the given runs together.
+
+    An affine map of the whole series, so Pearson r with any response on those TRs (or on a
+    resample of their blocks) is unchanged. A constant column (zero variance in float64, the
+    rule of :func:`pearson_r`) stays constant (all zeros): it scores 0 either way.
+
+    Parameters
+    ----------
+    preds : list of (n_trs_run, n_targets) arrays
+
+    Returns
+    -------
+    list of (n_trs_run, n_targets) float64 arrays
+    """
+    cut = np.cumsum([0] + [np.shape(p)[0] for p in preds])
+    z = np.concatenate([np.asarray(p, dtype=np.float64) for p in preds], axis=0)
+    z -= z.mean(axis=0)
+    sd = np.sqrt(np.mean(z * z, axis=0))  # n_targets
+    z /= np.where(sd > 0, sd, 1.0)
+    return [z[c0:c1] for c0, c1 in zip(cut[:-1], cut[1:])]
+
+
+class _StandardisedPair:
+    """Block sums of A and B for one score group (runs ``group``), each model standardised over it.
+
+    ``sel`` marks the group's blocks among all blocks (in order), ``all_runs`` is the group as
+    local run indices; a swap mask or bootstrap weight over all blocks is restricted with ``sel``.
+    """
+
+    def __init__(self, preds_a, preds_b, meas, group, block_trs, blocks):
+        runs = sorted(set(int(k) for k in group))  # blocks of these runs, in the order of all blocks
+        self.sel = np.isin(blocks.run_of_block, runs)
+        self.all_runs = list(range(len(runs)))
+        self.blocks = make_time_blocks([np.shape(preds_a[k])[0] for k in runs], block_trs)
+        ya = [meas[k] for k in runs]
+        self.sa = _PairStats(standardise_runs([preds_a[k] for k in runs]), ya, self.blocks, p_mean=0.0)
+        self.sb = _PairStats(standardise_runs([preds_b[k] for k in runs]), ya, self.blocks, p_mean=0.0,
+                             y_mean=self.sa.y_mean)
+        nb = self.blocks.n_blocks
+        self.flat_a = self.sa.sums.reshape(nb, -1)
+        self.flat_b = self.sb.sums.reshape(nb, -1)
+        # swapping block j from A to B changes A's sums by (B_j - A_j), and B's by the opposite;
+        # y sums are shared (same measured data, same mean), so they cancel in the difference
+        self.flat_d = self.flat_b - self.flat_a
+
+    def swap(self, m: np.ndarray) -> np.ndarray:
+        """r(A) - r(B) of this group when blocks with ``m == 1`` (m over all blocks) are swapped."""
+        return _swap_scores(self.sa, self.sb, self.blocks, m[:, self.sel], self.flat_a, self.flat_b,
+                            self.flat_d, [self.all_runs])
 
 
 def _saved_scores(result, score):

@@ -274,3 +274,117 @@ def test_compare_models_reports_progress_and_cancels():
 
     with pytest.raises(JobCancelled):
         compare_models(pa, meas, measured=meas, n_perm=1000, token=token, on_progress=stop)
+
+
+# ----------------------------------------------------------------- the swap null on standardised predictions
+
+def _ar1(rng, n_trs, n_targets, phi=0.6):
+    """AR(1) noise, unit marginal variance: BOLD-like autocorrelation within blocks."""
+    e = rng.standard_normal((n_trs, n_targets)) * np.sqrt(1 - phi ** 2)
+    x = np.empty_like(e)
+    x[0] = rng.standard_normal(n_targets)
+    for t in range(1, n_trs):
+        x[t] = phi * x[t - 1] + e[t]
+    return x
+
+
+def _old_swap_null(pa, pb, meas, groups, block_trs, n_perm, seed):
+    """The previous null (raw predictions, one centring shared by both models), same masks as compare_models."""
+    blocks = make_time_blocks([p.shape[0] for p in pa], block_trs)
+    p_mean = 0.5 * (np.concatenate(pa).mean(0) + np.concatenate(pb).mean(0))
+    sa = _PairStats(pa, meas, blocks, p_mean=p_mean)
+    sb = _PairStats(pb, meas, blocks, p_mean=p_mean, y_mean=sa.y_mean)
+    flat = lambda s: s.sums.reshape(blocks.n_blocks, -1)
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, n_perm, 100):
+        m = rng.integers(0, 2, size=(min(100, n_perm - start), blocks.n_blocks)).astype(float)
+        out.append(_swap_scores(sa, sb, blocks, m, flat(sa), flat(sb), flat(sb) - flat(sa), groups))
+    return np.concatenate(out)
+
+
+def test_swap_null_is_calibrated_for_noise_predictors_on_different_scales():
+    # both models pure noise (AR(1), like BOLD), A at sd 1, B at sd 1e-4 around an offset (a ridge at the top
+    # of its alpha grid): equally (un)predictive, so the two-sided p-values must be uniform
+    rng = np.random.default_rng(20)
+    n_targets, lengths = 600, [160, 160, 160]
+    meas = [_ar1(rng, n, n_targets) for n in lengths]
+    pa = [_ar1(rng, n, n_targets) for n in lengths]
+    pb = [5.0 + 1e-4 * _ar1(rng, n, n_targets) for n in lengths]
+    groups = [[0], [1], [2]]   # leave-one-run-out folds
+    cmp = compare_models(pa, pb, measured=meas, n_perm=400, n_boot=100, block_trs=10, seed=1, score=groups)
+    frac = np.mean(cmp.p_values <= 0.05)
+    assert 0.02 <= frac <= 0.08, frac
+    assert scipy.stats.kstest(cmp.p_values, "uniform").pvalue > 0.001
+    assert np.mean(cmp.q_values <= 0.05) < 0.01
+    # the previous null (raw scales, one shared centring) was no null here: far fewer small p than nominal,
+    # so real differences against a shrunk prediction were lost
+    old = _old_swap_null(pa, pb, meas, groups, 10, 400, seed=1)
+    assert np.mean(permutation_p_values(cmp.difference, old, tail="two-sided") <= 0.05) < 0.01
+    # and the standardised null does not depend on B's scale or offset at all
+    again = compare_models(pa, [1e4 * (p - 5.0) for p in pb], measured=meas, n_perm=400, n_boot=10, block_trs=10,
+                           seed=1, score=groups)
+    np.testing.assert_allclose(again.null, cmp.null, atol=1e-5)
+    assert cmp.settings["null"] == stats.NULL_DESCRIPTION and "standardised" in cmp.settings["null"]
+    # each model's own r is what pearson_r gives on its raw predictions, fold by fold
+    for preds, got in ((pa, cmp.scores_a), (pb, cmp.scores_b)):
+        np.testing.assert_allclose(got, np.mean([pearson_r(p, y) for p, y in zip(preds, meas)], axis=0),
+                                   atol=1e-10)
+
+
+def test_swap_null_keeps_power_against_a_shrunk_prediction():
+    # A carries a planted signal in targets 0..29, B predicts a near-constant (sd 1e-6) noise at an offset (a
+    # ridge at the top of its alpha grid): Δr ≈ +0.6 there must reach the p floor and be significant after FDR
+    rng = np.random.default_rng(21)
+    n_targets, lengths, n_perm = 200, [200, 200, 200], 500
+    meas = [_ar1(rng, n, n_targets) for n in lengths]
+    gain = np.zeros(n_targets)
+    gain[:30] = 0.8
+    pa = [gain * y + _ar1(rng, y.shape[0], n_targets) for y in meas]
+    pb = [2.0 + 1e-6 * _ar1(rng, n, n_targets) for n in lengths]
+    groups = [[0], [1], [2]]
+    cmp = compare_models(pa, pb, measured=meas, n_perm=n_perm, n_boot=200, block_trs=10, seed=2, score=groups)
+    assert np.all(cmp.difference[:30] > 0.2)
+    assert np.all(cmp.p_values[:30] == 1 / (n_perm + 1)), cmp.p_values[:30]
+    assert np.all(cmp.q_values[:30] <= 0.05)
+    assert np.all(cmp.ci_low[:30] > 0)
+    assert np.mean(cmp.q_values[30:] <= 0.05) < 0.05
+
+
+@pytest.mark.parametrize("score", ["concat", "mean_runs"])
+def test_swap_null_equals_explicit_standardised_swaps_and_old_null_on_one_scale(score):
+    # brute force: standardise each model per score group, build the swapped series with numpy for the first
+    # permutations (the masks compare_models draws), and compare with its null; with both models on one scale
+    # the p-values agree with the previous (raw-scale) implementation's
+    rng = np.random.default_rng(22)
+    lengths, n_targets, n_perm, seed = [150, 120, 130], 60, 300, 3
+    meas = [_ar1(rng, n, n_targets, phi=0.3) for n in lengths]
+    # one scale: both predictions have unit variance, A more of it from the response in targets 0..14
+    gain_a = np.where(np.arange(n_targets) < 15, 0.7, 0.35)
+    pa = [gain_a * y + np.sqrt(1 - gain_a ** 2) * rng.standard_normal(y.shape) for y in meas]
+    pb = [0.35 * y + np.sqrt(1 - 0.35 ** 2) * rng.standard_normal(y.shape) for y in meas]
+    cmp = compare_models(pa, pb, measured=meas, n_perm=n_perm, n_boot=50, block_trs=6, seed=seed, score=score)
+    groups = _score_groups(score, 3)
+    blocks = make_time_blocks(lengths, 6)
+    masks = np.random.default_rng(seed).integers(0, 2, size=(100, blocks.n_blocks))[:5]
+    cuts = np.cumsum([0] + lengths)
+    A, B, Y = np.concatenate(pa), np.concatenate(pb), np.concatenate(meas)
+    for i, m in enumerate(masks):
+        per_group = []
+        for g in groups:
+            idx = np.concatenate([np.arange(cuts[k], cuts[k + 1]) for k in g])
+            za = (A[idx] - A[idx].mean(0)) / A[idx].std(0)
+            zb = (B[idx] - B[idx].mean(0)) / B[idx].std(0)
+            swapped = np.zeros(len(idx), dtype=bool)
+            for j in np.flatnonzero(m):
+                s, n = blocks.starts[j], blocks.lengths[j]
+                swapped |= (idx >= s) & (idx < s + n)
+            a2 = np.where(swapped[:, None], zb, za)
+            b2 = np.where(swapped[:, None], za, zb)
+            per_group.append(pearson_r(a2, Y[idx]) - pearson_r(b2, Y[idx]))
+        np.testing.assert_allclose(cmp.null[i], np.mean(per_group, axis=0), rtol=1e-5, atol=1e-6)
+    old = _old_swap_null(pa, pb, meas, groups, 6, n_perm, seed)
+    p_old = permutation_p_values(cmp.difference, old, tail="two-sided")
+    gap = np.abs(cmp.p_values - p_old)
+    assert gap.mean() < 0.02 and gap.max() < 0.06, (gap.mean(), gap.max())
+    np.testing.assert_allclose(cmp.null.std(0), old.std(0), rtol=0.1)
