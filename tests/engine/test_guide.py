@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -244,24 +245,40 @@ def command_times(log: str):
     return out
 
 
-def run_page(name: str, guide_env, work: Path, timeout_s: float = 1500) -> str:
-    """Runs one page's script in ``work``; returns its output (stdout and stderr)."""
+def _kill(proc: subprocess.Popen) -> None:
+    """Ends a page's script and every command it started (its own process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_page(name: str, guide_env, work: Path, timeout_s: float = 1500, running=None) -> str:
+    """Runs one page's script in ``work``; returns its output (stdout and stderr). ``running``: a set
+    the running script is kept in (so that it can be ended from another thread)."""
     env, base = guide_env
     work.mkdir(exist_ok=True)
     script = page_script(GUIDE / name)
     t0 = time.monotonic()
+    proc = subprocess.Popen(["bash", "-c", script], cwd=work, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    if running is not None:
+        running.add(proc)
     try:
-        proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True,
-                              timeout=timeout_s, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        out = "".join(x.decode(errors="replace") if isinstance(x, bytes) else x for x in (e.stdout, e.stderr) if x)
-        raise AssertionError(f"{name}: still running after {timeout_s:.0f} s:\n{out[-6000:]}") from None
-    log = proc.stdout + proc.stderr
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        out, err = proc.communicate()
+        raise AssertionError(f"{name}: still running after {timeout_s:.0f} s:\n{(out + err)[-6000:]}") from None
+    finally:
+        if running is not None:
+            running.discard(proc)
+    log = out + err
     wall_s = time.monotonic() - t0
     summary = "".join(f"\n  {secs:4d} s  {label[:150]}"
                       for label, secs in sorted(command_times(log), key=lambda x: -x[1])[:5])
     log += f"\n[{name}: {wall_s:.1f} s; slowest commands:{summary}]\n"
-    assert proc.returncode == 0, f"{name}: a guide command failed:\n{log[-6000:]}"
+    assert proc.returncode == 0, f"{name}: a guide command failed (status {proc.returncode}):\n{log[-6000:]}"
     assert "Traceback" not in log, f"{name}: a traceback:\n{log[-6000:]}"
     return log
 
@@ -271,20 +288,24 @@ def guide_session(guide_env, request):
     """Runs the pages (those this session selected, and the pages before them in their lane) in two
     lanes side by side (:func:`lanes`), each in index order in its own working folder: a page may use
     what an earlier page of its lane wrote, as a reader following the guide does. ``run(name)``
-    waits for the page and returns its log, or raises its failure."""
+    waits for the page and returns its log, or raises its failure. At the end of the module (or
+    of a session stopped early, ``-x``), a page still running is ended."""
     env, base = guide_env
     order = index_order()
     selected = {item.callspec.params["page"] for item in request.session.items
                 if getattr(item, "originalname", "") == "test_guide_page_runs" and hasattr(item, "callspec")}
     done = {name: threading.Event() for name in order}
-    outcome = {}
+    outcome, running, stop = {}, set(), threading.Event()
 
     def lane_worker(pages, work):
         for name in pages:
-            try:
-                outcome[name] = (run_page(name, guide_env, work), None)
-            except BaseException as e:  # noqa: BLE001 - handed to the page's test
-                outcome[name] = (None, e)
+            if stop.is_set():
+                outcome[name] = (None, RuntimeError(f"{name}: not run (the guide's tests were stopped)"))
+            else:
+                try:
+                    outcome[name] = (run_page(name, guide_env, work, running=running), None)
+                except BaseException as e:  # noqa: BLE001 - handed to the page's test
+                    outcome[name] = (None, e)
             done[name].set()
 
     threads = []
@@ -304,8 +325,11 @@ def guide_session(guide_env, request):
         return log
 
     yield run
+    stop.set()
+    for proc in list(running):
+        _kill(proc)
     for t in threads:
-        t.join(timeout=1800)
+        t.join(timeout=120)
 
 
 def test_index_lists_every_page_once():
