@@ -62,9 +62,9 @@ def _assert_same_fit(a, b, pred_tol=2e-6, max_ties=0.05):
     np.testing.assert_array_equal(a.alpha_on_edge[same_t], b.alpha_on_edge[same_t])
 
 
-# Woodbury; p x p form (6 columns); kernel form (300 > 240 TRs); 150 columns: the in-place eigh
-# (p >= 128) with Woodbury; batches of 4 targets: the inner folds' factors kept across batches
-@pytest.mark.parametrize("n_feat,batch", [(6, None), (2, None), (100, None), (50, None), (6, 4), (100, 4), (50, 4)])
+# Woodbury; p x p form (6 columns); kernel form (300 > 240 TRs); batches of 4 targets: the inner
+# folds' factors kept across batches (kernel form; 150 columns: primal with the in-place eigh, p >= 128)
+@pytest.mark.parametrize("n_feat,batch", [(6, None), (2, None), (100, None), (100, 4), (50, 4)])
 def test_equals_fit_encoding_loro(n_feat, batch):
     X, Y = _planted(n_feat=n_feat)
     kw = dict(delays=[1, 2, 3], alphas=ALPHAS, cv="loro", drop_edges=(2, 1))
