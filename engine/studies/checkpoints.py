@@ -19,9 +19,12 @@ demo is written, through the same feature extraction this study runs). So r(A) >
 and no effect in the noise-only regions. There is no layer peak to find: the demo's 40-word
 vocabulary in random order gives the layers nothing to differ on but the words themselves, so the
 pretrained geometry already shows in the embeddings (``layer00``). The block-swap p of the planted
-parcels is ~0.05 (q > 0.05 over 400 parcels): B's ridge shrinks its predictions there to almost
-nothing (its alpha at the top of the grid), and r, being scale-free, lets any block swapped in from
-A dominate the swapped series, which widens the swap null; the intervals are the stronger evidence.
+parcels is at its floor (1 / (n_perm + 1)) and their q ≈ 0.003 at every layer: B's ridge shrinks its
+predictions there to almost nothing (its alpha at the top of the grid), and the comparison
+standardises each model's predictions before swapping blocks, so A's blocks no longer dominate the
+swapped series. With two runs, each fold's held-out run is the other fold's training run, so the
+folds' Δr are correlated and the block-swap null is somewhat narrow: noise-only parcels reach
+q <= 0.05 in 4-7 % per layer (an empirical check: the planted Δr exceed every noise-only parcel's).
 The demo's visual parcels can also come out "A better" at the first layers: the two runs show one
 episode, so leave-one-run-out rewards whichever model's ridge reproduces the first run's response
 (repeatability, not prediction of new stimuli), and that depends on the alpha each picks.
