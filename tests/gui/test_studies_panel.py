@@ -11,6 +11,18 @@ from PySide6.QtCore import QPoint, Qt
 from tests.engine.test_studies_demo import checkpoints_study, layers_study, study_demo
 
 
+def planted_weight(demo, driver: str) -> dict:
+    """Mean planted weight of ``driver``'s map per Schaefer-400 parcel of the demo (from its truth file)."""
+    from engine.io.atlases import load_atlas
+
+    truth = np.load(demo.parent / "truth" / "truth.npz")
+    m = np.asarray(truth[f"map_{driver}"], np.float64)
+    atlas = load_atlas("schaefer_400", space="fsaverage5")
+    lab = np.asarray(atlas.labels)
+    return {name: float(m[lab == k].mean()) if (lab == k).any() else 0.0
+            for k, name in enumerate(atlas.names, start=1)}
+
+
 @pytest.fixture(scope="module")
 def demo(demo_project):
     return study_demo(demo_project)
@@ -44,7 +56,13 @@ def test_studies_panel_runs_encoders_and_shows_the_answer(window, demo, qtbot):
     order = np.argsort(-np.abs(table["mean_difference"].to_numpy(float)), kind="stable")[:panel.bars.n_max]
     assert [r["region"] for r in panel.bars.rows] == list(table["region"].iloc[order])
     wins = [r for r in panel.bars.rows if r["significant"] and r["value"] > 0]
-    assert max(wins, key=lambda r: r["value"])["region"] in planted
+    # the largest win lies in the planted multimodal patch: a parcel of mean planted weight >= 0.5
+    # ("planted") or one the patch's edge covers substantially (>= 0.25: the noise decides which of
+    # the patch's parcels wins); never a parcel outside it
+    weight = planted_weight(demo, "multimodal")
+    top = max(wins, key=lambda r: r["value"])["region"]
+    assert weight[top] >= 0.25, (top, weight[top])
+    assert all(weight[r["region"]] > 0 for r in wins), [(r["region"], weight[r["region"]]) for r in wins]
     shown = [r for r in panel.bars.rows if r["region"] in planted]
     assert shown and all(r["significant"] and r["value"] > 0 for r in shown)
     for r in panel.bars.rows:
