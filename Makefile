@@ -14,7 +14,7 @@ APT_PACKAGES := xvfb xauth libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-re
 	libpulse0
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: run test test-slow setup system bench demo clean lint-imports bundle-test
+.PHONY: run test setup system bench demo clean lint-imports bundle-test
 
 run: setup
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = "Darwin" ]; then \
@@ -28,10 +28,6 @@ run: setup
 
 test: setup lint-imports
 	QT_QPA_PLATFORM=offscreen PYTHONUNBUFFERED=1 $(PY) -m pytest
-
-# The whole suite with the slow extras (the guide's studies page): ALIGNSCOPE_SLOW_TESTS=1.
-test-slow: setup lint-imports
-	ALIGNSCOPE_SLOW_TESTS=1 QT_QPA_PLATFORM=offscreen PYTHONUNBUFFERED=1 $(PY) -m pytest
 
 # The import contracts of pyproject.toml (engine is pure Python; its layers).
 lint-imports: setup
