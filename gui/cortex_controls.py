@@ -233,7 +233,7 @@ class CortexControls(QFrame):
         for w in widgets:
             w.blockSignals(False)
         self.note.setText("" if has_q else "FDR q: the open result carries no q-values "
-                          "(add them with: alignscope stats PROJECT).")
+                          "(add them with: python main.py stats RESULT.h5, the result's file).")
 
     def _threshold_mode_changed(self) -> None:
         mode = self.threshold_mode.currentData()
