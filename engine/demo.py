@@ -372,8 +372,9 @@ def planted_maps(coords: np.ndarray, hemi: np.ndarray, regions=None) -> Dict[str
 
 
 def _zscore(x):
-    x = np.asarray(x, float)
-    return (x - x.mean()) / (x.std() + 1e-12)
+    from .encoding.preprocess import zscore_columns
+
+    return zscore_columns(x, axis=0)
 
 
 def truth_drivers(stim: Dict[str, np.ndarray], words, n_trs: int, tr_s: float) -> Dict[str, np.ndarray]:

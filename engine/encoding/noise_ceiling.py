@@ -54,11 +54,9 @@ def _check_stack(data, what: str, min_first: int = 2) -> np.ndarray:
 
 
 def _zscore_time(d: np.ndarray) -> np.ndarray:
-    d = np.asarray(d, dtype=np.float64)
-    d = d - d.mean(axis=1, keepdims=True)
-    sd = d.std(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(sd > 0, d / sd, 0.0)
+    from .preprocess import zscore_columns
+
+    return zscore_columns(d, axis=1)
 
 
 def _corr_cols(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -70,6 +70,34 @@ def check_runs(runs, what: str = "runs") -> List[np.ndarray]:
     return out
 
 
+def zscore_columns(a, axis: int = 0, eps: float = 0.0) -> np.ndarray:
+    """Centre and scale to unit (population) standard deviation along ``axis``, in float64.
+
+    The one z-score of the project: columns whose standard deviation is ``<= eps`` (constant
+    columns with the default 0) become zeros, never NaN. A 1-D array is one column.
+
+    Parameters
+    ----------
+    a : array_like
+    axis : int
+        The axis of time (TRs): 0 for (n_trs, n_columns), 1 for (n_columns, n_trs).
+    eps : float
+        Standard deviations at or below it count as constant.
+
+    Returns
+    -------
+    ndarray float64, the shape of ``a``
+    """
+    z = np.array(a, dtype=np.float64)   # a copy: the caller's array is never modified
+    z -= z.mean(axis=axis, keepdims=True)
+    sd = np.sqrt(np.mean(z * z, axis=axis, keepdims=True))
+    const = sd <= eps
+    z /= np.where(const, 1.0, sd)
+    if const.any():
+        z *= ~const
+    return z
+
+
 def zscore_runs(runs: Sequence[np.ndarray], eps: float = 1e-8) -> List[np.ndarray]:
     """Z-score every column within each run (mean 0, standard deviation 1 over TRs).
 
@@ -83,14 +111,7 @@ def zscore_runs(runs: Sequence[np.ndarray], eps: float = 1e-8) -> List[np.ndarra
     -------
     list of (n_trs_run, n_columns) float32 arrays
     """
-    out = []
-    for r in check_runs(runs):
-        r64 = r.astype(np.float64)
-        mean = r64.mean(0)
-        std = r64.std(0)
-        std[std < eps] = 1.0  # constant column -> zeros after centring
-        out.append(((r64 - mean) / std).astype(np.float32))
-    return out
+    return [zscore_columns(r, axis=0, eps=eps).astype(np.float32) for r in check_runs(runs)]
 
 
 def delay_runs(runs: Sequence[np.ndarray], delays: Sequence[int] = (1, 2, 3, 4)) -> List[np.ndarray]:

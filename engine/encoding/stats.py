@@ -565,11 +565,10 @@ def standardise_runs(preds: list) -> list:
     -------
     list of (n_trs_run, n_targets) float64 arrays
     """
+    from .preprocess import zscore_columns
+
     cut = np.cumsum([0] + [np.shape(p)[0] for p in preds])
-    z = np.concatenate([np.asarray(p, dtype=np.float64) for p in preds], axis=0)
-    z -= z.mean(axis=0)
-    sd = np.sqrt(np.mean(z * z, axis=0))  # n_targets
-    z /= np.where(sd > 0, sd, 1.0)
+    z = zscore_columns(np.concatenate([np.asarray(p, dtype=np.float64) for p in preds], axis=0), axis=0)
     return [z[c0:c1] for c0, c1 in zip(cut[:-1], cut[1:])]
 
 

@@ -124,9 +124,10 @@ def convolve_hrf(x: np.ndarray, tr_s: float) -> np.ndarray:
 
 
 def _zscore_cols(a: np.ndarray) -> np.ndarray:
-    a = a - a.mean(axis=0)
-    sd = np.sqrt((a * a).sum(axis=0))
-    return np.where(sd > 0, a / np.where(sd > 0, sd, 1.0), 0.0)
+    """Columns centred and scaled to unit norm (z-scores / sqrt(n_trs)): a dot product is Pearson r."""
+    from ..encoding.preprocess import zscore_columns
+
+    return zscore_columns(a, axis=0) / np.sqrt(max(np.shape(a)[0], 1))
 
 
 def _lagged_targets(Y: np.ndarray, lags: Sequence[int]) -> List[np.ndarray]:
