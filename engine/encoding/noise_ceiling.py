@@ -60,13 +60,14 @@ def _zscore_time(d: np.ndarray) -> np.ndarray:
 
 
 def _corr_cols(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r per column of two (n_trs, n_targets) arrays (NaN for constant columns)."""
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    den = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (a * b).sum(axis=0) / den
-    return np.where(den > 0, r, np.nan)
+    """Pearson r per column of two (n_trs, n_targets) arrays (the project's :func:`pearson_r`), NaN
+    where either column is constant: a reliability of a constant target is undefined, not 0."""
+    from .results import pearson_r
+
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    constant = np.all(a == a[:1], axis=0) | np.all(b == b[:1], axis=0)
+    return np.where(constant, np.nan, pearson_r(a, b))
 
 
 def spearman_brown(reliability: np.ndarray, factor: float) -> np.ndarray:
