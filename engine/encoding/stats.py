@@ -547,7 +547,9 @@ def compare_models_job(result_a, result_b, measured: Optional[list] = None, n_pe
 
 
 NULL_DESCRIPTION = ("block swap of A/B predictions, each model's predictions standardised "
-                    "(centred, unit sd) per target within each score group")
+                    "(centred, unit sd) per target within each score group; conditional on the "
+                    "fitted predictions (the folds' training variability is not in the null: "
+                    "optimistic for cross-validated fits)")
 
 
 def standardise_runs(preds: list) -> list:
