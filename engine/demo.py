@@ -455,11 +455,9 @@ def random_minilm_folder(root) -> Path:
 
 def _pcs(x: np.ndarray, k: int) -> np.ndarray:
     """Scores (n_rows, k) of the top ``k`` principal components of the z-scored columns of ``x``."""
-    x = np.asarray(x, dtype=np.float64)
-    x = x - x.mean(0)
-    sd = x.std(0)
-    x = x / np.where(sd > 1e-9, sd, 1.0)
-    u, s, _ = np.linalg.svd(x, full_matrices=False)
+    from .encoding.preprocess import zscore_columns
+
+    u, s, _ = np.linalg.svd(zscore_columns(x, axis=0, eps=1e-9), full_matrices=False)
     return u[:, :k] * s[:k]
 
 
@@ -472,10 +470,9 @@ def pretrained_component(pretrained: np.ndarray, random: np.ndarray, others: Lis
     constant regressed out; the score of the residual's top principal component, signed to correlate
     positively with the residual's mean over features.
     """
-    a = np.asarray(pretrained, dtype=np.float64)
-    a = a - a.mean(0)
-    sd = a.std(0)
-    a = a / np.where(sd > 1e-9, sd, 1.0)
+    from .encoding.preprocess import zscore_columns
+
+    a = zscore_columns(pretrained, axis=0, eps=1e-9)
     design = np.column_stack([np.ones(len(a)), _pcs(random, n_shared)] + [np.asarray(o, float) for o in others])
     resid = a - design @ np.linalg.lstsq(design, a, rcond=None)[0]
     c = _pcs(resid, 1)[:, 0]
