@@ -15,7 +15,7 @@ import time
 import traceback
 from typing import Any, Callable, List, Optional
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal
 
 from engine.errors import AlignScopeError, JobCancelled
 from engine.jobs import CancelToken, Job, Progress, drive
@@ -100,7 +100,13 @@ class JobHandle(QObject):
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and not self._thread.isFinished()
+        """True until the GUI thread has handled the job's end (``ended`` emitted).
+
+        Not ``QThread.isFinished()``: the worker thread finishes before its queued result
+        reaches the GUI thread, and a caller that saw "not running" must find the final
+        ``state`` and ``result`` already set.
+        """
+        return self._thread is not None
 
     def start(self) -> None:
         self._thread.start()
@@ -114,7 +120,10 @@ class JobHandle(QObject):
         thread = self._thread
         if thread is None:
             return True
-        return thread.wait() if timeout_ms is None else thread.wait(timeout_ms)
+        done = thread.wait() if timeout_ms is None else thread.wait(timeout_ms)
+        if done:   # deliver the thread's queued result and end now, so the state is final
+            QCoreApplication.sendPostedEvents(self, 0)
+        return done
 
     # ---- slots (GUI thread) -------------------------------------------------------------
     def _on_progress(self, p: Progress) -> None:

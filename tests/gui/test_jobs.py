@@ -52,6 +52,17 @@ def test_a_job_reports_progress_and_its_result(qtbot):
     assert jm.active == []
 
 
+def test_not_running_means_the_result_has_arrived(qtbot):
+    """The worker thread ends before its queued result reaches the GUI thread: a handle seen
+    "not running" must already hold its final state (CI once saw 'running' there)."""
+    jm = JobManager()
+    h = jm.start("count", counting_job(1))
+    assert h._thread.wait(5000)              # the thread is over; no event handled yet
+    assert h.running and h.state == "running"
+    qtbot.waitUntil(lambda: not h.running, timeout=5000)
+    assert h.state == "finished" and h.result == 10
+
+
 def test_a_failing_job_shows_its_error_and_the_window_keeps_working(window, qtbot):
     h = window.start_job("Load bad file", counting_job(4, fail_at=2,
                                                         exc=DataError("run: expected 20484 columns, found 100")))
