@@ -208,7 +208,7 @@ def _run(args, summary) -> int:
     from ..atomic import atomic_path
     from ..encoding.regions import region_comparison
     from ..encoding.results import EncodingResult
-    from ..encoding.stats import compare_models_job
+    from ..encoding.stats import compare_models_job, widening_text
     from ..errors import ConfigError
     from .common import run_job
 
@@ -249,7 +249,7 @@ def _run(args, summary) -> int:
           f"mean delta r (A - B) = {np.mean(d[both]) if both.any() else np.nan:+.4f}; A above B in "
           f"{int(np.sum(both & (d > 0)))} of {int(both.sum())} targets; FDR q <= {args.alpha:g}: A better in "
           f"{better_a} targets, B better in {better_b} ({args.n_perm} block swaps of {args.block} TRs, "
-          f"{args.n_boot} bootstrap resamples)")
+          f"{args.n_boot} bootstrap resamples{widening_text(comp.settings)})")
     table = None
     if labels is not None:
         table = region_comparison(comp, labels, names, alpha=args.alpha, ci_level=args.ci)

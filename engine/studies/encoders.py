@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import ConfigError, expected_found
 from ..jobs import Progress
+from ..encoding.stats import widening_text
 from .common import (StudyResult, Timer, compare_job, describe_regions, features_for, finish, fits_dir_for,
                      fit_spaces_job, is_demo, load_study_data, parse_model_ref, region_effects,
                      significant_regions)
@@ -78,5 +79,6 @@ def run_job(settings, token=None):
         f"in {n_t_a} of {comp.difference.size} targets.",
         f"B better than A in {len(b_better)} region(s): {describe_regions(b_better)}; in {n_t_b} targets.",
         f"Statistics: {settings.n_perm} block swaps of {settings.block_trs} TRs (two-sided), {settings.n_boot} "
-        f"block-bootstrap resamples ({int(settings.ci * 100)}% intervals), Benjamini-Hochberg FDR."]
+        f"block-bootstrap resamples ({int(settings.ci * 100)}% intervals){widening_text(comp.settings)}, "
+        "Benjamini-Hochberg FDR."]
     return finish(result, data, settings, timer, {"A": res_a, "B": res_b})

@@ -88,7 +88,7 @@ def test_compare_bundled_atlas_on_fsaverage5(tmp_path, capsys):
     atlas = load_atlas("schaefer100")
     n = atlas.labels.size                                  # 20484 fsaverage5 vertices
     rng = np.random.default_rng(3)
-    n_trs = 40
+    n_trs = 200     # 2 runs x 20 blocks: the swap null (widened sqrt(2) for the LORO folds) reaches z ~ sqrt(40 / 2)
     measured = [rng.standard_normal((n_trs, n)).astype(np.float32) for _ in range(2)]
     target_parcel = 5
     in_parcel = atlas.labels == target_parcel

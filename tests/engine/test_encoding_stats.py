@@ -388,3 +388,92 @@ def test_swap_null_equals_explicit_standardised_swaps_and_old_null_on_one_scale(
     gap = np.abs(cmp.p_values - p_old)
     assert gap.mean() < 0.02 and gap.max() < 0.06, (gap.mean(), gap.max())
     np.testing.assert_allclose(cmp.null.std(0), old.std(0), rtol=0.1)
+
+
+def test_cv_variance_factor_counts_the_folds_that_train_each_other():
+    from types import SimpleNamespace
+
+    from engine.encoding.stats import cv_variance_factor
+
+    def res(folds, lengths, kind=None):
+        return SimpleNamespace(folds=folds, predictions=[np.zeros((n, 1)) for n in lengths],
+                               provenance={"cv": {"kind": kind}} if kind else {})
+
+    assert cv_variance_factor(res([[0], [1], [2], [3]], [50] * 4, "loro")) == 2.0     # every pair trains each other
+    assert cv_variance_factor(res([[0, 1], [2, 3]], [50, 70, 60, 40], "kfold")) == 2.0
+    assert cv_variance_factor(res([[3]], [50] * 4, "explicit")) == 1.0                  # a train/test split
+    assert cv_variance_factor(res([], [50] * 4)) == 1.0
+    assert cv_variance_factor(res([[0], [1]], [50] * 2, "within-run")) == 2.0
+    # runs 2 and 3 tested (each trains the other), 0 and 1 only trained on: (2*2 + 4) / (2 + 4) pairs
+    assert cv_variance_factor(res([[2], [3]], [50] * 4, "explicit")) == pytest.approx(8 / 6)
+    # run lengths weight the pairs: tested 2 (100 TRs) and 3 (50), train-only 0 (50)
+    assert cv_variance_factor(res([[1], [2]], [50, 100, 50], "explicit")) == pytest.approx(
+        (2 * 2 * 100 * 50 + 100 * 50 + 50 * 50) / (2 * 100 * 50 + 100 * 50 + 50 * 50))
+
+
+@pytest.mark.filterwarnings("ignore::engine.encoding.ridge.AlphaOnEdgeWarning")
+@pytest.mark.parametrize("runs, cv, factor, low, high", [(4, "loro", 2.0, 0.01, 0.08), (4, [[3]], 1.0, 0.025, 0.085)])
+def test_comparison_of_cross_validated_noise_fits_is_calibrated(runs, cv, factor, low, high):
+    """Two models fitted by fit_encoding to pure AR(1) noise: equally (un)predictive, so about 5 % of
+    targets may reach p <= 0.05. With leave-one-run-out each run's noise scores its own fold and, through
+    the fit, every fold it trained: the unwidened swap null gives 15-20 % (asserted > 10 % here); widened by
+    sqrt(2) it is back near 5 %. One held-out split trains nothing it tests: not widened, near 5 %."""
+    from engine.encoding.fit import fit_encoding
+
+    rng = np.random.default_rng(4)
+    n_trs, n_targets = 100, 400
+    X = [rng.standard_normal((n_trs, 12)).astype(np.float32) for _ in range(runs)]
+    Y = [_ar1(rng, n_trs, n_targets, phi=0.3).astype(np.float32) for _ in range(runs)]
+    fit = dict(delays=(1, 2), alphas=np.logspace(-1, 4, 6), cv=cv)
+    res_a = fit_encoding([x[:, :6] for x in X], Y, **fit)
+    res_b = fit_encoding([x[:, 6:] for x in X], Y, **fit)
+    cmp = compare_models(res_a, res_b, n_perm=500, n_boot=200, seed=0)
+    assert cmp.settings["cv_factor"] == factor
+    assert low <= np.mean(cmp.p_values <= 0.05) <= high
+    assert np.mean((cmp.ci_low <= 0) & (0 <= cmp.ci_high)) > 0.88        # 95 % intervals cover the null
+    if factor > 1:
+        narrow = compare_models(res_a, res_b, n_perm=500, n_boot=10, seed=0, cv_factor=1)
+        assert np.mean(narrow.p_values <= 0.05) > 0.10
+        # the same swaps, widened: every null draw sqrt(2) times the unwidened one
+        np.testing.assert_allclose(cmp.null, np.sqrt(2) * narrow.null, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ConfigError, match="cv_factor"):
+        compare_models(res_a, res_b, n_perm=10, n_boot=10, cv_factor=0.5)
+    # one model's score interval: the same widening; a train/test split's training runs have no held-out
+    # prediction (NaN) and are left out of the resample (they made every interval NaN before)
+    low, high = bootstrap_ci_targets(res_a, n_boot=200, seed=1)
+    mean_r = float(np.mean(res_a.scores))
+    assert np.mean((low <= mean_r) & (mean_r <= high)) > 0.86
+    if factor > 1:
+        low1, high1 = bootstrap_ci_targets(res_a, n_boot=200, seed=1, cv_factor=1)
+        assert np.mean((low1 <= mean_r) & (mean_r <= high1)) < 0.84            # measured 0.78 unwidened
+
+
+@pytest.mark.filterwarnings("ignore::engine.encoding.ridge.AlphaOnEdgeWarning")
+def test_within_run_results_are_resampled_by_their_folds_test_segments():
+    """With within-run CV the saved score is r over each fold's held-out segments (one per run), mean over
+    folds. The resampling statistics cut the runs the same way, so their unresampled statistic is the saved
+    score (per run it is not: the segments of a run come from five different models) and every interval
+    contains the observed difference."""
+    from engine.encoding.fit import fit_encoding
+    from engine.encoding.stats import _fold_segments
+
+    rng = np.random.default_rng(11)
+    X = [rng.standard_normal((120, 4)).astype(np.float32) for _ in range(2)]
+    W = rng.standard_normal((4, 40))
+    Y = [(np.roll(x, 1, axis=0) @ W + 3 * rng.standard_normal((120, 40))).astype(np.float32) for x in X]
+    fit = dict(delays=(1, 2), alphas=np.logspace(-1, 4, 6), cv="within-run")
+    res_a = fit_encoding(X, Y, **fit)
+    res_b = fit_encoding([x[:, :2] for x in X], Y, **fit)
+    preds, meas, groups = _fold_segments(res_a, res_a.predictions, res_a.measured, "auto")
+    assert len(preds) == 2 * 5 and groups == [[b, 5 + b] for b in range(5)]
+    blocks = make_time_blocks([p.shape[0] for p in preds], 10)
+    again = _PairStats(preds, meas, blocks).scores_from_weights(np.ones((1, blocks.n_blocks)), groups)[0]
+    np.testing.assert_allclose(again, res_a.scores, atol=2e-6)
+    per_run = _PairStats(res_a.predictions, res_a.measured, make_time_blocks([120, 120], 10)).scores_from_weights(
+        np.ones((1, 24)), [[0], [1]])[0]
+    assert np.max(np.abs(per_run - res_a.scores)) > 0.01                 # the rule that was used before
+    cmp = compare_models(res_a, res_b, n_perm=200, n_boot=200, seed=0)
+    assert cmp.settings["cv_factor"] == 2.0
+    assert np.all((cmp.ci_low <= cmp.difference) & (cmp.difference <= cmp.ci_high))
+    low, high = bootstrap_ci_targets(res_a, n_boot=200, seed=1)
+    assert np.all((low <= res_a.scores) & (res_a.scores <= high))
