@@ -7,15 +7,15 @@
   on-screen text (scene titles); the audio is a tone mixture under a slowly varying envelope.
 - ``stimuli/demo_episode.srt`` (subtitle cues) and ``stimuli/demo_episode_words.tsv``
   (onset, duration, word): a speaker talks in bursts, at a rate that changes.
-- ``fmri/sub-01_run-{1..4}_fsaverage5.npy``: four viewings of the episode at TR 1.49 s on
+- ``fmri/sub-01_run-{1,2,3}_fsaverage5.npy``: three viewings of the episode at TR 1.49 s on
   fsaverage5 (n_trs, 20484) float32, and the same as parcel tables
-  (``fmri/sub-01_run-{1..4}_schaefer400.tsv``) when the bundled atlas is available.
+  (``fmri/sub-01_run-{1,2,3}_schaefer400.tsv``) when the bundled atlas is available.
 
-Six minutes (241 TRs) and four viewings, where the first demos had two minutes and two: the runs
-show one stimulus, so the default CV holds the same segment out of every run (within-run
+Six minutes (241 TRs) and three viewings, where the first demos had two minutes and two: the
+runs show one stimulus, so the default CV holds the same segment out of every run (within-run
 blocks), and the studies' models must learn from the rest of the episode; their block-swap
-tests, widened for cross-validated folds, need many 10-TR blocks (4 x 24) to reach a small p
-(2 x 8 blocks bottomed out near p = 0.01, and 2 x 24 left the planted parcels' q near 0.05).
+tests, widened for cross-validated folds, need many 10-TR blocks (3 x 24) to reach a small p
+(2 x 8 blocks bottomed out near p = 0.01, and 2 x 24 left some planted parcels' q near 0.05).
 - ``truth/truth.npz``: the planted maps and drivers; ``truth/README.txt`` says what they are.
 
 Responses are made from the *generator's* parameters (true speed, true luminance, true audio
@@ -556,7 +556,7 @@ def synthesize_runs(maps, drivers, n_runs, n_trs, tr_s, rng, regions=None) -> Li
 # ------------------------------------------------------------------------------------------
 # the project
 # ------------------------------------------------------------------------------------------
-def write_demo_project(out_dir, seed: int = 0, duration_s: float = DURATION_S, n_runs: int = 4) -> Path:
+def write_demo_project(out_dir, seed: int = 0, duration_s: float = DURATION_S, n_runs: int = 3) -> Path:
     """Write the demo project into ``out_dir`` and return the project file's path.
 
     Deterministic: the same seed gives the same stimuli, runs and truth. The folder is

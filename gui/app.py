@@ -5,7 +5,8 @@ file or folder), ``--demo``, ``--screenshot PNG`` (render the window once shown,
 PNG and a JSON of pane rectangles beside it, then quit), ``--quit-after S`` and
 ``--attention NAME[:LAYER[:HEAD[:OPACITY]]]`` (the attention overlay on at start; also read from
 the environment variable ``ALIGNSCOPE_ATTENTION`` while main.py does not declare it) and
-``--cortex-labels [N]`` (atlas borders and the names of the N largest regions of each view on).
+``--cortex-labels [N]`` (atlas borders and the names of the N largest regions of each view on) and
+``--time S`` (go to S seconds into the episode once the project is open).
 
 Starting the GUI imports no torch and no transformers: those load only inside jobs.
 """
@@ -31,6 +32,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--attention", metavar="NAME[:LAYER[:HEAD[:OPACITY]]]", default=None,
                         help="start with the attention overlay of this project attention file on, "
                              "e.g. minilm:rollout (also ALIGNSCOPE_ATTENTION)")
+    parser.add_argument("--time", type=float, default=None, metavar="S",
+                        help="once the project is open, go to S seconds into the episode")
     parser.add_argument("--cortex-labels", type=int, nargs="?", const=8, default=None, metavar="N",
                         help="start with the names of the N largest atlas regions facing each cortex view "
                              "(default 8) and the atlas borders on")
@@ -147,6 +150,9 @@ def run(args) -> int:
     if labels is not None:
         window.project_opened.connect(
             lambda _p: window.cortex_view.apply_settings(labels=labels > 0, label_count=max(labels, 1), borders=True))
+    start_s = getattr(args, "time", None)
+    if start_s is not None:
+        window.project_opened.connect(lambda _p: setattr(window.state, "time", float(start_s)))
     if screenshot:
         # once the project is on screen, give the panes a moment to lay out and render
         window.project_opened.connect(lambda _p: QTimer.singleShot(SCREENSHOT_DELAY_MS, shoot))

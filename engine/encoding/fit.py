@@ -440,7 +440,8 @@ def make_cv_plan(options: FitOptions, lengths: Sequence[int], groups: Optional[L
                       "stimulus (leave-one-stimulus-out)")
             warn.append(f"runs {_repeat_text(groups)} show the same stimulus: folds are grouped by stimulus "
                         "so that a test stimulus is never seen in training")
-        elif min(lengths) >= 2 * n_blocks + 2 * gap:
+        elif min(lengths) - min(lengths) // n_blocks - 2 * gap >= n_blocks * (2 * gap + 2):
+            # (room in each run, once a test block and its gaps are out, for blocked inner folds)
             # leave-one-run-out would test each run on a stimulus the training runs showed: a model
             # that tells the TRs apart reproduces the other viewings' response (repeatability), and
             # with 3+ viewings the inner folds reward that too (the smallest alpha wins)

@@ -402,13 +402,16 @@ class LowLevelFeatures(dict):
             raise DataError(self.missing_reason)
         raise KeyError(key)
 
-def _video_frames(reader, onset_s: float) -> Iterator[Tuple[float, np.ndarray]]:
-    """Frames from the one just before ``onset_s`` onwards (motion needs a predecessor)."""
+def _video_frames(reader, onset_s: float, end_s: float = np.inf) -> Iterator[Tuple[float, np.ndarray]]:
+    """Frames from the one just before ``onset_s`` (motion needs a predecessor) to the first one
+    after ``end_s`` (no TR bin reaches past it: the rest of a long video is not decoded)."""
     times_s = np.asarray(reader.frame_times_s, dtype=float)
     first = max(0, int(np.searchsorted(times_s, onset_s + 1e-9, side="right")) - 2)
     start_s = float(times_s[first]) if len(times_s) else 0.0
     for _i, t_s, rgb in reader.iter_frames(start_s=start_s):
         yield float(t_s), rgb
+        if t_s > end_s:
+            return
 
 
 def lowlevel_features_job(video_path, words, n_trs: int, tr_s: float, onset_s: float = 0.0,
@@ -452,7 +455,7 @@ def lowlevel_features_job(video_path, words, n_trs: int, tr_s: float, onset_s: f
         video_end_s = float(times_s[-1] + last_step_s) if len(times_s) else 0.0
         _check_overhang("video", video_end_s, n_trs, tr_s, onset_s, max_overhang_trs)
         total = n_frames + 2
-        gen = frame_features_job(_video_frames(reader, onset_s), n_trs, tr_s, onset_s,
+        gen = frame_features_job(_video_frames(reader, onset_s, onset_s + (n_trs + 1) * tr_s), n_trs, tr_s, onset_s,
                                  stimulus_end_s=video_end_s, n_frames=n_frames,
                                  optical_flow=optical_flow, token=token)
         while True:

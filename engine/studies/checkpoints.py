@@ -15,12 +15,12 @@ comparison, offline). The planted answer is the ``pretrained`` region (left infe
 MiniLM's ``layer04`` states once the top 20 components of the random copy's ``layer04`` states and
 the other drivers are regressed out (:func:`engine.demo.pretrained_component`, computed when the
 demo is written, through the same feature extraction this study runs). So r(A) > r(B) there:
-Δr ≈ +0.50 to +0.68 at every layer (measured on demo v4), bootstrap intervals well above 0, and
-no effect in the noise-only regions (0-3 of 190 parcels at q <= 0.05 per layer). ``layer04``, the
+Δr ≈ +0.49 to +0.70 at every layer (measured on demo v4), bootstrap intervals well above 0, and
+no effect in the noise-only regions (0-2 of 190 parcels at q <= 0.05 per layer). ``layer04``, the
 layer the driver was taken from, gives A its best r there (0.64 against 0.53-0.57); the demo's
 40-word vocabulary in random order gives the layers little else to differ on, so the pretrained
 geometry already shows in the embeddings (``layer00``). The planted parcels' block-swap p is at
-its floor 1 / (n_perm + 1) and their q 0.005-0.009: B's ridge shrinks its predictions there to almost
+its floor 1 / (n_perm + 1) and their q 0.005-0.010: B's ridge shrinks its predictions there to almost
 nothing (its alpha at the top of the grid), and the comparison standardises each model's
 predictions before swapping blocks, so A's blocks do not dominate the swapped series; the swap
 null is widened by sqrt(2) because the cross-validation folds train each other

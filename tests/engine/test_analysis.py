@@ -15,7 +15,7 @@ from engine.project import Project
 
 @pytest.fixture(scope="module")
 def small_demo(tmp_path_factory):
-    return write_demo_project(tmp_path_factory.mktemp("analysis") / "demo", seed=1, duration_s=60.0)
+    return write_demo_project(tmp_path_factory.mktemp("analysis") / "demo", seed=1, duration_s=60.0, n_runs=2)
 
 
 def test_fit_registers_a_result_that_finds_the_planted_regions(small_demo, tmp_path, monkeypatch):
@@ -27,13 +27,13 @@ def test_fit_registers_a_result_that_finds_the_planted_regions(small_demo, tmp_p
     assert project.results[name] == "results/ll.h5"
     saved = EncodingResult.load(project.path("results/ll.h5"))
     np.testing.assert_array_equal(saved.scores, result.scores)
-    assert saved.space == "fsaverage5" and len(saved.predictions) == 4
+    assert saved.space == "fsaverage5" and len(saved.predictions) == 2
     truth = np.load(project.path(project.extra["truth"]))
     planted = np.zeros(20484, bool)
     for k in ("visual", "auditory", "language"):
         planted |= truth[f"map_{k}"] >= 0.5
     noise = sum(truth[k] for k in truth.files if k.startswith("map_")) == 0
-    assert np.median(saved.scores[planted]) > 0.3     # within-run CV (one stimulus in both runs): measured 0.38
+    assert np.median(saved.scores[planted]) > 0.5
     assert abs(np.median(saved.scores[noise])) < 0.05
     # the wrapper keeps the job's former model (one ridge over the concatenated low-level spaces,
     # delays 1-4 TRs), other settings FitOptions' defaults: the same numbers as fitting them directly

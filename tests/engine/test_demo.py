@@ -27,7 +27,7 @@ def test_results_are_written_and_agree_with_the_summary(demo_project):
     project = Project.load(demo_project)
     full = EncodingResult.load(project.path(project.results["full"]))
     assert full.scores.shape == (20484,)
-    assert len(full.predictions) == 4 and full.predictions[0].shape == (241, 20484)
+    assert len(full.predictions) == 3 and full.predictions[0].shape == (241, 20484)
     truth = np.load(project.path(project.extra["truth"]))
     core = truth["map_visual"] >= 0.5
     summary = json.loads((demo_project.parent / "summary.json").read_text())

@@ -288,6 +288,10 @@ def test_lowlevel_features_from_files_recover_planted_truth(tmp_path):
     centres = mel_band_centres_hz(sr)
     assert np.all(np.argmax(out["mel"], axis=1) == np.argmin(np.abs(centres - 700.0)))
     np.testing.assert_array_equal(out["word_rate"][:, 0], np.histogram(onsets, np.arange(n_trs + 1))[0])
+    # fewer TRs: decoding stops after the last TR's frames, and those TRs are exactly the first rows
+    head = lowlevel.lowlevel_features(video, words, 4, tr_s, audio_path=wav, layers=["luminance", "contrast", "motion"])
+    for key in ("luminance", "contrast", "motion"):
+        np.testing.assert_array_equal(head[key], out[key][:4], err_msg=key)
 
 
 def test_lowlevel_features_reads_audio_track_of_the_video_with_onset(tmp_path):

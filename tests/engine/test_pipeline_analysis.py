@@ -23,7 +23,7 @@ from engine.project import Project
 def demo(tmp_path_factory):
     """A small demo project (60 s, 2 runs of one episode, fsaverage5 + parcels) and its own feature cache."""
     root = tmp_path_factory.mktemp("pipeline")
-    return write_demo_project(root / "demo", seed=2, duration_s=60.0), root / "cache"
+    return write_demo_project(root / "demo", seed=2, duration_s=60.0, n_runs=2), root / "cache"
 
 
 def _arrays_and_attrs(path):

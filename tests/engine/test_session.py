@@ -162,8 +162,8 @@ def test_demo_offers_its_parcel_runs_attention_and_a_scrub_proxy(demo_project):
     from engine.io.atlases import load_atlas
 
     with ProjectSession.open(demo_project) as s:
-        assert s.run_names == ["sub-01_run-1", "sub-01_run-2"]
-        assert s.display_run_names == s.run_names + ["sub-01_run-1_parcels", "sub-01_run-2_parcels"]
+        assert s.run_names == [f"sub-01_run-{k}" for k in range(1, 4)]
+        assert s.display_run_names == s.run_names + [f"sub-01_run-{k}_parcels" for k in range(1, 4)]
         atlas = load_atlas("schaefer_400", "fsaverage5")
         table = np.loadtxt(demo_project.parent / "fmri" / "sub-01_run-2_schaefer400.tsv", skiprows=1,
                            dtype=np.float32)

@@ -79,7 +79,8 @@ def test_demo_attention_screenshot_under_xvfb(xvfb_display, demo_project, tmp_pa
     png = tmp_path / "attention.png"
     env = dict(os.environ, DISPLAY=xvfb_display, QT_QPA_PLATFORM="xcb", HF_HUB_OFFLINE="1",
                ALIGNSCOPE_DEMO_DIR=str(demo_project.parent), ALIGNSCOPE_ATTENTION="minilm")
-    out = subprocess.run([sys.executable, "main.py", "gui", "--demo", "--screenshot", str(png)],
+    # --time 30: half a minute in, where the speaker has said some thirty words (TR 0 has none yet)
+    out = subprocess.run([sys.executable, "main.py", "gui", "--demo", "--time", "30", "--screenshot", str(png)],
                          capture_output=True, text=True, cwd=REPO, env=env, timeout=400)
     if out.returncode != 0 and "could not connect to display" in out.stderr:
         pytest.skip("Qt could not use the Xvfb display")
@@ -87,7 +88,7 @@ def test_demo_attention_screenshot_under_xvfb(xvfb_display, demo_project, tmp_pa
     meta, img = check_screenshot(png, min_hot=300)
     att = meta["attention"]
     assert att["name"] == "minilm" and att["kind"] == "tokens" and att["tokens_visible"]
-    assert att["label"] == f"TR {att['tr']} shown"
+    assert att["label"] == f"TR {att['tr']} shown" and att["tr"] == 20          # 30 s / 1.49 s
     ratio = meta["device_pixel_ratio"]
     strip = crop(img, meta["panes"]["attention_tokens"], ratio)
     video = crop(img, meta["panes"]["video_frame"], ratio)
