@@ -512,8 +512,8 @@ def compare_models(result_a, result_b, measured: Optional[list] = None, n_perm: 
       is exact for a train/test split but too narrow when the folds train each other
       (leave-one-run-out, K-fold, within-run CV): the null's differences are multiplied by
       ``sqrt(cv_variance_factor(result))`` (2 in variance for LORO; see
-      :func:`cv_variance_factor`). Without it 15-20 % of pure-noise targets reached
-      p <= 0.05 under LORO.
+      :func:`cv_variance_factor`). Without it about 15 % of pure-noise targets reached
+      p <= 0.05 under LORO (``bench/compare_calibration.py``).
     - **confidence intervals**: block bootstrap (blocks resampled within runs, the same
       resample for both models), percentile interval of the difference (the
       standardisation does not change a resample's r), its deviations from the observed
@@ -584,6 +584,7 @@ def compare_models_job(result_a, result_b, measured: Optional[list] = None, n_pe
     ones = np.ones((1, blocks.n_blocks))
     r_a = np.mean([pr.sa.scores_from_weights(ones[:, pr.sel], [pr.all_runs])[0] for pr in pairs], axis=0)
     r_b = np.mean([pr.sb.scores_from_weights(ones[:, pr.sel], [pr.all_runs])[0] for pr in pairs], axis=0)
+    centre = r_a - r_b   # the unresampled statistic of the resampling below: its draws widen around it
     # one score: results compared with their saved per-target scores (never recomputed with
     # another rule); the swap null below is centred on the same statistic.
     saved_a, saved_b = _saved_scores(result_a, score), _saved_scores(result_b, score)
@@ -612,7 +613,7 @@ def compare_models_job(result_a, result_b, measured: Optional[list] = None, n_pe
         w = _bootstrap_weights(blocks, nb, rng)
         draws = np.mean([pr.sa.scores_from_weights(w[:, pr.sel], [pr.all_runs])
                          - pr.sb.scores_from_weights(w[:, pr.sel], [pr.all_runs]) for pr in pairs], axis=0)
-        boot[start:start + nb] = diff + spread * (draws - diff)
+        boot[start:start + nb] = draws if spread == 1 else centre + spread * (draws - centre)
         step += 1
         yield Progress(step, total, f"model comparison: {start + nb}/{n_boot} bootstrap resamples")
     qs = [(1 - ci) / 2 * 100, (1 + ci) / 2 * 100]
@@ -620,10 +621,9 @@ def compare_models_job(result_a, result_b, measured: Optional[list] = None, n_pe
     return ModelComparison(r_a, r_b, diff, p, q, low, high, null, boot,
                            dict(n_perm=n_perm, n_boot=n_boot, block_trs=block_trs, ci=ci,
                                 seed=seed, score=groups, alpha=alpha, cv_factor=factor,
-                                null=NULL_DESCRIPTION + (f"; widened by sqrt({factor:.3g}) for cross-validated "
-                                                         "folds that train each other" if factor > 1 else ""),
+                                null=NULL_DESCRIPTION + widening_text({"cv_factor": factor}),
                                 interval="block bootstrap (percentile), stratified by run"
-                                         + (f", deviations widened by sqrt({factor:.3g})" if factor > 1 else "")))
+                                         + widening_text({"cv_factor": factor})))
 
 
 NULL_DESCRIPTION = ("block swap of A/B predictions, each model's predictions standardised "
@@ -645,8 +645,8 @@ def cv_variance_factor(result) -> float:
     2 for leave-one-run-out and for any K-fold partition; where the prediction is mostly
     signal, r is blind to the noise part along the signal and the true factor falls towards
     1, so the factor is conservative there. Measured with ``fit_encoding`` on AR(1) noise
-    (2, 4, 8 runs, LORO): the observed spread of differences over the unwidened swap null
-    was 2.2-2.4 in variance, 15-20 % of targets at p <= 0.05 before, 5-7 % after.
+    (2, 4, 8 runs LORO, 3-fold over 6 runs; ``bench/compare_calibration.py``): 14.5-15.8 % of
+    targets at p <= 0.05 with the unwidened null, 2.2-5.5 % widened.
 
     Parameters
     ----------
@@ -687,7 +687,8 @@ def cv_variance_factor(result) -> float:
 
 def widening_text(settings: dict) -> str:
     """", widened by sqrt(2) for cross-validated folds that train each other" (with a leading comma)
-    when a comparison's ``settings["cv_factor"]`` is above 1, else "" (for one-line summaries)."""
+    when a comparison's ``settings["cv_factor"]`` is above 1, else "" (for one-line summaries and
+    the comparison's own description of its null and interval)."""
     factor = float(settings.get("cv_factor", 1.0) or 1.0)
     if factor <= 1.0:
         return ""
